@@ -1,0 +1,33 @@
+// Status names for logs.
+#include "engine/status.h"
+
+namespace sdiff {
+
+std::string Status::ToString() const {
+  const char* name = "OK";
+  switch (code_) {
+    case Code::kOk:
+      return "OK";
+    case Code::kNotFound:
+      name = "not found";
+      break;
+    case Code::kCorruption:
+      name = "corruption";
+      break;
+    case Code::kInvalidArgument:
+      name = "invalid argument";
+      break;
+    case Code::kProtocolError:
+      name = "protocol error";
+      break;
+    case Code::kIOError:
+      name = "I/O error";
+      break;
+    case Code::kAborted:
+      name = "aborted";
+      break;
+  }
+  return std::string(name) + ": " + message_;
+}
+
+}  // namespace sdiff

@@ -1,0 +1,127 @@
+// Behaviour of the merkle tree on hand-picked cases; merkle_tree_property_test.cc
+// checks it against a model on random operation sequences.
+#include "engine/merkle_tree.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace sdiff {
+namespace {
+
+using namespace std::string_literals;
+
+TEST(MerkleTreeTest, EmptyTreeHasZeroRoot) {
+  MerkleTree tree;
+  EXPECT_EQ(tree.size(), 0u);
+  EXPECT_TRUE(tree.root_hash().is_zero());
+  EXPECT_FALSE(tree.Find(0, "a"));
+  EXPECT_FALSE(tree.Erase(0, "a"));
+}
+
+TEST(MerkleTreeTest, PutFindOverwriteErase) {
+  MerkleTree tree;
+  ASSERT_TRUE(tree.Put(0, "key", "v1").ok());
+  EXPECT_EQ(tree.size(), 1u);
+  EXPECT_EQ(*tree.Find(0, "key"), LeafHash(KeyHash(0, "key"), "v1"));
+  EXPECT_EQ(tree.root_hash(), LeafHash(KeyHash(0, "key"), "v1"));
+  ASSERT_TRUE(tree.Put(0, "key", "v2").ok());
+  EXPECT_EQ(tree.size(), 1u);
+  EXPECT_EQ(*tree.Find(0, "key"), LeafHash(KeyHash(0, "key"), "v2"));
+  EXPECT_TRUE(tree.Erase(0, "key"));
+  EXPECT_EQ(tree.size(), 0u);
+  EXPECT_TRUE(tree.root_hash().is_zero());
+}
+
+TEST(MerkleTreeTest, FamiliesSeparateEqualKeys) {
+  MerkleTree tree;
+  ASSERT_TRUE(tree.Put(0, "k", "a").ok());
+  ASSERT_TRUE(tree.Put(1, "k", "b").ok());
+  EXPECT_EQ(tree.size(), 2u);
+  EXPECT_NE(*tree.Find(0, "k"), *tree.Find(1, "k"));
+  EXPECT_TRUE(tree.Erase(1, "k"));
+  EXPECT_TRUE(tree.Find(0, "k"));
+  EXPECT_FALSE(tree.Find(1, "k"));
+}
+
+TEST(MerkleTreeTest, BinaryKeysEmptyValuesAndLargeValues) {
+  MerkleTree tree;
+  std::string nul_key = "a\0b"s;
+  std::string long_key(70000, 'k');
+  std::string big_value(1 << 20, 'v');
+  ASSERT_TRUE(tree.Put(0, nul_key, "").ok());
+  ASSERT_TRUE(tree.Put(0, "a", "").ok());
+  ASSERT_TRUE(tree.Put(0, long_key, big_value).ok());
+  EXPECT_EQ(tree.size(), 3u);
+  EXPECT_EQ(*tree.Find(0, nul_key), LeafHash(KeyHash(0, nul_key), ""));
+  EXPECT_EQ(*tree.Find(0, long_key), LeafHash(KeyHash(0, long_key), big_value));
+  size_t seen = 0;
+  tree.ForEach([&](FamilyTag, std::string_view key, const Hash128&) {
+    seen++;
+    EXPECT_TRUE(key == nul_key || key == "a" || key == long_key);
+  });
+  EXPECT_EQ(seen, 3u);
+}
+
+TEST(MerkleTreeTest, RootIsXorOfLeafHashes) {
+  MerkleTree tree;
+  Hash128 expected;
+  for (int i = 0; i < 1000; ++i) {
+    std::string key = "key" + std::to_string(i);
+    ASSERT_TRUE(tree.Put(0, key, "value").ok());
+    expected ^= LeafHash(KeyHash(0, key), "value");
+  }
+  EXPECT_EQ(tree.root_hash(), expected);
+}
+
+TEST(MerkleTreeTest, SnapshotIsUnchangedByLaterWrites) {
+  MerkleTree tree;
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(tree.Put(0, std::to_string(i), "a").ok());
+  TreeView snap = tree.Snapshot();
+  Hash128 root = snap.root_hash();
+  for (int i = 0; i < 500; i += 2) ASSERT_TRUE(tree.Put(0, std::to_string(i), "b").ok());
+  for (int i = 1; i < 500; i += 4) tree.Erase(0, std::to_string(i));
+  for (int i = 500; i < 700; ++i) ASSERT_TRUE(tree.Put(0, std::to_string(i), "c").ok());
+  EXPECT_EQ(snap.root_hash(), root);
+  EXPECT_EQ(snap.size(), 500u);
+  EXPECT_EQ(*snap.Find(0, "2"), LeafHash(KeyHash(0, "2"), "a"));
+  EXPECT_TRUE(snap.Find(0, "1"));
+  EXPECT_FALSE(snap.Find(0, "600"));
+}
+
+TEST(MerkleTreeTest, DiffReportsEachKind) {
+  MerkleTree a, b;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(a.Put(0, std::to_string(i), "x").ok());
+    ASSERT_TRUE(b.Put(0, std::to_string(i), "x").ok());
+  }
+  ASSERT_TRUE(a.Put(0, "only-a", "1").ok());
+  ASSERT_TRUE(b.Put(3, "only-b", "1").ok());
+  ASSERT_TRUE(b.Put(0, "7", "changed").ok());
+  auto diff = Diff(a, b);
+  ASSERT_EQ(diff.size(), 3u);
+  std::vector<DiffEntry> expected = {{0, "only-a", DiffKind::kOnlyInA},
+                                     {3, "only-b", DiffKind::kOnlyInB},
+                                     {0, "7", DiffKind::kValueDiffers}};
+  for (const DiffEntry& e : expected) {
+    EXPECT_NE(std::find(diff.begin(), diff.end(), e), diff.end()) << e.key;
+  }
+  EXPECT_TRUE(Diff(a, a).empty());
+}
+
+Hash128 ConstantHasher(FamilyTag, std::string_view) { return Hash128{1, 2}; }
+
+TEST(MerkleTreeTest, FullKeyHashCollisionIsRefused) {
+  MerkleTree tree(&ConstantHasher);
+  ASSERT_TRUE(tree.Put(0, "a", "1").ok());
+  Status s = tree.Put(0, "b", "1");
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_EQ(tree.size(), 1u);
+  EXPECT_FALSE(tree.Find(0, "b"));
+  EXPECT_TRUE(tree.Put(0, "a", "2").ok());  // the same key still overwrites
+}
+
+}  // namespace
+}  // namespace sdiff
