@@ -156,8 +156,8 @@ void Unref(Slot s) {
 int LowerBound(const Inner* inner, uint8_t digit) {
   if (inner->count == kMaxChildren) return digit;
   const Slot* begin = inner->slots();
-  return static_cast<int>(std::lower_bound(begin, begin + inner->count, Slot{digit} << kDigitShift) -
-                          begin);
+  return static_cast<int>(
+      std::lower_bound(begin, begin + inner->count, Slot{digit} << kDigitShift) - begin);
 }
 
 // The child slot for `digit`, or nullptr.
@@ -234,7 +234,8 @@ class Differ {
  public:
   Differ(KeyHasher hasher, std::vector<DiffEntry>* out) : hasher_(hasher), out_(out) {}
 
-  void Compare(Slot a, Slot b) {
+  // a and b hang at the same position: their keys agree on digits [0, depth).
+  void Compare(Slot a, Slot b, int depth) {
     if (SameNode(a, b)) return;
     if (a == 0) return EmitAll(b, DiffKind::kOnlyInB);
     if (b == 0) return EmitAll(a, DiffKind::kOnlyInA);
@@ -260,6 +261,19 @@ class Differ {
     int da = IsLeaf(a) ? kHashDigits : AsInner(a)->depth;
     int db = IsLeaf(b) ? kHashDigits : AsInner(b)->depth;
     int at = std::min(da, db);
+    if (at > depth) {
+      // Digits [depth, at) are skipped by a collapsed chain or a leaf on at
+      // least one side; where they differ, the two key sets are disjoint.
+      Hash128 pa = AnyKeyHash(a, hasher_);
+      Hash128 pb = AnyKeyHash(b, hasher_);
+      int split = FirstDifferingDigit(pa, pb, depth);
+      if (split < at) {
+        bool a_first = pa.digit(split) < pb.digit(split);
+        EmitAll(a_first ? a : b, a_first ? DiffKind::kOnlyInA : DiffKind::kOnlyInB);
+        EmitAll(a_first ? b : a, a_first ? DiffKind::kOnlyInB : DiffKind::kOnlyInA);
+        return;
+      }
+    }
     Children ca = Expand(a, da, at);
     Children cb = Expand(b, db, at);
     size_t i = 0, j = 0;
@@ -269,11 +283,11 @@ class Differ {
       int dig_a = i < ca.count ? DigitOf(ca.slots[i]) : kMaxChildren;
       int dig_b = j < cb.count ? DigitOf(cb.slots[j]) : kMaxChildren;
       if (dig_a == dig_b) {
-        Compare(ca.slots[i++], cb.slots[j++]);
+        Compare(ca.slots[i++], cb.slots[j++], at + 1);
       } else if (dig_a < dig_b) {
-        Compare(ca.slots[i++], 0);
+        Compare(ca.slots[i++], 0, at + 1);
       } else {
-        Compare(0, cb.slots[j++]);
+        Compare(0, cb.slots[j++], at + 1);
       }
     }
   }
@@ -395,7 +409,7 @@ void TreeView::ForEach(
 std::vector<DiffEntry> Diff(const TreeView& a, const TreeView& b) {
   assert(a.hasher() == b.hasher());
   std::vector<DiffEntry> out;
-  Differ(a.hasher(), &out).Compare(a.root_, b.root_);
+  Differ(a.hasher(), &out).Compare(a.root_, b.root_, 0);
   return out;
 }
 

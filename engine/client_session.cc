@@ -1,0 +1,379 @@
+// The follower's protocol state machine. State transitions live in Handle():
+//
+//   state            message         -> action
+//   kIdle            (Start)         -> Hello                        -> kAwaitChallenge
+//   kAwaitChallenge  Challenge       -> check master's proof, Auth   -> kAwaitWelcome
+//   kAwaitWelcome    Welcome         -> resume | await diff | bootstrap -> kStreaming
+//   kStreaming       Batch           -> apply atomically
+//                    SyncStart       -> snapshot, SyncRoot
+//                    NodesRequest    -> Nodes from the snapshot
+//                    Repair          -> apply, minus keys streamed since the snapshot
+//                    SyncDone        -> consistent (or await the retry)
+//                    BootstrapChunk  -> apply, minus keys streamed since it began
+//                    Ping            -> Pong
+//   any              Reject          -> closed
+//   anything else is a protocol error: Reject, closed.
+#include "engine/client_session.h"
+
+#include <algorithm>
+
+#include "engine/sync.h"
+
+namespace sdiff {
+namespace {
+
+constexpr size_t kNonceBytes = 32;
+
+std::string KeyHashPath(const Hash128& key_hash) {
+  uint8_t bytes[16];
+  key_hash.ToBytes(bytes);
+  return std::string(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+}
+
+}  // namespace
+
+ClientSession::ClientSession(ClientOptions options, FollowerHooks hooks, FollowerState state)
+    : options_(std::move(options)),
+      hooks_(std::move(hooks)),
+      reader_(options_.max_frame),
+      persisted_(std::move(state)) {}
+
+void ClientSession::Start() {
+  if (state_ != State::kIdle) return;
+  client_nonce_.assign(kNonceBytes, '\0');
+  hooks_.random_bytes(reinterpret_cast<uint8_t*>(client_nonce_.data()), kNonceBytes);
+  Hello hello;
+  hello.min_version = wire::kProtocolVersion;
+  hello.max_version = wire::kProtocolVersion;
+  hello.role = options_.role;
+  hello.client_nonce = client_nonce_;
+  hello.master_id = persisted_.master_id;
+  hello.applied_seq = persisted_.applied_seq;
+  hello.key_count = hooks_.snapshot().size();
+  hello.bootstrapping = persisted_.bootstrapping;
+  hello.bootstrap_family = persisted_.bootstrap_family;
+  hello.bootstrap_key = persisted_.bootstrap_key;
+  Send(hello);
+  state_ = State::kAwaitChallenge;
+}
+
+void ClientSession::OnBytes(std::string_view bytes) {
+  if (closed()) return;
+  last_received_ms_ = now_ms_;
+  reader_.Append(bytes);
+  for (;;) {
+    Message message;
+    bool got = false;
+    Status s = reader_.Next(&message, &got);
+    if (!s.ok()) return Fail(s);
+    if (!got) return;
+    Handle(message);
+    if (closed()) return;
+  }
+}
+
+void ClientSession::Handle(Message& message) {
+  if (auto* reject = std::get_if<Reject>(&message)) {
+    state_ = State::kClosed;
+    error_ = Status::Aborted("master refused: " + reject->reason);
+    events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
+    return;
+  }
+  switch (state_) {
+    case State::kAwaitChallenge:
+      if (auto* m = std::get_if<Challenge>(&message)) return HandleChallenge(*m);
+      break;
+    case State::kAwaitWelcome:
+      if (auto* m = std::get_if<Welcome>(&message)) return HandleWelcome(*m);
+      break;
+    case State::kStreaming:
+      if (auto* m = std::get_if<Batch>(&message)) return HandleBatch(*m);
+      if (auto* m = std::get_if<SyncStart>(&message)) return HandleSyncStart(*m);
+      if (auto* m = std::get_if<NodesRequest>(&message)) return HandleNodes(*m);
+      if (auto* m = std::get_if<Repair>(&message)) return HandleRepair(*m);
+      if (auto* m = std::get_if<SyncDone>(&message)) return HandleSyncDone(*m);
+      if (auto* m = std::get_if<BootstrapChunk>(&message)) return HandleBootstrap(*m);
+      if (auto* m = std::get_if<Ping>(&message)) {
+        master_seq_ = std::max(master_seq_, m->master_seq);
+        Send(Pong{applied_seq_, m->master_time_ms});
+        return;
+      }
+      break;
+    case State::kIdle:
+    case State::kClosed:
+      break;
+  }
+  Fail(Status::ProtocolError(std::string("unexpected ") + MessageName(message)));
+}
+
+void ClientSession::HandleChallenge(const Challenge& challenge) {
+  if (challenge.version != wire::kProtocolVersion) {
+    return Fail(Status::ProtocolError("master chose protocol version " +
+                                      std::to_string(challenge.version)));
+  }
+  Auth auth;
+  if (options_.authenticator != nullptr) {
+    if (challenge.server_proof.empty()) {
+      return Fail(Status::ProtocolError("master did not prove the shared secret"));
+    }
+    if (!options_.authenticator->Verify(MasterProofMessage(client_nonce_, challenge.server_nonce),
+                                        challenge.server_proof)) {
+      return Fail(Status::ProtocolError("master failed authentication: wrong secret"));
+    }
+    auth.client_proof =
+        options_.authenticator->Sign(FollowerProofMessage(client_nonce_, challenge.server_nonce));
+  }
+  Send(auth);
+  state_ = State::kAwaitWelcome;
+}
+
+void ClientSession::HandleWelcome(const Welcome& welcome) {
+  families_ = welcome.families;
+  master_seq_ = welcome.master_seq;
+  catch_up_seq_ = welcome.master_seq;
+  expected_seq_ = welcome.resume_from;
+  switch (welcome.mode) {
+    case StartMode::kResume:
+      if (welcome.master_id != persisted_.master_id ||
+          welcome.resume_from != persisted_.applied_seq + 1) {
+        return Fail(Status::ProtocolError("Welcome: resume from " +
+                                          std::to_string(welcome.resume_from) +
+                                          " does not follow our state"));
+      }
+      applied_seq_ = persisted_.applied_seq;
+      consistent_ = true;
+      catch_up_sync_due_ = true;
+      break;
+    case StartMode::kDiff:
+      // The master diffs us right away; until that completes we are not resumable.
+      persisted_.master_id = welcome.master_id;
+      persisted_.applied_seq = 0;
+      persisted_.bootstrapping = false;
+      applied_seq_ = welcome.resume_from - 1;
+      consistent_ = false;
+      break;
+    case StartMode::kBootstrap:
+      persisted_.master_id = welcome.master_id;
+      persisted_.applied_seq = 0;
+      persisted_.bootstrapping = true;
+      applied_seq_ = welcome.resume_from - 1;
+      consistent_ = false;
+      catch_up_sync_due_ = true;
+      tracking_ = true;
+      break;
+  }
+  state_ = State::kStreaming;
+  events_.push_back({ClientEvent::Kind::kWelcome, welcome.mode, 0, false, Status::OK()});
+  MaybeRequestCatchUpSync();
+}
+
+void ClientSession::HandleBatch(const Batch& batch) {
+  if (batch.seq < expected_seq_) {
+    return Fail(Status::ProtocolError("Batch at sequence " + std::to_string(batch.seq) +
+                                      " repeats the stream (expected " +
+                                      std::to_string(expected_seq_) + ")"));
+  }
+  if (batch.seq > expected_seq_) {
+    // Writes are missing between the two: only a diff can bring them back.
+    consistent_ = false;
+    catch_up_sync_due_ = true;
+  }
+  applied_seq_ = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
+  expected_seq_ = applied_seq_ + 1;
+  master_seq_ = std::max(master_seq_, applied_seq_);
+  if (tracking_) Track(batch.ops);
+  if (!Apply(ApplyRequest::Source::kStream, batch.ops, batch.seq)) return;
+  MaybeRequestCatchUpSync();
+}
+
+void ClientSession::HandleSyncStart(const SyncStart& start) {
+  if (in_sync_) return Fail(Status::ProtocolError("SyncStart while a diff runs"));
+  in_sync_ = true;
+  sync_requested_ = false;
+  sync_id_ = start.sync_id;
+  salt_ = start.salt;
+  hash_bytes_ = start.hash_bytes;
+  repaired_ = 0;
+  snapshot_ = hooks_.snapshot();
+  streamed_keys_.clear();
+  streamed_ranges_.clear();
+  tracking_ = true;
+  SyncRoot root;
+  root.sync_id = sync_id_;
+  root.root = snapshot_.root_hash();
+  root.key_count = snapshot_.size();
+  root.equal = root.root == start.root;
+  root.hash_bytes = hash_bytes_;
+  if (!root.equal) root.top = Summarize(snapshot_, "", salt_, hash_bytes_);
+  Send(root);
+}
+
+void ClientSession::HandleNodes(const NodesRequest& request) {
+  if (!in_sync_ || request.sync_id != sync_id_) {
+    return Fail(Status::ProtocolError("NodesRequest outside its diff"));
+  }
+  Nodes nodes;
+  nodes.sync_id = sync_id_;
+  nodes.hash_bytes = hash_bytes_;
+  nodes.summaries.reserve(request.paths.size());
+  for (const std::string& path : request.paths) {
+    nodes.summaries.push_back(Summarize(snapshot_, path, salt_, hash_bytes_));
+  }
+  Send(nodes);
+}
+
+void ClientSession::HandleRepair(const Repair& repair) {
+  if (!in_sync_ || repair.sync_id != sync_id_) {
+    return Fail(Status::ProtocolError("Repair outside its diff"));
+  }
+  std::vector<Op> ops;
+  ops.reserve(repair.ops.size() + repair.delete_key_hashes.size());
+  for (const Op& op : repair.ops) {
+    if (op.kind != OpKind::kPut && op.kind != OpKind::kDelete) {
+      return Fail(Status::ProtocolError("Repair: only puts and deletes repair"));
+    }
+    if (!Streamed(op.family, op.key)) ops.push_back(op);
+  }
+  for (const Hash128& key_hash : repair.delete_key_hashes) {
+    NodeRef leaf = LocatePrefix(snapshot_, KeyHashPath(key_hash));
+    if (leaf.empty() || !leaf.is_leaf() || leaf.key_hash() != key_hash) continue;
+    std::string key(leaf.key());
+    if (Streamed(leaf.family(), key)) continue;
+    ops.push_back(Op{OpKind::kDelete, leaf.family(), std::move(key), {}});
+  }
+  repaired_ += ops.size();
+  if (!ops.empty()) Apply(ApplyRequest::Source::kRepair, ops);
+}
+
+void ClientSession::HandleSyncDone(const SyncDone& done) {
+  if (!in_sync_ || done.sync_id != sync_id_) {
+    return Fail(Status::ProtocolError("SyncDone outside its diff"));
+  }
+  in_sync_ = false;
+  snapshot_ = TreeView();
+  last_repaired_ = repaired_;
+  if (!done.retry) {
+    ++syncs_completed_;
+    catch_up_sync_due_ = false;
+    if (!consistent_) {
+      consistent_ = true;
+      if (!Apply(ApplyRequest::Source::kStateOnly, {})) return;
+    }
+  }
+  StopTracking();
+  events_.push_back(
+      {ClientEvent::Kind::kSyncDone, StartMode::kDiff, repaired_, !done.retry, Status::OK()});
+  if (std::exchange(sync_again_, false)) RequestSync();
+}
+
+void ClientSession::HandleBootstrap(const BootstrapChunk& chunk) {
+  if (!persisted_.bootstrapping) {
+    return Fail(Status::ProtocolError("BootstrapChunk outside a bootstrap"));
+  }
+  std::vector<Op> ops;
+  ops.reserve(chunk.entries.size());
+  for (const Op& op : chunk.entries) {
+    if (op.kind != OpKind::kPut) return Fail(Status::ProtocolError("BootstrapChunk: not a put"));
+    if (!Streamed(op.family, op.key)) ops.push_back(op);
+  }
+  if (!chunk.entries.empty()) {
+    persisted_.bootstrap_family = chunk.entries.back().family;
+    persisted_.bootstrap_key = chunk.entries.back().key;
+  }
+  if (chunk.last) {
+    persisted_.bootstrapping = false;
+    persisted_.bootstrap_key.clear();
+    persisted_.bootstrap_family = 0;
+  }
+  if (!Apply(ApplyRequest::Source::kBootstrap, ops)) return;
+  if (chunk.last) {
+    StopTracking();
+    MaybeRequestCatchUpSync();
+  }
+}
+
+// Writes through the embedder, with the state to persist alongside.
+bool ClientSession::Apply(ApplyRequest::Source source, const std::vector<Op>& ops,
+                          uint64_t stream_seq) {
+  persisted_.applied_seq = consistent_ ? applied_seq_ : 0;
+  Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq});
+  if (!s.ok()) {
+    Fail(Status::IOError("applying to the replica failed: " + s.ToString()));
+    return false;
+  }
+  return true;
+}
+
+void ClientSession::Track(const std::vector<Op>& ops) {
+  for (const Op& op : ops) {
+    if (op.kind == OpKind::kDeleteRange) {
+      streamed_ranges_.push_back(op);
+    } else {
+      streamed_keys_.emplace(op.family, op.key);
+    }
+  }
+}
+
+bool ClientSession::Streamed(FamilyTag family, const std::string& key) const {
+  if (!tracking_) return false;
+  if (streamed_keys_.count({family, key}) != 0) return true;
+  for (const Op& range : streamed_ranges_) {
+    if (range.family == family && range.key <= key && key < range.value) return true;
+  }
+  return false;
+}
+
+void ClientSession::StopTracking() {
+  if (in_sync_ || persisted_.bootstrapping) return;
+  tracking_ = false;
+  streamed_keys_.clear();
+  streamed_ranges_.clear();
+}
+
+// After (re)connecting, once the stream has caught up with where the master
+// was at Welcome, one diff checks what resuming trusted.
+void ClientSession::MaybeRequestCatchUpSync() {
+  if (catch_up_sync_due_ && !persisted_.bootstrapping && applied_seq_ >= catch_up_seq_) {
+    RequestSync();
+  }
+}
+
+void ClientSession::RequestSync() {
+  if (state_ != State::kStreaming) return;
+  if (in_sync_) {
+    sync_again_ = true;
+    return;
+  }
+  if (sync_requested_ || persisted_.bootstrapping) return;
+  Send(SyncRequest{});
+  sync_requested_ = true;
+}
+
+void ClientSession::OnTick(int64_t now_ms) {
+  now_ms_ = now_ms;
+  if (closed()) return;
+  if (last_received_ms_ < 0) last_received_ms_ = now_ms;
+  if (now_ms - last_received_ms_ > options_.idle_timeout_ms) {
+    Fail(
+        Status::Aborted("master silent for " + std::to_string(now_ms - last_received_ms_) + " ms"));
+  }
+}
+
+void ClientSession::Close(std::string_view reason) { Fail(Status::Aborted(reason)); }
+
+std::optional<ClientEvent> ClientSession::PollEvent() {
+  if (events_.empty()) return std::nullopt;
+  ClientEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+void ClientSession::Fail(Status status) {
+  if (closed()) return;
+  Send(Reject{RejectCode::kProtocol, status.message()});
+  state_ = State::kClosed;
+  error_ = std::move(status);
+  events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
+}
+
+}  // namespace sdiff

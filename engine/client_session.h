@@ -1,0 +1,171 @@
+// ClientSession: the follower's side of a connection to the master, sans-I/O.
+//
+// Inputs: bytes received (OnBytes), a request to diff (RequestSync), time
+// (OnTick). Outputs: bytes to send (TakeOutput), events (PollEvent), and calls
+// to FollowerHooks: `write` applies one master batch, repair or bootstrap chunk
+// atomically together with the follower's replication state, `snapshot`
+// returns the follower's tree as of its last applied write.
+//
+// The follower converges to the master: on connect it resumes the stream when
+// the master's log allows, else the master diffs it, or bootstraps it when it
+// is empty; after catching up it always runs one more diff, which costs one
+// exchange of root hashes when nothing is wrong. Until a diff completes, the
+// state it persists says "not resumable" (applied_seq 0).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/authenticator.h"
+#include "engine/merkle_tree.h"
+#include "engine/messages.h"
+#include "engine/status.h"
+#include "engine/wire.h"
+
+namespace sdiff {
+
+// What a follower keeps about its replication, persisted atomically with data.
+struct FollowerState {
+  std::string master_id;     // whom it follows; empty: nobody yet
+  uint64_t applied_seq = 0;  // last master sequence applied; 0: not resumable
+  bool bootstrapping = false;
+  FamilyTag bootstrap_family = 0;  // bootstrap progress: last entry applied
+  std::string bootstrap_key;
+  friend bool operator==(const FollowerState&, const FollowerState&) = default;
+};
+
+struct ApplyRequest {
+  enum class Source { kStream, kRepair, kBootstrap, kStateOnly };
+  Source source;
+  const std::vector<Op>& ops;  // apply all or none
+  const FollowerState& state;  // persist with the ops
+  uint64_t stream_seq = 0;     // kStream: the master batch's first sequence
+};
+
+struct FollowerHooks {
+  std::function<Status(const ApplyRequest&)> write;
+  std::function<TreeView()> snapshot;
+  std::function<void(uint8_t* out, size_t n)> random_bytes;
+};
+
+struct ClientOptions {
+  Role role = Role::kFollower;
+  size_t max_frame = wire::kDefaultMaxFrame;
+  int64_t idle_timeout_ms = 15000;               // nothing from the master for this long: close
+  const Authenticator* authenticator = nullptr;  // null: no shared secret
+};
+
+struct ClientEvent {
+  enum class Kind {
+    kWelcome,   // mode: how the master chose to bring us up to date
+    kSyncDone,  // a diff finished (repaired keys; complete, or a retry follows)
+    kClosed,    // status says why
+  };
+  Kind kind;
+  StartMode mode = StartMode::kDiff;
+  uint64_t repaired = 0;
+  bool complete = false;
+  Status status;
+};
+
+class ClientSession {
+ public:
+  ClientSession(ClientOptions options, FollowerHooks hooks, FollowerState state);
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  void Start();  // sends Hello
+  void OnBytes(std::string_view bytes);
+  void RequestSync();
+  void OnTick(int64_t now_ms);
+  void Close(std::string_view reason);
+
+  std::string TakeOutput() { return std::exchange(out_, {}); }
+  bool wants_write() const { return !out_.empty(); }
+  std::optional<ClientEvent> PollEvent();
+
+  bool closed() const { return state_ == State::kClosed; }
+  const Status& error() const { return error_; }
+  bool streaming() const { return state_ == State::kStreaming; }
+  const FollowerState& follower_state() const { return persisted_; }
+  uint64_t applied_seq() const { return applied_seq_; }
+  uint64_t master_seq() const { return master_seq_; }
+  bool consistent() const { return consistent_; }
+  bool in_sync() const { return in_sync_; }
+  // No diff running or asked for, no bootstrap, nothing to send.
+  bool idle() const {
+    return !in_sync_ && !sync_requested_ && !sync_again_ && !persisted_.bootstrapping &&
+           out_.empty();
+  }
+  bool bootstrapping() const { return persisted_.bootstrapping; }
+  const std::vector<FamilyInfo>& families() const { return families_; }
+  uint64_t syncs_completed() const { return syncs_completed_; }
+  uint64_t last_repaired() const { return last_repaired_; }
+
+ private:
+  enum class State { kIdle, kAwaitChallenge, kAwaitWelcome, kStreaming, kClosed };
+
+  void Handle(Message& message);
+  void HandleChallenge(const Challenge& challenge);
+  void HandleWelcome(const Welcome& welcome);
+  void HandleBatch(const Batch& batch);
+  void HandleSyncStart(const SyncStart& start);
+  void HandleNodes(const NodesRequest& request);
+  void HandleRepair(const Repair& repair);
+  void HandleSyncDone(const SyncDone& done);
+  void HandleBootstrap(const BootstrapChunk& chunk);
+  bool Apply(ApplyRequest::Source source, const std::vector<Op>& ops, uint64_t stream_seq = 0);
+  void Track(const std::vector<Op>& ops);
+  bool Streamed(FamilyTag family, const std::string& key) const;
+  void StopTracking();
+  void MaybeRequestCatchUpSync();
+  void Send(const Message& message) { wire::AppendFrame(message, &out_); }
+  void Fail(Status status);
+
+  ClientOptions options_;
+  FollowerHooks hooks_;
+  wire::FrameReader reader_;
+  std::string out_;
+  std::deque<ClientEvent> events_;
+  State state_ = State::kIdle;
+  Status error_;
+
+  FollowerState persisted_;  // what the last write recorded
+  std::string client_nonce_;
+  std::vector<FamilyInfo> families_;
+  uint64_t applied_seq_ = 0;   // last stream sequence applied this session
+  uint64_t expected_seq_ = 0;  // the sequence the next batch should start at
+  uint64_t master_seq_ = 0;    // the master's newest sequence we heard of
+  uint64_t catch_up_seq_ = 0;  // Welcome's master_seq: caught up once applied
+  bool consistent_ = false;    // data equals the master's as of applied_seq_
+  bool catch_up_sync_due_ = false;
+
+  // The diff in progress.
+  bool in_sync_ = false;
+  bool sync_requested_ = false;
+  bool sync_again_ = false;
+  uint64_t sync_id_ = 0;
+  uint64_t salt_ = 0;
+  uint8_t hash_bytes_ = 0;
+  TreeView snapshot_;
+  uint64_t repaired_ = 0;
+  uint64_t last_repaired_ = 0;
+  uint64_t syncs_completed_ = 0;
+
+  // Keys the stream wrote since a diff's snapshot or a bootstrap's start: a
+  // repair or bootstrap entry for them is older than what we have.
+  bool tracking_ = false;
+  std::set<std::pair<FamilyTag, std::string>> streamed_keys_;
+  std::vector<Op> streamed_ranges_;
+
+  int64_t now_ms_ = -1;
+  int64_t last_received_ms_ = -1;
+};
+
+}  // namespace sdiff

@@ -1,0 +1,168 @@
+// ServerSession: the master's side of one follower connection, sans-I/O.
+//
+// Inputs: bytes received (OnBytes), committed master batches (OnBatch), a
+// request to diff (RequestSync), a snapshot when asked (StartSync), time
+// (OnTick). Outputs: bytes to send (TakeOutput), events for the embedder
+// (PollEvent), and synchronous calls to MasterHooks. No sockets, threads or
+// clocks inside: every run with the same inputs gives the same outputs.
+//
+// The embedder's duties:
+//  - after kStreamFrom(s), feed OnBatch every committed batch from sequence s
+//    on, in order (batches before the event, or below s, are ignored);
+//  - after kWantSnapshot, call StartSync with the master tree as of the last
+//    batch fed to this session, so both sides diff the same stream position;
+//  - call TakeOutput whenever wants_write() and the connection has room: bulk
+//    work (bootstrap, repair) is produced a frame at a time, paced by the reader.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/authenticator.h"
+#include "engine/merkle_tree.h"
+#include "engine/messages.h"
+#include "engine/status.h"
+#include "engine/sync.h"
+#include "engine/wire.h"
+
+namespace sdiff {
+
+struct ServerOptions {
+  std::string master_id;             // identity of the master database
+  std::vector<FamilyInfo> families;  // what the master replicates
+  size_t max_frame = wire::kDefaultMaxFrame;
+  uint8_t hash_bytes = 2;               // truncated hash width in diff summaries, 1..8
+  uint64_t bootstrap_min_keys = 10000;  // empty followers of a master this big bootstrap
+  size_t bulk_frame_bytes = 1 << 20;    // target size of repair and bootstrap frames
+  int64_t ping_interval_ms = 1000;
+  int64_t idle_timeout_ms = 15000;               // nothing received for this long: close
+  int max_sync_retries = 8;                      // consecutive incomplete diffs before giving up
+  const Authenticator* authenticator = nullptr;  // null: no shared secret
+};
+
+// Reads the master's current values: (*values)[i] for keys[i], nullopt if absent.
+using ReadFun = std::function<Status(const std::vector<KeyRef>& keys,
+                                     std::vector<std::optional<std::string>>* values)>;
+
+struct MasterHooks {
+  std::function<uint64_t()> current_seq;  // last committed sequence
+  std::function<uint64_t()> key_count;    // keys in the master's tree
+  // Whether every batch after `seq` can still be fed (the WAL still holds it).
+  std::function<bool(uint64_t seq)> can_resume;
+  ReadFun read;
+  // Bootstrap: opens a snapshot to scan in (family, key) order, starting after
+  // the given key (or at the start); returns the snapshot's sequence.
+  std::function<uint64_t(bool resume, FamilyTag after_family, const std::string& after_key)>
+      open_bootstrap;
+  // Appends up to about max_bytes of entries from the open snapshot; true at its end.
+  std::function<bool(size_t max_bytes, std::vector<Op>* out)> scan_bootstrap;
+  std::function<void(uint8_t* out, size_t n)> random_bytes;
+};
+
+struct ServerEvent {
+  enum class Kind {
+    kStreamFrom,    // seq: feed OnBatch from this sequence on
+    kWantSnapshot,  // call StartSync
+    kSyncDone,      // a diff finished: repaired keys, complete or retried
+    kClosed,        // status says why; send what TakeOutput still holds, then close
+  };
+  Kind kind;
+  uint64_t seq = 0;
+  uint64_t repaired = 0;
+  bool complete = false;
+  Status status;
+};
+
+class ServerSession {
+ public:
+  ServerSession(ServerOptions options, MasterHooks hooks);
+  ServerSession(const ServerSession&) = delete;
+  ServerSession& operator=(const ServerSession&) = delete;
+
+  void OnBytes(std::string_view bytes);
+  void OnBatch(const Batch& batch);
+  void RequestSync();
+  void StartSync(TreeView snapshot);
+  void OnTick(int64_t now_ms);
+  // Closes the session from the master's side with a reason sent to the peer.
+  void Close(RejectCode code, std::string_view reason);
+
+  std::string TakeOutput();
+  bool wants_write() const;
+  std::optional<ServerEvent> PollEvent();
+
+  bool closed() const { return state_ == State::kClosed; }
+  const Status& error() const { return error_; }
+  bool streaming() const { return state_ == State::kStreaming; }
+  Role peer_role() const { return hello_.role; }
+  uint64_t follower_applied_seq() const { return follower_applied_seq_; }
+  uint64_t sent_seq() const { return sent_seq_; }  // last batch sequence sent
+  uint64_t syncs_completed() const { return syncs_completed_; }
+  // No diff running or wanted, no bootstrap, nothing to send.
+  bool idle() const {
+    return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && out_.empty();
+  }
+  // Round trips of the last diff (SyncStart..last Nodes), for benchmarks.
+  int last_sync_round_trips() const { return last_round_trips_; }
+
+ private:
+  enum class State { kAwaitHello, kAwaitAuth, kStreaming, kClosed };
+  enum class SyncPhase { kIdle, kWantSnapshot, kAwaitRoot, kAwaitNodes, kRepairing };
+
+  void Handle(Message& message);
+  void HandleHello(Hello& hello);
+  void HandleAuth(const Auth& auth);
+  void HandleSyncRoot(const SyncRoot& root);
+  void HandleNodes(const Nodes& nodes);
+  void AskOrRepair();
+  void EmitRepairFrame();
+  void FinishSync();
+  void EmitBootstrapChunk();
+  void Send(const Message& message);
+  void Fail(RejectCode code, Status status);
+  void Event(ServerEvent event) { events_.push_back(std::move(event)); }
+  std::string RandomBytes(size_t n);
+
+  ServerOptions options_;
+  MasterHooks hooks_;
+  wire::FrameReader reader_;
+  std::string out_;
+  std::deque<ServerEvent> events_;
+  State state_ = State::kAwaitHello;
+  Status error_;
+
+  Hello hello_;
+  std::string server_nonce_;
+  uint64_t stream_from_ = 0;  // batches below this are not sent
+  uint64_t sent_seq_ = 0;
+  uint64_t follower_applied_seq_ = 0;
+
+  // The diff in progress.
+  SyncPhase sync_phase_ = SyncPhase::kIdle;
+  bool sync_again_ = false;  // asked for while one runs
+  uint64_t sync_id_ = 0;
+  uint64_t salt_ = 0;
+  std::unique_ptr<DiffComparer> comparer_;
+  std::deque<std::vector<std::string>> outstanding_;  // paths of unanswered NodesRequests
+  size_t next_to_send_ = 0;                           // repair progress in comparer_->to_send()
+  bool deletes_sent_ = false;
+  uint64_t repaired_ = 0;
+  int round_trips_ = 0;
+  int last_round_trips_ = 0;
+  int retries_ = 0;
+  uint64_t syncs_completed_ = 0;
+
+  bool bootstrapping_ = false;
+  uint64_t bootstrap_seq_ = 0;
+
+  int64_t now_ms_ = -1;
+  int64_t last_received_ms_ = -1;
+  int64_t next_ping_ms_ = 0;
+};
+
+}  // namespace sdiff
