@@ -15,8 +15,7 @@
 namespace sdiff::bench {
 
 inline double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 inline double CpuSeconds() {  // this process, all threads
@@ -43,7 +42,8 @@ inline std::vector<std::string> RandomStrings(size_t count, size_t length, uint6
   for (std::string& s : out) {
     for (size_t i = 0; i < length; i += 8) {
       uint64_t word = rng();
-      for (size_t j = i; j < length && j < i + 8; ++j) s[j] = static_cast<char>(word >> (8 * (j - i)));
+      for (size_t j = i; j < length && j < i + 8; ++j)
+        s[j] = static_cast<char>(word >> (8 * (j - i)));
     }
   }
   return out;

@@ -1,6 +1,7 @@
 // sdiff-bench: one program for every benchmark scenario; `sdiff-bench --help`.
 #include <CLI/CLI.hpp>
 
+#include "bench/diff_bench.h"
 #include "bench/tree_bench.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +15,12 @@ int main(int argc, char** argv) {
   tree_cmd->add_flag("--big", tree_big, "also n = 1e7 (needs about 2 GiB)");
   tree_cmd->add_option("--sizes", tree.sizes, "key counts to measure")->expected(1, -1);
 
+  sdiff::bench::DiffBenchOptions diff;
+  CLI::App* diff_cmd = app.add_subcommand("diff", "diff protocol: round trips, bytes, CPU");
+  diff_cmd->add_flag("--json", diff.json, "print one JSON object");
+  diff_cmd->add_option("--sizes", diff.sizes, "key counts")->expected(1, -1);
+  diff_cmd->add_option("--diffs", diff.diffs, "difference counts")->expected(1, -1);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,5 +30,6 @@ int main(int argc, char** argv) {
     if (tree_big) tree.sizes.push_back(10'000'000);
     return sdiff::bench::RunTreeBench(tree);
   }
+  if (diff_cmd->parsed()) return sdiff::bench::RunDiffBench(diff);
   return 2;
 }

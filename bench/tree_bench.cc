@@ -133,9 +133,10 @@ int RunTreeBench(const TreeBenchOptions& options) {
     }
     results.push_back(r);
     if (!options.json) {
-      fmt::print("{:>10} {:>12.0f} {:>12.0f} {:>12.0f} {:>14.0f} {:>8.1f} ns {:>7.2f} ms {:>10.1f}\n",
-                 r.n, r.insert_per_s, r.overwrite_per_s, r.erase_per_s,
-                 r.insert_with_snapshot_per_s, r.snapshot_ns, r.diff_1000_ms, r.bytes_per_key);
+      fmt::print(
+          "{:>10} {:>12.0f} {:>12.0f} {:>12.0f} {:>14.0f} {:>8.1f} ns {:>7.2f} ms {:>10.1f}\n", r.n,
+          r.insert_per_s, r.overwrite_per_s, r.erase_per_s, r.insert_with_snapshot_per_s,
+          r.snapshot_ns, r.diff_1000_ms, r.bytes_per_key);
       std::fflush(stdout);
     }
   }

@@ -56,7 +56,7 @@ void ServerSession::Handle(Message& message) {
   if (auto* reject = std::get_if<Reject>(&message)) {
     state_ = State::kClosed;
     error_ = Status::Aborted("follower closed the session: " + reject->reason);
-    return Event({ServerEvent::Kind::kClosed, 0, 0, false, error_});
+    return Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
   }
   switch (state_) {
     case State::kAwaitHello:
@@ -147,7 +147,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
   state_ = State::kStreaming;
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
-  Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, Status::OK()});
+  Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
   if (welcome.mode == StartMode::kDiff) RequestSync();
 }
 
@@ -165,7 +165,7 @@ void ServerSession::RequestSync() {
     return;
   }
   sync_phase_ = SyncPhase::kWantSnapshot;
-  Event({ServerEvent::Kind::kWantSnapshot, 0, 0, false, Status::OK()});
+  Event({ServerEvent::Kind::kWantSnapshot, 0, 0, false, 0, Status::OK()});
 }
 
 void ServerSession::StartSync(TreeView snapshot) {
@@ -297,7 +297,7 @@ void ServerSession::FinishSync() {
   last_round_trips_ = round_trips_;
   comparer_.reset();
   sync_phase_ = SyncPhase::kIdle;
-  Event({ServerEvent::Kind::kSyncDone, sent_seq_, repaired_, complete, Status::OK()});
+  Event({ServerEvent::Kind::kSyncDone, sent_seq_, repaired_, complete, round_trips_, Status::OK()});
   if (!complete) {
     if (++retries_ > options_.max_sync_retries) {
       return Fail(RejectCode::kInternal,
@@ -374,7 +374,7 @@ void ServerSession::Fail(RejectCode code, Status status) {
   state_ = State::kClosed;
   error_ = std::move(status);
   comparer_.reset();
-  Event({ServerEvent::Kind::kClosed, 0, 0, false, error_});
+  Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
 }
 
 std::string ServerSession::RandomBytes(size_t n) {

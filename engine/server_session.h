@@ -75,6 +75,7 @@ struct ServerEvent {
   uint64_t seq = 0;
   uint64_t repaired = 0;
   bool complete = false;
+  int round_trips = 0;  // kSyncDone: SyncStart..last Nodes exchanges
   Status status;
 };
 

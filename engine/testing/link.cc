@@ -94,6 +94,7 @@ void Link::Pump() {
           break;
         case ServerEvent::Kind::kSyncDone:
           ++(event->complete ? stats_.syncs : stats_.retries);
+          stats_.round_trips += event->round_trips;
           stats_.repaired += event->repaired;
           break;
         case ServerEvent::Kind::kClosed:

@@ -19,10 +19,13 @@ namespace sdiff::testing {
 struct LinkStats {
   int resumes = 0, diffs = 0, bootstraps = 0;  // Welcome modes
   int syncs = 0, retries = 0;                  // diffs finished, and those that must repeat
+  int round_trips = 0;                         // over all diffs
   uint64_t repaired = 0;
+  uint64_t repair_payload_bytes = 0;  // keys and values the follower applied in repairs
   LinkStats& operator+=(const LinkStats& o) {
     resumes += o.resumes, diffs += o.diffs, bootstraps += o.bootstraps;
-    syncs += o.syncs, retries += o.retries, repaired += o.repaired;
+    syncs += o.syncs, retries += o.retries, round_trips += o.round_trips;
+    repaired += o.repaired, repair_payload_bytes += o.repair_payload_bytes;
     return *this;
   }
 };

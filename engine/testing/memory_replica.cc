@@ -142,6 +142,11 @@ void MemoryFollower::Delete(FamilyTag family, const std::string& key) {
   ApplyOps({Op{OpKind::kDelete, family, key, {}}}, &data_, &tree_);
 }
 
+void MemoryFollower::Load(KeyValueMap data) {
+  data_ = std::move(data);
+  Restart();
+}
+
 void MemoryFollower::Wipe() {
   data_.clear();
   tree_.Clear();

@@ -63,6 +63,8 @@ class MemoryFollower {
   void Put(FamilyTag family, const std::string& key, const std::string& value);
   void Delete(FamilyTag family, const std::string& key);
   void Wipe();
+  // Replaces the data wholesale and rebuilds the tree.
+  void Load(KeyValueMap data);
   void SetState(FollowerState state) { state_ = std::move(state); }
 
   const KeyValueMap& data() const { return data_; }
