@@ -1,0 +1,18 @@
+// Names of the protocol messages, for errors and logs.
+#include "engine/messages.h"
+
+#include <array>
+
+namespace sdiff {
+
+const char* MessageName(const Message& m) {
+  // In the order of the Message variant's alternatives.
+  static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
+      "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
+      "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
+      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",
+  };
+  return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
+}
+
+}  // namespace sdiff

@@ -1,0 +1,201 @@
+// The messages of the sdiff replication protocol, as values. engine/wire.h turns
+// them into frames and back; docs/protocol.md specifies every byte.
+//
+// Conversation (F = follower, M = master):
+//   F: Hello            M: Challenge        F: Auth          M: Welcome | Reject
+//   then M streams Batch frames; either side may ask for a diff:
+//   F: SyncRequest  (or M decides)   M: SyncStart{root}   F: SyncRoot{root, top summary}
+//   M: NodesRequest{paths}  F: Nodes{summaries}   ... one exchange per trie level ...
+//   M: Repair{ops}...  M: SyncDone
+//   bootstrap of an empty follower: M: BootstrapChunk ... (last = true), then stream
+//   liveness: M: Ping  F: Pong
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/hash.h"
+
+namespace sdiff {
+
+// ---- building blocks ----
+
+enum class OpKind : uint8_t {
+  kPut = 1,
+  kDelete = 2,
+  kDeleteRange = 3,  // deletes [key, value) in the family: `value` holds the end key
+};
+
+// One write of a master batch, or one repair.
+struct Op {
+  OpKind kind = OpKind::kPut;
+  FamilyTag family = 0;
+  std::string key;
+  std::string value;  // kPut: the value; kDeleteRange: the exclusive end key
+  friend bool operator==(const Op&, const Op&) = default;
+};
+
+// What one side holds under one trie prefix.
+struct NodeSummary {
+  enum class Kind : uint8_t { kEmpty = 0, kLeaf = 1, kInner = 2 };
+  Kind kind = Kind::kEmpty;
+  // kLeaf: the only key under the prefix.
+  Hash128 key_hash;
+  Hash128 leaf_hash;
+  // kInner (two or more keys under the prefix): for each digit at depth
+  // prefix.size() under which keys exist, a truncated hash of those keys
+  // (TruncatedHash in engine/sync.h), ascending digits.
+  std::vector<uint8_t> digits;
+  std::vector<uint64_t> hashes;
+  friend bool operator==(const NodeSummary&, const NodeSummary&) = default;
+};
+
+// A column family the master replicates: its tag in trees and on the wire.
+struct FamilyInfo {
+  FamilyTag tag = 0;
+  std::string name;
+  friend bool operator==(const FamilyInfo&, const FamilyInfo&) = default;
+};
+
+enum class Role : uint8_t { kFollower = 1, kInspector = 2, kWriter = 3 };
+enum class StartMode : uint8_t { kResume = 1, kDiff = 2, kBootstrap = 3 };
+enum class RejectCode : uint8_t {
+  kProtocol = 1,  // a malformed or unexpected message
+  kVersion = 2,   // no common protocol version
+  kAuth = 3,      // missing or wrong proof
+  kRole = 4,      // the role is not served here
+  kOverload = 5,  // too many connections, or a follower too slow to keep up
+  kShutdown = 6,
+  kInternal = 7,
+};
+
+// ---- messages ----
+
+struct Hello {  // F -> M, first frame
+  uint8_t min_version = 0;
+  uint8_t max_version = 0;
+  Role role = Role::kFollower;
+  std::string client_nonce;    // 32 random bytes
+  std::string master_id;       // master db identity the follower last followed; empty if none
+  uint64_t applied_seq = 0;    // last master sequence applied, 0 if none
+  uint64_t key_count = 0;      // keys the follower holds (empty followers bootstrap)
+  bool bootstrapping = false;  // an interrupted bootstrap: resume after the key below
+  FamilyTag bootstrap_family = 0;
+  std::string bootstrap_key;
+  friend bool operator==(const Hello&, const Hello&) = default;
+};
+
+struct Challenge {           // M -> F
+  uint8_t version = 0;       // chosen protocol version
+  std::string server_nonce;  // 32 random bytes
+  std::string server_proof;  // MAC over both nonces, or empty without a secret
+  friend bool operator==(const Challenge&, const Challenge&) = default;
+};
+
+struct Auth {                // F -> M
+  std::string client_proof;  // MAC over both nonces, or empty without a secret
+  friend bool operator==(const Auth&, const Auth&) = default;
+};
+
+struct Welcome {  // M -> F
+  std::string master_id;
+  uint64_t master_seq = 0;  // last sequence committed on the master
+  StartMode mode = StartMode::kDiff;
+  uint64_t resume_from = 0;  // kResume: the first sequence the stream will carry
+  std::vector<FamilyInfo> families;
+  friend bool operator==(const Welcome&, const Welcome&) = default;
+};
+
+struct Reject {  // either way, then the connection closes
+  RejectCode code = RejectCode::kProtocol;
+  std::string reason;
+  friend bool operator==(const Reject&, const Reject&) = default;
+};
+
+struct Batch {         // M -> F: one master WriteBatch, applied atomically
+  uint64_t seq = 0;    // sequence of the first op
+  uint64_t count = 0;  // sequence numbers the batch consumes (>= ops.size())
+  std::vector<Op> ops;
+  friend bool operator==(const Batch&, const Batch&) = default;
+};
+
+struct SyncRequest {  // F -> M: please diff
+  friend bool operator==(const SyncRequest&, const SyncRequest&) = default;
+};
+
+struct SyncStart {  // M -> F, at a stream position: both sides snapshot here
+  uint64_t sync_id = 0;
+  uint64_t seq = 0;  // the last stream sequence before this frame
+  uint64_t salt = 0;
+  uint8_t hash_bytes = 0;  // width of truncated hashes in summaries, 1..8
+  Hash128 root;            // master's root hash
+  uint64_t key_count = 0;  // master's key count
+  friend bool operator==(const SyncStart&, const SyncStart&) = default;
+};
+
+struct SyncRoot {  // F -> M
+  uint64_t sync_id = 0;
+  Hash128 root;
+  uint64_t key_count = 0;
+  bool equal = false;      // root == master's: nothing more follows
+  NodeSummary top;         // !equal: summary of the empty prefix
+  uint8_t hash_bytes = 8;  // width of the truncated hashes in `top`, 1..8 (SyncStart's)
+  friend bool operator==(const SyncRoot&, const SyncRoot&) = default;
+};
+
+struct NodesRequest {  // M -> F: summaries of these prefixes, please
+  uint64_t sync_id = 0;
+  std::vector<std::string> paths;  // digit strings, at most 16 digits
+  friend bool operator==(const NodesRequest&, const NodesRequest&) = default;
+};
+
+struct Nodes {  // F -> M: one summary per requested path, same order
+  uint64_t sync_id = 0;
+  std::vector<NodeSummary> summaries;
+  uint8_t hash_bytes = 8;  // width of the truncated hashes in `summaries`, 1..8 (SyncStart's)
+  friend bool operator==(const Nodes&, const Nodes&) = default;
+};
+
+struct Repair {  // M -> F: writes that make the follower equal, in stream order
+  uint64_t sync_id = 0;
+  std::vector<Op> ops;                     // kPut or kDelete
+  std::vector<Hash128> delete_key_hashes;  // keys only the follower has
+  friend bool operator==(const Repair&, const Repair&) = default;
+};
+
+struct SyncDone {  // M -> F: the diff is over
+  uint64_t sync_id = 0;
+  uint64_t repaired = 0;  // keys in the Repair frames of this sync
+  bool retry = false;     // a truncated-hash collision hid a difference: a new sync follows
+  friend bool operator==(const SyncDone&, const SyncDone&) = default;
+};
+
+struct BootstrapChunk {     // M -> F: a snapshot streamed in key order
+  uint64_t seq = 0;         // snapshot sequence; the stream continues after it
+  std::vector<Op> entries;  // kPut, ascending (family, key)
+  bool last = false;
+  friend bool operator==(const BootstrapChunk&, const BootstrapChunk&) = default;
+};
+
+struct Ping {  // M -> F
+  uint64_t master_seq = 0;
+  uint64_t master_time_ms = 0;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+
+struct Pong {  // F -> M
+  uint64_t applied_seq = 0;
+  uint64_t echo_time_ms = 0;  // the Ping's master_time_ms
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+
+using Message =
+    std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart, SyncRoot,
+                 NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping, Pong>;
+
+// Human-readable message name, for errors and logs.
+const char* MessageName(const Message& m);
+
+}  // namespace sdiff

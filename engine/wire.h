@@ -1,0 +1,84 @@
+// Frames on the wire: the encoding of engine/messages.h.
+//
+// Frame layout (docs/protocol.md, "Frames and messages", is the normative text):
+//   length  u32 little-endian: bytes that follow (type + body), 1..max_frame
+//   type    u8: the message type (MessageType)
+//   body    the message's fields, in the order docs/protocol.md gives
+// Integers in bodies are LEB128 varints unless fixed-width is said; strings and
+// byte strings are a varint length then the bytes; hashes are 16 canonical bytes.
+// Every length and count is checked against the bytes present before anything
+// is allocated, so a frame never costs more memory than its own size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "engine/messages.h"
+#include "engine/status.h"
+
+namespace sdiff::wire {
+
+constexpr uint8_t kProtocolVersion = 1;
+constexpr size_t kFrameHeaderSize = 4;
+constexpr size_t kDefaultMaxFrame = 64 << 20;  // 64 MiB
+
+enum class MessageType : uint8_t {
+  kHello = 1,
+  kChallenge = 2,
+  kAuth = 3,
+  kWelcome = 4,
+  kReject = 5,
+  kBatch = 6,
+  kSyncRequest = 7,
+  kSyncStart = 8,
+  kSyncRoot = 9,
+  kNodesRequest = 10,
+  kNodes = 11,
+  kRepair = 12,
+  kSyncDone = 13,
+  kBootstrapChunk = 14,
+  kPing = 15,
+  kPong = 16,
+};
+
+// Appends one whole frame (header, type, body) for `message` to `out`.
+// `message` must be one DecodeFrame accepts (strings and counts within their
+// limits, summaries well formed, hash_bytes 1..8); debug builds assert it.
+void AppendFrame(const Message& message, std::string* out);
+
+// Decodes a frame's type byte and body (the bytes after the length prefix).
+// Fails with Corruption on an unknown type, a truncated or over-long field,
+// trailing bytes, or a value out of its range.
+Status DecodeFrame(std::string_view type_and_body, Message* message);
+
+// Splits a byte stream into frames. Feed it bytes as they arrive; pull frames.
+class FrameReader {
+ public:
+  explicit FrameReader(size_t max_frame = kDefaultMaxFrame) : max_frame_(max_frame) {}
+
+  // Bytes that arrive after an error are dropped.
+  void Append(std::string_view bytes) {
+    if (error_.ok()) buffer_.append(bytes);
+  }
+
+  // If a whole frame is buffered: decodes it into *message, sets *got = true.
+  // Otherwise *got = false. An error (oversize length, malformed frame) is
+  // final: the stream cannot be resynchronised, and every later call returns it.
+  // A length prefix of 0 or above max_frame fails as soon as the prefix is here.
+  Status Next(Message* message, bool* got);
+
+  size_t buffered() const { return buffer_.size() - consumed_; }
+
+ private:
+  void Compact();  // drops consumed bytes once they outnumber the pending ones
+  Status Fail(Status error);
+
+  size_t max_frame_;
+  std::string buffer_;
+  size_t consumed_ = 0;  // bytes at the front of buffer_ already decoded
+  Status error_;
+};
+
+}  // namespace sdiff::wire

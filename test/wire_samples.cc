@@ -1,0 +1,115 @@
+// Sample messages for the wire tests and the fuzzer's seeds.
+#include "test/wire_samples.h"
+
+#include <cstdint>
+#include <limits>
+
+#include "engine/wire.h"
+
+namespace sdiff::wire {
+
+using namespace std::string_literals;
+
+namespace {
+
+constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+
+std::string AllByteValues(size_t n) {
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back(static_cast<char>(i * 37));  // starts with NUL
+  return s;
+}
+
+}  // namespace
+
+NodeSummary SampleInner(int count, int hash_bytes) {
+  NodeSummary s;
+  s.kind = NodeSummary::Kind::kInner;
+  uint64_t mask = hash_bytes == 8 ? kMax : (uint64_t{1} << (8 * hash_bytes)) - 1;
+  for (int i = 0; i < count; ++i) {
+    s.digits.push_back(static_cast<uint8_t>(count == 256 ? i : (i * 255) / std::max(count - 1, 1)));
+    s.hashes.push_back((0x0123456789abcdefULL * (i + 1)) & mask);
+  }
+  if (count > 0) s.hashes[0] = mask;  // the widest value the width allows
+  return s;
+}
+
+std::vector<Message> SampleMessages() {
+  std::vector<Message> out;
+  out.push_back(Hello{.min_version = 1,
+                      .max_version = 255,
+                      .role = Role::kWriter,
+                      .client_nonce = AllByteValues(32),
+                      .master_id = "",
+                      .applied_seq = kMax,
+                      .key_count = 123456789,
+                      .bootstrapping = true,
+                      .bootstrap_family = 65535,
+                      .bootstrap_key = "k\0ey\xff"s});
+  out.push_back(Hello{.min_version = 1,
+                      .max_version = 1,
+                      .client_nonce = AllByteValues(64),
+                      .master_id = {},
+                      .bootstrap_key = {}});
+  out.push_back(Challenge{.version = 1, .server_nonce = AllByteValues(64), .server_proof = ""});
+  out.push_back(Auth{.client_proof = AllByteValues(32)});
+  out.push_back(Auth{});
+  out.push_back(Welcome{.master_id = "2c1f0b7e-7d1e-4f6b-9a51-5d2b9e0c4a11",
+                        .master_seq = kMax,
+                        .mode = StartMode::kResume,
+                        .resume_from = uint64_t{1} << 63,
+                        .families = {{0, "default"}, {65535, "\0cf"s}, {7, ""}}});
+  out.push_back(Welcome{.master_id = {}, .mode = StartMode::kBootstrap, .families = {}});
+  out.push_back(Reject{.code = RejectCode::kInternal, .reason = "queue full:\n\0 too slow"s});
+  out.push_back(Batch{.seq = kMax - 2,
+                      .count = 3,
+                      .ops = {{OpKind::kPut, 0, "a", "v\0"s},
+                              {OpKind::kDelete, 1, "", ""},
+                              {OpKind::kDeleteRange, 65535, "a\0"s, "z\xff"s}}});
+  out.push_back(Batch{.seq = 1, .count = 0, .ops = {}});
+  out.push_back(SyncRequest{});
+  out.push_back(SyncStart{.sync_id = 7,
+                          .seq = kMax,
+                          .salt = 0xdeadbeefcafebabeULL,
+                          .hash_bytes = 3,
+                          .root = {kMax, 1},
+                          .key_count = 1000000});
+  out.push_back(SyncRoot{.sync_id = kMax,
+                         .root = {0x0011223344556677ULL, 0x8899aabbccddeeffULL},
+                         .key_count = 2,
+                         .equal = false,
+                         .top = SampleInner(256, 8),
+                         .hash_bytes = 8});
+  out.push_back(SyncRoot{.sync_id = 1, .root = {}, .equal = true, .top = {}, .hash_bytes = 1});
+  out.push_back(
+      NodesRequest{.sync_id = 3, .paths = {"", "\0"s, std::string(16, '\xff'), "\xff\0\x80"s}});
+  NodeSummary leaf;
+  leaf.kind = NodeSummary::Kind::kLeaf;
+  leaf.key_hash = {1, 2};
+  leaf.leaf_hash = {kMax, 0};
+  out.push_back(Nodes{.sync_id = 3,
+                      .summaries = {NodeSummary{}, leaf, SampleInner(3, 2), SampleInner(32, 2),
+                                    SampleInner(33, 2), SampleInner(1, 2)},
+                      .hash_bytes = 2});
+  out.push_back(Nodes{.sync_id = 4, .summaries = {SampleInner(256, 1)}, .hash_bytes = 1});
+  out.push_back(Repair{
+      .sync_id = 3,
+      .ops = {{OpKind::kPut, 2, "key", std::string(300, 'v')}, {OpKind::kDelete, 2, "gone", ""}},
+      .delete_key_hashes = {{kMax, kMax}, {0, 0}}});
+  out.push_back(SyncDone{.sync_id = kMax, .repaired = 42, .retry = true});
+  out.push_back(BootstrapChunk{
+      .seq = 99,
+      .entries = {{OpKind::kPut, 0, "a", AllByteValues(200)}, {OpKind::kPut, 0, "b", ""}},
+      .last = true});
+  out.push_back(Ping{.master_seq = kMax, .master_time_ms = 1700000000000});
+  out.push_back(Pong{.applied_seq = 0, .echo_time_ms = kMax});
+  return out;
+}
+
+std::string FrameOf(const Message& m) {
+  std::string out;
+  AppendFrame(m, &out);
+  return out;
+}
+
+}  // namespace sdiff::wire
