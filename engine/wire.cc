@@ -119,7 +119,9 @@ void Encode(Writer& w, const NodeSummary& s, uint8_t hash_bytes) {
   assert(std::is_sorted(s.digits.begin(), s.digits.end()) &&
          std::adjacent_find(s.digits.begin(), s.digits.end()) == s.digits.end());
   w.Varint(s.digits.size());
-  if (s.digits.size() <= kMaxListedChildren) {
+  if (s.digits.size() == kMaxChildren) {
+    // Every digit: nothing to say beyond the count.
+  } else if (s.digits.size() <= kMaxListedChildren) {
     for (uint8_t d : s.digits) w.U8(d);
   } else {
     uint8_t bitmap[kBitmapBytes] = {};
@@ -246,7 +248,19 @@ void Encode(Writer& w, const Pong& m) {
 // fails too, so decoders can chain reads with && and stop at the first false.
 class Reader {
  public:
-  Reader(std::string_view in, const char* message) : in_(in), message_(message) {}
+  // `memory_limit`: the most memory the decoded message may take.
+  Reader(std::string_view in, const char* message, size_t memory_limit)
+      : in_(in), message_(message), memory_left_(memory_limit) {}
+
+  // Accounts for memory the decoded message will hold; fails past the limit.
+  bool Charge(const char* field, size_t bytes) {
+    if (!status_.ok()) return false;
+    if (bytes > memory_left_) {
+      return Fail(fmt::format("{} would take the decoded message past its memory limit", field));
+    }
+    memory_left_ -= bytes;
+    return true;
+  }
 
   // Names the element being decoded, for errors: "op 3: key ...".
   void SetElement(const char* element, size_t index = kNoIndex) {
@@ -324,6 +338,7 @@ class Reader {
     if (n > in_.size()) {
       return Fail(fmt::format("{} length {} exceeds remaining {} bytes", field, n, in_.size()));
     }
+    if (!Charge(field, n)) return false;
     s->assign(in_.data(), n);
     in_.remove_prefix(n);
     return true;
@@ -348,7 +363,8 @@ class Reader {
 
   // A varint element count, checked against the bytes left: each element takes
   // at least `min_bytes`. Only a count that passes may size an allocation.
-  bool Count(const char* field, size_t min_bytes, size_t* count) {
+  // Each element also takes `element_bytes` of memory once decoded.
+  bool Count(const char* field, size_t min_bytes, size_t element_bytes, size_t* count) {
     uint64_t n;
     if (!Varint(field, &n)) return false;
     if (n > in_.size() / min_bytes) {
@@ -356,6 +372,7 @@ class Reader {
           fmt::format("{} {} exceeds remaining {} bytes{}", field, n, in_.size(),
                       min_bytes > 1 ? fmt::format(" (each takes at least {})", min_bytes) : ""));
     }
+    if (!Charge(field, n * element_bytes)) return false;
     *count = static_cast<size_t>(n);
     return true;
   }
@@ -402,6 +419,7 @@ class Reader {
 
   std::string_view in_;
   const char* message_;
+  size_t memory_left_;
   const char* element_ = nullptr;
   size_t index_ = kNoIndex;
   Status status_;
@@ -414,7 +432,7 @@ bool Decode(Reader& r, Op* op) {
 
 bool Decode(Reader& r, const char* count_field, const char* element, std::vector<Op>* ops) {
   size_t n;
-  if (!r.Count(count_field, kMinOpBytes, &n)) return false;
+  if (!r.Count(count_field, kMinOpBytes, sizeof(Op), &n)) return false;
   ops->resize(n);
   for (size_t i = 0; i < n; ++i) {
     r.SetElement(element, i);
@@ -426,6 +444,11 @@ bool Decode(Reader& r, const char* count_field, const char* element, std::vector
 
 bool DecodeDigits(Reader& r, size_t count, std::vector<uint8_t>* digits) {
   const uint8_t* p;
+  if (count == kMaxChildren) {
+    digits->resize(kMaxChildren);
+    for (size_t d = 0; d < kMaxChildren; ++d) (*digits)[d] = static_cast<uint8_t>(d);
+    return true;
+  }
   if (count <= kMaxListedChildren) {
     if (!r.Raw("digits", count, &p)) return false;
     digits->assign(p, p + count);
@@ -464,12 +487,15 @@ bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s) {
   if (count < 1 || count > kMaxChildren) {
     return r.Fail(fmt::format("child count {} outside 1..{}", count, kMaxChildren));
   }
-  size_t digit_bytes = count <= kMaxListedChildren ? count : kBitmapBytes;
+  size_t digit_bytes = count == kMaxChildren         ? 0
+                       : count <= kMaxListedChildren ? count
+                                                     : kBitmapBytes;
   size_t needed = digit_bytes + count * hash_bytes;
   if (needed > r.remaining()) {
     return r.Fail(
         fmt::format("{} children need {} bytes, {} remain", count, needed, r.remaining()));
   }
+  if (!r.Charge("children", count * (sizeof(uint8_t) + sizeof(uint64_t)))) return false;
   if (!DecodeDigits(r, count, &s->digits)) return false;
   s->hashes.resize(count);
   for (uint64_t& h : s->hashes) {
@@ -503,7 +529,8 @@ bool Decode(Reader& r, Welcome* m) {
   size_t n;
   if (!(r.Bytes("master_id", &m->master_id, kMaxMasterIdBytes) &&
         r.Varint("master_seq", &m->master_seq) && r.Enum("mode", 1, 3, &m->mode) &&
-        r.Varint("resume_from", &m->resume_from) && r.Count("family count", kMinFamilyBytes, &n))) {
+        r.Varint("resume_from", &m->resume_from) &&
+        r.Count("family count", kMinFamilyBytes, sizeof(FamilyInfo), &n))) {
     return false;
   }
   m->families.resize(n);
@@ -545,7 +572,8 @@ bool Decode(Reader& r, SyncRoot* m) {
 
 bool Decode(Reader& r, NodesRequest* m) {
   size_t n;
-  if (!(r.Varint("sync_id", &m->sync_id) && r.Count("path count", kMinPathBytes, &n))) {
+  if (!(r.Varint("sync_id", &m->sync_id) &&
+        r.Count("path count", kMinPathBytes, sizeof(std::string), &n))) {
     return false;
   }
   m->paths.resize(n);
@@ -559,7 +587,7 @@ bool Decode(Reader& r, NodesRequest* m) {
 bool Decode(Reader& r, Nodes* m) {
   size_t n;
   if (!(r.HashBytes("hash_bytes", &m->hash_bytes) && r.Varint("sync_id", &m->sync_id) &&
-        r.Count("summary count", kMinSummaryBytes, &n))) {
+        r.Count("summary count", kMinSummaryBytes, sizeof(NodeSummary), &n))) {
     return false;
   }
   m->summaries.resize(n);
@@ -573,7 +601,7 @@ bool Decode(Reader& r, Nodes* m) {
 bool Decode(Reader& r, Repair* m) {
   size_t n;
   if (!(r.Varint("sync_id", &m->sync_id) && Decode(r, "op count", "op", &m->ops) &&
-        r.Count("delete_key_hashes count", kHashBytes, &n))) {
+        r.Count("delete_key_hashes count", kHashBytes, sizeof(Hash128), &n))) {
     return false;
   }
   m->delete_key_hashes.resize(n);
@@ -602,14 +630,14 @@ bool Decode(Reader& r, Pong* m) {
 }
 
 template <size_t I>
-Status DecodeAlternative(std::string_view body, Message* message) {
+Status DecodeAlternative(std::string_view body, size_t memory_limit, Message* message) {
   auto& value = message->emplace<I>();
-  Reader r(body, MessageName(*message));
+  Reader r(body, MessageName(*message), memory_limit);
   Decode(r, &value);
   return r.Finish();
 }
 
-using Decoder = Status (*)(std::string_view body, Message* message);
+using Decoder = Status (*)(std::string_view body, size_t memory_limit, Message* message);
 
 // kDecoders[type - 1] decodes the body of a frame of that type.
 constexpr auto kDecoders = []<size_t... I>(std::index_sequence<I...>) {
@@ -638,13 +666,13 @@ void AppendFrame(const Message& message, std::string* out) {
   }
 }
 
-Status DecodeFrame(std::string_view type_and_body, Message* message) {
+Status DecodeFrame(std::string_view type_and_body, Message* message, size_t memory_limit) {
   if (type_and_body.empty()) return Status::Corruption("frame: no type byte");
   uint8_t type = static_cast<uint8_t>(type_and_body[0]);
   if (type < 1 || type > kDecoders.size()) {
     return Status::Corruption(fmt::format("frame: unknown message type {}", type));
   }
-  return kDecoders[type - 1](type_and_body.substr(1), message);
+  return kDecoders[type - 1](type_and_body.substr(1), memory_limit, message);
 }
 
 Status FrameReader::Next(Message* message, bool* got) {
@@ -664,7 +692,7 @@ Status FrameReader::Next(Message* message, bool* got) {
     Compact();
     return Status::OK();
   }
-  Status s = DecodeFrame(pending.substr(kFrameHeaderSize, length), message);
+  Status s = DecodeFrame(pending.substr(kFrameHeaderSize, length), message, max_frame_);
   if (!s.ok()) return Fail(std::move(s));
   consumed_ += kFrameHeaderSize + length;
   Compact();

@@ -51,7 +51,11 @@ void AppendFrame(const Message& message, std::string* out);
 // Decodes a frame's type byte and body (the bytes after the length prefix).
 // Fails with Corruption on an unknown type, a truncated or over-long field,
 // trailing bytes, or a value out of its range.
-Status DecodeFrame(std::string_view type_and_body, Message* message);
+// The decoded message never takes more than `memory_limit` bytes of memory
+// (strings, vectors and their elements): a frame cannot make the decoder
+// allocate beyond the frame limit, whatever its counts say.
+Status DecodeFrame(std::string_view type_and_body, Message* message,
+                   size_t memory_limit = kDefaultMaxFrame);
 
 // Splits a byte stream into frames. Feed it bytes as they arrive; pull frames.
 class FrameReader {

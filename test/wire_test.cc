@@ -96,13 +96,18 @@ TEST(WireTest, FewChildrenUseTheDigitList) {
                                 "\x02\x01\xcd\xab\xff\xff"s);  // hashes, little-endian
 }
 
-TEST(WireTest, ManyChildrenUseTheBitmap) {
+TEST(WireTest, FullNodesSendNoDigits) {
   Nodes n{.sync_id = 1, .summaries = {SampleInner(256, 1)}, .hash_bytes = 1};
   std::string body = TypeAndBody(n);
-  ASSERT_EQ(body.size(), 1 + 3 + 1 + 2 + 32 + 256u);
-  EXPECT_EQ(body.substr(5, 2), "\x80\x02");  // 256 children
-  EXPECT_EQ(body.substr(7, 32), std::string(32, '\xff'));
+  ASSERT_EQ(body.size(), 1 + 3 + 1 + 2 + 256u);
+  EXPECT_EQ(body.substr(5, 2), "\x80\x02");  // 256 children, then straight to the hashes
+  Message decoded;
+  ASSERT_TRUE(DecodeFrame(body, &decoded).ok());
+  EXPECT_EQ(std::get<Nodes>(decoded), n);
+}
 
+TEST(WireTest, ManyChildrenUseTheBitmap) {
+  std::string body;
   NodeSummary s;
   s.kind = NodeSummary::Kind::kInner;
   for (int d = 0; d < 33; ++d) s.digits.push_back(static_cast<uint8_t>(d * 2 + 1));  // 1, 3, .. 65
@@ -115,6 +120,26 @@ TEST(WireTest, ManyChildrenUseTheBitmap) {
   Message decoded;
   ASSERT_TRUE(DecodeFrame(body, &decoded).ok());
   EXPECT_EQ(std::get<Nodes>(decoded).summaries[0], s);
+}
+
+TEST(WireDecodeTest, DecodedMemoryStaysWithinTheLimit) {
+  // 20,000 empty summaries: 20 KB on the wire, far more as C++ values.
+  Nodes n{.sync_id = 1, .summaries = std::vector<NodeSummary>(20000), .hash_bytes = 2};
+  std::string body = TypeAndBody(n);
+  Message decoded;
+  Status s = DecodeFrame(body, &decoded, 64 << 10);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("memory limit"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(DecodeFrame(body, &decoded, 8 << 20).ok());
+
+  // Through a FrameReader the limit is the frame limit.
+  std::string frame;
+  AppendFrame(n, &frame);
+  FrameReader reader(256 << 10);
+  reader.Append(frame);
+  bool got = false;
+  EXPECT_TRUE(reader.Next(&decoded, &got).IsCorruption());
+  EXPECT_FALSE(got);
 }
 
 TEST(WireTest, HashesWiderThanTheWidthAreMasked) {
@@ -319,13 +344,14 @@ TEST(WireDecodeTest, DigitsNotStrictlyAscendingRejected) {
 
 TEST(WireDecodeTest, BitmapPopcountMismatchRejected) {
   std::string bitmap(32, '\xff');
-  std::string hashes(256, 'h');
-  EXPECT_TRUE(Decode(NodesWithOneSummary("\x02"s + Varint(256) + bitmap + hashes)).ok());
-  ExpectCorrupt(NodesWithOneSummary("\x02"s + Varint(255) + bitmap + hashes.substr(1)),
-                "Nodes: summary 0: digit bitmap has 256 bits set, child count is 255");
-  bitmap[31] = '\x7f';
-  ExpectCorrupt(NodesWithOneSummary("\x02"s + Varint(256) + bitmap + hashes),
-                "digit bitmap has 255 bits set, child count is 256");
+  std::string hashes(255, 'h');
+  bitmap[31] = '\x7f';  // digits 0..254
+  EXPECT_TRUE(Decode(NodesWithOneSummary("\x02"s + Varint(255) + bitmap + hashes)).ok());
+  ExpectCorrupt(NodesWithOneSummary("\x02"s + Varint(254) + bitmap + hashes.substr(1)),
+                "Nodes: summary 0: digit bitmap has 255 bits set, child count is 254");
+  bitmap[31] = '\x3f';
+  ExpectCorrupt(NodesWithOneSummary("\x02"s + Varint(255) + bitmap + hashes),
+                "digit bitmap has 254 bits set, child count is 255");
 }
 
 TEST(WireDecodeTest, ChildCountOutsideOneTo256Rejected) {
