@@ -10,7 +10,7 @@ namespace sdiff {
 class Authenticator {
  public:
   virtual ~Authenticator() = default;
-  // A MAC of `message` under the shared secret.
+  // A MAC of `message` under the shared secret, at most 64 bytes (the wire limit).
   virtual std::string Sign(std::string_view message) const = 0;
   // Whether `mac` is Sign(message); compares in constant time.
   virtual bool Verify(std::string_view message, std::string_view mac) const = 0;

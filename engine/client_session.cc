@@ -128,6 +128,14 @@ void ClientSession::HandleChallenge(const Challenge& challenge) {
 }
 
 void ClientSession::HandleWelcome(const Welcome& welcome) {
+  if (welcome.resume_from == 0) {
+    return Fail(Status::ProtocolError("Welcome: the stream cannot resume from sequence 0"));
+  }
+  if (welcome.master_id != persisted_.master_id) {
+    // Progress through another master's bootstrap means nothing here.
+    persisted_.bootstrap_family = 0;
+    persisted_.bootstrap_key.clear();
+  }
   families_ = welcome.families;
   master_seq_ = welcome.master_seq;
   catch_up_seq_ = welcome.master_seq;
@@ -174,9 +182,11 @@ void ClientSession::HandleBatch(const Batch& batch) {
                                       std::to_string(expected_seq_) + ")"));
   }
   if (batch.seq > expected_seq_) {
-    // Writes are missing between the two: only a diff can bring them back.
+    // Writes are missing between the two: only a diff started after them can
+    // bring them back (one running now compares snapshots taken before).
     consistent_ = false;
     catch_up_sync_due_ = true;
+    gap_during_sync_ = in_sync_;
   }
   applied_seq_ = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
   expected_seq_ = applied_seq_ + 1;
@@ -189,6 +199,7 @@ void ClientSession::HandleBatch(const Batch& batch) {
 void ClientSession::HandleSyncStart(const SyncStart& start) {
   if (in_sync_) return Fail(Status::ProtocolError("SyncStart while a diff runs"));
   in_sync_ = true;
+  gap_during_sync_ = false;
   sync_requested_ = false;
   sync_id_ = start.sync_id;
   salt_ = start.salt;
@@ -252,7 +263,7 @@ void ClientSession::HandleSyncDone(const SyncDone& done) {
   in_sync_ = false;
   snapshot_ = TreeView();
   last_repaired_ = repaired_;
-  if (!done.retry) {
+  if (!done.retry && !gap_during_sync_) {
     ++syncs_completed_;
     catch_up_sync_due_ = false;
     if (!consistent_) {
@@ -264,6 +275,7 @@ void ClientSession::HandleSyncDone(const SyncDone& done) {
   events_.push_back(
       {ClientEvent::Kind::kSyncDone, StartMode::kDiff, repaired_, !done.retry, Status::OK()});
   if (std::exchange(sync_again_, false)) RequestSync();
+  MaybeRequestCatchUpSync();
 }
 
 void ClientSession::HandleBootstrap(const BootstrapChunk& chunk) {
@@ -298,7 +310,7 @@ bool ClientSession::Apply(ApplyRequest::Source source, const std::vector<Op>& op
   persisted_.applied_seq = consistent_ ? applied_seq_ : 0;
   Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq});
   if (!s.ok()) {
-    Fail(Status::IOError("applying to the replica failed: " + s.ToString()));
+    Fail(Status::IOError("applying to the replica failed: " + s.ToString()), RejectCode::kInternal);
     return false;
   }
   return true;
@@ -359,7 +371,9 @@ void ClientSession::OnTick(int64_t now_ms) {
   }
 }
 
-void ClientSession::Close(std::string_view reason) { Fail(Status::Aborted(reason)); }
+void ClientSession::Close(std::string_view reason) {
+  Fail(Status::Aborted(reason), RejectCode::kShutdown);
+}
 
 std::optional<ClientEvent> ClientSession::PollEvent() {
   if (events_.empty()) return std::nullopt;
@@ -368,9 +382,9 @@ std::optional<ClientEvent> ClientSession::PollEvent() {
   return event;
 }
 
-void ClientSession::Fail(Status status) {
+void ClientSession::Fail(Status status, RejectCode code) {
   if (closed()) return;
-  Send(Reject{RejectCode::kProtocol, status.message()});
+  Send(Reject{code, status.message()});
   state_ = State::kClosed;
   error_ = std::move(status);
   events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});

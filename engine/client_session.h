@@ -126,7 +126,7 @@ class ClientSession {
   void StopTracking();
   void MaybeRequestCatchUpSync();
   void Send(const Message& message) { wire::AppendFrame(message, &out_); }
-  void Fail(Status status);
+  void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   ClientOptions options_;
   FollowerHooks hooks_;
@@ -148,6 +148,7 @@ class ClientSession {
 
   // The diff in progress.
   bool in_sync_ = false;
+  bool gap_during_sync_ = false;  // the stream skipped sequences since SyncStart
   bool sync_requested_ = false;
   bool sync_again_ = false;
   uint64_t sync_id_ = 0;
