@@ -1,0 +1,191 @@
+// The read loop, write queue, ticks and closing of one connection.
+#include "net/connection.h"
+
+#include <utility>
+
+namespace sdiff::net {
+namespace {
+
+constexpr size_t kReadChunk = 64 << 10;
+
+std::string Describe(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  tcp::endpoint ep = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Connection::Connection(tcp::socket socket, asio::ssl::context* tls, bool server_side,
+                       std::shared_ptr<ConnectionHandler> handler, ConnectionOptions options)
+    : own_context_(asio::ssl::context::tls),
+      stream_(std::move(socket), tls != nullptr ? *tls : own_context_),
+      tls_(tls != nullptr),
+      server_side_(server_side),
+      handler_(std::move(handler)),
+      options_(options),
+      tick_timer_(stream_.get_executor()),
+      flush_timer_(stream_.get_executor()),
+      peer_(Describe(stream_.next_layer())) {}
+
+Connection::~Connection() = default;
+
+template <typename Fn>
+void Connection::WithStream(Fn&& fn) {
+  if (tls_) {
+    fn(stream_);
+  } else {
+    fn(stream_.next_layer());
+  }
+}
+
+void Connection::VerifyServerName(const std::string& host) {
+  if (!tls_) return;
+  SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str());
+  stream_.set_verify_callback(asio::ssl::host_name_verification(host));
+}
+
+void Connection::Start() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (!self->tls_) return self->Open();
+    auto type =
+        self->server_side_ ? asio::ssl::stream_base::server : asio::ssl::stream_base::client;
+    self->stream_.async_handshake(type, [self](const boost::system::error_code& ec) {
+      if (ec)
+        return self->CloseOnStrand(Status::IOError("TLS handshake failed: " + ec.message()), false);
+      self->Open();
+    });
+  });
+}
+
+void Connection::Open() {
+  if (closing_) return Finish();
+  opened_ = true;
+  handler_->OnOpen(*this);
+  Tick();
+  Read();
+}
+
+void Connection::Read() {
+  if (closing_) return;
+  read_buffer_.resize(kReadChunk);
+  WithStream([&](auto& s) {
+    s.async_read_some(
+        asio::buffer(read_buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+          if (self->closing_) return;  // closed, or flushing its last bytes
+          if (ec) {
+            bool eof = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+            return self->CloseOnStrand(eof ? Status::Aborted("peer closed the connection")
+                                           : Status::IOError("read failed: " + ec.message()),
+                                       false);
+          }
+          self->handler_->OnBytes(*self, std::string_view(self->read_buffer_.data(), n));
+          self->Read();
+        });
+  });
+}
+
+void Connection::Send(std::string bytes) {
+  if (bytes.empty() || closing_) return;
+  queued_bytes_ += bytes.size();
+  queue_.push_back(std::move(bytes));
+  if (queued_bytes_ > options_.high_water_bytes && !closing_) {
+    return CloseOnStrand(
+        Status::Aborted("peer is not reading: " + std::to_string(queued_bytes_) +
+                        " bytes queued, limit " + std::to_string(options_.high_water_bytes)),
+        false);
+  }
+  Write();
+}
+
+void Connection::Write() {
+  if (writing_ || queue_.empty() || finished_) return;
+  writing_ = true;
+  WithStream([&](auto& s) {
+    asio::async_write(s, asio::buffer(queue_.front()),
+                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                        self->writing_ = false;
+                        if (self->finished_) return;
+                        if (ec) {
+                          return self->CloseOnStrand(
+                              Status::IOError("write failed: " + ec.message()), false);
+                        }
+                        self->queued_bytes_ -= self->queue_.front().size();
+                        self->queue_.pop_front();
+                        if (self->closing_) {
+                          if (self->queue_.empty()) return self->Finish();
+                          return self->Write();
+                        }
+                        if (self->queued_bytes_ < self->options_.low_water_bytes) {
+                          self->handler_->OnWritable(*self);
+                        }
+                        self->Write();
+                      });
+  });
+}
+
+void Connection::Tick() {
+  if (closing_) return;
+  handler_->OnTick(*this, SteadyNowMs());
+  if (closing_) return;
+  tick_timer_.expires_after(options_.tick_interval);
+  tick_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->Tick();
+  });
+}
+
+void Connection::Close(Status why, bool flush) {
+  asio::post(stream_.get_executor(), [self = shared_from_this(), why = std::move(why), flush] {
+    self->CloseOnStrand(why, flush);
+  });
+}
+
+void Connection::Post(std::function<void()> fn) {
+  asio::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] {
+    if (!self->finished_) fn();
+  });
+}
+
+void Connection::CloseOnStrand(Status why, bool flush) {
+  if (closing_ || finished_) return;
+  closing_ = true;
+  close_reason_ = std::move(why);
+  tick_timer_.cancel();
+  if (flush && (writing_ || !queue_.empty())) {
+    // Let the writes finish, but not forever.
+    flush_timer_.expires_after(options_.flush_timeout);
+    flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->Finish();
+    });
+    return Write();
+  }
+  Finish();
+}
+
+// Closes the socket (pending operations complete with errors) and tells the
+// handler, once.
+void Connection::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  closing_ = true;
+  tick_timer_.cancel();
+  flush_timer_.cancel();
+  boost::system::error_code ignored;
+  stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.lowest_layer().close(ignored);
+  queue_.clear();
+  queued_bytes_ = 0;
+  auto handler = std::move(handler_);
+  if (close_reason_.ok()) close_reason_ = Status::Aborted("connection closed");
+  handler->OnClose(*this, close_reason_);
+}
+
+}  // namespace sdiff::net

@@ -1,0 +1,113 @@
+// Connection: one TCP (optionally TLS) connection on its own strand, moving
+// bytes between the socket and a handler. One read loop, at most one write in
+// flight, a bounded outgoing queue, a periodic tick. It knows bytes and
+// deadlines, never messages: the handler (a session driver) does the protocol.
+//
+// Threads: every handler call and every member marked "strand" runs on the
+// connection's strand; Close and Post may be called from any thread.
+// Lifetime: the connection keeps itself alive while operations are pending
+// (shared_from_this) and keeps its handler alive until OnClose returns.
+#pragma once
+
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+// clang-format on
+#include <boost/asio/ssl.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/status.h"
+
+namespace sdiff::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct ConnectionOptions {
+  // Outgoing bytes queued past this mean the peer is not reading: it is dropped.
+  size_t high_water_bytes = 64 << 20;  // Default: 64 MiB
+  // Below this the handler is asked for more bulk output (OnWritable).
+  size_t low_water_bytes = 1 << 20;  // Default: 1 MiB
+  std::chrono::milliseconds tick_interval{100};
+  // How long a closing connection may spend sending what it still holds.
+  std::chrono::milliseconds flush_timeout{1000};
+};
+
+class Connection;
+
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  virtual void OnOpen(Connection& connection) = 0;  // after the TLS handshake
+  virtual void OnBytes(Connection& connection, std::string_view bytes) = 0;
+  virtual void OnTick(Connection& connection, int64_t now_ms) = 0;
+  virtual void OnWritable(Connection& connection) = 0;                  // queue below low water
+  virtual void OnClose(Connection& connection, const Status& why) = 0;  // once
+};
+
+// Milliseconds on the steady clock, the time base of every session.
+int64_t SteadyNowMs();
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  // `socket` must use a strand executor (asio::make_strand). `tls` is null for
+  // plain TCP, else it must outlive the connection.
+  Connection(tcp::socket socket, asio::ssl::context* tls, bool server_side,
+             std::shared_ptr<ConnectionHandler> handler, ConnectionOptions options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Client side with TLS: the name the server's certificate must carry (also
+  // sent as SNI). Call before Start.
+  void VerifyServerName(const std::string& host);
+  void Start();  // TLS handshake (if any), OnOpen, then reads and ticks
+
+  void Send(std::string bytes);                          // strand
+  size_t queued_bytes() const { return queued_bytes_; }  // strand
+  bool closing() const { return closing_; }              // strand
+
+  // Ends the connection: with `flush`, after sending what is queued (bounded
+  // by flush_timeout); OnClose gets `why`. Any thread; later calls do nothing.
+  void Close(Status why, bool flush = true);
+  void Post(std::function<void()> fn);  // runs fn on the strand
+
+  const std::string& peer() const { return peer_; }
+
+ private:
+  template <typename Fn>
+  void WithStream(Fn&& fn);
+  void Open();
+  void Read();
+  void Write();
+  void Tick();
+  void CloseOnStrand(Status why, bool flush);
+  void Finish();
+
+  asio::ssl::context own_context_;  // unused placeholder when not using TLS
+  asio::ssl::stream<tcp::socket> stream_;
+  bool tls_;
+  bool server_side_;
+  std::shared_ptr<ConnectionHandler> handler_;
+  ConnectionOptions options_;
+  asio::steady_timer tick_timer_;
+  asio::steady_timer flush_timer_;
+  std::string peer_;
+  std::string read_buffer_;
+  std::deque<std::string> queue_;  // front is being written when writing_
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool opened_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+  Status close_reason_;
+};
+
+}  // namespace sdiff::net

@@ -1,0 +1,107 @@
+// FollowerClient: keeps a connection to the master, forever: connects, runs an
+// engine ClientSession over it, and after any failure reconnects with capped
+// exponential backoff and jitter, logging each attempt once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "engine/client_session.h"
+#include "net/connection.h"
+#include "net/tls.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace sdiff::net {
+
+// The replica the client writes into. Thread-safe: called from the client's thread.
+class FollowerStore {
+ public:
+  virtual ~FollowerStore() = default;
+  virtual FollowerHooks Hooks() = 0;
+  virtual FollowerState State() = 0;  // as last persisted
+};
+
+struct FollowerClientOptions {
+  std::string master = "127.0.0.1:8123";  // HOST:PORT
+  TlsOptions tls;
+  std::string secret;  // shared secret; empty: none
+  ClientOptions session;
+  ConnectionOptions connection;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{10000};
+  // Periodic anti-entropy diff while connected; zero: off.
+  std::chrono::milliseconds repair_interval{0};
+  std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+};
+
+struct FollowerClientStatus {
+  bool connected = false;  // streaming from the master
+  uint64_t applied_seq = 0;
+  uint64_t master_seq = 0;
+  uint64_t connects = 0;    // successful handshakes
+  uint64_t reconnects = 0;  // connection attempts after the first
+  uint64_t syncs = 0;
+  uint64_t last_repaired = 0;
+  std::string last_error;  // why the last connection ended, or failed to start
+};
+
+class FollowerClient {
+ public:
+  static Status Start(FollowerStore* store, FollowerClientOptions options,
+                      std::unique_ptr<FollowerClient>* out);
+  ~FollowerClient();  // Stop()s
+  FollowerClient(const FollowerClient&) = delete;
+  FollowerClient& operator=(const FollowerClient&) = delete;
+
+  void Stop();  // closes the connection (finishing the batch in hand) and joins
+  void RequestSync();
+  FollowerClientStatus status() const;
+  // Waits until `pred(status())` holds or the deadline passes; returns pred's last value.
+  bool WaitFor(const std::function<bool(const FollowerClientStatus&)>& pred,
+               std::chrono::milliseconds timeout) const;
+
+ private:
+  class Driver;
+  friend class Driver;
+  FollowerClient(FollowerStore* store, FollowerClientOptions options);
+  void Connect();
+  void ScheduleReconnect();
+  void Update(const std::function<void(FollowerClientStatus&)>& fn);
+
+  FollowerStore* store_;
+  FollowerClientOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<asio::ssl::context> tls_;
+  std::string host_;
+  std::string port_;
+  asio::io_context io_;
+  asio::strand<asio::io_context::executor_type> strand_;  // connect/backoff state
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer retry_timer_;
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<int> attempts_{0};          // since the last successful handshake
+  std::function<void()> cancel_attempt_;  // strand: aborts a connect in progress
+  std::mt19937_64 jitter_;
+  std::shared_ptr<Connection> connection_;  // strand
+  std::shared_ptr<Driver> driver_;          // strand
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;
+  FollowerClientStatus status_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace sdiff::net

@@ -1,0 +1,336 @@
+// The master's listener and the driver that runs a ServerSession on a connection.
+#include "net/master_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "engine/wire.h"
+#include "net/address.h"
+#include "net/hmac_authenticator.h"
+
+namespace sdiff::net {
+namespace {
+
+size_t BatchBytes(const Batch& batch) {
+  size_t bytes = 32;
+  for (const Op& op : batch.ops) bytes += op.key.size() + op.value.size() + 8;
+  return bytes;
+}
+
+// Answers a connection beyond max_connections with Reject{kOverload}.
+class RefuseHandler : public ConnectionHandler {
+ public:
+  explicit RefuseHandler(std::string reason) : reason_(std::move(reason)) {}
+  void OnOpen(Connection& c) override {
+    std::string frame;
+    wire::AppendFrame(Reject{RejectCode::kOverload, reason_}, &frame);
+    c.Send(std::move(frame));
+    c.Close(Status::Aborted(reason_), /*flush=*/true);
+  }
+  void OnBytes(Connection&, std::string_view) override {}
+  void OnTick(Connection&, int64_t) override {}
+  void OnWritable(Connection&) override {}
+  void OnClose(Connection&, const Status&) override {}
+
+ private:
+  std::string reason_;
+};
+
+}  // namespace
+
+// One follower's session. Handler calls and posted work run on the
+// connection's strand; OnBatch/OnSnapshot come from the hub's thread and post.
+class MasterServer::Driver : public ConnectionHandler,
+                             public BatchSink,
+                             public std::enable_shared_from_this<Driver> {
+ public:
+  Driver(MasterServer* server, ServerOptions options, MasterHooks hooks)
+      : server_(server), session_(std::move(options), std::move(hooks)) {}
+
+  void Attach(const std::shared_ptr<Connection>& connection) { connection_ = connection; }
+
+  void OnOpen(Connection& c) override {
+    opened_ms_ = SteadyNowMs();
+    session_.OnTick(opened_ms_);
+    Pump(c);
+  }
+
+  void OnBytes(Connection& c, std::string_view bytes) override {
+    bytes_in_ += bytes.size();
+    session_.OnBytes(bytes);
+    Pump(c);
+  }
+
+  void OnTick(Connection& c, int64_t now_ms) override {
+    session_.OnTick(now_ms);
+    if (!session_.streaming() && !session_.closed() &&
+        now_ms - opened_ms_ > server_->options_.handshake_timeout.count()) {
+      session_.Close(RejectCode::kProtocol,
+                     "handshake not finished within " +
+                         std::to_string(server_->options_.handshake_timeout.count()) + " ms");
+    }
+    Pump(c);
+  }
+
+  void OnWritable(Connection& c) override { Pump(c); }
+
+  void OnClose(Connection& c, const Status& why) override {
+    server_->hub_->Unsubscribe(this);
+    // The session's own reason is the better one when it ended things.
+    Status reason = session_.closed() ? session_.error() : why;
+    bool refused = session_.closed() && !session_.error().IsAborted();
+    auto& log = server_->log_;
+    if (refused || !session_.streaming()) {
+      log->warn("closed connection from {}: {}", c.peer(), reason.ToString());
+    } else {
+      log->info("follower {} disconnected: {}", c.peer(), reason.ToString());
+    }
+    server_->Forget(this, reason, refused);
+  }
+
+  void OnBatch(std::shared_ptr<const Batch> batch) override {
+    auto c = connection_.lock();
+    if (!c) return;
+    size_t bytes = BatchBytes(*batch);
+    size_t backlog = backlog_.fetch_add(bytes) + bytes;
+    if (backlog > server_->options_.connection.high_water_bytes) {
+      c->Close(Status::Aborted("follower too slow: " + std::to_string(backlog) +
+                               " bytes of stream waiting, limit " +
+                               std::to_string(server_->options_.connection.high_water_bytes)),
+               /*flush=*/false);
+      return;
+    }
+    c->Post([self = shared_from_this(), c, batch = std::move(batch), bytes] {
+      self->backlog_ -= bytes;
+      self->session_.OnBatch(*batch);
+      self->Pump(*c);
+    });
+  }
+
+  void OnSnapshot(TreeView snapshot) override {
+    auto c = connection_.lock();
+    if (!c) return;
+    c->Post([self = shared_from_this(), c, snapshot = std::move(snapshot)]() mutable {
+      self->session_.StartSync(std::move(snapshot));
+      self->Pump(*c);
+    });
+  }
+
+  // From any thread.
+  void RequestSync() {
+    if (auto c = connection_.lock()) {
+      c->Post([self = shared_from_this(), c] {
+        self->session_.RequestSync();
+        self->Pump(*c);
+      });
+    }
+  }
+
+  void Shutdown() {
+    if (auto c = connection_.lock()) {
+      c->Post([self = shared_from_this(), c] {
+        self->session_.Close(RejectCode::kShutdown, "master shutting down");
+        self->Pump(*c);
+      });
+    }
+  }
+
+ private:
+  // Does what the session asked for, then moves its output to the socket.
+  void Pump(Connection& c) {
+    while (auto event = session_.PollEvent()) {
+      switch (event->kind) {
+        case ServerEvent::Kind::kStreamFrom:
+          server_->log_->info("follower {} streaming from sequence {}", c.peer(), event->seq);
+          server_->hub_->Subscribe(shared_from_this(), event->seq);
+          break;
+        case ServerEvent::Kind::kWantSnapshot:
+          server_->hub_->RequestSnapshot(shared_from_this());
+          break;
+        case ServerEvent::Kind::kSyncDone: {
+          server_->log_->info("diff with {}: {} keys repaired{}", c.peer(), event->repaired,
+                              event->complete ? "" : " (incomplete, diffing again)");
+          std::lock_guard lock(server_->mu_);
+          server_->stats_.syncs += event->complete ? 1 : 0;
+          server_->stats_.keys_repaired += event->repaired;
+          break;
+        }
+        case ServerEvent::Kind::kClosed:
+          break;
+      }
+    }
+    // Stream output always goes out (the connection's high-water mark bounds
+    // it); bulk output only while the queue is short.
+    uint64_t sent = 0;
+    do {
+      std::string out = session_.TakeOutput();
+      if (out.empty()) break;
+      sent += out.size();
+      c.Send(std::move(out));
+    } while (session_.wants_write() &&
+             c.queued_bytes() < server_->options_.connection.low_water_bytes && !c.closing());
+    if (sent != 0 || bytes_in_ != 0) {
+      std::lock_guard lock(server_->mu_);
+      server_->stats_.bytes_out += sent;
+      server_->stats_.bytes_in += std::exchange(bytes_in_, 0);
+    }
+    if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
+  }
+
+  MasterServer* server_;
+  ServerSession session_;
+  std::weak_ptr<Connection> connection_;
+  std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet handled
+  int64_t opened_ms_ = 0;
+  uint64_t bytes_in_ = 0;
+};
+
+MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
+    : hub_(hub),
+      options_(std::move(options)),
+      log_(options_.logger ? options_.logger : spdlog::default_logger()),
+      work_(asio::make_work_guard(io_)),
+      acceptor_(asio::make_strand(io_)) {}
+
+Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
+                           std::unique_ptr<MasterServer>* out) {
+  std::unique_ptr<MasterServer> server(new MasterServer(hub, std::move(options)));
+  const MasterServerOptions& o = server->options_;
+  std::string host;
+  uint16_t port = 0;
+  Status s = ParseHostPort(o.listen, &host, &port);
+  if (!s.ok()) return s;
+
+  boost::system::error_code ec;
+  tcp::resolver resolver(server->io_);
+  auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+  if (ec || endpoints.empty()) {
+    return Status::InvalidArgument("cannot resolve listen address " + o.listen + ": " +
+                                   ec.message());
+  }
+  tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  if (o.secret.empty() && !endpoint.address().is_loopback() && !o.allow_unauthenticated_remote) {
+    return Status::InvalidArgument("refusing to listen on " + o.listen +
+                                   " without a shared secret: any host could follow this "
+                                   "master; give a secret file, or listen on loopback");
+  }
+  if (!o.secret.empty()) server->authenticator_ = std::make_unique<HmacAuthenticator>(o.secret);
+  if (o.tls.enabled()) {
+    s = MakeServerTlsContext(o.tls, &server->tls_);
+    if (!s.ok()) return s;
+  }
+
+  server->acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) server->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) server->acceptor_.bind(endpoint, ec);
+  if (!ec) server->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IOError("cannot listen on " + o.listen + ": " + ec.message());
+  server->port_ = server->acceptor_.local_endpoint().port();
+
+  server->log_->info("master listening on {}:{}{}{}", endpoint.address().to_string(), server->port_,
+                     o.tls.enabled() ? " with TLS" : "",
+                     o.secret.empty() ? "; no shared secret: any local process can follow"
+                                      : "; followers must prove the shared secret");
+  server->Accept();
+  for (int i = 0; i < std::max(1, o.threads); ++i) {
+    server->threads_.emplace_back([io = &server->io_] { io->run(); });
+  }
+  *out = std::move(server);
+  return Status::OK();
+}
+
+MasterServer::~MasterServer() { Stop(); }
+
+void MasterServer::Accept() {
+  acceptor_.async_accept(
+      asio::make_strand(io_), [this](const boost::system::error_code& ec, tcp::socket socket) {
+        if (ec) {
+          if (!stopped_) {
+            log_->warn("accept failed: {}", ec.message());
+            Accept();
+          }
+          return;
+        }
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        std::shared_ptr<Driver> driver;
+        {
+          std::lock_guard lock(mu_);
+          if (drivers_.size() >= options_.max_connections) {
+            ++stats_.rejected;
+          } else {
+            ServerOptions session = hub_->SessionOptions();
+            session.authenticator = authenticator_.get();
+            session.ping_interval_ms = options_.ping_interval_ms;
+            session.idle_timeout_ms = options_.idle_timeout_ms;
+            driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
+            drivers_.insert(driver);
+            ++stats_.accepted;
+          }
+        }
+        if (driver) {
+          auto connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true,
+                                                         driver, options_.connection);
+          driver->Attach(connection);
+          connection->Start();
+        } else {
+          std::string reason =
+              "too many connections (max " + std::to_string(options_.max_connections) + ")";
+          auto connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true,
+                                                         std::make_shared<RefuseHandler>(reason),
+                                                         options_.connection);
+          log_->warn("refusing connection from {}: {}", connection->peer(), reason);
+          connection->Start();
+        }
+        Accept();
+      });
+}
+
+void MasterServer::Forget(Driver* driver, const Status&, bool counts_as_rejected) {
+  std::lock_guard lock(mu_);
+  for (auto it = drivers_.begin(); it != drivers_.end(); ++it) {
+    if (it->get() == driver) {
+      drivers_.erase(it);
+      break;
+    }
+  }
+  if (counts_as_rejected) ++stats_.rejected;
+}
+
+void MasterServer::Stop() {
+  if (stopped_.exchange(true)) return;
+  asio::post(acceptor_.get_executor(), [this] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+  });
+  std::set<std::shared_ptr<Driver>> drivers;
+  {
+    std::lock_guard lock(mu_);
+    drivers = drivers_;
+  }
+  for (const auto& d : drivers) d->Shutdown();
+  work_.reset();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  std::lock_guard lock(mu_);
+  drivers_.clear();
+}
+
+void MasterServer::RequestSyncAll() {
+  std::set<std::shared_ptr<Driver>> drivers;
+  {
+    std::lock_guard lock(mu_);
+    drivers = drivers_;
+  }
+  for (const auto& d : drivers) d->RequestSync();
+}
+
+MasterServerStats MasterServer::stats() const {
+  std::lock_guard lock(mu_);
+  MasterServerStats s = stats_;
+  s.connections = drivers_.size();
+  return s;
+}
+
+}  // namespace sdiff::net

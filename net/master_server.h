@@ -1,0 +1,119 @@
+// MasterServer: accepts follower connections and runs one engine ServerSession
+// per connection on its own strand, fed by a MasterHub (the replicated data:
+// the plugin's RocksDB master, or an in-memory one in tests).
+//
+// Limits, each enforced with a log line: at most max_connections sessions
+// (more are refused with Reject{kOverload}), a handshake must finish within
+// handshake_timeout, and a follower whose unsent backlog passes the
+// connection's high-water mark is disconnected (it repairs itself on return).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/server_session.h"
+#include "net/connection.h"
+#include "net/tls.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace sdiff::net {
+
+// Receives one session's stream. Called by the hub, from one thread at a time,
+// in stream order.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  virtual void OnBatch(std::shared_ptr<const Batch> batch) = 0;
+  // The master tree as of the last batch given to this sink.
+  virtual void OnSnapshot(TreeView snapshot) = 0;
+};
+
+// What the master server needs of the replicated data. Thread-safe.
+class MasterHub {
+ public:
+  virtual ~MasterHub() = default;
+  virtual ServerOptions SessionOptions() = 0;  // identity, families
+  virtual MasterHooks SessionHooks() = 0;      // one set per session
+  // Give `sink` every committed batch from `from_seq` on, then each new one.
+  virtual void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) = 0;
+  // Call sink->OnSnapshot, in order after the batches it was given.
+  virtual void RequestSnapshot(const std::shared_ptr<BatchSink>& sink) = 0;
+  virtual void Unsubscribe(const BatchSink* sink) = 0;
+};
+
+struct MasterServerOptions {
+  std::string listen = "127.0.0.1:8123";  // HOST:PORT; port 0 lets the OS pick
+  int threads = 2;                        // io_context threads
+  size_t max_connections = 64;
+  std::chrono::milliseconds handshake_timeout{5000};
+  ConnectionOptions connection;
+  TlsOptions tls;
+  std::string secret;  // shared secret; empty: none (then loopback only, see below)
+  // Without a secret the master refuses to listen beyond loopback unless this is set.
+  bool allow_unauthenticated_remote = false;
+  std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+  // Overrides for the sessions (ping interval, idle timeout, hash width...).
+  int64_t ping_interval_ms = 1000;
+  int64_t idle_timeout_ms = 15000;
+};
+
+struct MasterServerStats {
+  size_t connections = 0;  // live sessions
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;  // refused or closed for a protocol, auth or limit reason
+  uint64_t bytes_out = 0;
+  uint64_t bytes_in = 0;
+  uint64_t syncs = 0;
+  uint64_t keys_repaired = 0;
+};
+
+class MasterServer {
+ public:
+  static Status Start(MasterHub* hub, MasterServerOptions options,
+                      std::unique_ptr<MasterServer>* out);
+  ~MasterServer();  // Stop()s
+  MasterServer(const MasterServer&) = delete;
+  MasterServer& operator=(const MasterServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  // Stops accepting, closes every session (they finish their frame), joins threads.
+  void Stop();
+  // Asks every connected follower to diff.
+  void RequestSyncAll();
+  MasterServerStats stats() const;
+
+ private:
+  class Driver;
+  friend class Driver;
+  MasterServer(MasterHub* hub, MasterServerOptions options);
+  void Accept();
+  void Forget(Driver* driver, const Status& why, bool counts_as_rejected);
+
+  MasterHub* hub_;
+  MasterServerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<asio::ssl::context> tls_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::acceptor acceptor_;  // on its own strand: accepts and Stop's close never race
+  uint16_t port_ = 0;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopped_{false};
+
+  mutable std::mutex mu_;
+  std::set<std::shared_ptr<Driver>> drivers_;  // GUARDED_BY(mu_)
+  MasterServerStats stats_;                    // GUARDED_BY(mu_)
+};
+
+}  // namespace sdiff::net

@@ -1,0 +1,358 @@
+// The transport over real loopback sockets: streaming and diffs with and
+// without TLS and a shared secret, every kind of bad peer, limits, and a
+// master restart. Ports are picked by the OS; every wait has a deadline.
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "engine/wire.h"
+#include "net/follower_client.h"
+#include "net/master_server.h"
+#include "test/support/memory_hub.h"
+#include "test/support/test_certs.h"
+
+namespace sdiff::net {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::KeyValueMap;
+using testing::MemoryFollowerStore;
+using testing::MemoryHub;
+
+constexpr auto kDeadline = 10s;
+
+std::shared_ptr<spdlog::logger> QuietLogger() {
+  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+}
+
+// A peer that speaks raw bytes, with blocking calls bounded by a receive timeout.
+class RawPeer {
+ public:
+  explicit RawPeer(uint16_t port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval tv{0, 200 * 1000};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  void Send(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  void Send(const Message& m) {
+    std::string frame;
+    wire::AppendFrame(m, &frame);
+    Send(frame);
+  }
+  // Reads until the master closes the connection; returns the frames it sent.
+  // Fails the test if the connection is still open at the deadline.
+  std::vector<Message> ReadUntilClosed(std::chrono::milliseconds deadline = kDeadline) {
+    wire::FrameReader reader;
+    std::vector<Message> frames;
+    auto end = std::chrono::steady_clock::now() + deadline;
+    char buf[65536];
+    while (std::chrono::steady_clock::now() < end) {
+      ssize_t n = recv(socket_.native_handle(), buf, sizeof(buf), 0);
+      if (n == 0) return frames;  // closed
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+        return frames;  // reset counts as closed
+      }
+      reader.Append(std::string_view(buf, n));
+      Message m;
+      bool got = false;
+      while (reader.Next(&m, &got).ok() && got) frames.push_back(m);
+    }
+    ADD_FAILURE() << "the master did not close the connection in time";
+    return frames;
+  }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_;
+};
+
+// Polls a condition that no notification covers, until it holds or the deadline.
+bool WaitUntil(const std::function<bool()>& condition,
+               std::chrono::milliseconds deadline = kDeadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+Hello ValidHello() {
+  Hello h;
+  h.min_version = h.max_version = wire::kProtocolVersion;
+  h.client_nonce = std::string(32, 'n');
+  h.key_count = 1;  // not empty: no bootstrap
+  return h;
+}
+
+std::optional<Reject> LastReject(const std::vector<Message>& frames) {
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+    if (auto* r = std::get_if<Reject>(&*it)) return *r;
+  }
+  return std::nullopt;
+}
+
+class NetTest : public ::testing::Test {
+ protected:
+  void StartMaster(MasterServerOptions options = {}) {
+    options.listen = "127.0.0.1:" + std::to_string(port_);
+    options.logger = QuietLogger();
+    options.handshake_timeout = handshake_timeout_;
+    if (options.connection.high_water_bytes == ConnectionOptions{}.high_water_bytes) {
+      options.connection.high_water_bytes = high_water_;
+      options.connection.low_water_bytes =
+          std::min(options.connection.low_water_bytes, high_water_ / 4);
+    }
+    options.tls = master_tls_;
+    options.secret = master_secret_;
+    Status s = MasterServer::Start(&hub_, options, &master_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    port_ = master_->port();
+  }
+
+  std::unique_ptr<FollowerClient> StartFollower(MemoryFollowerStore* store, std::string secret = "",
+                                                TlsOptions tls = {}) {
+    FollowerClientOptions o;
+    o.master = "127.0.0.1:" + std::to_string(port_);
+    o.secret = std::move(secret);
+    o.tls = std::move(tls);
+    o.backoff_initial = 20ms;
+    o.backoff_max = 200ms;
+    o.logger = QuietLogger();
+    std::unique_ptr<FollowerClient> client;
+    Status s = FollowerClient::Start(store, o, &client);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return client;
+  }
+
+  void FillMaster(int n, const std::string& prefix = "key") {
+    for (int i = 0; i < n; ++i) hub_.Put(prefix + std::to_string(i), "value" + std::to_string(i));
+  }
+
+  MemoryHub hub_{"net-master"};
+  std::unique_ptr<MasterServer> master_;
+  uint16_t port_ = 0;
+  std::chrono::milliseconds handshake_timeout_ = 2000ms;
+  size_t high_water_ = 64 << 20;
+  TlsOptions master_tls_;
+  std::string master_secret_;
+};
+
+// ---- stream and diff over sockets, with and without TLS and secret ----
+
+struct Transport {
+  bool tls;
+  bool secret;
+};
+
+class NetTransportTest : public NetTest, public ::testing::WithParamInterface<Transport> {};
+
+TEST_P(NetTransportTest, FollowerConvergesThroughStreamAndDiff) {
+  TlsOptions client_tls;
+  std::string dir;
+  if (GetParam().tls) {
+    char tmpl[] = "/tmp/sdiff-net-XXXXXX";
+    dir = mkdtemp(tmpl);
+    testing::TestCerts certs;
+    Status s = testing::MakeTestCertificates(dir, &certs);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    master_tls_ = TlsOptions{certs.server_cert, certs.server_key, ""};
+    client_tls = TlsOptions{"", "", certs.ca_cert};
+  }
+  std::string secret = GetParam().secret ? "correct horse battery staple" : "";
+  master_secret_ = secret;
+  FillMaster(200);
+  StartMaster();
+
+  MemoryFollowerStore store;
+  store.Edit([](testing::MemoryFollower& f) {
+    f.Put(0, "key7", "stale");   // changed
+    f.Put(0, "rogue", "extra");  // only on the follower
+  });
+  auto follower = StartFollower(&store, secret, client_tls);
+  EXPECT_TRUE(store.WaitForData(hub_.Data(), kDeadline)) << follower->status().last_error;
+
+  // Live stream after the diff.
+  hub_.Put("key7", "newer");
+  hub_.Write({Op{OpKind::kDelete, 0, "key8", ""}, Op{OpKind::kPut, 0, "key9", "x"}});
+  EXPECT_TRUE(store.WaitForData(hub_.Data(), kDeadline)) << follower->status().last_error;
+  EXPECT_TRUE(follower->status().connected);
+  follower.reset();
+  master_->Stop();
+  if (!dir.empty()) std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTransports, NetTransportTest,
+                         ::testing::Values(Transport{false, false}, Transport{false, true},
+                                           Transport{true, false}, Transport{true, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.tls ? "Tls" : "Tcp") +
+                                  (info.param.secret ? "WithSecret" : "NoSecret");
+                         });
+
+// ---- authentication ----
+
+TEST_F(NetTest, WrongSecretIsRefusedAndOthersKeepStreaming) {
+  master_secret_ = "the master's secret, 16+ bytes";
+  FillMaster(20);
+  StartMaster();
+  MemoryFollowerStore good, bad;
+  auto good_client = StartFollower(&good, master_secret_);
+  auto bad_client = StartFollower(&bad, "some other secret of 16+ bytes");
+  ASSERT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+  ASSERT_TRUE(bad_client->WaitFor(
+      [](const FollowerClientStatus& s) {
+        return s.last_error.find("wrong secret") != std::string::npos;
+      },
+      kDeadline))
+      << bad_client->status().last_error;
+  hub_.Put("after", "1");
+  EXPECT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+  EXPECT_TRUE(bad.Data().empty());
+  EXPECT_FALSE(bad_client->status().connected);
+}
+
+TEST_F(NetTest, MissingSecretIsRefusedBeforeAnyData) {
+  master_secret_ = "the master's secret, 16+ bytes";
+  FillMaster(5);
+  StartMaster();
+  RawPeer peer(port_);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  std::vector<Message> frames = peer.ReadUntilClosed();
+  auto reject = LastReject(frames);
+  ASSERT_TRUE(reject);
+  EXPECT_EQ(reject->code, RejectCode::kAuth);
+  EXPECT_NE(reject->reason.find("authentication required"), std::string::npos);
+  for (const Message& m : frames) {
+    EXPECT_FALSE(std::holds_alternative<Welcome>(m) || std::holds_alternative<Batch>(m));
+  }
+}
+
+TEST_F(NetTest, RefusesRemoteListenWithoutSecret) {
+  MasterServerOptions o;
+  o.listen = "0.0.0.0:0";
+  o.logger = QuietLogger();
+  std::unique_ptr<MasterServer> server;
+  Status s = MasterServer::Start(&hub_, o, &server);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("without a shared secret"), std::string::npos);
+}
+
+// ---- bad peers ----
+
+TEST_F(NetTest, GarbageBytesCloseTheConnection) {
+  StartMaster();
+  MemoryFollowerStore good;
+  auto client = StartFollower(&good);
+  RawPeer peer(port_);
+  peer.Send("GET / HTTP/1.0\r\n\r\n");
+  auto reject = LastReject(peer.ReadUntilClosed());
+  ASSERT_TRUE(reject);
+  EXPECT_EQ(reject->code, RejectCode::kProtocol);
+  hub_.Put("k", "v");
+  EXPECT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+}
+
+TEST_F(NetTest, OversizeLengthPrefixClosesTheConnection) {
+  StartMaster();
+  RawPeer peer(port_);
+  peer.Send(std::string("\xff\xff\xff\x7f\x01", 5));
+  auto reject = LastReject(peer.ReadUntilClosed());
+  ASSERT_TRUE(reject);
+  EXPECT_NE(reject->reason.find("exceeds limit"), std::string::npos) << reject->reason;
+}
+
+TEST_F(NetTest, WrongProtocolVersionIsRejected) {
+  StartMaster();
+  RawPeer peer(port_);
+  Hello hello = ValidHello();
+  hello.min_version = hello.max_version = 9;
+  peer.Send(hello);
+  auto reject = LastReject(peer.ReadUntilClosed());
+  ASSERT_TRUE(reject);
+  EXPECT_EQ(reject->code, RejectCode::kVersion);
+}
+
+TEST_F(NetTest, SilentPeerIsDroppedAfterTheHandshakeTimeout) {
+  handshake_timeout_ = 300ms;
+  StartMaster();
+  RawPeer peer(port_);
+  auto start = std::chrono::steady_clock::now();
+  auto reject = LastReject(peer.ReadUntilClosed());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 250ms);
+  ASSERT_TRUE(reject);
+  EXPECT_NE(reject->reason.find("handshake"), std::string::npos) << reject->reason;
+}
+
+TEST_F(NetTest, PeerThatStopsReadingIsDroppedOthersUnaffected) {
+  high_water_ = 1 << 20;
+  FillMaster(10);
+  StartMaster();
+  MemoryFollowerStore good;
+  auto client = StartFollower(&good);
+  ASSERT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+
+  RawPeer stuck(port_);  // handshakes, then never reads
+  stuck.Send(ValidHello());
+  stuck.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 2; }));
+  // The good follower keeps up (each write waits for it); the stuck one's
+  // queue grows until it passes the high-water mark.
+  std::string big(64 << 10, 'x');
+  bool dropped = false;
+  for (int i = 0; i < 2000 && !dropped; ++i) {  // at most 128 MiB offered
+    hub_.Put("big" + std::to_string(i % 50), big);
+    ASSERT_TRUE(good.WaitForData(hub_.Data(), kDeadline)) << "the good follower fell behind";
+    dropped = hub_.subscribers() == 1;
+  }
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(master_->stats().connections, 1u);
+  EXPECT_TRUE(client->status().connected);
+  EXPECT_EQ(client->status().connects, 1u);  // never dropped itself
+}
+
+TEST_F(NetTest, ConnectionsBeyondTheLimitAreRefused) {
+  MasterServerOptions o;
+  o.max_connections = 1;
+  StartMaster(o);
+  MemoryFollowerStore good;
+  auto client = StartFollower(&good);
+  ASSERT_TRUE(
+      client->WaitFor([](const FollowerClientStatus& s) { return s.connected; }, kDeadline));
+  RawPeer extra(port_);
+  auto reject = LastReject(extra.ReadUntilClosed());
+  ASSERT_TRUE(reject);
+  EXPECT_EQ(reject->code, RejectCode::kOverload);
+}
+
+// ---- restart ----
+
+TEST_F(NetTest, FollowerReconnectsAfterMasterRestartAndCatchesUp) {
+  FillMaster(50);
+  StartMaster();
+  MemoryFollowerStore store;
+  auto client = StartFollower(&store);
+  ASSERT_TRUE(store.WaitForData(hub_.Data(), kDeadline));
+  master_->Stop();
+  master_.reset();
+  ASSERT_TRUE(
+      client->WaitFor([](const FollowerClientStatus& s) { return !s.connected; }, kDeadline));
+  FillMaster(20, "while-down");
+  StartMaster();  // same port
+  EXPECT_TRUE(store.WaitForData(hub_.Data(), kDeadline)) << client->status().last_error;
+  EXPECT_TRUE(
+      client->WaitFor([](const FollowerClientStatus& s) { return s.connects >= 2; }, kDeadline));
+  EXPECT_EQ(store.State().master_id, "net-master");
+}
+
+}  // namespace
+}  // namespace sdiff::net
