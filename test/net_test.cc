@@ -198,6 +198,29 @@ INSTANTIATE_TEST_SUITE_P(AllTransports, NetTransportTest,
                                   (info.param.secret ? "WithSecret" : "NoSecret");
                          });
 
+TEST_F(NetTest, MutualTlsRequiresTheFollowersCertificate) {
+  char tmpl[] = "/tmp/sdiff-net-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  testing::TestCerts certs;
+  ASSERT_TRUE(testing::MakeTestCertificates(dir, &certs).ok());
+  master_tls_ = TlsOptions{certs.server_cert, certs.server_key, certs.ca_cert};
+  FillMaster(10);
+  StartMaster();
+  MemoryFollowerStore with_cert, without_cert;
+  auto good =
+      StartFollower(&with_cert, "", TlsOptions{certs.client_cert, certs.client_key, certs.ca_cert});
+  auto bad = StartFollower(&without_cert, "", TlsOptions{"", "", certs.ca_cert});
+  EXPECT_TRUE(with_cert.WaitForData(hub_.Data(), kDeadline)) << good->status().last_error;
+  EXPECT_TRUE(
+      bad->WaitFor([](const FollowerClientStatus& s) { return !s.last_error.empty(); }, kDeadline));
+  EXPECT_EQ(bad->status().connects, 0u);
+  EXPECT_TRUE(without_cert.Data().empty());
+  good.reset();
+  bad.reset();
+  master_->Stop();
+  std::filesystem::remove_all(dir);
+}
+
 // ---- authentication ----
 
 TEST_F(NetTest, WrongSecretIsRefusedAndOthersKeepStreaming) {
