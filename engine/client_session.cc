@@ -137,6 +137,13 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
     persisted_.bootstrap_key.clear();
   }
   families_ = welcome.families;
+  if (hooks_.families) {
+    Status s = hooks_.families(families_);
+    if (!s.ok()) {
+      return Fail(Status::IOError("cannot take the master's column families: " + s.ToString()),
+                  RejectCode::kInternal);
+    }
+  }
   master_seq_ = welcome.master_seq;
   catch_up_seq_ = welcome.master_seq;
   expected_seq_ = welcome.resume_from;

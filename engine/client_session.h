@@ -49,6 +49,9 @@ struct ApplyRequest {
 };
 
 struct FollowerHooks {
+  // Optional: the master's column families (tags and names), at each Welcome,
+  // before any write that uses them. An error closes the session.
+  std::function<Status(const std::vector<FamilyInfo>&)> families;
   std::function<Status(const ApplyRequest&)> write;
   std::function<TreeView()> snapshot;
   std::function<void(uint8_t* out, size_t n)> random_bytes;
