@@ -1,0 +1,87 @@
+// Master: replicates a RocksDB that the caller opened and keeps writing to.
+//
+//   std::unique_ptr<sdiff::plugin::Master> master;
+//   Status s = Master::Attach(db, {db->DefaultColumnFamily(), other_cf}, options, &master);
+//
+// Attach builds the merkle tree from a snapshot, tails the WAL from there and
+// serves followers on options.server.listen. The caller's writes are not
+// changed; NotifyWrite() after a write wakes the tailer at once (without it,
+// new writes are seen within options.poll_interval). Destroying the Master
+// stops serving and tailing; it never closes the DB, which must outlive it.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/listener.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/status.h"
+#include "net/master_server.h"
+#include "plugin/wal_tailer.h"
+
+namespace sdiff::plugin {
+
+// Add to rocksdb::Options::listeners before DB::Open and pass it in
+// MasterOptions::listener: an IngestExternalFile that lands without a
+// sequence number of its own never shows in the WAL, and this is how the
+// master learns of it (it rebuilds its tree and has followers diff).
+class MasterListener : public rocksdb::EventListener {
+ public:
+  void OnExternalFileIngested(rocksdb::DB* db,
+                              const rocksdb::ExternalFileIngestionInfo& info) override;
+
+ private:
+  friend class Master;
+  std::mutex mu_;
+  WalTailer* tailer_ = nullptr;  // GUARDED_BY(mu_); set while a Master is attached
+};
+
+struct MasterOptions {
+  std::shared_ptr<MasterListener> listener;  // see MasterListener; optional
+  net::MasterServerOptions server;           // listen address, secret, TLS, limits
+  std::string master_id;                     // default: the DB's identity (DB::GetDbIdentity)
+  std::chrono::milliseconds poll_interval{1};
+  size_t resume_window_bytes = 64 << 20;  // recent batches kept for resuming followers
+  uint64_t bootstrap_min_keys = 10000;
+};
+
+struct MasterStatus {
+  uint64_t tailed_seq = 0;  // last sequence in the tree and the stream
+  uint64_t db_seq = 0;      // the DB's latest sequence
+  size_t keys = 0;
+  Hash128 root;
+  uint64_t rebuilds = 0;
+  net::MasterServerStats server;
+};
+
+class Master {
+ public:
+  // `families` lists the column families to replicate (default: the default one).
+  static Status Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
+                       MasterOptions options, std::unique_ptr<Master>* out);
+  ~Master();
+  Master(const Master&) = delete;
+  Master& operator=(const Master&) = delete;
+
+  void NotifyWrite() { tailer_->NotifyWrite(); }
+  void RequestSyncAll() { server_->RequestSyncAll(); }
+  uint16_t port() const { return server_->port(); }
+  const std::string& master_id() const { return master_id_; }
+  MasterStatus status();
+
+ private:
+  Master() = default;
+
+  rocksdb::DB* db_ = nullptr;
+  std::string master_id_;
+  std::shared_ptr<MasterListener> listener_;
+  std::unique_ptr<WalTailer> tailer_;
+  std::unique_ptr<net::MasterServer> server_;
+};
+
+}  // namespace sdiff::plugin

@@ -1,0 +1,481 @@
+// Tree building, WAL tailing and the session hooks of the RocksDB master.
+#include "plugin/wal_tailer.h"
+
+#include <openssl/rand.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+namespace sdiff::plugin {
+namespace {
+
+constexpr char kReservedFamily[] = "__sdiff";
+
+size_t BatchBytes(const Batch& b) {
+  size_t n = 32;
+  for (const Op& op : b.ops) n += op.key.size() + op.value.size() + 8;
+  return n;
+}
+
+// Turns the records of one WAL batch into ops. Every record kind a WAL can
+// hold is handled; transaction markers carry no data of their own here.
+class OpCollector : public rocksdb::WriteBatch::Handler {
+ public:
+  explicit OpCollector(const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families)
+      : families_(families) {}
+
+  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                        const rocksdb::Slice& value) override {
+    return Add(OpKind::kPut, cf, key, value);
+  }
+  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    return Add(OpKind::kDelete, cf, key, {});
+  }
+  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    return Add(OpKind::kDelete, cf, key, {});
+  }
+  rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice& begin,
+                                const rocksdb::Slice& end) override {
+    return Add(OpKind::kDeleteRange, cf, begin, end);
+  }
+  rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
+    // The WAL holds the operand; the replica gets the resolved value.
+    if (!families_.count(cf) || in_prepare_) return rocksdb::Status::OK();
+    merges_.push_back(ops_.size());
+    return Add(OpKind::kPut, cf, key, {});
+  }
+  rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::NotSupported("wide-column entities are not replicated");
+  }
+  rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::NotSupported("blob indexes are not replicated");
+  }
+  void LogData(const rocksdb::Slice&) override {}
+  // A prepare section holds a transaction's writes before it commits: they are
+  // not data yet, and the section uses no sequence numbers of its own.
+  rocksdb::Status MarkBeginPrepare(bool) override {
+    in_prepare_ = prepared_ = true;
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override {
+    in_prepare_ = false;
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MarkCommit(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
+  rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MarkRollback(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
+  rocksdb::Status MarkNoop(bool) override { return rocksdb::Status::OK(); }
+
+  std::vector<Op>& ops() { return ops_; }
+  const std::vector<size_t>& merges() const { return merges_; }
+  bool prepared() const { return prepared_; }
+
+ private:
+  rocksdb::Status Add(OpKind kind, uint32_t cf, const rocksdb::Slice& key,
+                      const rocksdb::Slice& value) {
+    if (!families_.count(cf) || in_prepare_) return rocksdb::Status::OK();  // not replicated
+    ops_.push_back(Op{kind, static_cast<FamilyTag>(cf), key.ToString(), value.ToString()});
+    return rocksdb::Status::OK();
+  }
+
+  const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families_;
+  std::vector<Op> ops_;
+  std::vector<size_t> merges_;
+  bool in_prepare_ = false;
+  bool prepared_ = false;
+};
+
+// A bootstrap scan over a snapshot, family by family (ascending tag), key by key.
+struct BootstrapCursor {
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Snapshot* snapshot = nullptr;
+  std::vector<std::pair<FamilyTag, rocksdb::ColumnFamilyHandle*>> families;
+  size_t family = 0;
+  std::unique_ptr<rocksdb::Iterator> it;
+
+  ~BootstrapCursor() { Close(); }
+  void Close() {
+    it.reset();
+    if (snapshot != nullptr) db->ReleaseSnapshot(snapshot);
+    snapshot = nullptr;
+  }
+  void OpenFamily() {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
+    ro.fill_cache = false;
+    it.reset(db->NewIterator(ro, families[family].second));
+  }
+};
+
+}  // namespace
+
+WalTailer::WalTailer(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
+                     WalTailerOptions options)
+    : db_(db),
+      options_(std::move(options)),
+      log_(options_.logger ? options_.logger : spdlog::default_logger()) {
+  for (auto* h : families) families_[h->GetID()] = h;
+}
+
+Status WalTailer::Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
+                         WalTailerOptions options, std::unique_ptr<WalTailer>* out) {
+  if (families.empty()) families.push_back(db->DefaultColumnFamily());
+  for (auto* h : families) {
+    if (h->GetName() == kReservedFamily) {
+      return Status::InvalidArgument("column family '__sdiff' is reserved for sdiff's own state");
+    }
+    if (h->GetID() > 0xFFFF) {
+      return Status::InvalidArgument("column family '" + h->GetName() + "' has ID " +
+                                     std::to_string(h->GetID()) + "; at most 65535 are supported");
+    }
+  }
+  std::unique_ptr<WalTailer> tailer(new WalTailer(db, std::move(families), std::move(options)));
+  Status s = tailer->Rebuild();
+  if (!s.ok()) return s;
+  *out = std::move(tailer);
+  return Status::OK();
+}
+
+WalTailer::~WalTailer() { Stop(); }
+
+Status WalTailer::Rebuild() {
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  uint64_t seq = snapshot->GetSequenceNumber();
+  MerkleTree tree;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  ro.fill_cache = false;
+  Status result;
+  for (const auto& [id, handle] : families_) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handle));
+    for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
+      result = tree.Put(static_cast<FamilyTag>(id), it->key().ToStringView(),
+                        it->value().ToStringView());
+      if (tree.size() % 1'000'000 == 0) log_->info("building the tree: {} keys", tree.size());
+    }
+    if (result.ok() && !it->status().ok()) {
+      result = Status::IOError("scanning '" + handle->GetName() + "': " + it->status().ToString());
+    }
+  }
+  db_->ReleaseSnapshot(snapshot);
+  if (!result.ok()) return result;
+  log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
+             tree.root_hash().ToHex());
+  std::lock_guard lock(mu_);
+  tree_ = std::move(tree);
+  tailed_seq_ = seq;
+  window_.clear();
+  window_bytes_ = 0;
+  stats_.tailed_seq = seq;
+  return Status::OK();
+}
+
+void WalTailer::Start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void WalTailer::Stop() {
+  {
+    std::lock_guard lock(wake_mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WalTailer::RequestRebuild(std::string reason) {
+  {
+    std::lock_guard lock(wake_mu_);
+    rebuild_reason_ = std::move(reason);
+  }
+  wake_.notify_one();
+}
+
+void WalTailer::NotifyWrite() {
+  {
+    std::lock_guard lock(wake_mu_);
+    woken_ = true;
+  }
+  wake_.notify_one();
+}
+
+void WalTailer::Run() {
+  std::unique_ptr<rocksdb::TransactionLogIterator> it;
+  uint64_t expected;
+  {
+    std::lock_guard lock(mu_);
+    expected = tailed_seq_ + 1;
+  }
+  auto gap = [&](const std::string& why) {
+    log_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
+               why);
+    it.reset();
+    Status s = Rebuild();
+    if (!s.ok()) log_->error("rebuilding the tree failed: {}", s.ToString());
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.rebuilds;
+      expected = tailed_seq_ + 1;
+    }
+    if (on_rebuild_) on_rebuild_();
+  };
+  for (;;) {
+    std::string rebuild_reason;
+    {
+      std::unique_lock lock(wake_mu_);
+      if (stop_) return;
+      rebuild_reason = std::exchange(rebuild_reason_, {});
+    }
+    if (!rebuild_reason.empty()) gap(rebuild_reason);
+    bool progressed = false;
+    if (!it) {
+      rocksdb::Status s = db_->GetUpdatesSince(expected, &it);
+      if (!s.ok()) {
+        it.reset();
+        if (db_->GetLatestSequenceNumber() >= expected) gap("no WAL from there: " + s.ToString());
+      }
+    } else if (!it->Valid()) {
+      it->Next();  // picks up what was appended since; keeps the iterator alive
+    }
+    while (it && it->Valid()) {
+      rocksdb::BatchResult r = it->GetBatch();
+      uint64_t count = std::max<uint64_t>(r.writeBatchPtr->Count(), 1);
+      uint64_t last = r.sequence + count - 1;
+      if (last < expected) {
+        it->Next();
+        continue;
+      }
+      if (r.sequence != expected) {
+        gap("next batch in the WAL starts at " + std::to_string(r.sequence));
+        break;
+      }
+      uint64_t consumed = 0;
+      Status s = Commit(r.sequence, r.writeBatchPtr.get(), &consumed);
+      if (!s.ok()) {
+        log_->error("batch at sequence {}: {}", r.sequence, s.ToString());
+        gap(s.ToString());
+        break;
+      }
+      expected = r.sequence + consumed;
+      progressed = true;
+      it->Next();
+    }
+    if (it && !it->Valid()) {
+      rocksdb::Status st = it->status();
+      if (st.IsTryAgain()) {
+        it.reset();  // the WAL moved to a new file: reopen from `expected`
+        continue;
+      }
+      if (!st.ok()) gap(st.ToString());
+    }
+    if (!progressed) {
+      std::unique_lock lock(wake_mu_);
+      wake_.wait_for(lock, options_.poll_interval, [this] { return woken_ || stop_; });
+      woken_ = false;
+    }
+  }
+}
+
+Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t* consumed) {
+  OpCollector collector(families_);
+  rocksdb::Status rs = wal_batch->Iterate(&collector);
+  if (!rs.ok()) return Status::Corruption("cannot read the WAL batch: " + rs.ToString());
+  *consumed = std::max<uint64_t>(wal_batch->Count(), 1);
+  if (collector.prepared() && collector.ops().empty()) {
+    *consumed = 0;  // a prepare section alone: nothing committed, no sequence used
+    return Status::OK();
+  }
+  std::vector<Op>& ops = collector.ops();
+  for (size_t i : collector.merges()) {
+    // Resolved as of now; later batches replay on top, so the replica converges.
+    std::string value;
+    rocksdb::Status g =
+        db_->Get(rocksdb::ReadOptions(), families_[ops[i].family], ops[i].key, &value);
+    if (g.ok()) {
+      ops[i].value = std::move(value);
+    } else if (g.IsNotFound()) {
+      ops[i].kind = OpKind::kDelete;
+    } else {
+      return Status::IOError("reading merged key: " + g.ToString());
+    }
+  }
+  auto batch = std::make_shared<Batch>();
+  batch->seq = seq;
+  batch->count = std::max<uint64_t>(wal_batch->Count(), 1);
+  batch->ops = std::move(ops);
+
+  std::lock_guard lock(mu_);
+  for (const Op& op : batch->ops) {
+    switch (op.kind) {
+      case OpKind::kPut: {
+        Status s = tree_.Put(op.family, op.key, op.value);
+        if (!s.ok()) return s;
+        break;
+      }
+      case OpKind::kDelete:
+        tree_.Erase(op.family, op.key);
+        break;
+      case OpKind::kDeleteRange: {
+        // The tree is in hash order: find the covered keys by a full walk.
+        std::vector<std::string> covered;
+        tree_.ForEach([&](FamilyTag family, std::string_view key, const Hash128&) {
+          if (family == op.family && key >= op.key && key < op.value) covered.emplace_back(key);
+        });
+        for (const std::string& key : covered) tree_.Erase(op.family, key);
+        break;
+      }
+    }
+  }
+  tailed_seq_ = batch->seq + batch->count - 1;
+  std::shared_ptr<const Batch> shared = batch;
+  window_bytes_ += BatchBytes(*batch);
+  window_.push_back(shared);
+  while (window_bytes_ > options_.resume_window_bytes && window_.size() > 1) {
+    window_bytes_ -= BatchBytes(*window_.front());
+    window_.pop_front();
+  }
+  for (const auto& sink : sinks_) sink->OnBatch(shared);
+  stats_.tailed_seq = tailed_seq_;
+  ++stats_.batches;
+  return Status::OK();
+}
+
+WalTailerStats WalTailer::stats() {
+  std::lock_guard lock(mu_);
+  WalTailerStats s = stats_;
+  s.keys = tree_.size();
+  s.root = tree_.root_hash();
+  return s;
+}
+
+ServerOptions WalTailer::SessionOptions() {
+  ServerOptions o;
+  o.master_id = options_.master_id;
+  o.bootstrap_min_keys = options_.bootstrap_min_keys;
+  for (const auto& [id, handle] : families_) {
+    o.families.push_back(FamilyInfo{static_cast<FamilyTag>(id), handle->GetName()});
+  }
+  return o;
+}
+
+MasterHooks WalTailer::SessionHooks() {
+  MasterHooks h;
+  h.current_seq = [this] {
+    std::lock_guard lock(mu_);
+    return tailed_seq_;
+  };
+  h.key_count = [this] {
+    std::lock_guard lock(mu_);
+    return static_cast<uint64_t>(tree_.size());
+  };
+  h.can_resume = [this](uint64_t seq) {
+    std::lock_guard lock(mu_);
+    return seq == tailed_seq_ ||
+           (!window_.empty() && window_.front()->seq <= seq + 1 && seq < tailed_seq_);
+  };
+  h.read = [this](const std::vector<KeyRef>& keys,
+                  std::vector<std::optional<std::string>>* values) {
+    values->clear();
+    const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
+    Status result;
+    for (const KeyRef& k : keys) {
+      auto family = families_.find(k.family);
+      std::string value;
+      rocksdb::Status s = family == families_.end() ? rocksdb::Status::NotFound()
+                                                    : db_->Get(ro, family->second, k.key, &value);
+      if (s.ok()) {
+        values->push_back(std::move(value));
+      } else if (s.IsNotFound()) {
+        values->push_back(std::nullopt);
+      } else {
+        result = Status::IOError("reading for repair: " + s.ToString());
+        break;
+      }
+    }
+    db_->ReleaseSnapshot(snapshot);
+    return result;
+  };
+  auto cursor = std::make_shared<BootstrapCursor>();
+  h.open_bootstrap = [this, cursor](bool resume, FamilyTag family, const std::string& key) {
+    cursor->Close();
+    cursor->db = db_;
+    cursor->snapshot = db_->GetSnapshot();
+    cursor->families.clear();
+    for (const auto& [id, handle] : families_) {
+      cursor->families.emplace_back(static_cast<FamilyTag>(id), handle);
+    }
+    cursor->family = 0;
+    if (resume) {
+      while (cursor->family < cursor->families.size() &&
+             cursor->families[cursor->family].first < family) {
+        ++cursor->family;
+      }
+    }
+    if (cursor->family < cursor->families.size()) {
+      cursor->OpenFamily();
+      if (resume && cursor->families[cursor->family].first == family) {
+        cursor->it->Seek(key);
+        if (cursor->it->Valid() && cursor->it->key() == key) cursor->it->Next();
+      } else {
+        cursor->it->SeekToFirst();
+      }
+    }
+    return cursor->snapshot->GetSequenceNumber();
+  };
+  h.scan_bootstrap = [cursor](size_t max_bytes, std::vector<Op>* out) {
+    size_t bytes = 0;
+    while (cursor->family < cursor->families.size() && bytes < max_bytes) {
+      auto& it = cursor->it;
+      if (!it->Valid()) {
+        if (++cursor->family < cursor->families.size()) {
+          cursor->OpenFamily();
+          cursor->it->SeekToFirst();
+        }
+        continue;
+      }
+      out->push_back(Op{OpKind::kPut, cursor->families[cursor->family].first, it->key().ToString(),
+                        it->value().ToString()});
+      bytes += it->key().size() + it->value().size() + 8;
+      it->Next();
+    }
+    bool done = cursor->family >= cursor->families.size();
+    if (done) cursor->Close();
+    return done;
+  };
+  h.random_bytes = [](uint8_t* out, size_t n) {
+    if (RAND_bytes(out, static_cast<int>(n)) != 1) {
+      // No entropy source is fatal for nonces; fall back to the OS device.
+      std::random_device rd;
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rd());
+    }
+  };
+  return h;
+}
+
+void WalTailer::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
+  std::lock_guard lock(mu_);
+  for (const auto& batch : window_) {
+    if (batch->seq + batch->count > from_seq) sink->OnBatch(batch);
+  }
+  sinks_.push_back(std::move(sink));
+}
+
+void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) {
+  std::lock_guard lock(mu_);
+  sink->OnSnapshot(tree_.Snapshot());
+}
+
+void WalTailer::Unsubscribe(const net::BatchSink* sink) {
+  std::lock_guard lock(mu_);
+  std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
+}
+
+}  // namespace sdiff::plugin

@@ -1,0 +1,114 @@
+// WalTailer: the master's view of a live RocksDB. It builds the merkle tree
+// from a snapshot at sequence S, then follows the WAL from S+1 with one
+// long-lived GetUpdatesSince iterator, turning each committed WriteBatch into
+// an engine Batch, applying it to the tree and handing it to every subscribed
+// follower session, in sequence order. It is the net::MasterHub the master
+// server reads from.
+//
+// Continuity: each batch must start where the previous one ended. A gap (a
+// write with disableWAL, an IngestExternalFile, a WAL purged under the
+// tailer) is never skipped silently: the tree is rebuilt from a fresh
+// snapshot and the stream jumps, which makes every follower diff.
+//
+// Threads: one tailer thread owns the live tree; hub calls come from session
+// strands and take the mutex.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/merkle_tree.h"
+#include "net/master_server.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace sdiff::plugin {
+
+struct WalTailerOptions {
+  std::string master_id;
+  // The longest the tailer sleeps before looking at the WAL again when no
+  // NotifyWrite() woke it: the bound on stream latency without notifications.
+  std::chrono::milliseconds poll_interval{1};
+  // Recent batches kept in memory for followers that resume.
+  size_t resume_window_bytes = 64 << 20;  // Default: 64 MiB
+  uint64_t bootstrap_min_keys = 10000;
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+struct WalTailerStats {
+  uint64_t tailed_seq = 0;  // last sequence applied to the tree and streamed
+  size_t keys = 0;
+  Hash128 root;
+  uint64_t batches = 0;
+  uint64_t rebuilds = 0;  // trees rebuilt after a gap
+};
+
+class WalTailer : public net::MasterHub {
+ public:
+  // `families`: the column families to replicate (the DB's own handles).
+  // Builds the tree before returning; Start() begins tailing.
+  static Status Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
+                       WalTailerOptions options, std::unique_ptr<WalTailer>* out);
+  ~WalTailer() override;  // Stop()s
+
+  void Start();
+  void Stop();
+  void NotifyWrite();  // wakes the tailer now
+  // Data reached the DB outside the WAL (an ingested file): rebuild and diff.
+  void RequestRebuild(std::string reason);
+  WalTailerStats stats();
+  // Called after a gap rebuilt the tree (so the master can ask followers to diff).
+  void set_on_rebuild(std::function<void()> fn) { on_rebuild_ = std::move(fn); }
+
+  // net::MasterHub
+  ServerOptions SessionOptions() override;
+  MasterHooks SessionHooks() override;
+  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override;
+  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) override;
+  void Unsubscribe(const net::BatchSink* sink) override;
+
+ private:
+  WalTailer(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
+            WalTailerOptions options);
+  Status Rebuild();  // tree from a fresh snapshot; the stream continues after it
+  void Run();
+  // Converts one WAL batch; applies it to the tree and streams it.
+  // *consumed: the sequence numbers the batch used.
+  Status Commit(uint64_t seq, rocksdb::WriteBatch* batch, uint64_t* consumed);
+
+  rocksdb::DB* db_;
+  std::map<uint32_t, rocksdb::ColumnFamilyHandle*> families_;  // by column family ID
+  WalTailerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::function<void()> on_rebuild_;
+  std::thread thread_;
+
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  bool woken_ = false;          // GUARDED_BY(wake_mu_)
+  bool stop_ = false;           // GUARDED_BY(wake_mu_)
+  std::string rebuild_reason_;  // GUARDED_BY(wake_mu_); non-empty: rebuild
+
+  std::mutex mu_;
+  MerkleTree tree_;                                     // GUARDED_BY(mu_)
+  uint64_t tailed_seq_ = 0;                             // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<const Batch>> window_;     // GUARDED_BY(mu_)
+  size_t window_bytes_ = 0;                             // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<net::BatchSink>> sinks_;  // GUARDED_BY(mu_)
+  WalTailerStats stats_;                                // GUARDED_BY(mu_)
+};
+
+}  // namespace sdiff::plugin
