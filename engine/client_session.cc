@@ -95,6 +95,7 @@ void ClientSession::Handle(Message& message) {
       if (auto* m = std::get_if<BootstrapChunk>(&message)) return HandleBootstrap(*m);
       if (auto* m = std::get_if<Ping>(&message)) {
         master_seq_ = std::max(master_seq_, m->master_seq);
+        NoteProgress();
         Send(Pong{applied_seq_, m->master_time_ms});
         return;
       }
@@ -178,6 +179,7 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
       break;
   }
   state_ = State::kStreaming;
+  NoteProgress();
   events_.push_back({ClientEvent::Kind::kWelcome, welcome.mode, 0, false, Status::OK()});
   MaybeRequestCatchUpSync();
 }
@@ -200,6 +202,7 @@ void ClientSession::HandleBatch(const Batch& batch) {
   master_seq_ = std::max(master_seq_, applied_seq_);
   if (tracking_) Track(batch.ops);
   if (!Apply(ApplyRequest::Source::kStream, batch.ops, batch.seq)) return;
+  NoteProgress();
   MaybeRequestCatchUpSync();
 }
 
@@ -340,6 +343,14 @@ bool ClientSession::Streamed(FamilyTag family, const std::string& key) const {
     if (range.family == family && range.key <= key && key < range.value) return true;
   }
   return false;
+}
+
+void ClientSession::NoteProgress() {
+  if (applied_seq_ >= master_seq_) {
+    behind_since_ms_ = -1;
+  } else if (behind_since_ms_ < 0) {
+    behind_since_ms_ = std::max<int64_t>(now_ms_, 0);
+  }
 }
 
 void ClientSession::StopTracking() {

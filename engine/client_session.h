@@ -99,6 +99,10 @@ class ClientSession {
   const FollowerState& follower_state() const { return persisted_; }
   uint64_t applied_seq() const { return applied_seq_; }
   uint64_t master_seq() const { return master_seq_; }
+  // How long the follower has been behind the newest master sequence it has
+  // heard of (from Welcome, batches or pings); 0 when caught up. Measured on
+  // the follower's own clock (OnTick), so no clocks are compared.
+  int64_t lag_ms() const { return behind_since_ms_ < 0 ? 0 : now_ms_ - behind_since_ms_; }
   bool consistent() const { return consistent_; }
   bool in_sync() const { return in_sync_; }
   // No diff running or asked for, no bootstrap, nothing to send.
@@ -127,6 +131,7 @@ class ClientSession {
   void Track(const std::vector<Op>& ops);
   bool Streamed(FamilyTag family, const std::string& key) const;
   void StopTracking();
+  void NoteProgress();
   void MaybeRequestCatchUpSync();
   void Send(const Message& message) { wire::AppendFrame(message, &out_); }
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
@@ -170,6 +175,7 @@ class ClientSession {
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;
+  int64_t behind_since_ms_ = -1;  // when applied_seq_ fell behind master_seq_; -1: not behind
 };
 
 }  // namespace sdiff

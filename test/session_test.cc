@@ -1904,3 +1904,43 @@ TEST_F(SessionLinkTest, FollowerWriteFailureClosesBothSidesWithIOError) {
 }  // namespace
 }  // namespace testing
 }  // namespace sdiff
+
+namespace sdiff {
+namespace {
+
+// Lag is how long the follower has known of a master sequence it has not
+// applied yet, on its own clock.
+TEST(ClientSessionLagTest, LagCountsFromFallingBehindUntilCaughtUp) {
+  std::mt19937_64 rng(7);
+  testing::MemoryFollower store;
+  ClientSession session(ClientOptions{}, store.Hooks(&rng), FollowerState{});
+  session.OnTick(1000);
+  session.Start();
+  (void)session.TakeOutput();
+  std::string in;
+  wire::AppendFrame(Challenge{wire::kProtocolVersion, std::string(32, 's'), ""}, &in);
+  Welcome welcome;
+  welcome.master_id = "m";
+  welcome.master_seq = 0;
+  welcome.mode = StartMode::kDiff;
+  welcome.resume_from = 1;
+  wire::AppendFrame(welcome, &in);
+  session.OnBytes(in);
+  ASSERT_TRUE(session.streaming()) << session.error().ToString();
+  EXPECT_EQ(session.lag_ms(), 0);
+
+  in.clear();
+  wire::AppendFrame(Ping{5, 0}, &in);  // the master is at 5, we are at 0
+  session.OnBytes(in);
+  session.OnTick(1250);
+  EXPECT_EQ(session.lag_ms(), 250);
+
+  in.clear();
+  wire::AppendFrame(Batch{1, 5, {Op{OpKind::kPut, 0, "k", "v"}}}, &in);
+  session.OnBytes(in);
+  EXPECT_EQ(session.applied_seq(), 5u);
+  EXPECT_EQ(session.lag_ms(), 0);
+}
+
+}  // namespace
+}  // namespace sdiff
