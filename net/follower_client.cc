@@ -25,6 +25,12 @@ const char* ModeName(StartMode mode) {
   return "?";
 }
 
+int64_t UnixNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 class FollowerClient::Driver : public ConnectionHandler,
@@ -105,9 +111,10 @@ class FollowerClient::Driver : public ConnectionHandler,
                               client_->options_.master, ModeName(event->mode),
                               session_.applied_seq(), session_.master_seq());
           client_->attempts_ = 0;
-          client_->Update([](FollowerClientStatus& s) {
+          client_->Update([&](FollowerClientStatus& s) {
             s.connected = true;
             ++s.connects;
+            s.last_mode = event->mode;
           });
           break;
         case ClientEvent::Kind::kSyncDone:
@@ -117,6 +124,7 @@ class FollowerClient::Driver : public ConnectionHandler,
           client_->Update([&](FollowerClientStatus& s) {
             s.syncs += event->complete ? 1 : 0;
             s.last_repaired = event->repaired;
+            if (event->complete) s.last_sync_unix_ms = UnixNowMs();
           });
           break;
         case ClientEvent::Kind::kClosed:

@@ -54,6 +54,9 @@ struct FollowerClientStatus {
   uint64_t reconnects = 0;  // connection attempts after the first
   uint64_t syncs = 0;
   uint64_t last_repaired = 0;
+  int64_t last_sync_unix_ms = 0;  // wall-clock end of the last complete diff; 0: none yet
+  // How the master brought the last connection up to date (valid once connects > 0).
+  StartMode last_mode = StartMode::kDiff;
   std::string last_error;  // why the last connection ended, or failed to start
 };
 
