@@ -1,0 +1,82 @@
+// Follower: a RocksFollowerStore with a FollowerClient writing into it.
+#include "plugin/follower.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "plugin/follower_store.h"
+
+namespace sdiff::plugin {
+
+Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
+  RocksFollowerStoreOptions store_options;
+  store_options.db_path = options.db_path;
+  store_options.create_if_missing = options.create_if_missing;
+  store_options.sync_writes = options.sync_writes;
+  store_options.logger = options.client.logger;
+  store_options.fail_before_write = std::move(options.fail_before_write);
+
+  std::unique_ptr<Follower> follower(new Follower());
+  Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
+  if (!s.ok()) return s;
+  s = net::FollowerClient::Start(follower->store_.get(), std::move(options.client),
+                                 &follower->client_);
+  if (!s.ok()) return s;
+  *out = std::move(follower);
+  return Status::OK();
+}
+
+Follower::~Follower() {
+  client_.reset();  // no write may be in flight when the DB closes
+  store_.reset();
+}
+
+FollowerStatus Follower::status() const { return Compose(client_->status()); }
+
+FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
+  FollowerStatus s;
+  s.connected = c.connected;
+  s.master_seq = c.master_seq;
+  // Before the first connection the client knows nothing; the disk does.
+  s.applied_seq = c.connects > 0 ? c.applied_seq : store_->State().applied_seq;
+  s.lag_seqs = s.master_seq > s.applied_seq ? s.master_seq - s.applied_seq : 0;
+  s.last_diff_unix_ms = c.last_sync_unix_ms;
+  s.last_diff_repaired = c.last_repaired;
+  s.diffs = c.syncs;
+  s.connects = c.connects;
+  s.reconnects = c.reconnects;
+  s.last_start = c.last_mode;
+  s.last_error = c.last_error;
+  s.master_id = store_->State().master_id;
+  s.keys = store_->keys();
+  return s;
+}
+
+void Follower::RequestSync() { client_->RequestSync(); }
+
+// The client notifies after every applied write, so waking on its changes
+// sees the store's too; short slices bound a notification that slips by.
+bool Follower::WaitFor(std::function<bool(const FollowerStatus&)> pred,
+                       std::chrono::milliseconds timeout) const {
+  constexpr std::chrono::milliseconds kSlice{50};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return pred(status());
+    if (client_->WaitFor([&](const net::FollowerClientStatus& c) { return pred(Compose(c)); },
+                         std::min(left, kSlice))) {
+      return true;
+    }
+  }
+}
+
+rocksdb::DB* Follower::db() { return store_->db(); }
+
+rocksdb::ColumnFamilyHandle* Follower::column_family(std::string_view name) const {
+  return store_->family(name);
+}
+
+TreeView Follower::tree() const { return store_->tree(); }
+
+}  // namespace sdiff::plugin

@@ -1,0 +1,97 @@
+// Follower: a read replica of a master's RocksDB, kept in a RocksDB directory.
+//
+//   std::unique_ptr<sdiff::plugin::Follower> follower;
+//   Status s = Follower::Open({.db_path = "/var/lib/replica", .client = {.master = "m:8123"}},
+//                             &follower);
+//   follower->db()->Get(rocksdb::ReadOptions(), follower->column_family("meta"), key, &value);
+//
+// Open opens (or creates) the database and starts a client that follows the
+// master for as long as the Follower lives: it resumes, diffs or bootstraps
+// on every (re)connect, applies each master batch atomically, and reconnects
+// after any failure. The database is for reading only: a write of the caller's
+// is overwritten or deleted by the next diff. Other processes can read it with
+// rocksdb::DB::OpenAsSecondary and TryCatchUpWithPrimary.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/merkle_tree.h"
+#include "engine/messages.h"
+#include "engine/status.h"
+#include "net/follower_client.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+}  // namespace rocksdb
+
+namespace sdiff::plugin {
+
+class RocksFollowerStore;
+
+struct FollowerOptions {
+  std::string db_path;
+  bool create_if_missing = true;  // Default: true
+  // fsync each applied write. Default: false (a machine crash can lose the
+  // last writes, never a part of one; the follower then resumes before them).
+  bool sync_writes = false;
+  net::FollowerClientOptions client;  // master address, secret, TLS, backoff
+  // Testing seam: called before each write to the database; an error fails
+  // that write as a failing disk would. Default: none.
+  std::function<Status()> fail_before_write;
+};
+
+struct FollowerStatus {
+  bool connected = false;                   // streaming from the master
+  uint64_t master_seq = 0;                  // the master's newest sequence we heard of
+  uint64_t applied_seq = 0;                 // the last master sequence applied
+  uint64_t lag_seqs = 0;                    // master_seq - applied_seq
+  int64_t last_diff_unix_ms = 0;            // end of the last complete diff; 0: none since Open
+  uint64_t last_diff_repaired = 0;          // keys the last diff repaired
+  uint64_t diffs = 0;                       // complete diffs since Open
+  uint64_t connects = 0;                    // successful handshakes since Open
+  uint64_t reconnects = 0;                  // connection attempts after the first
+  StartMode last_start = StartMode::kDiff;  // how the last connection began (connects > 0)
+  std::string last_error;                   // why the last connection ended or failed to start
+  std::string master_id;                    // whom the replica follows, as persisted
+  uint64_t keys = 0;                        // keys in the replicated column families
+};
+
+class Follower {
+ public:
+  // Errors name the path: missing with create_if_missing false, locked by
+  // another process, or not a RocksDB directory.
+  static Status Open(FollowerOptions options, std::unique_ptr<Follower>* out);
+  ~Follower();  // stops the client (finishing the write in hand), then closes the DB
+  Follower(const Follower&) = delete;
+  Follower& operator=(const Follower&) = delete;
+
+  FollowerStatus status() const;
+  // Asks the master for a diff now (anti-entropy on demand).
+  void RequestSync();
+  // Waits until pred(status()) holds or the timeout passes; returns pred's last value.
+  bool WaitFor(std::function<bool(const FollowerStatus&)> pred,
+               std::chrono::milliseconds timeout) const;
+
+  // For reads; valid while the Follower lives.
+  rocksdb::DB* db();
+  // A replicated column family by the master's name, or null if there is none yet.
+  rocksdb::ColumnFamilyHandle* column_family(std::string_view name) const;
+  // The replica's merkle tree as of its last applied write.
+  TreeView tree() const;
+
+ private:
+  Follower() = default;
+  // Called under the client's status lock, so it must not ask the client again.
+  FollowerStatus Compose(const net::FollowerClientStatus& client) const;
+
+  std::unique_ptr<RocksFollowerStore> store_;
+  std::unique_ptr<net::FollowerClient> client_;
+};
+
+}  // namespace sdiff::plugin

@@ -1,0 +1,473 @@
+// The follower's RocksDB replica: opening, the metadata family, and the hooks
+// that apply master writes atomically with the replication state.
+#include "plugin/follower_store.h"
+
+#include <openssl/rand.h>
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <system_error>
+#include <utility>
+
+namespace sdiff::plugin {
+namespace {
+
+constexpr uint8_t kStateVersion = 1;
+constexpr uint8_t kFamiliesVersion = 1;
+constexpr char kStateKey[] = "state";
+constexpr char kFamiliesKey[] = "families";
+
+void PutFixed(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void PutString(std::string* out, std::string_view s) {
+  PutFixed(out, s.size(), 4);
+  out->append(s);
+}
+
+// Consumes from the front of a string_view; every read fails cleanly at the end.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool Fixed(int bytes, uint64_t* v) {
+    if (in_.size() < static_cast<size_t>(bytes)) return false;
+    *v = 0;
+    for (int i = 0; i < bytes; ++i) *v |= uint64_t{static_cast<uint8_t>(in_[i])} << (8 * i);
+    in_.remove_prefix(bytes);
+    return true;
+  }
+  bool String(std::string* s) {
+    uint64_t n = 0;
+    if (!Fixed(4, &n) || in_.size() < n) return false;
+    s->assign(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  std::string msg = std::string(what) + ": " + s.ToString();
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+  return Status::IOError(msg);
+}
+
+bool IsLockError(const rocksdb::Status& s) {
+  std::string text = s.ToString();
+  return s.IsIOError() &&
+         (text.find("lock") != std::string::npos || text.find("LOCK") != std::string::npos);
+}
+
+// What an applied write does to the tree, replayed in order once the write is durable.
+struct TreeChange {
+  bool put;
+  FamilyTag family;
+  std::string key;
+  std::string_view value;  // puts: points into the request's ops
+};
+
+}  // namespace
+
+std::string EncodeState(const FollowerState& state) {
+  std::string out;
+  out.push_back(static_cast<char>(kStateVersion));
+  PutString(&out, state.master_id);
+  PutFixed(&out, state.applied_seq, 8);
+  out.push_back(state.bootstrapping ? 1 : 0);
+  PutFixed(&out, state.bootstrap_family, 2);
+  PutString(&out, state.bootstrap_key);
+  return out;
+}
+
+Status DecodeState(std::string_view bytes, FollowerState* state) {
+  Reader r(bytes);
+  uint64_t version = 0, seq = 0, bootstrapping = 0, family = 0;
+  FollowerState s;
+  if (!r.Fixed(1, &version)) return Status::Corruption("follower state: empty");
+  if (version != kStateVersion) {
+    return Status::Corruption("follower state: unknown version " + std::to_string(version));
+  }
+  if (!r.String(&s.master_id) || !r.Fixed(8, &seq) || !r.Fixed(1, &bootstrapping) ||
+      !r.Fixed(2, &family) || !r.String(&s.bootstrap_key) || !r.done() || bootstrapping > 1) {
+    return Status::Corruption("follower state: malformed record");
+  }
+  s.applied_seq = seq;
+  s.bootstrapping = bootstrapping == 1;
+  s.bootstrap_family = static_cast<FamilyTag>(family);
+  *state = std::move(s);
+  return Status::OK();
+}
+
+std::string EncodeFamilies(const std::map<FamilyTag, std::string>& families) {
+  std::string out;
+  out.push_back(static_cast<char>(kFamiliesVersion));
+  PutFixed(&out, families.size(), 4);
+  for (const auto& [tag, name] : families) {
+    PutFixed(&out, tag, 2);
+    PutString(&out, name);
+  }
+  return out;
+}
+
+Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* families) {
+  Reader r(bytes);
+  uint64_t version = 0, count = 0;
+  if (!r.Fixed(1, &version)) return Status::Corruption("family map: empty");
+  if (version != kFamiliesVersion) {
+    return Status::Corruption("family map: unknown version " + std::to_string(version));
+  }
+  if (!r.Fixed(4, &count)) return Status::Corruption("family map: malformed record");
+  std::map<FamilyTag, std::string> out;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t tag = 0;
+    std::string name;
+    if (!r.Fixed(2, &tag) || !r.String(&name)) {
+      return Status::Corruption("family map: malformed record");
+    }
+    out[static_cast<FamilyTag>(tag)] = std::move(name);
+  }
+  if (!r.done()) return Status::Corruption("family map: trailing bytes");
+  *families = std::move(out);
+  return Status::OK();
+}
+
+RocksFollowerStore::RocksFollowerStore(RocksFollowerStoreOptions options)
+    : options_(std::move(options)),
+      log_(options_.logger ? options_.logger : spdlog::default_logger()) {}
+
+Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
+                                std::unique_ptr<RocksFollowerStore>* out) {
+  std::unique_ptr<RocksFollowerStore> store(new RocksFollowerStore(std::move(options)));
+  Status s = store->OpenDb();
+  if (!s.ok()) return s;
+  s = store->LoadMeta();
+  if (!s.ok()) return s;
+  {
+    std::lock_guard lock(store->mu_);
+    s = store->RebuildTree();
+  }
+  if (!s.ok()) return s;
+  *out = std::move(store);
+  return Status::OK();
+}
+
+RocksFollowerStore::~RocksFollowerStore() {
+  if (!db_) return;
+  std::lock_guard lock(mu_);
+  for (auto& [name, handle] : handles_) db_->DestroyColumnFamilyHandle(handle);
+  if (meta_ != nullptr) db_->DestroyColumnFamilyHandle(meta_);
+  rocksdb::Status s = db_->Close();
+  if (!s.ok()) log_->warn("closing {}: {}", options_.db_path, s.ToString());
+  db_.reset();
+}
+
+// Checks the path before RocksDB does, so each way it can be wrong gets a
+// one-line message naming it.
+Status RocksFollowerStore::OpenDb() {
+  namespace fs = std::filesystem;
+  const std::string& path = options_.db_path;
+  if (path.empty()) return Status::InvalidArgument("no database path given");
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  bool exists = fs::exists(st);
+  if (exists && !fs::is_directory(st)) {
+    return Status::InvalidArgument(path + " is not a RocksDB database: not a directory");
+  }
+  bool has_db = exists && fs::exists(fs::path(path) / "CURRENT", ec);
+  if (!has_db) {
+    bool empty = !exists || fs::is_empty(path, ec);
+    if (!empty) {
+      return Status::InvalidArgument(path +
+                                     " is not a RocksDB database: a non-empty directory without "
+                                     "a CURRENT file");
+    }
+    if (!options_.create_if_missing) {
+      return Status::NotFound("no database at " + path + " (create_if_missing is false)");
+    }
+  }
+
+  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
+  if (has_db) {
+    rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+    if (!rs.ok()) return FromRocks(rs, "cannot list the column families of " + path);
+  }
+  if (std::find(names.begin(), names.end(), kMetaFamily) == names.end()) {
+    names.emplace_back(kMetaFamily);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names)
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options_.create_if_missing;
+  db_options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
+  if (!rs.ok()) {
+    if (IsLockError(rs)) {
+      return Status::IOError(path + " is locked: another process or Follower has it open (" +
+                             rs.ToString() + ")");
+    }
+    return FromRocks(rs, "cannot open RocksDB at " + path);
+  }
+  db_.reset(db);
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (names[i] == kMetaFamily) {
+      meta_ = handles[i];
+    } else {
+      handles_[names[i]] = handles[i];
+    }
+  }
+  return Status::OK();
+}
+
+Status RocksFollowerStore::LoadMeta() {
+  std::string bytes;
+  FollowerState state;
+  rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), meta_, kStateKey, &bytes);
+  if (rs.ok()) {
+    // The state only decides whether we may resume; without it the master
+    // diffs us, which repairs everything, so damage here costs a diff, not the replica.
+    Status s = DecodeState(bytes, &state);
+    if (!s.ok()) {
+      log_->warn("{}: {}; the master will diff this replica", options_.db_path, s.message());
+      state = FollowerState();
+    }
+  } else if (!rs.IsNotFound()) {
+    return FromRocks(rs, "cannot read the follower state in " + options_.db_path);
+  }
+  std::map<FamilyTag, std::string> families;
+  rs = db_->Get(rocksdb::ReadOptions(), meta_, kFamiliesKey, &bytes);
+  if (rs.ok()) {
+    Status s = DecodeFamilies(bytes, &families);
+    if (!s.ok()) {  // the master announces its families again at Welcome
+      log_->warn("{}: {}; waiting for the master's", options_.db_path, s.message());
+      families.clear();
+    }
+  } else if (!rs.IsNotFound()) {
+    return FromRocks(rs, "cannot read the family map in " + options_.db_path);
+  }
+
+  std::lock_guard lock(mu_);
+  state_ = std::move(state);
+  families_ = std::move(families);
+  by_tag_.clear();
+  std::set<std::string_view> tagged;
+  for (const auto& [tag, name] : families_) {
+    tagged.insert(name);
+    auto it = handles_.find(name);
+    if (it != handles_.end()) by_tag_[tag] = it->second;
+  }
+  for (const auto& [name, handle] : handles_) {
+    if (tagged.count(name) == 0 && !families_.empty()) {
+      log_->warn("{}: column family '{}' is not one the master replicates; leaving it alone",
+                 options_.db_path, name);
+    }
+  }
+  return Status::OK();
+}
+
+Status RocksFollowerStore::RebuildTree() {
+  MerkleTree tree(tree_.hasher());
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  read.fill_cache = false;
+  Status result;
+  for (const auto& [tag, handle] : by_tag_) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, handle));
+    for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
+      result = tree.Put(tag, std::string_view(it->key().data(), it->key().size()),
+                        std::string_view(it->value().data(), it->value().size()));
+    }
+    if (result.ok() && !it->status().ok()) {
+      result = FromRocks(it->status(), "cannot scan " + options_.db_path);
+    }
+    if (!result.ok()) break;
+  }
+  db_->ReleaseSnapshot(snapshot);
+  if (!result.ok()) return result;
+  tree_ = std::move(tree);
+  return Status::OK();
+}
+
+FollowerHooks RocksFollowerStore::Hooks() {
+  FollowerHooks hooks;
+  hooks.families = [this](const std::vector<FamilyInfo>& families) {
+    return TakeFamilies(families);
+  };
+  hooks.write = [this](const ApplyRequest& request) { return Write(request); };
+  hooks.snapshot = [this] { return tree(); };
+  hooks.random_bytes = [this](uint8_t* out, size_t n) { RandomBytes(out, n); };
+  return hooks;
+}
+
+// Creates the families the master has and we lack, under the master's names.
+// A changed tag map re-tags the tree, which is rebuilt from the data.
+Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families) {
+  std::map<FamilyTag, std::string> map;
+  std::set<std::string_view> names;
+  for (const FamilyInfo& f : families) {
+    if (f.name.empty() || f.name == kMetaFamily) {
+      return Status::InvalidArgument("the master replicates a column family named '" + f.name +
+                                     "', which this follower reserves");
+    }
+    if (!map.emplace(f.tag, f.name).second || !names.insert(f.name).second) {
+      return Status::InvalidArgument("the master's column family map repeats tag " +
+                                     std::to_string(f.tag) + " or name '" + f.name + "'");
+    }
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& [tag, name] : map) {
+    if (handles_.count(name) != 0) continue;
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    rocksdb::Status rs = db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), name, &handle);
+    if (!rs.ok()) return FromRocks(rs, "cannot create column family '" + name + "'");
+    log_->info("{}: created column family '{}' (master tag {})", options_.db_path, name, tag);
+    handles_[name] = handle;
+  }
+  bool changed = map != families_;
+  if (changed) {
+    rocksdb::WriteOptions write;
+    write.sync = options_.sync_writes;
+    rocksdb::Status rs = db_->Put(write, meta_, kFamiliesKey, EncodeFamilies(map));
+    if (!rs.ok()) return FromRocks(rs, "cannot record the master's column families");
+    for (const auto& [tag, name] : families_) {
+      if (names.count(name) == 0) {
+        log_->warn("{}: the master no longer replicates column family '{}'; leaving its data alone",
+                   options_.db_path, name);
+      }
+    }
+    families_ = std::move(map);
+  }
+  by_tag_.clear();
+  for (const auto& [tag, name] : families_) by_tag_[tag] = handles_.at(name);
+  return changed ? RebuildTree() : Status::OK();
+}
+
+// One WriteBatch with the ops and the state; the tree follows only once it is written.
+Status RocksFollowerStore::Write(const ApplyRequest& request) {
+  if (options_.fail_before_write) {
+    Status s = options_.fail_before_write();
+    if (!s.ok()) return s;
+  }
+  std::lock_guard lock(mu_);
+  rocksdb::WriteBatch batch;
+  std::vector<TreeChange> changes;
+  changes.reserve(request.ops.size());
+  for (const Op& op : request.ops) {
+    auto it = by_tag_.find(op.family);
+    if (it == by_tag_.end()) {
+      return Status::InvalidArgument("write to column family tag " + std::to_string(op.family) +
+                                     ", which the master did not announce");
+    }
+    rocksdb::ColumnFamilyHandle* handle = it->second;
+    rocksdb::Status rs;
+    switch (op.kind) {
+      case OpKind::kPut:
+        rs = batch.Put(handle, op.key, op.value);
+        changes.push_back({true, op.family, op.key, op.value});
+        break;
+      case OpKind::kDelete:
+        rs = batch.Delete(handle, op.key);
+        changes.push_back({false, op.family, op.key, {}});
+        break;
+      case OpKind::kDeleteRange: {
+        if (!(op.key < op.value)) break;  // an empty range deletes nothing
+        rs = batch.DeleteRange(handle, op.key, op.value);
+        // Covered keys: those on disk, and those this batch put before the range.
+        auto in_range = [&](std::string_view key) { return op.key <= key && key < op.value; };
+        size_t before = changes.size();
+        for (size_t i = 0; i < before; ++i) {
+          if (changes[i].put && changes[i].family == op.family && in_range(changes[i].key)) {
+            changes.push_back({false, op.family, changes[i].key, {}});
+          }
+        }
+        rocksdb::Slice upper(op.value);
+        rocksdb::ReadOptions read;
+        read.iterate_upper_bound = &upper;
+        read.fill_cache = false;
+        std::unique_ptr<rocksdb::Iterator> iter(db_->NewIterator(read, handle));
+        for (iter->Seek(op.key); iter->Valid(); iter->Next()) {
+          changes.push_back({false, op.family, iter->key().ToString(), {}});
+        }
+        if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
+        break;
+      }
+    }
+    if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
+  }
+  rocksdb::Status rs = batch.Put(meta_, kStateKey, EncodeState(request.state));
+  if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
+
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_writes;
+  rs = db_->Write(write, &batch);
+  if (!rs.ok()) return FromRocks(rs, "RocksDB write to " + options_.db_path + " failed");
+
+  state_ = request.state;
+  Status result;
+  for (const TreeChange& c : changes) {
+    if (c.put) {
+      Status s = tree_.Put(c.family, c.key, c.value);
+      // Two keys with one 128-bit hash: the data is written, the tree cannot
+      // hold both; report it (the session closes) rather than hide it.
+      if (!s.ok() && result.ok()) result = s;
+    } else {
+      tree_.Erase(c.family, c.key);
+    }
+  }
+  if (!result.ok()) log_->error("{}: {}", options_.db_path, result.ToString());
+  return result;
+}
+
+void RocksFollowerStore::RandomBytes(uint8_t* out, size_t n) {
+  if (RAND_bytes(out, static_cast<int>(n)) == 1) return;
+  thread_local std::mt19937_64 engine(std::random_device{}());
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(engine());
+}
+
+FollowerState RocksFollowerStore::State() {
+  std::lock_guard lock(mu_);
+  return state_;
+}
+
+rocksdb::ColumnFamilyHandle* RocksFollowerStore::family(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = handles_.find(name);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
+std::vector<FamilyInfo> RocksFollowerStore::families() const {
+  std::lock_guard lock(mu_);
+  std::vector<FamilyInfo> out;
+  for (const auto& [tag, name] : families_) out.push_back({tag, name});
+  return out;
+}
+
+TreeView RocksFollowerStore::tree() const {
+  std::lock_guard lock(mu_);
+  return tree_.Snapshot();
+}
+
+uint64_t RocksFollowerStore::keys() const {
+  std::lock_guard lock(mu_);
+  return tree_.size();
+}
+
+}  // namespace sdiff::plugin

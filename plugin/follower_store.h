@@ -1,0 +1,113 @@
+// RocksFollowerStore: the follower's replica in a RocksDB database. It applies
+// master batches, repairs and bootstrap chunks each in one WriteBatch together
+// with the replication state, and keeps the merkle tree of the replicated data.
+//
+// Layout: each column family the master replicates, under the master's name,
+// plus one reserved family that is never replicated nor part of the tree:
+//   __sdiff / "state"    -> FollowerState   (EncodeState)
+//   __sdiff / "families" -> the master's families, tag -> name (EncodeFamilies)
+// Column families without a tag in that map are left alone (logged at open).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/client_session.h"
+#include "engine/merkle_tree.h"
+#include "engine/messages.h"
+#include "engine/status.h"
+#include "net/follower_client.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+}  // namespace rocksdb
+
+namespace spdlog {
+class logger;
+}
+
+namespace sdiff::plugin {
+
+// The reserved column family holding the follower's own metadata.
+inline constexpr std::string_view kMetaFamily = "__sdiff";
+
+struct RocksFollowerStoreOptions {
+  std::string db_path;
+  // Create the database if the directory holds none. Default: true.
+  bool create_if_missing = true;
+  // fsync every applied write. Default: false: a machine crash may lose the
+  // last writes, but the state written with them goes too, so the follower
+  // resumes from before them and never skips anything.
+  bool sync_writes = false;
+  std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+  // Testing seam: called before each write; a non-OK result fails that write
+  // as a failing disk would. Default: none.
+  std::function<Status()> fail_before_write;
+};
+
+class RocksFollowerStore : public net::FollowerStore {
+ public:
+  // Opens (or creates) the database with all its column families, reads the
+  // replication state and rebuilds the tree from the data.
+  static Status Open(RocksFollowerStoreOptions options, std::unique_ptr<RocksFollowerStore>* out);
+  ~RocksFollowerStore() override;  // closes the database
+  RocksFollowerStore(const RocksFollowerStore&) = delete;
+  RocksFollowerStore& operator=(const RocksFollowerStore&) = delete;
+
+  // Hooks and State() are for the follower client's thread; the accessors
+  // below may be called from any thread.
+  FollowerHooks Hooks() override;
+  FollowerState State() override;
+
+  // For reads. Valid until the store is destroyed.
+  rocksdb::DB* db() const { return db_.get(); }
+  // The handle of a replicated column family by name, or null. Valid until the
+  // store is destroyed.
+  rocksdb::ColumnFamilyHandle* family(std::string_view name) const;
+  // The master's families as last recorded, ascending tags.
+  std::vector<FamilyInfo> families() const;
+  TreeView tree() const;  // as of the last applied write
+  uint64_t keys() const;
+
+ private:
+  explicit RocksFollowerStore(RocksFollowerStoreOptions options);
+  Status OpenDb();
+  Status LoadMeta();
+  // Rebuilds the tree from a snapshot of every tagged family. Requires mu_.
+  Status RebuildTree();
+  Status TakeFamilies(const std::vector<FamilyInfo>& families);
+  Status Write(const ApplyRequest& request);
+  void RandomBytes(uint8_t* out, size_t n);
+
+  RocksFollowerStoreOptions options_;  // constant after construction
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<rocksdb::DB> db_;  // set once by Open
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+
+  mutable std::mutex mu_;
+  // Every open handle but meta_, by name; handles live until the store closes.
+  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;  // GUARDED_BY(mu_)
+  std::map<FamilyTag, std::string> families_;                                 // GUARDED_BY(mu_)
+  std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> by_tag_;                  // GUARDED_BY(mu_)
+  FollowerState state_;                                                       // GUARDED_BY(mu_)
+  MerkleTree tree_;                                                           // GUARDED_BY(mu_)
+};
+
+// The metadata encodings, a version byte first. Integers are little-endian
+// fixed width; strings are a u32 length and the bytes.
+//   state v1:    u8 1, str master_id, u64 applied_seq, u8 bootstrapping,
+//                u16 bootstrap_family, str bootstrap_key
+//   families v1: u8 1, u32 count, count x (u16 tag, str name)
+std::string EncodeState(const FollowerState& state);
+Status DecodeState(std::string_view bytes, FollowerState* state);
+std::string EncodeFamilies(const std::map<FamilyTag, std::string>& families);
+Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* families);
+
+}  // namespace sdiff::plugin
