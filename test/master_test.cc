@@ -229,9 +229,10 @@ TEST_F(MasterTest, FollowerBeyondTheResumeWindowFallsBackToDiff) {
       std::make_shared<spdlog::logger>("f", std::make_shared<spdlog::sinks::null_sink_mt>());
   ASSERT_TRUE(net::FollowerClient::Start(f, co, &followers_.back()->client).ok());
   ASSERT_TRUE(f->WaitForData(Scan(), kDeadline));
-  EXPECT_TRUE(followers_.back()->client->WaitFor(
-      [](const net::FollowerClientStatus& s) { return s.syncs >= 1 && s.last_repaired >= 100; },
-      kDeadline))
+  ASSERT_TRUE(followers_.back()->client->WaitFor(
+      [](const net::FollowerClientStatus& s) { return s.connects >= 1 && s.syncs >= 1; },
+      kDeadline));
+  EXPECT_EQ(followers_.back()->client->status().last_mode, StartMode::kDiff)
       << "the follower should have been repaired by a diff, not resumed";
 }
 
