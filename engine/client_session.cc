@@ -363,7 +363,8 @@ void ClientSession::StopTracking() {
 // After (re)connecting, once the stream has caught up with where the master
 // was at Welcome, one diff checks what resuming trusted.
 void ClientSession::MaybeRequestCatchUpSync() {
-  if (catch_up_sync_due_ && !persisted_.bootstrapping && applied_seq_ >= catch_up_seq_) {
+  if (catch_up_sync_due_ && options_.diff_after_catch_up && !persisted_.bootstrapping &&
+      applied_seq_ >= catch_up_seq_) {
     RequestSync();
   }
 }

@@ -60,7 +60,10 @@ struct FollowerHooks {
 struct ClientOptions {
   Role role = Role::kFollower;
   size_t max_frame = wire::kDefaultMaxFrame;
-  int64_t idle_timeout_ms = 15000;               // nothing from the master for this long: close
+  int64_t idle_timeout_ms = 15000;  // nothing from the master for this long: close
+  // After (re)connecting and catching up, diff once to verify what resuming
+  // trusted. Off: only the diffs asked for run.
+  bool diff_after_catch_up = true;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
 };
 

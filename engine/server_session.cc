@@ -148,7 +148,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
   Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
-  if (welcome.mode == StartMode::kDiff) RequestSync();
+  if (welcome.mode == StartMode::kDiff && options_.diff_on_connect) RequestSync();
 }
 
 void ServerSession::OnBatch(const Batch& batch) {

@@ -40,8 +40,11 @@ struct ServerOptions {
   uint64_t bootstrap_min_keys = 10000;  // empty followers of a master this big bootstrap
   size_t bulk_frame_bytes = 1 << 20;    // target size of repair and bootstrap frames
   int64_t ping_interval_ms = 1000;
-  int64_t idle_timeout_ms = 15000;               // nothing received for this long: close
-  int max_sync_retries = 8;                      // consecutive incomplete diffs before giving up
+  int64_t idle_timeout_ms = 15000;  // nothing received for this long: close
+  int max_sync_retries = 8;         // consecutive incomplete diffs before giving up
+  // Diff a follower that cannot resume as soon as it connects. Off: it only
+  // streams until a diff is asked for (on demand or on a schedule).
+  bool diff_on_connect = true;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
 };
 

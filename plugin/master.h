@@ -48,6 +48,8 @@ struct MasterOptions {
   std::chrono::milliseconds poll_interval{1};
   size_t resume_window_bytes = 64 << 20;  // recent batches kept for resuming followers
   uint64_t bootstrap_min_keys = 10000;
+  // Diff followers that cannot resume as soon as they connect. Default: true.
+  bool diff_on_connect = true;
 };
 
 struct MasterStatus {

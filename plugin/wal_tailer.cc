@@ -358,6 +358,7 @@ ServerOptions WalTailer::SessionOptions() {
   ServerOptions o;
   o.master_id = options_.master_id;
   o.bootstrap_min_keys = options_.bootstrap_min_keys;
+  o.diff_on_connect = options_.diff_on_connect;
   for (const auto& [id, handle] : families_) {
     o.families.push_back(FamilyInfo{static_cast<FamilyTag>(id), handle->GetName()});
   }

@@ -45,6 +45,7 @@ struct WalTailerOptions {
   // Recent batches kept in memory for followers that resume.
   size_t resume_window_bytes = 64 << 20;  // Default: 64 MiB
   uint64_t bootstrap_min_keys = 10000;
+  bool diff_on_connect = true;  // see ServerOptions::diff_on_connect
   std::shared_ptr<spdlog::logger> logger;
 };
 
