@@ -1,0 +1,128 @@
+// Shared plumbing of the sdiff daemons.
+#include "tools/daemon_util.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "net/hmac_authenticator.h"
+
+namespace sdiff::tools {
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+const char* WaitForStopSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+void SetUpLogging(const std::string& program) {
+  auto logger = spdlog::stderr_color_mt(program);
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+}
+
+int ParseOrExit(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), e.what());
+    return 2;
+  }
+  return -1;
+}
+
+int Fail(const std::string& program, const std::string& what) {
+  fmt::print(stderr, "{}: {}\n", program, what);
+  return 1;
+}
+
+OpenDb::~OpenDb() {
+  if (!db) return;
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  db->Close();
+}
+
+std::vector<rocksdb::ColumnFamilyHandle*> OpenDb::Replicated() const {
+  std::vector<rocksdb::ColumnFamilyHandle*> out;
+  for (auto* h : handles) {
+    if (h->GetName() != "__sdiff") out.push_back(h);
+  }
+  return out;
+}
+
+Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out) {
+  std::error_code ec;
+  bool exists = std::filesystem::exists(path, ec);
+  if (!exists && !create_if_missing) {
+    return Status::NotFound("database " + path +
+                            " does not exist (--create-if-missing creates it)");
+  }
+  if (exists && !std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument(path + " is not a directory");
+  }
+  if (exists && !std::filesystem::is_empty(path, ec) &&
+      !std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) {
+    return Status::InvalidArgument(path + " is not a RocksDB database (no CURRENT file)");
+  }
+  rocksdb::Options options;
+  options.create_if_missing = create_if_missing;
+  options.WAL_ttl_seconds = 600;  // keep WAL files a while for the tailer
+  std::vector<std::string> names;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, path, &names);
+  if (!s.ok()) names = {rocksdb::kDefaultColumnFamilyName};
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const auto& name : names) families.emplace_back(name, options);
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::Open(options, path, families, &out->handles, &raw);
+  if (!s.ok()) {
+    if (s.ToString().find("lock") != std::string::npos) {
+      return Status::IOError("database " + path + " is in use by another process");
+    }
+    return Status::IOError("cannot open database " + path + ": " + s.ToString());
+  }
+  out->db.reset(raw);
+  return Status::OK();
+}
+
+void SecurityFlags::Add(CLI::App& app) {
+  app.add_option("--secret-file", secret_file,
+                 "file holding the shared secret (at least 16 bytes; never on the command line)");
+  app.add_option("--tls-cert", tls_cert, "TLS certificate (PEM)");
+  app.add_option("--tls-key", tls_key, "TLS private key (PEM)");
+  app.add_option("--tls-ca", tls_ca, "CA certificate (PEM) to verify the peer with");
+}
+
+Status SecurityFlags::Load(std::string* secret, net::TlsOptions* tls) const {
+  if (!secret_file.empty()) {
+    std::string warning;
+    Status s = net::LoadSecretFile(secret_file, secret, &warning);
+    if (!s.ok()) return s;
+    if (!warning.empty()) spdlog::warn("{}", warning);
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  }
+  *tls = net::TlsOptions{tls_cert, tls_key, tls_ca};
+  return Status::OK();
+}
+
+}  // namespace sdiff::tools

@@ -1,0 +1,55 @@
+// What the sdiff daemons share: signal handling, one-line errors, opening a
+// RocksDB directory with all its column families, and the common flags.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/status.h"
+#include "net/tls.h"
+
+namespace sdiff::tools {
+
+// Blocks SIGINT and SIGTERM in this thread and every thread started after;
+// call first thing in main, then WaitForStopSignal() when serving.
+void BlockStopSignals();
+// Waits for SIGINT or SIGTERM; returns its name.
+const char* WaitForStopSignal();
+
+// Logs go to stderr (stdout carries the one line scripts read), one line each.
+void SetUpLogging(const std::string& program);
+
+// Parses flags: CLI11 errors become one line on stderr and exit code 2;
+// --help prints and exits 0. Returns -1 when the program should go on.
+int ParseOrExit(CLI::App& app, int argc, char** argv);
+
+// Prints "PROGRAM: what" on stderr and returns 1.
+int Fail(const std::string& program, const std::string& what);
+
+// A RocksDB opened with every column family it has.
+struct OpenDb {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned: destroyed before db
+  ~OpenDb();
+  // The handles to replicate: all but sdiff's own "__sdiff".
+  std::vector<rocksdb::ColumnFamilyHandle*> Replicated() const;
+};
+
+// Errors name the path: missing (and !create), in use by another process,
+// not a RocksDB directory.
+Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out);
+
+// --secret-file and the --tls-* flags, as both daemons spell them.
+struct SecurityFlags {
+  std::string secret_file;
+  std::string tls_cert, tls_key, tls_ca;
+  void Add(CLI::App& app);
+  // Reads the secret (and logs a warning for a loosely protected file).
+  Status Load(std::string* secret, net::TlsOptions* tls) const;
+};
+
+}  // namespace sdiff::tools

@@ -1,0 +1,42 @@
+// sdiff-rocks-follower: keeps a RocksDB directory a read replica of a master,
+// reconnecting forever, until SIGINT or SIGTERM.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plugin/follower.h"
+#include "tools/daemon_util.h"
+
+int main(int argc, char** argv) {
+  using namespace sdiff;
+  tools::BlockStopSignals();
+  CLI::App app{"sdiff-rocks-follower: keep a RocksDB directory a replica of an sdiff master",
+               "sdiff-rocks-follower"};
+  plugin::FollowerOptions options;
+  double repair_interval_s = 0;
+  tools::SecurityFlags security;
+  app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
+      ->required();
+  app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
+  app.add_option("--repair-interval", repair_interval_s,
+                 "seconds between anti-entropy diffs while connected (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  security.Add(app);
+  if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
+  const std::string name = "sdiff-rocks-follower";
+  tools::SetUpLogging(name);
+
+  options.client.repair_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
+  Status s = security.Load(&options.client.secret, &options.client.tls);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
+  std::unique_ptr<plugin::Follower> follower;
+  s = plugin::Follower::Open(options, &follower);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
+  fmt::print("following {} into {}\n", options.client.master, options.db_path);
+  std::fflush(stdout);
+
+  const char* signal = tools::WaitForStopSignal();
+  spdlog::info("{}: stopping", signal);
+  follower.reset();  // finishes the write in hand, closes the database
+  return 0;
+}

@@ -1,0 +1,44 @@
+// sdiff-rocks-master: opens a RocksDB directory that no other process holds and
+// serves it to followers until SIGINT or SIGTERM.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plugin/master.h"
+#include "tools/daemon_util.h"
+
+int main(int argc, char** argv) {
+  using namespace sdiff;
+  tools::BlockStopSignals();
+  CLI::App app{"sdiff-rocks-master: serve a RocksDB directory to sdiff followers",
+               "sdiff-rocks-master"};
+  std::string db_path, listen = "127.0.0.1:8123";
+  bool create = false;
+  tools::SecurityFlags security;
+  app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
+  app.add_flag("--create-if-missing", create, "create the database if it does not exist");
+  app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
+      ->capture_default_str();
+  security.Add(app);
+  if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
+  const std::string name = "sdiff-rocks-master";
+  tools::SetUpLogging(name);
+
+  plugin::MasterOptions options;
+  options.server.listen = listen;
+  Status s = security.Load(&options.server.secret, &options.server.tls);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
+  tools::OpenDb db;
+  s = tools::OpenDatabase(db_path, create, &db);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
+  std::unique_ptr<plugin::Master> master;
+  s = plugin::Master::Attach(db.db.get(), db.Replicated(), options, &master);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
+  // Scripts and tests read the port from this line when they asked for port 0.
+  fmt::print("serving {} on port {}\n", db_path, master->port());
+  std::fflush(stdout);
+
+  const char* signal = tools::WaitForStopSignal();
+  spdlog::info("{}: stopping", signal);
+  master.reset();  // sessions end, the tailer stops
+  return 0;        // `db` closes the database
+}
