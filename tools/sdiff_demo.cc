@@ -17,6 +17,7 @@
 
 #include "plugin/follower.h"
 #include "plugin/master.h"
+#include "tools/daemon_util.h"
 
 namespace {
 
@@ -119,14 +120,11 @@ int RunDemo(const std::string& dir, uint16_t port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sdiff-demo: stream a write to a follower, then repair it with one diff"};
+  CLI::App app{"sdiff-demo: stream a write to a follower, then repair it with one diff",
+               "sdiff-demo"};
   uint16_t port = 0;
   app.add_option("--port", port, "master port on 127.0.0.1 (default: any free port)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (int rc = sdiff::tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   spdlog::set_level(spdlog::level::warn);
   char tmpl[] = "/tmp/sdiff-demo-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return Fail("cannot create a temporary directory");
