@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/diff_bench.h"
+#include "bench/plugin_bench.h"
 #include "bench/tree_bench.h"
 
 int main(int argc, char** argv) {
@@ -21,6 +22,39 @@ int main(int argc, char** argv) {
   diff_cmd->add_option("--sizes", diff.sizes, "key counts")->expected(1, -1);
   diff_cmd->add_option("--diffs", diff.diffs, "difference counts")->expected(1, -1);
 
+  sdiff::bench::OverheadBenchOptions overhead;
+  CLI::App* overhead_cmd =
+      app.add_subcommand("overhead", "RocksDB plugin: master write rate, plain vs attached");
+  overhead_cmd->add_flag("--json", overhead.json, "print one JSON object");
+  overhead_cmd->add_option("--puts", overhead.puts, "puts per measurement")->capture_default_str();
+  overhead_cmd->add_option("--rounds", overhead.rounds, "plain/attached rounds (medians)")
+      ->capture_default_str();
+
+  sdiff::bench::StreamBenchOptions stream;
+  CLI::App* stream_cmd =
+      app.add_subcommand("stream", "RocksDB plugin: commit-to-apply lag, follower in a process");
+  stream_cmd->add_flag("--json", stream.json, "print one JSON object");
+  stream_cmd->add_option("--rates", stream.rates, "offered puts/s, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  stream_cmd->add_option("--seconds", stream.seconds, "writing time per rate")
+      ->capture_default_str();
+  stream_cmd
+      ->add_option("--probes", stream.max_probes, "extra rates tried for the highest sustained")
+      ->capture_default_str();
+
+  // The child `stream` spawns; not for direct use, so hidden from --help.
+  sdiff::bench::StreamFollowerOptions stream_follower;
+  CLI::App* stream_follower_cmd = app.add_subcommand("stream-follower", "")->group("");
+  stream_follower_cmd->add_option("--master", stream_follower.master)->required();
+  stream_follower_cmd->add_option("--db", stream_follower.db)->required();
+
+  sdiff::bench::BootstrapBenchOptions bootstrap;
+  CLI::App* bootstrap_cmd =
+      app.add_subcommand("bootstrap", "RocksDB plugin: empty follower's bootstrap vs cp -r");
+  bootstrap_cmd->add_flag("--json", bootstrap.json, "print one JSON object");
+  bootstrap_cmd->add_option("--keys", bootstrap.keys, "keys in the master")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -31,5 +65,9 @@ int main(int argc, char** argv) {
     return sdiff::bench::RunTreeBench(tree);
   }
   if (diff_cmd->parsed()) return sdiff::bench::RunDiffBench(diff);
+  if (overhead_cmd->parsed()) return sdiff::bench::RunOverheadBench(overhead);
+  if (stream_cmd->parsed()) return sdiff::bench::RunStreamBench(stream);
+  if (stream_follower_cmd->parsed()) return sdiff::bench::RunStreamFollower(stream_follower);
+  if (bootstrap_cmd->parsed()) return sdiff::bench::RunBootstrapBench(bootstrap);
   return 2;
 }

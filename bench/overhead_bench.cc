@@ -1,0 +1,308 @@
+// `sdiff-bench overhead`: what attaching the plugin costs the master's
+// application. The same write loop (16-byte random keys, 100-byte values,
+// WAL on, no fsync) runs against a plain RocksDB and against a fresh one with
+// a Master attached and one Follower (same process, loopback) connected; the
+// attached loop calls NotifyWrite() after each Write, as the docs recommend.
+// Only the loop is timed. Plain and attached alternate for a few rounds and
+// the medians are reported, since the machines are noisy.
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "bench/plugin_bench.h"
+#include "bench/rocks_util.h"
+#include "plugin/follower.h"
+#include "plugin/master.h"
+
+namespace sdiff::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kKeySize = 16;
+constexpr size_t kValueSize = 100;
+constexpr size_t kBatchSizes[] = {1, 100};
+constexpr auto kCatchUpDeadline = 60s;
+
+std::unique_ptr<rocksdb::DB> OpenDb(const std::string& path) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  // As the plugin's docs recommend, so flushed WAL files stay for resuming
+  // followers; set for the plain DB too, so the two differ only in the plugin.
+  options.WAL_ttl_seconds = 3600;
+  rocksdb::DB* db = nullptr;
+  Check(rocksdb::DB::Open(options, path, &db), "opening the master DB");
+  return std::unique_ptr<rocksdb::DB>(db);
+}
+
+// CPU time of every thread of this process so far, by thread ID, from the
+// scheduler's own accounting (nanoseconds).
+std::map<std::string, uint64_t> ThreadCpuNs() {
+  std::map<std::string, uint64_t> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "schedstat");
+    uint64_t ns = 0;
+    if (in >> ns) out[task.path().filename()] = ns;
+  }
+  return out;
+}
+
+// CPU spent since `before` by the threads in `tids` (those that exist now).
+double CpuSince(const std::map<std::string, uint64_t>& before,
+                const std::map<std::string, uint64_t>& now, const std::set<std::string>& tids) {
+  uint64_t ns = 0;
+  for (const std::string& tid : tids) {
+    auto n = now.find(tid);
+    if (n == now.end()) continue;
+    auto b = before.find(tid);
+    ns += n->second - (b == before.end() ? 0 : b->second);
+  }
+  return ns * 1e-9;
+}
+
+std::set<std::string> NewThreads(const std::map<std::string, uint64_t>& before,
+                                 const std::map<std::string, uint64_t>& after) {
+  std::set<std::string> out;
+  for (const auto& [tid, ns] : after) {
+    if (before.count(tid) == 0) out.insert(tid);
+  }
+  return out;
+}
+
+// The calling thread's time on a CPU and time runnable but waiting for one,
+// in seconds, from the scheduler's accounting.
+struct SchedTimes {
+  double on_cpu = 0;
+  double waiting = 0;
+};
+SchedTimes ThisThreadSched() {
+  std::ifstream in("/proc/thread-self/schedstat");
+  uint64_t on_cpu = 0, waiting = 0;
+  in >> on_cpu >> waiting;
+  return {on_cpu * 1e-9, waiting * 1e-9};
+}
+
+// One timed write loop; CPU figures are per put.
+struct Measurement {
+  double puts_per_s = 0;
+  double writer_cpu_us = 0;   // the writing thread, during the loop
+  double process_cpu_us = 0;  // every thread, loop start until the follower (if any) caught up
+  double writer_share = 0;    // the writing thread's CPU time / the loop's wall time
+  double writer_waiting = 0;  // its time runnable but not running / the loop's wall time
+  double catch_up_s = 0;      // after the loop, until the follower applied everything
+  // Attached: CPU from loop start until the follower caught up, by the threads
+  // Master::Attach started (tailer, server) and those Follower::Open started.
+  double master_cpu_us = 0;
+  double follower_cpu_us = 0;
+};
+
+// The application's loop: `keys.size()` puts in batches of `batch`. With a
+// master, NotifyWrite() after each Write. Fills everything but catch-up.
+Measurement WriteLoop(rocksdb::DB* db, plugin::Master* master, const std::vector<std::string>& keys,
+                      const ValuePool& values, size_t batch) {
+  rocksdb::WriteOptions write;  // WAL on, no fsync
+  rocksdb::WriteBatch wb;
+  double cpu0 = CpuSeconds(), t0 = WallSeconds();
+  SchedTimes sched0 = ThisThreadSched();
+  for (size_t i = 0; i < keys.size(); i += batch) {
+    wb.Clear();
+    for (size_t j = i; j < i + batch && j < keys.size(); ++j) {
+      Check(wb.Put(keys[j], rocksdb::Slice(values.Get(j).data(), kValueSize)), "batch put");
+    }
+    Check(db->Write(write, &wb), "master write");
+    if (master != nullptr) master->NotifyWrite();
+  }
+  double wall = WallSeconds() - t0;
+  SchedTimes sched1 = ThisThreadSched();
+  double thread = sched1.on_cpu - sched0.on_cpu;
+  Measurement m;
+  m.puts_per_s = keys.size() / wall;
+  m.writer_cpu_us = thread / keys.size() * 1e6;
+  m.process_cpu_us = (CpuSeconds() - cpu0) / keys.size() * 1e6;
+  m.writer_share = thread / wall;
+  m.writer_waiting = (sched1.waiting - sched0.waiting) / wall;
+  return m;
+}
+
+Measurement MeasurePlain(const std::vector<std::string>& keys, const ValuePool& values,
+                         size_t batch) {
+  TempDir dir;
+  std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
+  Measurement m = WriteLoop(db.get(), nullptr, keys, values, batch);
+  Check(db->Close(), "closing the master DB");
+  return m;
+}
+
+Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePool& values,
+                            size_t batch) {
+  TempDir dir;
+  std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
+  plugin::MasterOptions master_options;
+  master_options.server.listen = "127.0.0.1:0";
+  master_options.server.logger = BenchLogger("master");
+  std::unique_ptr<plugin::Master> master;
+  auto threads0 = ThreadCpuNs();
+  Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
+  auto threads1 = ThreadCpuNs();
+
+  plugin::FollowerOptions follower_options;
+  follower_options.db_path = dir.sub("follower");
+  follower_options.client.master = fmt::format("127.0.0.1:{}", master->port());
+  follower_options.client.logger = BenchLogger("follower");
+  std::unique_ptr<plugin::Follower> follower;
+  Check(plugin::Follower::Open(follower_options, &follower), "opening the follower");
+  auto threads2 = ThreadCpuNs();
+  std::set<std::string> master_threads = NewThreads(threads0, threads1);
+  std::set<std::string> follower_threads = NewThreads(threads1, threads2);
+  // Connected, and past its first diff (of an empty DB), before timing starts.
+  if (!follower->WaitFor([](const plugin::FollowerStatus& s) { return s.connected && s.diffs > 0; },
+                         10s)) {
+    fmt::print(stderr, "sdiff-bench: the follower did not connect: {}\n",
+               follower->status().last_error);
+    std::exit(1);
+  }
+
+  double cpu0 = CpuSeconds();
+  auto before = ThreadCpuNs();
+  Measurement r = WriteLoop(db.get(), master.get(), keys, values, batch);
+  double t0 = WallSeconds();
+  uint64_t last = db->GetLatestSequenceNumber();
+  if (!follower->WaitFor([last](const plugin::FollowerStatus& s) { return s.applied_seq >= last; },
+                         kCatchUpDeadline)) {
+    fmt::print(stderr, "sdiff-bench: the follower did not catch up within {} s\n",
+               kCatchUpDeadline.count());
+    std::exit(1);
+  }
+  r.catch_up_s = WallSeconds() - t0;
+  r.process_cpu_us = (CpuSeconds() - cpu0) / keys.size() * 1e6;
+  auto after = ThreadCpuNs();
+  r.master_cpu_us = CpuSince(before, after, master_threads) / keys.size() * 1e6;
+  r.follower_cpu_us = CpuSince(before, after, follower_threads) / keys.size() * 1e6;
+  if (follower->status().keys != keys.size()) {
+    fmt::print(stderr, "sdiff-bench: the follower holds {} keys, expected {}\n",
+               follower->status().keys, keys.size());
+    std::exit(1);
+  }
+  follower.reset();
+  master.reset();
+  Check(db->Close(), "closing the master DB");
+  return r;
+}
+
+struct OverheadResult {
+  size_t batch = 0;
+  std::vector<Measurement> plain, attached;
+
+  static double MedianOf(const std::vector<Measurement>& v, double Measurement::*field) {
+    std::vector<double> values;
+    for (const Measurement& m : v) values.push_back(m.*field);
+    return Median(values);
+  }
+  double plain_median(double Measurement::*field = &Measurement::puts_per_s) const {
+    return MedianOf(plain, field);
+  }
+  double attached_median(double Measurement::*field = &Measurement::puts_per_s) const {
+    return MedianOf(attached, field);
+  }
+  double ratio() const { return attached_median() / plain_median(); }
+};
+
+}  // namespace
+
+int RunOverheadBench(const OverheadBenchOptions& options) {
+  std::vector<std::string> keys = RandomStrings(options.puts, kKeySize, 42);
+  ValuePool values(kValueSize, 7);
+  std::vector<OverheadResult> results;
+  for (size_t batch : kBatchSizes) {
+    results.emplace_back();
+    results.back().batch = batch;
+  }
+
+  if (!options.json) {
+    fmt::print(
+        "{} puts per measurement, {}-byte keys, {}-byte values, WAL on, no fsync; medians of {} "
+        "rounds, plain and attached alternating.\nattached: Master + 1 Follower in this process "
+        "over loopback; the loop calls master->NotifyWrite() after each Write.\n",
+        options.puts, kKeySize, kValueSize, options.rounds);
+  }
+  for (int round = 0; round < options.rounds; ++round) {
+    for (OverheadResult& r : results) {
+      r.plain.push_back(MeasurePlain(keys, values, r.batch));
+      r.attached.push_back(MeasureAttached(keys, values, r.batch));
+      if (!options.json) {
+        fmt::print(stderr, "round {} batch {}: plain {:.0f}/s, attached {:.0f}/s\n", round + 1,
+                   r.batch, r.plain.back().puts_per_s, r.attached.back().puts_per_s);
+      }
+    }
+  }
+
+  double lowest = 1e300;
+  for (const OverheadResult& r : results) lowest = std::min(lowest, r.ratio());
+  using M = Measurement;
+  if (options.json) {
+    fmt::print("{{\"benchmark\": \"overhead\", \"puts\": {}, \"rounds\": {}, \"results\": [",
+               options.puts, options.rounds);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const OverheadResult& r = results[i];
+      fmt::print(
+          "{}{{\"batch\": {}, \"plain_puts_per_s\": {:.0f}, \"attached_puts_per_s\": {:.0f}, "
+          "\"ratio\": {:.3f}, \"plain_writer_cpu_us_per_put\": {:.3f}, "
+          "\"attached_writer_cpu_us_per_put\": {:.3f}, \"plain_process_cpu_us_per_put\": {:.3f}, "
+          "\"attached_process_cpu_us_per_put\": {:.3f}, \"attached_master_plugin_cpu_us_per_put\": "
+          "{:.3f}, \"attached_follower_cpu_us_per_put\": {:.3f}}}",
+          i ? ", " : "", r.batch, r.plain_median(), r.attached_median(), r.ratio(),
+          r.plain_median(&M::writer_cpu_us), r.attached_median(&M::writer_cpu_us),
+          r.plain_median(&M::process_cpu_us), r.attached_median(&M::process_cpu_us),
+          r.attached_median(&M::master_cpu_us), r.attached_median(&M::follower_cpu_us));
+    }
+    fmt::print("], \"ratio_attached_to_plain\": {:.3f}}}\n", lowest);
+    return 0;
+  }
+  fmt::print("{:>6} {:>12} {:>12} {:>6} {:>17} {:>17} {:>15} {:>15} {:>9}\n", "batch",
+             "plain put/s", "attached/s", "ratio", "writer CPU us/put", "all CPU us/put",
+             "writer on CPU", "writer waiting", "catch-up");
+  for (const OverheadResult& r : results) {
+    fmt::print(
+        "{:>6} {:>12.0f} {:>12.0f} {:>6.3f} {:>7.2f} -> {:>6.2f} {:>7.2f} -> {:>6.2f} {:>5.0f}% -> "
+        "{:>3.0f}% {:>5.0f}% -> {:>3.0f}% {:>7.2f} s\n",
+        r.batch, r.plain_median(), r.attached_median(), r.ratio(),
+        r.plain_median(&M::writer_cpu_us), r.attached_median(&M::writer_cpu_us),
+        r.plain_median(&M::process_cpu_us), r.attached_median(&M::process_cpu_us),
+        100 * r.plain_median(&M::writer_share), 100 * r.attached_median(&M::writer_share),
+        100 * r.plain_median(&M::writer_waiting), 100 * r.attached_median(&M::writer_waiting),
+        r.attached_median(&M::catch_up_s));
+  }
+  fmt::print(
+      "ratio attached/plain (the lower): {:.3f}\nCPU columns: plain -> attached, medians. writer: "
+      "the thread running the loop; all: every thread of the process (attached: until the "
+      "follower has applied everything). writer on CPU / waiting: the share of the loop's wall "
+      "time it ran / was runnable but waited for a CPU (the rest it was blocked).\n",
+      lowest);
+  fmt::print(
+      "\nattached, CPU us per put by thread group (medians):\n{:>6} {:>8} {:>14} {:>10} {:>9}\n",
+      "batch", "writer", "master plugin", "follower", "other");
+  for (const OverheadResult& r : results) {
+    double writer = r.attached_median(&M::writer_cpu_us);
+    double master = r.attached_median(&M::master_cpu_us);
+    double follower = r.attached_median(&M::follower_cpu_us);
+    double all = r.attached_median(&M::process_cpu_us);
+    fmt::print("{:>6} {:>8.2f} {:>14.2f} {:>10.2f} {:>9.2f}\n", r.batch, writer, master, follower,
+               std::max(0.0, all - writer - master - follower));
+  }
+  fmt::print(
+      "master plugin: the threads Master::Attach started (WAL tailer, server); follower: those "
+      "Follower::Open started; other: RocksDB's background threads (both DBs) and the rest.\n");
+  return 0;
+}
+
+}  // namespace sdiff::bench

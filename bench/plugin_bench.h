@@ -1,0 +1,48 @@
+// The scenarios that run the RocksDB plugin: `sdiff-bench overhead`, `stream`
+// (and its hidden child, `stream-follower`) and `bootstrap`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sdiff::bench {
+
+struct OverheadBenchOptions {
+  size_t puts = 200'000;  // per measurement
+  int rounds = 3;         // plain and attached alternate; medians reported
+  bool json = false;
+};
+
+// The master application's write rate without and with the plugin attached.
+int RunOverheadBench(const OverheadBenchOptions& options);
+
+struct StreamBenchOptions {
+  std::vector<uint64_t> rates = {10'000, 50'000, 100'000};  // offered puts/s
+  double seconds = 3;                                       // writing time per rate
+  int max_probes = 4;  // extra rates tried to find the highest sustained one
+  bool json = false;
+};
+
+// Lag from master commit to apply on a follower in a child process.
+int RunStreamBench(const StreamBenchOptions& options);
+
+struct StreamFollowerOptions {
+  std::string master;  // HOST:PORT
+  std::string db;      // the replica's directory
+};
+
+// The child of `stream`: follows the master and answers the parent's requests
+// on stdin/stdout (see stream_bench.cc).
+int RunStreamFollower(const StreamFollowerOptions& options);
+
+struct BootstrapBenchOptions {
+  size_t keys = 1'000'000;
+  bool json = false;
+};
+
+// An empty follower's bootstrap against `cp -r` of the master's directory.
+int RunBootstrapBench(const BootstrapBenchOptions& options);
+
+}  // namespace sdiff::bench
