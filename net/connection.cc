@@ -65,10 +65,13 @@ void Connection::Start() {
   });
 }
 
+// Every handler call holds its own reference: a call that ends in Finish()
+// drops handler_, and the handler's frames are still on the stack.
 void Connection::Open() {
   if (closing_) return Finish();
   opened_ = true;
-  handler_->OnOpen(*this);
+  auto handler = handler_;
+  handler->OnOpen(*this);
   Tick();
   Read();
 }
@@ -87,7 +90,8 @@ void Connection::Read() {
                                            : Status::IOError("read failed: " + ec.message()),
                                        false);
           }
-          self->handler_->OnBytes(*self, std::string_view(self->read_buffer_.data(), n));
+          auto handler = self->handler_;
+          handler->OnBytes(*self, std::string_view(self->read_buffer_.data(), n));
           self->Read();
         });
   });
@@ -125,7 +129,8 @@ void Connection::Write() {
                           return self->Write();
                         }
                         if (self->queued_bytes_ < self->options_.low_water_bytes) {
-                          self->handler_->OnWritable(*self);
+                          auto handler = self->handler_;
+                          handler->OnWritable(*self);
                         }
                         self->Write();
                       });
@@ -134,7 +139,8 @@ void Connection::Write() {
 
 void Connection::Tick() {
   if (closing_) return;
-  handler_->OnTick(*this, SteadyNowMs());
+  auto handler = handler_;
+  handler->OnTick(*this, SteadyNowMs());
   if (closing_) return;
   tick_timer_.expires_after(options_.tick_interval);
   tick_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -6,7 +6,8 @@
 // Threads: every handler call and every member marked "strand" runs on the
 // connection's strand; Close and Post may be called from any thread.
 // Lifetime: the connection keeps itself alive while operations are pending
-// (shared_from_this) and keeps its handler alive until OnClose returns.
+// (shared_from_this) and keeps its handler alive until OnClose, and any
+// handler call that led to it, return.
 #pragma once
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.

@@ -357,6 +357,26 @@ TEST_F(NetTest, ConnectionsBeyondTheLimitAreRefused) {
   EXPECT_EQ(reject->code, RejectCode::kOverload);
 }
 
+// ---- lifetimes, deadlines and pacing ----
+
+// A repair frame bigger than the high-water mark is dropped from inside the
+// receive handler that produced it; the driver must outlive its own call
+// (it did not: a use after free that crashed the plain build).
+TEST_F(NetTest, FrameAboveTheHighWaterMarkDropsTheFollowerCleanly) {
+  high_water_ = 256 << 10;
+  FillMaster(10);
+  hub_.Put("big", std::string(512 << 10, 'b'));
+  StartMaster();
+  MemoryFollowerStore store;
+  auto client = StartFollower(&store);
+  ASSERT_TRUE(client->WaitFor(
+      [](const FollowerClientStatus& s) { return s.connects >= 2 && !s.connected; }, kDeadline))
+      << client->status().last_error;
+  client.reset();
+  master_->Stop();
+  EXPECT_EQ(master_->stats().connections, 0u);
+}
+
 // ---- restart ----
 
 TEST_F(NetTest, FollowerReconnectsAfterMasterRestartAndCatchesUp) {
