@@ -55,6 +55,16 @@ void Connection::VerifyServerName(const std::string& host) {
 void Connection::Start() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
     if (!self->tls_) return self->Open();
+    // A peer that never finishes the TLS handshake must not hold the
+    // connection forever. Tick() re-arms this timer once open.
+    self->tick_timer_.expires_after(self->options_.handshake_timeout);
+    self->tick_timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (ec || self->opened_) return;
+      self->CloseOnStrand(
+          Status::IOError("TLS handshake not finished within " +
+                          std::to_string(self->options_.handshake_timeout.count()) + " ms"),
+          false);
+    });
     auto type =
         self->server_side_ ? asio::ssl::stream_base::server : asio::ssl::stream_base::client;
     self->stream_.async_handshake(type, [self](const boost::system::error_code& ec) {
@@ -72,6 +82,7 @@ void Connection::Open() {
   opened_ = true;
   auto handler = handler_;
   handler->OnOpen(*this);
+  Write();  // what was sent before the handshake finished
   Tick();
   Read();
 }
@@ -111,7 +122,9 @@ void Connection::Send(std::string bytes) {
 }
 
 void Connection::Write() {
-  if (writing_ || queue_.empty() || finished_) return;
+  // Nothing goes out before the TLS handshake is done: a write would run a
+  // second handshake on the same stream.
+  if (!opened_ || writing_ || queue_.empty() || finished_) return;
   writing_ = true;
   WithStream([&](auto& s) {
     asio::async_write(s, asio::buffer(queue_.front()),
@@ -165,7 +178,7 @@ void Connection::CloseOnStrand(Status why, bool flush) {
   closing_ = true;
   close_reason_ = std::move(why);
   tick_timer_.cancel();
-  if (flush && (writing_ || !queue_.empty())) {
+  if (flush && opened_ && (writing_ || !queue_.empty())) {
     // Let the writes finish, but not forever.
     flush_timer_.expires_after(options_.flush_timeout);
     flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -39,6 +39,10 @@ struct ConnectionOptions {
   std::chrono::milliseconds tick_interval{100};
   // How long a closing connection may spend sending what it still holds.
   std::chrono::milliseconds flush_timeout{1000};
+  // How long the TLS handshake may take; the protocol's handshake after OnOpen
+  // is the handler's to time. MasterServer and FollowerClient set this from
+  // their own handshake_timeout.
+  std::chrono::milliseconds handshake_timeout{5000};
 };
 
 class Connection;
@@ -71,7 +75,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void VerifyServerName(const std::string& host);
   void Start();  // TLS handshake (if any), OnOpen, then reads and ticks
 
-  void Send(std::string bytes);                          // strand
+  void Send(std::string bytes);                          // strand; queued until OnOpen
   size_t queued_bytes() const { return queued_bytes_; }  // strand
   bool closing() const { return closing_; }              // strand
 

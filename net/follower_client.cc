@@ -154,7 +154,9 @@ FollowerClient::FollowerClient(FollowerStore* store, FollowerClientOptions optio
       strand_(asio::make_strand(io_)),
       work_(asio::make_work_guard(io_)),
       retry_timer_(strand_),
-      jitter_(std::random_device{}()) {}
+      jitter_(std::random_device{}()) {
+  options_.connection.handshake_timeout = options_.handshake_timeout;
+}
 
 Status FollowerClient::Start(FollowerStore* store, FollowerClientOptions options,
                              std::unique_ptr<FollowerClient>* out) {

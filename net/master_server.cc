@@ -191,7 +191,9 @@ MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
       options_(std::move(options)),
       log_(options_.logger ? options_.logger : spdlog::default_logger()),
       work_(asio::make_work_guard(io_)),
-      acceptor_(asio::make_strand(io_)) {}
+      acceptor_(asio::make_strand(io_)) {
+  options_.connection.handshake_timeout = options_.handshake_timeout;
+}
 
 Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
                            std::unique_ptr<MasterServer>* out) {

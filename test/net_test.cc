@@ -377,6 +377,70 @@ TEST_F(NetTest, FrameAboveTheHighWaterMarkDropsTheFollowerCleanly) {
   EXPECT_EQ(master_->stats().connections, 0u);
 }
 
+class NetTlsTest : public NetTest {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sdiff-net-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Status s = testing::MakeTestCertificates(dir_, &certs_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    master_tls_ = TlsOptions{certs_.server_cert, certs_.server_key, ""};
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string dir_;
+  testing::TestCerts certs_;
+};
+
+// A peer that connects to a TLS master and never starts the TLS handshake must
+// not hold a connection slot forever.
+TEST_F(NetTlsTest, SilentPeerIsDroppedAfterTheHandshakeTimeout) {
+  handshake_timeout_ = 300ms;
+  StartMaster();
+  RawPeer peer(port_);
+  peer.ReadUntilClosed(3s);
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().connections == 0; }, 3s));
+}
+
+// Stop with a TLS handshake in progress closes that connection at once: there
+// is nothing to flush before the handshake, and nothing may be written during it.
+TEST_F(NetTlsTest, StopDuringTheTlsHandshakeIsPrompt) {
+  MasterServerOptions o;
+  o.connection.flush_timeout = 3s;
+  StartMaster(o);
+  RawPeer peer(port_);
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().connections == 1; }));
+  auto start = std::chrono::steady_clock::now();
+  master_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+}
+
+// A follower whose master accepts TCP but never answers the TLS handshake
+// gives up on that connection after its handshake timeout and tries again.
+TEST_F(NetTlsTest, FollowerRetriesAMasterThatNeverFinishesTheTlsHandshake) {
+  asio::io_context io;
+  tcp::acceptor silent(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  FollowerClientOptions o;
+  o.master = "127.0.0.1:" + std::to_string(silent.local_endpoint().port());
+  o.tls = TlsOptions{"", "", certs_.ca_cert};
+  o.handshake_timeout = 300ms;
+  o.backoff_initial = 20ms;
+  o.backoff_max = 200ms;
+  o.logger = QuietLogger();
+  MemoryFollowerStore store;
+  std::unique_ptr<FollowerClient> client;
+  ASSERT_TRUE(FollowerClient::Start(&store, o, &client).ok());
+  EXPECT_TRUE(client->WaitFor(
+      [](const FollowerClientStatus& s) {
+        return s.last_error.find("TLS handshake") != std::string::npos;
+      },
+      3s))
+      << client->status().last_error;
+  auto start = std::chrono::steady_clock::now();
+  client.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+}
+
 // ---- restart ----
 
 TEST_F(NetTest, FollowerReconnectsAfterMasterRestartAndCatchesUp) {
