@@ -132,6 +132,9 @@ void Connection::Write() {
                         self->writing_ = false;
                         if (self->finished_) return;
                         if (ec) {
+                          // Closing already: the flush cannot go on, so do not
+                          // wait out flush_timeout.
+                          if (self->closing_) return self->Finish();
                           return self->CloseOnStrand(
                               Status::IOError("write failed: " + ec.message()), false);
                         }

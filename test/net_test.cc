@@ -68,6 +68,13 @@ class RawPeer {
     ADD_FAILURE() << "the master did not close the connection in time";
     return frames;
   }
+  // Closes with a TCP reset.
+  void Reset() {
+    linger l{1, 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
 
  private:
   asio::io_context io_;
@@ -375,6 +382,30 @@ TEST_F(NetTest, FrameAboveTheHighWaterMarkDropsTheFollowerCleanly) {
   client.reset();
   master_->Stop();
   EXPECT_EQ(master_->stats().connections, 0u);
+}
+
+// A peer that resets the connection while the master flushes its last bytes
+// to it ends the connection at once: the flush cannot go on.
+TEST_F(NetTest, ResetDuringTheFinalFlushEndsTheConnectionAtOnce) {
+  MasterServerOptions o;
+  o.connection.flush_timeout = 5s;
+  StartMaster(o);
+  RawPeer peer(port_);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  // More than the socket buffers hold, so writes are pending when it closes.
+  std::string big(1 << 20, 'x');
+  for (int i = 0; i < 30; ++i) hub_.Put("big" + std::to_string(i), big);
+  uint64_t before = master_->stats().bytes_in;
+  std::string garbage(16, '\xff');
+  peer.Send(garbage);  // a protocol error: Reject, then close with a flush
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + garbage.size(); }));
+  ASSERT_EQ(hub_.subscribers(), 1u);
+  auto start = std::chrono::steady_clock::now();
+  peer.Reset();
+  EXPECT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
 }
 
 class NetTlsTest : public NetTest {
