@@ -256,9 +256,12 @@ void MasterServer::Accept() {
         }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        std::shared_ptr<Driver> driver;
+        std::shared_ptr<Connection> connection;
         {
+          // A driver is wired to its connection before Stop or RequestSyncAll
+          // can see it, and none is added once Stop has taken its copy.
           std::lock_guard lock(mu_);
+          if (stopped_) return;
           if (drivers_.size() >= options_.max_connections) {
             ++stats_.rejected;
           } else {
@@ -266,15 +269,15 @@ void MasterServer::Accept() {
             session.authenticator = authenticator_.get();
             session.ping_interval_ms = options_.ping_interval_ms;
             session.idle_timeout_ms = options_.idle_timeout_ms;
-            driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
+            auto driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
+            connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true, driver,
+                                                      options_.connection);
+            driver->Attach(connection);
             drivers_.insert(driver);
             ++stats_.accepted;
           }
         }
-        if (driver) {
-          auto connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true,
-                                                         driver, options_.connection);
-          driver->Attach(connection);
+        if (connection) {
           connection->Start();
         } else {
           std::string reason =
@@ -301,16 +304,16 @@ void MasterServer::Forget(Driver* driver, const Status&, bool counts_as_rejected
 }
 
 void MasterServer::Stop() {
-  if (stopped_.exchange(true)) return;
+  std::set<std::shared_ptr<Driver>> drivers;
+  {
+    std::lock_guard lock(mu_);  // see Accept: no driver is added after this copy
+    if (stopped_.exchange(true)) return;
+    drivers = drivers_;
+  }
   asio::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
   });
-  std::set<std::shared_ptr<Driver>> drivers;
-  {
-    std::lock_guard lock(mu_);
-    drivers = drivers_;
-  }
   for (const auto& d : drivers) d->Shutdown();
   work_.reset();
   for (std::thread& t : threads_) t.join();

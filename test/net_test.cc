@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -470,6 +471,26 @@ TEST_F(NetTlsTest, FollowerRetriesAMasterThatNeverFinishesTheTlsHandshake) {
   auto start = std::chrono::steady_clock::now();
   client.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+}
+
+// Stop and RequestSyncAll reach drivers from the caller's thread while the
+// accept handler is still wiring a new one to its connection (a data race
+// under TSan; a driver Stop could not reach kept the io threads running).
+TEST_F(NetTest, RequestSyncAllWhileFollowersConnect) {
+  StartMaster();
+  std::atomic<bool> done{false};
+  std::thread syncer([&] {
+    while (!done) master_->RequestSyncAll();
+  });
+  for (int i = 0; i < 50; ++i) {
+    RawPeer peer(port_);
+    peer.Send(ValidHello());
+  }
+  done = true;
+  syncer.join();
+  auto start = std::chrono::steady_clock::now();
+  master_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
 
 // ---- restart ----
