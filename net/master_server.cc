@@ -102,7 +102,7 @@ class MasterServer::Driver : public ConnectionHandler,
       return;
     }
     c->Post([self = shared_from_this(), c, batch = std::move(batch), bytes] {
-      self->backlog_ -= bytes;
+      self->held_ += bytes;  // still counted in backlog_ until Pump takes it out
       self->session_.OnBatch(*batch);
       self->Pump(*c);
     });
@@ -160,16 +160,22 @@ class MasterServer::Driver : public ConnectionHandler,
           break;
       }
     }
-    // Stream output always goes out (the connection's high-water mark bounds
-    // it); bulk output only while the queue is short.
+    // Output is taken only while the queue is short: TakeOutput also makes the
+    // next bulk frame, and taking it on every batch or tick would outrun a
+    // slow reader. Stream batches left in the session meanwhile stay counted
+    // in backlog_, which OnBatch bounds by the high-water mark; OnWritable
+    // pumps again once the queue drains.
     uint64_t sent = 0;
-    do {
-      std::string out = session_.TakeOutput();
-      if (out.empty()) break;
-      sent += out.size();
-      c.Send(std::move(out));
-    } while (session_.wants_write() &&
-             c.queued_bytes() < server_->options_.connection.low_water_bytes && !c.closing());
+    const size_t low_water = server_->options_.connection.low_water_bytes;
+    if (!session_.streaming() || c.queued_bytes() < low_water) {
+      backlog_ -= std::exchange(held_, 0);
+      do {
+        std::string out = session_.TakeOutput();
+        if (out.empty()) break;
+        sent += out.size();
+        c.Send(std::move(out));
+      } while (session_.wants_write() && c.queued_bytes() < low_water && !c.closing());
+    }
     if (sent != 0 || bytes_in_ != 0) {
       std::lock_guard lock(server_->mu_);
       server_->stats_.bytes_out += sent;
@@ -181,7 +187,8 @@ class MasterServer::Driver : public ConnectionHandler,
   MasterServer* server_;
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
-  std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet handled
+  std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet taken from the session
+  size_t held_ = 0;                 // of which given to the session, not yet taken
   int64_t opened_ms_ = 0;
   uint64_t bytes_in_ = 0;
 };

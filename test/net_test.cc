@@ -76,6 +76,29 @@ class RawPeer {
     boost::system::error_code ignored;
     socket_.close(ignored);
   }
+  // Reads frames, handing each to `done`, until it returns true (then true),
+  // or the connection ends or the deadline passes (then false).
+  bool ReadUntil(const std::function<bool(const Message&)>& done,
+                 std::chrono::milliseconds deadline = kDeadline) {
+    wire::FrameReader reader;
+    auto end = std::chrono::steady_clock::now() + deadline;
+    std::vector<char> buf(1 << 20);
+    while (std::chrono::steady_clock::now() < end) {
+      ssize_t n = recv(socket_.native_handle(), buf.data(), buf.size(), 0);
+      if (n == 0) return false;
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+        return false;
+      }
+      reader.Append(std::string_view(buf.data(), n));
+      Message m;
+      bool got = false;
+      while (reader.Next(&m, &got).ok() && got) {
+        if (done(m)) return true;
+      }
+    }
+    return false;
+  }
 
  private:
   asio::io_context io_;
@@ -383,6 +406,41 @@ TEST_F(NetTest, FrameAboveTheHighWaterMarkDropsTheFollowerCleanly) {
   client.reset();
   master_->Stop();
   EXPECT_EQ(master_->stats().connections, 0u);
+}
+
+// A follower that reads slowly while it bootstraps is paced, not dropped: the
+// master makes bulk frames only while the connection's queue is short, even
+// when new batches keep arriving.
+TEST_F(NetTest, SlowReaderIsPacedDuringBootstrapNotDropped) {
+  high_water_ = 4 << 20;
+  std::string value(3000, 'v');
+  for (int i = 0; i < 10000; ++i) hub_.Put("key" + std::to_string(i), value);
+  StartMaster();
+  RawPeer peer(port_);
+  Hello hello = ValidHello();
+  hello.key_count = 0;  // empty: bootstrap
+  peer.Send(hello);
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  for (int i = 0; i < 40; ++i) hub_.Put("live" + std::to_string(i), "x");
+  // Not reading for a while: the master must hold its bulk output back.
+  EXPECT_FALSE(WaitUntil([&] { return hub_.subscribers() == 0; }, 500ms))
+      << "the master dropped a follower that was only slow";
+  uint64_t want_seq = hub_.seq();
+  size_t entries = 0;
+  bool last_chunk = false;
+  uint64_t streamed = 0;
+  EXPECT_TRUE(peer.ReadUntil([&](const Message& m) {
+    if (auto* chunk = std::get_if<BootstrapChunk>(&m)) {
+      entries += chunk->entries.size();
+      last_chunk = last_chunk || chunk->last;
+    } else if (auto* batch = std::get_if<Batch>(&m)) {
+      streamed = batch->seq + batch->count - 1;
+    }
+    return last_chunk && streamed == want_seq;
+  }));
+  EXPECT_EQ(entries, 10000u);
+  EXPECT_EQ(master_->stats().connections, 1u);
 }
 
 // A peer that resets the connection while the master flushes its last bytes
