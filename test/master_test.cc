@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "test/support/memory_hub.h"
 
@@ -222,6 +223,15 @@ TEST_F(MasterTest, FollowerBeyondTheResumeWindowFallsBackToDiff) {
   ASSERT_TRUE(f->WaitForData(Scan(), kDeadline));
   followers_.back()->client.reset();  // disconnect
   for (int i = 0; i < 100; ++i) Put(0, "while-away" + std::to_string(i), std::string(200, 'w'));
+  // Let the tailer take those writes in first: a follower that reconnects while
+  // the tailer is still at its position may rightly resume.
+  master_->NotifyWrite();
+  auto caught_up = std::chrono::steady_clock::now() + kDeadline;
+  while (master_->status().tailed_seq < master_->status().db_seq &&
+         std::chrono::steady_clock::now() < caught_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(master_->status().tailed_seq, master_->status().db_seq);
   // Reconnect the same replica: its position is no longer in the window.
   net::FollowerClientOptions co;
   co.master = "127.0.0.1:" + std::to_string(master_->port());
