@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <deque>
 #include <utility>
 
 #include "engine/wire.h"
@@ -48,7 +50,22 @@ class MasterServer::Driver : public ConnectionHandler,
   Driver(MasterServer* server, ServerOptions options, MasterHooks hooks)
       : server_(server), session_(std::move(options), std::move(hooks)) {}
 
-  void Attach(const std::shared_ptr<Connection>& connection) { connection_ = connection; }
+  void Attach(const std::shared_ptr<Connection>& connection) {
+    connection_ = connection;
+    peer_ = connection->peer();
+  }
+
+  // From any thread.
+  SessionStats Stats(uint64_t master_seq) const {
+    SessionStats s;
+    s.peer = peer_;
+    s.role = static_cast<Role>(role_.load(std::memory_order_relaxed));
+    s.streaming = streaming_.load(std::memory_order_relaxed);
+    s.applied_seq = applied_seq_.load(std::memory_order_relaxed);
+    s.lag_seqs = s.applied_seq > 0 && master_seq > s.applied_seq ? master_seq - s.applied_seq : 0;
+    s.lag_ms = lag_ms_.load(std::memory_order_relaxed);
+    return s;
+  }
 
   void OnOpen(Connection& c) override {
     opened_ms_ = SteadyNowMs();
@@ -57,8 +74,9 @@ class MasterServer::Driver : public ConnectionHandler,
   }
 
   void OnBytes(Connection& c, std::string_view bytes) override {
-    bytes_in_ += bytes.size();
+    server_->counters_.bytes_in.fetch_add(bytes.size(), std::memory_order_relaxed);
     session_.OnBytes(bytes);
+    NoteApplied();
     Pump(c);
   }
 
@@ -66,6 +84,7 @@ class MasterServer::Driver : public ConnectionHandler,
     session_.OnTick(now_ms);
     if (!session_.streaming() && !session_.closed() &&
         now_ms - opened_ms_ > server_->options_.handshake_timeout.count()) {
+      dropped_ = true;
       session_.Close(RejectCode::kProtocol,
                      "handshake not finished within " +
                          std::to_string(server_->options_.handshake_timeout.count()) + " ms");
@@ -79,7 +98,10 @@ class MasterServer::Driver : public ConnectionHandler,
     server_->hub_->Unsubscribe(this);
     // The session's own reason is the better one when it ended things.
     Status reason = session_.closed() ? session_.error() : why;
-    bool refused = session_.closed() && !session_.error().IsAborted();
+    // Aborted is the master's own choice (shutdown) unless a limit dropped it;
+    // a peer that never finished its handshake was refused, whoever hung up.
+    bool refused = dropped_ || (session_.closed() && !session_.error().IsAborted()) ||
+                   (!handshaken_ && !server_->stopped_);
     auto& log = server_->log_;
     if (refused || !session_.streaming()) {
       log->warn("closed connection from {}: {}", c.peer(), reason.ToString());
@@ -95,6 +117,7 @@ class MasterServer::Driver : public ConnectionHandler,
     size_t bytes = BatchBytes(*batch);
     size_t backlog = backlog_.fetch_add(bytes) + bytes;
     if (backlog > server_->options_.connection.high_water_bytes) {
+      dropped_ = true;
       c->Close(Status::Aborted("follower too slow: " + std::to_string(backlog) +
                                " bytes of stream waiting, limit " +
                                std::to_string(server_->options_.connection.high_water_bytes)),
@@ -104,6 +127,7 @@ class MasterServer::Driver : public ConnectionHandler,
     c->Post([self = shared_from_this(), c, batch = std::move(batch), bytes] {
       self->held_ += bytes;  // still counted in backlog_ until Pump takes it out
       self->session_.OnBatch(*batch);
+      self->NoteHanded(*batch);
       self->Pump(*c);
     });
   }
@@ -151,9 +175,8 @@ class MasterServer::Driver : public ConnectionHandler,
         case ServerEvent::Kind::kSyncDone: {
           server_->log_->info("diff with {}: {} keys repaired{}", c.peer(), event->repaired,
                               event->complete ? "" : " (incomplete, diffing again)");
-          std::lock_guard lock(server_->mu_);
-          server_->stats_.syncs += event->complete ? 1 : 0;
-          server_->stats_.keys_repaired += event->repaired;
+          if (event->complete) server_->counters_.syncs.fetch_add(1, std::memory_order_relaxed);
+          server_->counters_.keys_repaired.fetch_add(event->repaired, std::memory_order_relaxed);
           break;
         }
         case ServerEvent::Kind::kClosed:
@@ -176,21 +199,60 @@ class MasterServer::Driver : public ConnectionHandler,
         c.Send(std::move(out));
       } while (session_.wants_write() && c.queued_bytes() < low_water && !c.closing());
     }
-    if (sent != 0 || bytes_in_ != 0) {
-      std::lock_guard lock(server_->mu_);
-      server_->stats_.bytes_out += sent;
-      server_->stats_.bytes_in += std::exchange(bytes_in_, 0);
+    if (sent != 0) server_->counters_.bytes_out.fetch_add(sent, std::memory_order_relaxed);
+    if (!handshaken_ && session_.streaming()) {
+      handshaken_ = true;
+      role_.store(static_cast<uint8_t>(session_.peer_role()), std::memory_order_relaxed);
+      streaming_.store(true, std::memory_order_relaxed);
     }
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
   }
 
+  // Strand. When the stream handed batches to the session, coalesced per
+  // millisecond, so the follower's lag can be told in time from its position.
+  void NoteHanded(const Batch& batch) {
+    uint64_t last = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
+    int64_t now = SteadyNowMs();
+    if (!handed_.empty() && handed_.back().ms == now) {
+      handed_.back().last_seq = last;
+    } else {
+      handed_.push_back({last, now});
+    }
+  }
+
+  // Strand, after bytes from the follower (its Pongs carry its position).
+  void NoteApplied() {
+    uint64_t applied = session_.follower_applied_seq();
+    if (applied == 0) return;  // no Pong yet
+    while (!handed_.empty() && handed_.front().last_seq <= applied) handed_.pop_front();
+    applied_seq_.store(applied, std::memory_order_relaxed);
+    lag_ms_.store(handed_.empty() ? 0 : SteadyNowMs() - handed_.front().ms,
+                  std::memory_order_relaxed);
+  }
+
+  struct Handed {
+    uint64_t last_seq;  // last sequence handed during millisecond `ms`
+    int64_t ms;
+  };
+
   MasterServer* server_;
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
+  std::string peer_;                // constant after Attach
   std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet taken from the session
   size_t held_ = 0;                 // of which given to the session, not yet taken
   int64_t opened_ms_ = 0;
-  uint64_t bytes_in_ = 0;
+  bool handshaken_ = false;  // strand: the session reached streaming
+  // Set when a limit (handshake time, backlog) ends the connection; from any thread.
+  std::atomic<bool> dropped_{false};
+  // Unapplied batches handed to the session (strand). Bounded by the
+  // follower's lag in milliseconds until its idle timeout closes it.
+  std::deque<Handed> handed_;
+  // Read by stats() from any thread.
+  std::atomic<uint8_t> role_{static_cast<uint8_t>(Role::kFollower)};
+  std::atomic<bool> streaming_{false};
+  std::atomic<uint64_t> applied_seq_{0};
+  std::atomic<int64_t> lag_ms_{0};
 };
 
 MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
@@ -225,6 +287,7 @@ Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
                                    "master; give a secret file, or listen on loopback");
   }
   if (!o.secret.empty()) server->authenticator_ = std::make_unique<HmacAuthenticator>(o.secret);
+  server->current_seq_ = hub->SessionHooks().current_seq;
   if (o.tls.enabled()) {
     s = MakeServerTlsContext(o.tls, &server->tls_);
     if (!s.ok()) return s;
@@ -270,7 +333,7 @@ void MasterServer::Accept() {
           std::lock_guard lock(mu_);
           if (stopped_) return;
           if (drivers_.size() >= options_.max_connections) {
-            ++stats_.rejected;
+            counters_.rejected.fetch_add(1, std::memory_order_relaxed);
           } else {
             ServerOptions session = hub_->SessionOptions();
             session.authenticator = authenticator_.get();
@@ -281,7 +344,7 @@ void MasterServer::Accept() {
                                                       options_.connection);
             driver->Attach(connection);
             drivers_.insert(driver);
-            ++stats_.accepted;
+            counters_.accepted.fetch_add(1, std::memory_order_relaxed);
           }
         }
         if (connection) {
@@ -307,7 +370,7 @@ void MasterServer::Forget(Driver* driver, const Status&, bool counts_as_rejected
       break;
     }
   }
-  if (counts_as_rejected) ++stats_.rejected;
+  if (counts_as_rejected) counters_.rejected.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MasterServer::Stop() {
@@ -339,9 +402,21 @@ void MasterServer::RequestSyncAll() {
 }
 
 MasterServerStats MasterServer::stats() const {
-  std::lock_guard lock(mu_);
-  MasterServerStats s = stats_;
-  s.connections = drivers_.size();
+  MasterServerStats s;
+  s.master_seq = current_seq_ ? current_seq_() : 0;  // outside mu_: the hub has its own lock
+  std::vector<std::shared_ptr<Driver>> drivers;
+  {
+    std::lock_guard lock(mu_);
+    drivers.assign(drivers_.begin(), drivers_.end());
+  }
+  s.connections = drivers.size();
+  for (const auto& d : drivers) s.sessions.push_back(d->Stats(s.master_seq));
+  s.accepted = counters_.accepted.load(std::memory_order_relaxed);
+  s.rejected = counters_.rejected.load(std::memory_order_relaxed);
+  s.bytes_out = counters_.bytes_out.load(std::memory_order_relaxed);
+  s.bytes_in = counters_.bytes_in.load(std::memory_order_relaxed);
+  s.syncs = counters_.syncs.load(std::memory_order_relaxed);
+  s.keys_repaired = counters_.keys_repaired.load(std::memory_order_relaxed);
   return s;
 }
 

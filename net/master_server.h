@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -67,14 +68,34 @@ struct MasterServerOptions {
   int64_t idle_timeout_ms = 15000;
 };
 
+// One connected peer as the master last heard of it.
+struct SessionStats {
+  std::string peer;             // HOST:PORT
+  Role role = Role::kFollower;  // from its Hello (kFollower until the Hello arrives)
+  bool streaming = false;       // handshake done, being served
+  uint64_t applied_seq = 0;     // the follower's last applied sequence, from its latest Pong
+  uint64_t lag_seqs = 0;        // MasterServerStats::master_seq - applied_seq, at least 0
+  // How long the oldest batch the follower had not applied (per its latest
+  // Pong) had been waiting since the hub gave it to this session, measured
+  // when the follower last sent anything; 0 when it had applied everything
+  // given to it. Followers report their position once per ping_interval_ms,
+  // so the figure is that fresh, and during a diff (when the follower also
+  // sends Nodes) it may read high by up to one ping interval.
+  int64_t lag_ms = 0;
+};
+
 struct MasterServerStats {
   size_t connections = 0;  // live sessions
   uint64_t accepted = 0;
-  uint64_t rejected = 0;  // refused or closed for a protocol, auth or limit reason
+  // Connections refused (too many, failed or timed-out handshake, bad secret
+  // or frame) or dropped (protocol error, follower too slow to keep up).
+  uint64_t rejected = 0;
   uint64_t bytes_out = 0;
   uint64_t bytes_in = 0;
   uint64_t syncs = 0;
   uint64_t keys_repaired = 0;
+  uint64_t master_seq = 0;             // the hub's current sequence when the stats were taken
+  std::vector<SessionStats> sessions;  // one per live connection, in no particular order
 };
 
 class MasterServer {
@@ -111,9 +132,17 @@ class MasterServer {
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};
 
+  std::function<uint64_t()> current_seq_;  // the hub's; constant after Start
+
+  // Counted from every connection's strand without a lock.
+  struct Counters {
+    std::atomic<uint64_t> accepted{0}, rejected{0}, bytes_out{0}, bytes_in{0}, syncs{0},
+        keys_repaired{0};
+  };
+  Counters counters_;
+
   mutable std::mutex mu_;
   std::set<std::shared_ptr<Driver>> drivers_;  // GUARDED_BY(mu_)
-  MasterServerStats stats_;                    // GUARDED_BY(mu_)
 };
 
 }  // namespace sdiff::net

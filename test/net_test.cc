@@ -345,6 +345,8 @@ TEST_F(NetTest, SilentPeerIsDroppedAfterTheHandshakeTimeout) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 250ms);
   ASSERT_TRUE(reject);
   EXPECT_NE(reject->reason.find("handshake"), std::string::npos) << reject->reason;
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().rejected == 1; }))
+      << master_->stats().rejected;
 }
 
 TEST_F(NetTest, PeerThatStopsReadingIsDroppedOthersUnaffected) {
@@ -369,7 +371,8 @@ TEST_F(NetTest, PeerThatStopsReadingIsDroppedOthersUnaffected) {
     dropped = hub_.subscribers() == 1;
   }
   EXPECT_TRUE(dropped);
-  EXPECT_EQ(master_->stats().connections, 1u);
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().connections == 1; }));
+  EXPECT_EQ(master_->stats().rejected, 1u);  // the drop counts as a rejection
   EXPECT_TRUE(client->status().connected);
   EXPECT_EQ(client->status().connects, 1u);  // never dropped itself
 }
@@ -386,6 +389,43 @@ TEST_F(NetTest, ConnectionsBeyondTheLimitAreRefused) {
   auto reject = LastReject(extra.ReadUntilClosed());
   ASSERT_TRUE(reject);
   EXPECT_EQ(reject->code, RejectCode::kOverload);
+}
+
+TEST_F(NetTest, StatsListTheFollowerWithItsAppliedSequence) {
+  FillMaster(20);
+  MasterServerOptions o;
+  o.ping_interval_ms = 50;  // the follower reports its position in each Pong
+  StartMaster(o);
+  MemoryFollowerStore store;
+  auto client = StartFollower(&store);
+  ASSERT_TRUE(store.WaitForData(hub_.Data(), kDeadline));
+
+  auto caught_up = [&] {
+    MasterServerStats s = master_->stats();
+    return s.sessions.size() == 1 && s.sessions[0].streaming &&
+           s.sessions[0].applied_seq == hub_.seq() && s.master_seq == hub_.seq() &&
+           s.sessions[0].lag_seqs == 0 && s.sessions[0].lag_ms == 0;
+  };
+  EXPECT_TRUE(WaitUntil(caught_up));
+  MasterServerStats s = master_->stats();
+  ASSERT_EQ(s.sessions.size(), 1u);
+  EXPECT_EQ(s.sessions[0].role, Role::kFollower);
+  EXPECT_NE(s.sessions[0].peer.find("127.0.0.1:"), std::string::npos) << s.sessions[0].peer;
+  EXPECT_GT(s.bytes_out, 0u);
+  EXPECT_GT(s.bytes_in, 0u);
+  EXPECT_EQ(s.accepted, 1u);
+  EXPECT_EQ(s.rejected, 0u);
+
+  // New writes: the follower's position follows the master's.
+  uint64_t before = hub_.seq();
+  FillMaster(30, "more");
+  ASSERT_GT(hub_.seq(), before);
+  EXPECT_TRUE(WaitUntil(caught_up))
+      << master_->stats().sessions.at(0).applied_seq << " of " << hub_.seq();
+
+  client.reset();
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().sessions.empty(); }));
+  EXPECT_EQ(master_->stats().rejected, 0u);  // a follower leaving is not a rejection
 }
 
 // ---- lifetimes, deadlines and pacing ----
