@@ -9,8 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <string_view>
 
 #include "test/support/child_process.h"
+#include "test/support/http_get.h"
 
 namespace sdiff::testing {
 namespace {
@@ -21,6 +24,32 @@ using Contents = std::map<std::string, std::string>;
 constexpr auto kDeadline = 30s;
 
 size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+// The port in a daemon's "metrics on port N" line, once it printed it; 0 if not.
+uint16_t MetricsPort(ChildProcess& daemon) {
+  auto printed = [](const std::string& out, const std::string&) {
+    size_t at = out.find("metrics on port ");
+    return at != std::string::npos && out.find('\n', at) != std::string::npos;
+  };
+  if (!daemon.WaitForOutput(printed, kDeadline)) return 0;
+  return static_cast<uint16_t>(
+      std::stoi(daemon.out().substr(daemon.out().find("metrics on port ") + 16)));
+}
+
+// The value of the sample `name` (with its labels, if any) in a metrics page.
+std::optional<double> Sample(const std::string& page, const std::string& name) {
+  for (size_t at = 0; at < page.size();) {
+    size_t end = page.find('\n', at);
+    if (end == std::string::npos) end = page.size();
+    std::string_view line(page.data() + at, end - at);
+    if (line.substr(0, name.size()) == name && line.size() > name.size() &&
+        line[name.size()] == ' ') {
+      return std::stod(std::string(line.substr(name.size() + 1)));
+    }
+    at = end + 1;
+  }
+  return std::nullopt;
+}
 
 class ToolsTest : public ::testing::Test {
  protected:
@@ -145,6 +174,74 @@ TEST_F(ToolsTest, DaemonsReplicateAndStopCleanly) {
   EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
   EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
   EXPECT_NE(follower->err().find("connected to master"), std::string::npos) << follower->err();
+}
+
+TEST_F(ToolsTest, MetricsShowTheFollowerCaughtUpWithTheMaster) {
+  WriteDb(dir_ + "/master", 100);
+  uint16_t port = 0;
+  auto master = StartMaster(dir_ + "/master", {"--metrics=127.0.0.1:0"}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  uint16_t master_metrics = MetricsPort(*master);
+  ASSERT_NE(master_metrics, 0) << master->out() << master->err();
+  auto follower =
+      ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower",
+                           "--master=127.0.0.1:" + std::to_string(port), "--metrics=127.0.0.1:0"});
+  ASSERT_TRUE(follower);
+  uint16_t follower_metrics = MetricsPort(*follower);
+  ASSERT_NE(follower_metrics, 0) << follower->out() << follower->err();
+
+  // The follower reports its position in each Pong (once a second): poll the
+  // master's page until it shows the follower at the master's sequence.
+  std::string master_page, follower_page;
+  std::optional<double> master_seq, applied;
+  auto end = std::chrono::steady_clock::now() + kDeadline;
+  while (std::chrono::steady_clock::now() < end) {
+    testing::HttpResponse r = testing::HttpGet(master_metrics, "/metrics", 5s);
+    ASSERT_EQ(r.status, 200) << r.error;
+    master_page = r.body;
+    master_seq = Sample(master_page, "sdiff_master_sequence");
+    size_t at = master_page.find("sdiff_follower_applied_sequence{peer=\"127.0.0.1:");
+    if (at != std::string::npos) {
+      applied = std::stod(master_page.substr(master_page.find("} ", at) + 2));
+    }
+    if (master_seq && applied && *applied == *master_seq) break;
+    follower->WaitForOutput([](const std::string&, const std::string&) { return false; }, 100ms);
+  }
+  ASSERT_TRUE(master_seq) << master_page;
+  EXPECT_GE(*master_seq, 100);  // 100 writes
+  ASSERT_TRUE(applied) << master_page;
+  EXPECT_EQ(*applied, *master_seq) << master_page;
+  EXPECT_EQ(Sample(master_page, "sdiff_info{role=\"master\"}"), 1.0) << master_page;
+  EXPECT_EQ(Sample(master_page, "sdiff_connected_followers"), 1.0) << master_page;
+  EXPECT_GT(Sample(master_page, "sdiff_bytes_sent_total").value_or(0), 0) << master_page;
+
+  testing::HttpResponse r = testing::HttpGet(follower_metrics, "/metrics", 5s);
+  ASSERT_EQ(r.status, 200) << r.error;
+  follower_page = r.body;
+  EXPECT_EQ(Sample(follower_page, "sdiff_info{role=\"follower\"}"), 1.0) << follower_page;
+  EXPECT_EQ(Sample(follower_page, "sdiff_applied_sequence"), master_seq) << follower_page;
+  EXPECT_EQ(Sample(follower_page, "sdiff_connected"), 1.0) << follower_page;
+  EXPECT_EQ(testing::HttpGet(follower_metrics, "/other", 5s).status, 404);
+
+  EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+}
+
+TEST_F(ToolsTest, BadMetricsAddressExitsTwoWithOneLine) {
+  WriteDb(dir_ + "/master", 1);
+  std::vector<std::vector<std::string>> runs = {
+      {ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/master", "--listen=127.0.0.1:0",
+       "--metrics=localhost"},
+      {ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower", "--master=127.0.0.1:1",
+       "--metrics=127.0.0.1:http"},
+  };
+  for (const auto& argv : runs) {
+    RunResult r = RunProgram(argv, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << argv[0];
+    EXPECT_EQ(*r.code, 2) << argv[0] << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << argv[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("--metrics"), std::string::npos) << argv[0] << ": " << r.err;
+  }
 }
 
 TEST_F(ToolsTest, FollowerWithTheWrongSecretIsRefusedAndSaysSo) {

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "net/address.h"
 #include "net/hmac_authenticator.h"
 
 namespace sdiff::tools {
@@ -122,6 +123,29 @@ Status SecurityFlags::Load(std::string* secret, net::TlsOptions* tls) const {
     return Status::InvalidArgument("--tls-cert and --tls-key go together");
   }
   *tls = net::TlsOptions{tls_cert, tls_key, tls_ca};
+  return Status::OK();
+}
+
+void MetricsFlag::Add(CLI::App& app) {
+  app.add_option("--metrics", listen,
+                 "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any)")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            std::string host;
+            uint16_t port = 0;
+            Status s = net::ParseHostPort(value, &host, &port);
+            return s.ok() ? std::string() : s.message();
+          },
+          "HOST:PORT"));
+}
+
+Status MetricsFlag::Start(net::MetricsServer::TextFun text,
+                          std::unique_ptr<net::MetricsServer>* out) const {
+  if (listen.empty()) return Status::OK();
+  Status s = net::MetricsServer::Start(listen, std::move(text), out);
+  if (!s.ok()) return s;
+  fmt::print("metrics on port {}\n", (*out)->port());
+  std::fflush(stdout);
   return Status::OK();
 }
 

@@ -1,5 +1,6 @@
 // What the sdiff daemons share: signal handling, one-line errors, opening a
-// RocksDB directory with all its column families, and the common flags.
+// RocksDB directory with all its column families, and the common flags
+// (security, metrics).
 #pragma once
 
 #include <rocksdb/db.h>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "net/metrics_server.h"
 #include "net/tls.h"
 
 namespace sdiff::tools {
@@ -50,6 +52,16 @@ struct SecurityFlags {
   void Add(CLI::App& app);
   // Reads the secret (and logs a warning for a loosely protected file).
   Status Load(std::string* secret, net::TlsOptions* tls) const;
+};
+
+// --metrics=HOST:PORT, as both daemons spell it.
+struct MetricsFlag {
+  std::string listen;  // empty: no metrics endpoint
+  // A value that is not HOST:PORT is a usage error (one line, exit 2).
+  void Add(CLI::App& app);
+  // With the flag given, serves `text` on GET /metrics and prints
+  // "metrics on port N" on stdout (the port the OS picked for port 0).
+  Status Start(net::MetricsServer::TextFun text, std::unique_ptr<net::MetricsServer>* out) const;
 };
 
 }  // namespace sdiff::tools

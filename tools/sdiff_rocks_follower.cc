@@ -5,6 +5,7 @@
 
 #include "plugin/follower.h"
 #include "tools/daemon_util.h"
+#include "tools/metrics_text.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   plugin::FollowerOptions options;
   double repair_interval_s = 0;
   tools::SecurityFlags security;
+  tools::MetricsFlag metrics;
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
                  "seconds between anti-entropy diffs while connected (0: off)")
       ->check(CLI::NonNegativeNumber);
   security.Add(app);
+  metrics.Add(app);
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-follower";
   tools::SetUpLogging(name);
@@ -34,9 +37,14 @@ int main(int argc, char** argv) {
   if (!s.ok()) return tools::Fail(name, s.ToString());
   fmt::print("following {} into {}\n", options.client.master, options.db_path);
   std::fflush(stdout);
+  std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the follower closes
+  s = metrics.Start([&follower] { return tools::FollowerMetrics(follower->status()); },
+                    &metrics_server);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
 
   const char* signal = tools::WaitForStopSignal();
   spdlog::info("{}: stopping", signal);
+  metrics_server.reset();
   follower.reset();  // finishes the write in hand, closes the database
   return 0;
 }

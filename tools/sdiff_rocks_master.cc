@@ -5,6 +5,7 @@
 
 #include "plugin/master.h"
 #include "tools/daemon_util.h"
+#include "tools/metrics_text.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
@@ -14,11 +15,13 @@ int main(int argc, char** argv) {
   std::string db_path, listen = "127.0.0.1:8123";
   bool create = false;
   tools::SecurityFlags security;
+  tools::MetricsFlag metrics;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
   app.add_flag("--create-if-missing", create, "create the database if it does not exist");
   app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
       ->capture_default_str();
   security.Add(app);
+  metrics.Add(app);
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-master";
   tools::SetUpLogging(name);
@@ -36,9 +39,13 @@ int main(int argc, char** argv) {
   // Scripts and tests read the port from this line when they asked for port 0.
   fmt::print("serving {} on port {}\n", db_path, master->port());
   std::fflush(stdout);
+  std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the master
+  s = metrics.Start([&master] { return tools::MasterMetrics(master->status()); }, &metrics_server);
+  if (!s.ok()) return tools::Fail(name, s.ToString());
 
   const char* signal = tools::WaitForStopSignal();
   spdlog::info("{}: stopping", signal);
+  metrics_server.reset();
   master.reset();  // sessions end, the tailer stops
   return 0;        // `db` closes the database
 }

@@ -1,0 +1,39 @@
+// MetricsServer: a minimal HTTP/1.1 server for Prometheus scrapes. It answers
+// GET /metrics with whatever text its callback returns (the caller formats
+// it) and 404 for any other path; it knows nothing of trees or sessions.
+//
+// One thread, one request per connection (the response closes it), a
+// deadline on every read and write, and a small cap on request size: a
+// scraper is the only expected client.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "engine/status.h"
+
+namespace sdiff::net {
+
+class MetricsServer {
+ public:
+  // Returns the body of GET /metrics. Called on the server's thread.
+  using TextFun = std::function<std::string()>;
+
+  // Listens on `listen` (HOST:PORT; port 0 lets the OS pick) and serves
+  // until destroyed. Errors: a malformed address, or a failed bind.
+  static Status Start(const std::string& listen, TextFun text, std::unique_ptr<MetricsServer>* out);
+  ~MetricsServer();  // stops accepting, ends open connections, joins the thread
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  explicit MetricsServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdiff::net

@@ -1,0 +1,125 @@
+// The --metrics endpoint on loopback, and the text the daemons serve on it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "net/metrics_server.h"
+#include "test/support/http_get.h"
+#include "tools/metrics_text.h"
+
+namespace sdiff {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kDeadline = 10s;
+
+TEST(MetricsServerTest, ServesTheCallbacksTextOnMetrics) {
+  std::atomic<int> calls{0};
+  std::unique_ptr<net::MetricsServer> server;
+  Status s = net::MetricsServer::Start(
+      "127.0.0.1:0",
+      [&] {
+        ++calls;
+        return std::string("# TYPE x gauge\nx 1\n");
+      },
+      &server);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_NE(server->port(), 0);
+
+  testing::HttpResponse r = testing::HttpGet(server->port(), "/metrics", kDeadline);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "# TYPE x gauge\nx 1\n");
+  EXPECT_NE(r.content_type.find("version=0.0.4"), std::string::npos) << r.content_type;
+  EXPECT_EQ(calls, 1);
+
+  // Each scrape asks again; a query string is not part of the path.
+  r = testing::HttpGet(server->port(), "/metrics?x=1", kDeadline);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(MetricsServerTest, OtherPathsAreNotFound) {
+  std::unique_ptr<net::MetricsServer> server;
+  ASSERT_TRUE(net::MetricsServer::Start(
+                  "127.0.0.1:0", [] { return std::string("x 1\n"); }, &server)
+                  .ok());
+  for (const char* path : {"/", "/metric", "/metrics/more", "/favicon.ico"}) {
+    testing::HttpResponse r = testing::HttpGet(server->port(), path, kDeadline);
+    EXPECT_EQ(r.status, 404) << path << ": " << r.error;
+  }
+}
+
+TEST(MetricsServerTest, BadAddressesAreErrors) {
+  std::unique_ptr<net::MetricsServer> server;
+  auto text = [] { return std::string(); };
+  EXPECT_FALSE(net::MetricsServer::Start("no-port", text, &server).ok());
+  EXPECT_FALSE(net::MetricsServer::Start("127.0.0.1:99999", text, &server).ok());
+  // A port already taken.
+  std::unique_ptr<net::MetricsServer> first;
+  ASSERT_TRUE(net::MetricsServer::Start("127.0.0.1:0", text, &first).ok());
+  Status s = net::MetricsServer::Start("127.0.0.1:" + std::to_string(first->port()), text, &server);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(server, nullptr);
+}
+
+TEST(MetricsTextTest, MasterListsEachStreamingFollower) {
+  plugin::MasterStatus status;
+  status.tailed_seq = 42;
+  status.keys = 7;
+  status.server.bytes_out = 1000;
+  status.server.rejected = 2;
+  net::SessionStats follower;
+  follower.peer = "127.0.0.1:5000";
+  follower.streaming = true;
+  follower.applied_seq = 40;
+  follower.lag_seqs = 2;
+  follower.lag_ms = 1500;
+  net::SessionStats handshaking;
+  handshaking.peer = "127.0.0.1:5001";
+  status.server.sessions = {follower, handshaking};
+  status.server.connections = 2;
+
+  std::string text = tools::MasterMetrics(status);
+  for (const char* line : {
+           "sdiff_info{role=\"master\"} 1\n",
+           "sdiff_master_sequence 42\n",
+           "sdiff_tree_keys 7\n",
+           "sdiff_connected_followers 1\n",
+           "sdiff_connections 2\n",
+           "sdiff_follower_applied_sequence{peer=\"127.0.0.1:5000\"} 40\n",
+           "sdiff_follower_lag_sequences{peer=\"127.0.0.1:5000\"} 2\n",
+           "sdiff_follower_lag_seconds{peer=\"127.0.0.1:5000\"} 1.5\n",
+           "sdiff_bytes_sent_total 1000\n",
+           "sdiff_connections_rejected_total 2\n",
+           "# TYPE sdiff_bytes_sent_total counter\n",
+           "# TYPE sdiff_follower_applied_sequence gauge\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  }
+  EXPECT_EQ(text.find("5001"), std::string::npos) << "a handshake is not a follower yet";
+  // Every sample's metric has its HELP and TYPE.
+  size_t helps = 0, types = 0;
+  for (size_t at = 0; (at = text.find("# HELP ", at)) != std::string::npos; ++at) ++helps;
+  for (size_t at = 0; (at = text.find("# TYPE ", at)) != std::string::npos; ++at) ++types;
+  EXPECT_EQ(helps, types);
+  EXPECT_GT(helps, 10u);
+}
+
+TEST(MetricsTextTest, FollowerSaysItsPosition) {
+  plugin::FollowerStatus status;
+  status.connected = true;
+  status.applied_seq = 9;
+  status.master_seq = 12;
+  status.lag_seqs = 3;
+  status.reconnects = 4;
+  std::string text = tools::FollowerMetrics(status);
+  for (const char* line :
+       {"sdiff_info{role=\"follower\"} 1\n", "sdiff_connected 1\n", "sdiff_applied_sequence 9\n",
+        "sdiff_master_sequence 12\n", "sdiff_lag_sequences 3\n", "sdiff_reconnects_total 4\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  }
+}
+
+}  // namespace
+}  // namespace sdiff

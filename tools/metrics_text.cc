@@ -1,0 +1,136 @@
+// Formatting of the metrics page; the numbers come from the plugin's status.
+#include "tools/metrics_text.h"
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+namespace sdiff::tools {
+namespace {
+
+// Builds one exposition: each metric's HELP and TYPE, then its samples.
+class Exposition {
+ public:
+  // `type`: "gauge" or "counter".
+  void Describe(std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
+                   type);
+  }
+  template <typename T>
+  void Sample(std::string_view name, T value, std::string_view labels = {}) {
+    if (labels.empty()) {
+      fmt::format_to(std::back_inserter(out_), "{} {}\n", name, value);
+    } else {
+      fmt::format_to(std::back_inserter(out_), "{}{{{}}} {}\n", name, labels, value);
+    }
+  }
+  template <typename T>
+  void One(std::string_view name, std::string_view type, std::string_view help, T value) {
+    Describe(name, type, help);
+    Sample(name, value);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+// A label value, escaped as the format requires.
+std::string Quoted(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string MasterMetrics(const plugin::MasterStatus& status) {
+  const net::MasterServerStats& server = status.server;
+  Exposition e;
+  e.Describe("sdiff_info", "gauge", "What this process is: role=\"master\" or \"follower\".");
+  e.Sample("sdiff_info", 1, "role=\"master\"");
+  e.One("sdiff_master_sequence", "gauge", "Last master sequence in the tree and the stream.",
+        status.tailed_seq);
+  e.One("sdiff_db_sequence", "gauge", "The database's latest sequence.", status.db_seq);
+  e.One("sdiff_tree_keys", "gauge", "Keys in the master's merkle tree.", status.keys);
+  e.One("sdiff_tree_rebuilds_total", "counter",
+        "Trees rebuilt from a snapshot after a WAL gap or an ingested file.", status.rebuilds);
+  size_t followers = 0;
+  for (const net::SessionStats& s : server.sessions) {
+    followers += s.streaming && s.role == Role::kFollower ? 1 : 0;
+  }
+  e.One("sdiff_connected_followers", "gauge", "Followers connected and streaming.", followers);
+  e.One("sdiff_connections", "gauge", "Open connections, handshakes included.", server.connections);
+
+  e.Describe("sdiff_follower_applied_sequence", "gauge",
+             "A follower's last applied master sequence, from its latest Pong.");
+  for (const net::SessionStats& s : server.sessions) {
+    if (s.streaming && s.role == Role::kFollower) {
+      e.Sample("sdiff_follower_applied_sequence", s.applied_seq, "peer=" + Quoted(s.peer));
+    }
+  }
+  e.Describe("sdiff_follower_lag_sequences", "gauge",
+             "Master sequence minus the follower's applied sequence.");
+  for (const net::SessionStats& s : server.sessions) {
+    if (s.streaming && s.role == Role::kFollower) {
+      e.Sample("sdiff_follower_lag_sequences", s.lag_seqs, "peer=" + Quoted(s.peer));
+    }
+  }
+  e.Describe("sdiff_follower_lag_seconds", "gauge",
+             "Age of the oldest write the follower had not applied at its latest Pong.");
+  for (const net::SessionStats& s : server.sessions) {
+    if (s.streaming && s.role == Role::kFollower) {
+      e.Sample("sdiff_follower_lag_seconds", static_cast<double>(s.lag_ms) / 1000,
+               "peer=" + Quoted(s.peer));
+    }
+  }
+
+  e.One("sdiff_bytes_sent_total", "counter", "Bytes sent to peers.", server.bytes_out);
+  e.One("sdiff_bytes_received_total", "counter", "Bytes received from peers.", server.bytes_in);
+  e.One("sdiff_diffs_total", "counter", "Diffs completed with followers.", server.syncs);
+  e.One("sdiff_keys_repaired_total", "counter", "Keys sent to followers by diffs.",
+        server.keys_repaired);
+  e.One("sdiff_connections_accepted_total", "counter", "Connections given a session.",
+        server.accepted);
+  e.One("sdiff_connections_rejected_total", "counter",
+        "Connections refused or dropped: limits, failed or timed-out handshakes, slow followers.",
+        server.rejected);
+  return e.Take();
+}
+
+std::string FollowerMetrics(const plugin::FollowerStatus& status) {
+  Exposition e;
+  e.Describe("sdiff_info", "gauge", "What this process is: role=\"master\" or \"follower\".");
+  e.Sample("sdiff_info", 1, "role=\"follower\"");
+  e.One("sdiff_connected", "gauge", "1 while streaming from the master, else 0.",
+        status.connected ? 1 : 0);
+  e.One("sdiff_applied_sequence", "gauge", "Last master sequence applied to the replica.",
+        status.applied_seq);
+  e.One("sdiff_master_sequence", "gauge", "The master's newest sequence this follower heard of.",
+        status.master_seq);
+  e.One("sdiff_lag_sequences", "gauge", "Master sequence minus applied sequence.", status.lag_seqs);
+  e.One("sdiff_keys", "gauge", "Keys in the replicated column families.", status.keys);
+  e.One("sdiff_diffs_total", "counter", "Diffs completed since the follower started.",
+        status.diffs);
+  e.One("sdiff_last_diff_keys_repaired", "gauge", "Keys the last complete diff repaired.",
+        status.last_diff_repaired);
+  e.One("sdiff_last_diff_timestamp_seconds", "gauge",
+        "Unix time the last complete diff ended; 0 if none yet.",
+        static_cast<double>(status.last_diff_unix_ms) / 1000);
+  e.One("sdiff_connects_total", "counter", "Handshakes completed with the master.",
+        status.connects);
+  e.One("sdiff_reconnects_total", "counter", "Connection attempts after the first.",
+        status.reconnects);
+  return e.Take();
+}
+
+}  // namespace sdiff::tools
