@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "plugin/follower_progress.h"
 #include "plugin/follower_store.h"
 
 namespace sdiff::plugin {
@@ -19,15 +20,22 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   std::unique_ptr<Follower> follower(new Follower());
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
-  s = net::FollowerClient::Start(follower->store_.get(), std::move(options.client),
-                                 &follower->client_);
+  net::FollowerStore* store = follower->store_.get();
+  if (options.progress) {
+    follower->progress_ = std::make_unique<FollowerProgress>(store, std::move(options.progress));
+    store = follower->progress_.get();
+  }
+  s = net::FollowerClient::Start(store, std::move(options.client), &follower->client_);
   if (!s.ok()) return s;
+  if (follower->progress_) follower->progress_->Start(follower->client_.get());
   *out = std::move(follower);
   return Status::OK();
 }
 
 Follower::~Follower() {
-  client_.reset();  // no write may be in flight when the DB closes
+  if (progress_) progress_->Stop();  // it reads the client's status
+  client_.reset();                   // no write may be in flight when the DB closes
+  progress_.reset();
   store_.reset();
 }
 

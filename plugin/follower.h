@@ -24,6 +24,7 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
+#include "plugin/progress.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -32,6 +33,7 @@ class DB;
 
 namespace sdiff::plugin {
 
+class FollowerProgress;
 class RocksFollowerStore;
 
 struct FollowerOptions {
@@ -44,6 +46,8 @@ struct FollowerOptions {
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
+  // Reports bootstraps and repairs (see plugin/progress.h). Default: none.
+  ProgressFn progress;
 };
 
 struct FollowerStatus {
@@ -91,6 +95,7 @@ class Follower {
   FollowerStatus Compose(const net::FollowerClientStatus& client) const;
 
   std::unique_ptr<RocksFollowerStore> store_;
+  std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
   std::unique_ptr<net::FollowerClient> client_;
 };
 

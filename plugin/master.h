@@ -22,6 +22,7 @@
 
 #include "engine/status.h"
 #include "net/master_server.h"
+#include "plugin/progress.h"
 #include "plugin/wal_tailer.h"
 
 namespace sdiff::plugin {
@@ -50,6 +51,8 @@ struct MasterOptions {
   uint64_t bootstrap_min_keys = 10000;
   // Diff followers that cannot resume as soon as they connect. Default: true.
   bool diff_on_connect = true;
+  // Reports the tree build at Attach and after a gap (see plugin/progress.h). Default: none.
+  ProgressFn progress;
 };
 
 struct MasterStatus {

@@ -151,18 +151,34 @@ Status WalTailer::Rebuild() {
   ro.snapshot = snapshot;
   ro.fill_cache = false;
   Status result;
+  Progress progress{Progress::Kind::kTreeBuild};
+  if (options_.progress) {
+    for (const auto& [id, handle] : families_) {
+      uint64_t n = 0;
+      if (db_->GetIntProperty(handle, "rocksdb.estimate-num-keys", &n)) progress.total += n;
+    }
+  }
   for (const auto& [id, handle] : families_) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handle));
     for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
       result = tree.Put(static_cast<FamilyTag>(id), it->key().ToStringView(),
                         it->value().ToStringView());
       if (tree.size() % 1'000'000 == 0) log_->info("building the tree: {} keys", tree.size());
+      if (options_.progress && tree.size() % (1 << 16) == 0) {
+        progress.done = tree.size();
+        options_.progress(progress);
+      }
     }
     if (result.ok() && !it->status().ok()) {
       result = Status::IOError("scanning '" + handle->GetName() + "': " + it->status().ToString());
     }
   }
   db_->ReleaseSnapshot(snapshot);
+  if (options_.progress) {
+    progress.done = tree.size();
+    progress.finished = true;
+    options_.progress(progress);
+  }
   if (!result.ok()) return result;
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());

@@ -30,6 +30,7 @@
 
 #include "engine/merkle_tree.h"
 #include "net/master_server.h"
+#include "plugin/progress.h"
 
 namespace spdlog {
 class logger;
@@ -46,6 +47,7 @@ struct WalTailerOptions {
   size_t resume_window_bytes = 64 << 20;  // Default: 64 MiB
   uint64_t bootstrap_min_keys = 10000;
   bool diff_on_connect = true;  // see ServerOptions::diff_on_connect
+  ProgressFn progress;          // tree builds; optional
   std::shared_ptr<spdlog::logger> logger;
 };
 

@@ -6,6 +6,7 @@
 #include "plugin/follower.h"
 #include "tools/daemon_util.h"
 #include "tools/metrics_text.h"
+#include "tools/progress.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   const std::string name = "sdiff-rocks-follower";
   tools::SetUpLogging(name);
 
+  tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the follower
+  options.progress = progress.Callback();
   options.client.repair_interval =
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
   Status s = security.Load(&options.client.secret, &options.client.tls);

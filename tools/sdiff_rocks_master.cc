@@ -6,6 +6,7 @@
 #include "plugin/master.h"
 #include "tools/daemon_util.h"
 #include "tools/metrics_text.h"
+#include "tools/progress.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
@@ -26,8 +27,10 @@ int main(int argc, char** argv) {
   const std::string name = "sdiff-rocks-master";
   tools::SetUpLogging(name);
 
+  tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the master
   plugin::MasterOptions options;
   options.server.listen = listen;
+  options.progress = progress.Callback();
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   tools::OpenDb db;

@@ -1,0 +1,89 @@
+// Drawing progress: a bar on a terminal, periodic log lines elsewhere.
+#include "tools/progress.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace sdiff::tools {
+namespace {
+
+constexpr int kBarWidth = 30;
+
+uint64_t Rate(uint64_t done, double seconds) {
+  return seconds > 0 ? static_cast<uint64_t>(static_cast<double>(done) / seconds) : 0;
+}
+
+// Percent of an estimate: never 100 before the work says it finished.
+uint64_t Percent(const plugin::Progress& p) {
+  if (p.finished) return 100;
+  return std::min<uint64_t>(99, p.done * 100 / p.total);
+}
+
+}  // namespace
+
+ProgressRenderer::ProgressRenderer(Options options) : options_(std::move(options)) {
+  if (!options_.log) options_.log = [](const std::string& line) { spdlog::info("{}", line); };
+  if (!options_.now) options_.now = [] { return Clock::now(); };
+}
+
+ProgressRenderer::Options ProgressRenderer::ForStderr() {
+  Options o;
+  o.terminal = isatty(STDERR_FILENO) == 1;
+  return o;
+}
+
+std::string ProgressRenderer::Line(const plugin::Progress& p, double seconds) {
+  const char* name = plugin::ProgressName(p.kind);
+  if (p.total == 0) {
+    return fmt::format("{}: {} keys, {} keys/s", name, p.done, Rate(p.done, seconds));
+  }
+  return fmt::format("{}: {} of ~{} keys ({}%), {} keys/s", name, p.done, p.total, Percent(p),
+                     Rate(p.done, seconds));
+}
+
+std::string ProgressRenderer::Bar(const plugin::Progress& p, double seconds) {
+  if (p.total == 0) return Line(p, seconds);
+  int filled = static_cast<int>(Percent(p) * kBarWidth / 100);
+  return fmt::format("{} [{:#<{}}{:-<{}}] {:>3}% {}/~{} keys", plugin::ProgressName(p.kind), "",
+                     filled, "", kBarWidth - filled, Percent(p), p.done, p.total);
+}
+
+void ProgressRenderer::Report(const plugin::Progress& p) {
+  std::lock_guard lock(mu_);
+  Work& w = work_[static_cast<size_t>(p.kind)];
+  Clock::time_point now = options_.now();
+  if (!w.running) {
+    w = Work{true, false, now, now};
+  }
+  double seconds = std::chrono::duration<double>(now - w.start).count();
+  if (p.finished) {
+    if (w.shown) {
+      if (options_.terminal) {
+        fmt::print(options_.out, "\r\x1b[K");  // erase the bar; the line below replaces it
+        std::fflush(options_.out);
+      }
+      options_.log(fmt::format("{}: done, {} keys in {:.1f} s", plugin::ProgressName(p.kind),
+                               p.done, seconds));
+    }
+    w = Work{};
+    return;
+  }
+  if (now - w.start < options_.show_after) return;
+  if (options_.terminal) {
+    if (w.shown && now - w.last_shown < options_.redraw_every) return;
+    fmt::print(options_.out, "\r{}\x1b[K", Bar(p, seconds));
+    std::fflush(options_.out);
+  } else {
+    // The first line comes after log_every of work, then one per log_every.
+    if (now - w.last_shown < options_.log_every) return;
+    options_.log(Line(p, seconds));
+  }
+  w.shown = true;
+  w.last_shown = now;
+}
+
+}  // namespace sdiff::tools
