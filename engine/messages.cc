@@ -10,7 +10,8 @@ const char* MessageName(const Message& m) {
   static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
       "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
       "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
-      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",
+      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",   "Write",
+      "WriteAck",
   };
   return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
 }

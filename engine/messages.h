@@ -9,6 +9,8 @@
 //   M: Repair{ops}...  M: SyncDone
 //   bootstrap of an empty follower: M: BootstrapChunk ... (last = true), then stream
 //   liveness: M: Ping  F: Pong
+// An inspector (Hello.role kInspector) gets no stream: one diff, then it closes.
+// A writer (kWriter, where the master allows writers): W: Write  M: WriteAck ...
 #pragma once
 
 #include <cstdint>
@@ -191,9 +193,24 @@ struct Pong {  // F -> M
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
+struct Write {  // writer -> M: ops the master commits as one atomic batch
+  uint64_t id = 0;  // echoed in the WriteAck
+  std::vector<Op> ops;
+  friend bool operator==(const Write&, const Write&) = default;
+};
+
+struct WriteAck {  // M -> writer, one per Write, in order
+  uint64_t id = 0;
+  // The write is committed at or before this master sequence: a follower whose
+  // applied sequence reaches it holds the write. 0 when the write failed.
+  uint64_t seq = 0;
+  std::string error;  // empty: committed; else why nothing was written
+  friend bool operator==(const WriteAck&, const WriteAck&) = default;
+};
+
 using Message =
     std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart, SyncRoot,
-                 NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping, Pong>;
+                 NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping, Pong, Write, WriteAck>;
 
 // Human-readable message name, for errors and logs.
 const char* MessageName(const Message& m);

@@ -7,6 +7,9 @@
 //                SyncRoot       -> NodesRequest | repair            (diff: kAwaitRoot)
 //                Nodes          -> NodesRequest | repair            (diff: kAwaitNodes)
 //                Pong           -> note the follower's applied sequence
+//                Write          -> WriteAck                        (writers only)
+// Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
+// stream and is diffed once, at once; a writer gets neither and sends Writes.
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
 #include "engine/server_session.h"
@@ -66,13 +69,15 @@ void ServerSession::Handle(Message& message) {
       if (auto* auth = std::get_if<Auth>(&message)) return HandleAuth(*auth);
       break;
     case State::kStreaming:
-      if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
-      if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
-      if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
       if (auto* pong = std::get_if<Pong>(&message)) {
         follower_applied_seq_ = pong->applied_seq;
         return;
       }
+      if (auto* write = std::get_if<Write>(&message)) return HandleWrite(*write);
+      if (hello_.role == Role::kWriter) break;  // a writer takes part in no diff
+      if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
+      if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
+      if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
       break;
     case State::kClosed:
       return;
@@ -92,8 +97,8 @@ void ServerSession::HandleHello(Hello& hello) {
   if (hello.client_nonce.size() != kNonceBytes) {
     return Fail(RejectCode::kProtocol, Status::ProtocolError("Hello: nonce must be 32 bytes"));
   }
-  if (hello.role == Role::kWriter) {
-    return Fail(RejectCode::kRole, Status::ProtocolError("this master takes no writers"));
+  if (hello.role == Role::kWriter && !hooks_.write) {
+    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not accept writers"));
   }
   hello_ = std::move(hello);
   server_nonce_ = RandomBytes(kNonceBytes);
@@ -126,12 +131,16 @@ void ServerSession::HandleAuth(const Auth& auth) {
   welcome.master_seq = current;
   welcome.families = options_.families;
   bool same_master = hello_.master_id == options_.master_id;
-  if (same_master && !hello_.bootstrapping && hello_.applied_seq > 0 &&
+  bool follower = hello_.role == Role::kFollower;
+  if (!follower) {
+    welcome.mode = StartMode::kDiff;  // no stream; an inspector is diffed below
+    welcome.resume_from = current + 1;
+  } else if (same_master && !hello_.bootstrapping && hello_.applied_seq > 0 &&
       hello_.applied_seq <= current && hooks_.can_resume(hello_.applied_seq)) {
     welcome.mode = StartMode::kResume;
     welcome.resume_from = hello_.applied_seq + 1;
   } else if ((hello_.key_count == 0 || (hello_.bootstrapping && same_master)) &&
-             hello_.role == Role::kFollower && hooks_.open_bootstrap &&
+             hooks_.open_bootstrap &&
              hooks_.key_count() >= options_.bootstrap_min_keys) {
     bool resume = hello_.bootstrapping && same_master;
     bootstrap_seq_ = hooks_.open_bootstrap(resume, hello_.bootstrap_family, hello_.bootstrap_key);
@@ -148,11 +157,36 @@ void ServerSession::HandleAuth(const Auth& auth) {
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
   Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
-  if (welcome.mode == StartMode::kDiff && options_.diff_on_connect) RequestSync();
+  if (hello_.role == Role::kInspector ||
+      (follower && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
+    RequestSync();
+  }
+}
+
+void ServerSession::HandleWrite(const Write& write) {
+  if (hello_.role != Role::kWriter) {
+    return Fail(RejectCode::kProtocol, Status::ProtocolError("Write from a non-writer"));
+  }
+  WriteAck ack;
+  ack.id = write.id;
+  for (const Op& op : write.ops) {
+    bool known = std::any_of(options_.families.begin(), options_.families.end(),
+                             [&](const FamilyInfo& f) { return f.tag == op.family; });
+    if (!known) {
+      ack.error = "no replicated column family has tag " + std::to_string(op.family);
+      return Send(ack);
+    }
+  }
+  Status s = hooks_.write(write.ops, &ack.seq);
+  if (!s.ok()) {
+    ack.seq = 0;
+    ack.error = s.ToString();
+  }
+  Send(ack);
 }
 
 void ServerSession::OnBatch(const Batch& batch) {
-  if (state_ != State::kStreaming) return;
+  if (state_ != State::kStreaming || hello_.role != Role::kFollower) return;
   uint64_t last = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
   if (last <= sent_seq_) return;  // before the stream's start, or sent already
   Send(batch);
@@ -160,6 +194,7 @@ void ServerSession::OnBatch(const Batch& batch) {
 }
 
 void ServerSession::RequestSync() {
+  if (hello_.role == Role::kWriter) return;
   if (state_ != State::kStreaming || bootstrapping_ || sync_phase_ != SyncPhase::kIdle) {
     if (sync_phase_ != SyncPhase::kWantSnapshot) sync_again_ = true;
     return;

@@ -65,6 +65,9 @@ struct MasterHooks {
   // Appends up to about max_bytes of entries from the open snapshot; true at its end.
   std::function<bool(size_t max_bytes, std::vector<Op>* out)> scan_bootstrap;
   std::function<void(uint8_t* out, size_t n)> random_bytes;
+  // Writers (Hello.role kWriter): commits `ops` as one atomic batch and sets
+  // *seq to a sequence at or after the commit. Null: writers are refused.
+  std::function<Status(const std::vector<Op>& ops, uint64_t* seq)> write;
 };
 
 struct ServerEvent {
@@ -123,6 +126,7 @@ class ServerSession {
   void HandleAuth(const Auth& auth);
   void HandleSyncRoot(const SyncRoot& root);
   void HandleNodes(const Nodes& nodes);
+  void HandleWrite(const Write& write);
   void AskOrRepair();
   void EmitRepairFrame();
   void FinishSync();

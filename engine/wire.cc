@@ -48,7 +48,9 @@ static_assert(std::is_same_v<AlternativeOf<MessageType::kSyncDone>, SyncDone>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kBootstrapChunk>, BootstrapChunk>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kPing>, Ping>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kPong>, Pong>);
-static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kPong));
+static_assert(std::is_same_v<AlternativeOf<MessageType::kWrite>, Write>);
+static_assert(std::is_same_v<AlternativeOf<MessageType::kWriteAck>, WriteAck>);
+static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kWriteAck));
 
 bool ValidHashBytes(uint8_t n) { return n >= 1 && n <= 8; }
 
@@ -240,6 +242,17 @@ void Encode(Writer& w, const Ping& m) {
 void Encode(Writer& w, const Pong& m) {
   w.Varint(m.applied_seq);
   w.Varint(m.echo_time_ms);
+}
+
+void Encode(Writer& w, const Write& m) {
+  w.Varint(m.id);
+  Encode(w, m.ops);
+}
+
+void Encode(Writer& w, const WriteAck& m) {
+  w.Varint(m.id);
+  w.Varint(m.seq);
+  w.Bytes(m.error);
 }
 
 // ---- decoding ----
@@ -627,6 +640,14 @@ bool Decode(Reader& r, Ping* m) {
 
 bool Decode(Reader& r, Pong* m) {
   return r.Varint("applied_seq", &m->applied_seq) && r.Varint("echo_time_ms", &m->echo_time_ms);
+}
+
+bool Decode(Reader& r, Write* m) {
+  return r.Varint("id", &m->id) && Decode(r, "op count", "op", &m->ops);
+}
+
+bool Decode(Reader& r, WriteAck* m) {
+  return r.Varint("id", &m->id) && r.Varint("seq", &m->seq) && r.Bytes("error", &m->error);
 }
 
 template <size_t I>

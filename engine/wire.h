@@ -41,6 +41,8 @@ enum class MessageType : uint8_t {
   kBootstrapChunk = 14,
   kPing = 15,
   kPong = 16,
+  kWrite = 17,
+  kWriteAck = 18,
 };
 
 // Appends one whole frame (header, type, body) for `message` to `out`.

@@ -103,6 +103,12 @@ std::vector<Message> SampleMessages() {
       .last = true});
   out.push_back(Ping{.master_seq = kMax, .master_time_ms = 1700000000000});
   out.push_back(Pong{.applied_seq = 0, .echo_time_ms = kMax});
+  out.push_back(Write{.id = 7,
+                      .ops = {{OpKind::kPut, 1, AllByteValues(3), "v"},
+                              {OpKind::kDelete, 0, "gone", ""},
+                              {OpKind::kDeleteRange, 0, "a", "m"}}});
+  out.push_back(WriteAck{.id = kMax, .seq = 12, .error = ""});
+  out.push_back(WriteAck{.id = 1, .seq = 0, .error = "IO error: disk full"});
   return out;
 }
 

@@ -76,6 +76,12 @@ TEST(WireTest, PingKnownBytes) {
             "\x10"s + std::string(9, '\xff') + "\x01"s + "\0"s);
 }
 
+TEST(WireTest, WriteKnownBytes) {
+  EXPECT_EQ(TypeAndBody(WriteAck{.id = 1, .seq = 300, .error = "x"}),
+            "\x12"s + "\x01"s + "\xac\x02"s + "\x01x"s);
+  EXPECT_EQ(TypeAndBody(Write{.id = 2, .ops = {}}), "\x11"s + "\x02"s + "\x00"s);
+}
+
 TEST(WireTest, BatchKnownBytes) {
   Batch b{.seq = 5,
           .count = 2,
@@ -282,7 +288,7 @@ TEST(WireDecodeTest, TrailingBytesRejected) {
 
 TEST(WireDecodeTest, UnknownTypeRejected) {
   ExpectCorrupt("\0"s, "frame: unknown message type 0");
-  ExpectCorrupt("\x11"s, "frame: unknown message type 17");
+  ExpectCorrupt("\x13"s, "frame: unknown message type 19");
   ExpectCorrupt("\xff"s, "frame: unknown message type 255");
 }
 

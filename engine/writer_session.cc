@@ -1,0 +1,142 @@
+// The writer's protocol state machine:
+//
+//   state           message    -> action
+//   kIdle           (Start)    -> Hello(role kWriter)            -> kAwaitChallenge
+//   kAwaitChallenge Challenge  -> check master's proof, Auth     -> kAwaitWelcome
+//   kAwaitWelcome   Welcome    -> send the writes that waited    -> kReady
+//   kReady          WriteAck   -> the oldest write is done
+//                   Ping       -> Pong
+//   any             Reject     -> closed
+//   anything else is a protocol error: Reject, closed.
+#include "engine/writer_session.h"
+
+#include "engine/client_handshake.h"
+
+namespace sdiff {
+namespace {
+constexpr size_t kWriterNonceBytes = 32;
+}  // namespace
+
+WriterSession::WriterSession(WriterOptions options)
+    : options_(std::move(options)), reader_(options_.max_frame) {}
+
+void WriterSession::Start() {
+  if (state_ != State::kIdle) return;
+  client_nonce_.assign(kWriterNonceBytes, '\0');
+  options_.random_bytes(reinterpret_cast<uint8_t*>(client_nonce_.data()), kWriterNonceBytes);
+  Hello hello;
+  hello.min_version = wire::kProtocolVersion;
+  hello.max_version = wire::kProtocolVersion;
+  hello.role = Role::kWriter;
+  hello.client_nonce = client_nonce_;
+  Send(hello);
+  state_ = State::kAwaitChallenge;
+}
+
+void WriterSession::OnBytes(std::string_view bytes) {
+  if (closed()) return;
+  last_received_ms_ = now_ms_;
+  reader_.Append(bytes);
+  for (;;) {
+    Message message;
+    bool got = false;
+    Status s = reader_.Next(&message, &got);
+    if (!s.ok()) return Fail(s);
+    if (!got) return;
+    Handle(message);
+    if (closed()) return;
+  }
+}
+
+void WriterSession::Handle(Message& message) {
+  if (auto* reject = std::get_if<Reject>(&message)) {
+    state_ = State::kClosed;
+    error_ = Status::Aborted("master refused: " + reject->reason);
+    return;
+  }
+  switch (state_) {
+    case State::kAwaitChallenge:
+      if (auto* challenge = std::get_if<Challenge>(&message)) {
+        Auth auth;
+        Status s = AnswerChallenge(*challenge, client_nonce_, options_.authenticator, &auth);
+        if (!s.ok()) return Fail(s, RejectCode::kAuth);
+        Send(auth);
+        state_ = State::kAwaitWelcome;
+        return;
+      }
+      break;
+    case State::kAwaitWelcome:
+      if (auto* welcome = std::get_if<Welcome>(&message)) {
+        families_ = welcome->families;
+        state_ = State::kReady;
+        for (Write& write : waiting_) Send(write);
+        waiting_.clear();
+        return;
+      }
+      break;
+    case State::kReady:
+      if (auto* ack = std::get_if<WriteAck>(&message)) {
+        if (in_flight_ == 0 || ack->id != next_ack_id_) {
+          return Fail(Status::ProtocolError("WriteAck for write " + std::to_string(ack->id) +
+                                            ", expected " + std::to_string(next_ack_id_)));
+        }
+        ++next_ack_id_;
+        --in_flight_;
+        acks_.push_back(std::move(*ack));
+        return;
+      }
+      if (auto* ping = std::get_if<Ping>(&message)) {
+        Send(Pong{0, ping->master_time_ms});
+        return;
+      }
+      break;
+    case State::kIdle:
+    case State::kClosed:
+      break;
+  }
+  Fail(Status::ProtocolError(std::string("unexpected ") + MessageName(message)));
+}
+
+void WriterSession::OnTick(int64_t now_ms) {
+  now_ms_ = now_ms;
+  if (last_received_ms_ < 0) last_received_ms_ = now_ms;
+  if (state_ != State::kIdle && !closed() &&
+      now_ms - last_received_ms_ > options_.idle_timeout_ms) {
+    Fail(Status::IOError("nothing from the master for " + std::to_string(options_.idle_timeout_ms) +
+                         " ms"));
+  }
+}
+
+void WriterSession::Close(std::string_view reason) {
+  if (closed()) return;
+  Fail(Status::Aborted(std::string(reason)), RejectCode::kShutdown);
+}
+
+uint64_t WriterSession::Submit(std::vector<Op> ops) {
+  if (closed()) return 0;
+  uint64_t id = next_id_++;
+  Write write{id, std::move(ops)};
+  ++in_flight_;
+  if (ready()) {
+    Send(write);
+  } else {
+    waiting_.push_back(std::move(write));
+  }
+  return id;
+}
+
+std::optional<WriteAck> WriterSession::PollAck() {
+  if (acks_.empty()) return std::nullopt;
+  WriteAck ack = std::move(acks_.front());
+  acks_.pop_front();
+  return ack;
+}
+
+void WriterSession::Fail(Status status, RejectCode code) {
+  if (closed()) return;
+  Send(Reject{code, status.message()});
+  state_ = State::kClosed;
+  error_ = std::move(status);
+}
+
+}  // namespace sdiff

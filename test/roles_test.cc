@@ -1,0 +1,276 @@
+// The inspector and writer roles of the protocol, sans-I/O: an inspector is
+// diffed once and streamed nothing; a writer's Writes are committed through
+// the master's write hook and acknowledged in order, and only where the
+// master takes writers.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/server_session.h"
+#include "engine/testing/link.h"
+#include "engine/testing/memory_replica.h"
+#include "engine/wire.h"
+#include "engine/writer_session.h"
+
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace sdiff {
+namespace {
+
+using testing::Link;
+using testing::LinkOptions;
+using testing::MemoryFollower;
+using testing::MemoryMaster;
+
+class TestAuthenticator : public Authenticator {
+ public:
+  explicit TestAuthenticator(std::string secret) : secret_(std::move(secret)) {}
+  std::string Sign(std::string_view message) const override {
+    return "mac:" + std::to_string(std::hash<std::string>{}(secret_ + '\n' + std::string(message)));
+  }
+  bool Verify(std::string_view message, std::string_view mac) const override {
+    return Sign(message) == mac;
+  }
+
+ private:
+  std::string secret_;
+};
+
+class RolesTest : public ::testing::Test {
+ protected:
+  void WriteKeys(int from, int to) {
+    for (int i = from; i < to; ++i) {
+      master_.Write({Op{OpKind::kPut, 0, "key" + std::to_string(i), "v" + std::to_string(i)}});
+    }
+  }
+
+  std::mt19937_64 rng_{77};
+  MemoryMaster master_{"m1"};
+};
+
+// ---- inspector ----
+
+TEST_F(RolesTest, InspectorIsDiffedOnceAndGetsNoStream) {
+  WriteKeys(0, 40);
+  MemoryFollower inspector;  // empty: a follower would be bootstrapped
+  inspector.Put(0, "stale", "x");
+  LinkOptions options;
+  options.server.bootstrap_min_keys = 1;
+  options.client.role = Role::kInspector;
+  options.client.diff_after_catch_up = false;
+  Link link(&master_, &inspector, &rng_, options);
+  link.Start();
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_EQ(link.stats().bootstraps, 0);
+  EXPECT_EQ(link.stats().diffs, 1);
+  EXPECT_EQ(link.stats().syncs, 1);
+  EXPECT_EQ(link.stats().repaired, 41u);  // 40 missing keys and one stale
+  EXPECT_EQ(inspector.data(), master_.data());
+
+  const Batch& batch = master_.Write({Op{OpKind::kPut, 0, "later", "v"}});
+  link.OnMasterBatch(batch);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_TRUE(inspector.stream_applies().empty());
+  EXPECT_EQ(inspector.data().count({0, "later"}), 0u);
+  EXPECT_FALSE(link.closed());
+}
+
+TEST_F(RolesTest, InspectorIsDiffedEvenWhenItCouldResume) {
+  WriteKeys(0, 10);
+  MemoryFollower inspector;
+  inspector.SetState(FollowerState{.master_id = "m1", .applied_seq = master_.seq()});
+  LinkOptions options;
+  options.server.diff_on_connect = false;  // inspectors are diffed regardless
+  options.client.role = Role::kInspector;
+  options.client.diff_after_catch_up = false;
+  Link link(&master_, &inspector, &rng_, options);
+  link.Start();
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_EQ(link.stats().resumes, 0);
+  EXPECT_EQ(link.stats().syncs, 1);
+  EXPECT_EQ(inspector.data(), master_.data());
+}
+
+// ---- writer ----
+
+class WriterTest : public RolesTest {
+ protected:
+  // A master session whose write hook commits into master_.
+  std::unique_ptr<ServerSession> Server(bool takes_writers, const Authenticator* auth = nullptr) {
+    ServerOptions options = master_.Options();
+    options.authenticator = auth;
+    MasterHooks hooks = master_.Hooks(&rng_);
+    if (takes_writers) {
+      hooks.write = [this](const std::vector<Op>& ops, uint64_t* seq) {
+        if (fail_writes_) return Status::IOError("disk full");
+        master_.Write(ops);
+        *seq = master_.seq();
+        return Status::OK();
+      };
+    }
+    return std::make_unique<ServerSession>(options, hooks);
+  }
+
+  WriterSession Writer(const Authenticator* auth = nullptr) {
+    return WriterSession(
+        WriterOptions{.authenticator = auth, .random_bytes = [this](uint8_t* out, size_t n) {
+                        for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
+                      }});
+  }
+
+  // Moves bytes both ways until neither side has anything to say.
+  static void Exchange(ServerSession& server, WriterSession& writer) {
+    for (int round = 0; round < 100; ++round) {
+      std::string to_master = writer.TakeOutput();
+      if (!to_master.empty()) server.OnBytes(to_master);
+      std::string to_writer = server.TakeOutput();
+      if (!to_writer.empty()) writer.OnBytes(to_writer);
+      if (to_master.empty() && to_writer.empty()) return;
+    }
+    FAIL() << "the sessions did not settle";
+  }
+
+  static std::vector<WriteAck> Acks(WriterSession& writer) {
+    std::vector<WriteAck> acks;
+    while (auto ack = writer.PollAck()) acks.push_back(*ack);
+    return acks;
+  }
+
+  bool fail_writes_ = false;
+};
+
+TEST_F(WriterTest, WritesAreCommittedInOrderAndAcknowledged) {
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.Start();
+  // Submitted before the Welcome: they wait for it.
+  EXPECT_EQ(writer.Submit({Op{OpKind::kPut, 0, "a", "1"}, Op{OpKind::kPut, 0, "b", "2"}}), 1u);
+  EXPECT_EQ(writer.Submit({Op{OpKind::kDelete, 0, "a", ""}}), 2u);
+  EXPECT_EQ(writer.in_flight(), 2u);
+  Exchange(*server, writer);
+  ASSERT_TRUE(writer.ready()) << writer.error().ToString();
+  EXPECT_EQ(writer.Submit({Op{OpKind::kPut, 0, "c", "3"}}), 3u);
+  Exchange(*server, writer);
+
+  std::vector<WriteAck> acks = Acks(writer);
+  ASSERT_EQ(acks.size(), 3u);
+  for (size_t i = 0; i < acks.size(); ++i) {
+    EXPECT_EQ(acks[i].id, i + 1);
+    EXPECT_TRUE(acks[i].error.empty()) << acks[i].error;
+  }
+  EXPECT_LT(acks[0].seq, acks[1].seq);
+  EXPECT_LT(acks[1].seq, acks[2].seq);
+  EXPECT_EQ(acks[2].seq, master_.seq());
+  EXPECT_EQ(writer.in_flight(), 0u);
+  EXPECT_EQ(master_.data(), (testing::KeyValueMap{{{0, "b"}, "2"}, {{0, "c"}, "3"}}));
+  EXPECT_FALSE(server->closed());
+  EXPECT_EQ(writer.families(), master_.Options().families);
+}
+
+TEST_F(WriterTest, WriterGetsNoStreamAndNoDiff) {
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.Start();
+  Exchange(*server, writer);
+  ASSERT_TRUE(writer.ready());
+  server->OnBatch(master_.Write({Op{OpKind::kPut, 0, "k", "v"}}));
+  server->RequestSync();
+  EXPECT_TRUE(server->TakeOutput().empty());
+  EXPECT_FALSE(server->closed());
+}
+
+TEST_F(WriterTest, MasterThatTakesNoWritersRefusesThem) {
+  auto server = Server(false);
+  WriterSession writer = Writer();
+  writer.Start();
+  writer.Submit({Op{OpKind::kPut, 0, "a", "1"}});
+  Exchange(*server, writer);
+  EXPECT_TRUE(server->closed());
+  ASSERT_TRUE(writer.closed());
+  EXPECT_NE(writer.error().ToString().find("does not accept writers"), std::string::npos)
+      << writer.error().ToString();
+  EXPECT_TRUE(master_.data().empty());
+}
+
+TEST_F(WriterTest, WrongSecretIsRefusedBeforeAnyWrite) {
+  TestAuthenticator master_secret("right"), writer_secret("wrong");
+  auto server = Server(true, &master_secret);
+  WriterSession writer = Writer(&writer_secret);
+  writer.Start();
+  writer.Submit({Op{OpKind::kPut, 0, "a", "1"}});
+  Exchange(*server, writer);
+  EXPECT_TRUE(writer.closed());
+  EXPECT_TRUE(server->closed());
+  EXPECT_TRUE(master_.data().empty());
+}
+
+TEST_F(WriterTest, RightSecretWrites) {
+  TestAuthenticator secret("right");
+  auto server = Server(true, &secret);
+  WriterSession writer = Writer(&secret);
+  writer.Start();
+  writer.Submit({Op{OpKind::kPut, 0, "a", "1"}});
+  Exchange(*server, writer);
+  EXPECT_EQ(Acks(writer).size(), 1u);
+  EXPECT_EQ(master_.data().size(), 1u);
+}
+
+TEST_F(WriterTest, BadWritesAreRefusedOneByOneAndTheSessionGoesOn) {
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.Start();
+  Exchange(*server, writer);
+  writer.Submit({Op{OpKind::kPut, 9, "a", "1"}});  // no family has tag 9
+  Exchange(*server, writer);
+  fail_writes_ = true;
+  writer.Submit({Op{OpKind::kPut, 0, "b", "1"}});
+  Exchange(*server, writer);
+  fail_writes_ = false;
+  writer.Submit({Op{OpKind::kPut, 0, "c", "1"}});
+  Exchange(*server, writer);
+
+  std::vector<WriteAck> acks = Acks(writer);
+  ASSERT_EQ(acks.size(), 3u);
+  EXPECT_NE(acks[0].error.find("tag 9"), std::string::npos) << acks[0].error;
+  EXPECT_EQ(acks[0].seq, 0u);
+  EXPECT_NE(acks[1].error.find("disk full"), std::string::npos) << acks[1].error;
+  EXPECT_EQ(acks[1].seq, 0u);
+  EXPECT_TRUE(acks[2].error.empty());
+  EXPECT_EQ(master_.data(), (testing::KeyValueMap{{{0, "c"}, "1"}}));
+  EXPECT_TRUE(writer.ready());
+}
+
+TEST_F(WriterTest, WriterAnswersPings) {
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.Start();
+  Exchange(*server, writer);
+  server->OnTick(0);
+  server->OnTick(5000);  // past the ping interval: the master pings
+  Exchange(*server, writer);
+  server->OnTick(16000);  // the writer's pong kept the session alive
+  EXPECT_FALSE(server->closed()) << server->error().ToString();
+  EXPECT_TRUE(writer.ready()) << writer.error().ToString();
+}
+
+// A follower (or inspector) that sends a Write breaks the protocol.
+TEST_F(WriterTest, WriteFromAFollowerClosesTheSession) {
+  auto server = Server(true);
+  std::string frames;
+  Hello hello{.min_version = wire::kProtocolVersion,
+              .max_version = wire::kProtocolVersion,
+              .role = Role::kFollower,
+              .client_nonce = std::string(32, 'n')};
+  wire::AppendFrame(hello, &frames);
+  wire::AppendFrame(Auth{}, &frames);
+  wire::AppendFrame(Write{.id = 1, .ops = {Op{OpKind::kPut, 0, "a", "1"}}}, &frames);
+  server->OnBytes(frames);
+  EXPECT_TRUE(server->closed());
+  EXPECT_TRUE(master_.data().empty());
+}
+
+}  // namespace
+}  // namespace sdiff
