@@ -44,6 +44,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   t.bootstrap_min_keys = options.bootstrap_min_keys;
   t.diff_on_connect = options.diff_on_connect;
   t.progress = options.progress;
+  t.allow_writers = options.allow_writers;
   t.logger = log;
   Status s = WalTailer::Create(db, std::move(families), t, &master->tailer_);
   if (!s.ok()) return s;

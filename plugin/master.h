@@ -53,6 +53,10 @@ struct MasterOptions {
   bool diff_on_connect = true;
   // Reports the tree build at Attach and after a gap (see plugin/progress.h). Default: none.
   ProgressFn progress;
+  // Clients in the writer role may write through this master (sdiff-ldb --master
+  // put, delete, load); their batches reach the DB with DB::Write and the
+  // followers through the WAL like any other write. Default: false.
+  bool allow_writers = false;
 };
 
 struct MasterStatus {

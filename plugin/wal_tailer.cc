@@ -420,6 +420,9 @@ MasterHooks WalTailer::SessionHooks() {
     db_->ReleaseSnapshot(snapshot);
     return result;
   };
+  if (options_.allow_writers) {
+    h.write = [this](const std::vector<Op>& ops, uint64_t* seq) { return ApplyWrite(ops, seq); };
+  }
   auto cursor = std::make_shared<BootstrapCursor>();
   h.open_bootstrap = [this, cursor](bool resume, FamilyTag family, const std::string& key) {
     cursor->Close();
@@ -493,6 +496,35 @@ void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) {
 void WalTailer::Unsubscribe(const net::BatchSink* sink) {
   std::lock_guard lock(mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
+}
+
+Status WalTailer::ApplyWrite(const std::vector<Op>& ops, uint64_t* seq) {
+  rocksdb::WriteBatch batch;
+  for (const Op& op : ops) {
+    auto family = families_.find(op.family);
+    if (family == families_.end()) {
+      return Status::InvalidArgument("no replicated column family has tag " +
+                                     std::to_string(op.family));
+    }
+    rocksdb::Status s;
+    switch (op.kind) {
+      case OpKind::kPut:
+        s = batch.Put(family->second, op.key, op.value);
+        break;
+      case OpKind::kDelete:
+        s = batch.Delete(family->second, op.key);
+        break;
+      case OpKind::kDeleteRange:
+        s = batch.DeleteRange(family->second, op.key, op.value);
+        break;
+    }
+    if (!s.ok()) return Status::InvalidArgument("writer's batch: " + s.ToString());
+  }
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return Status::IOError("writing to the master's database: " + s.ToString());
+  *seq = db_->GetLatestSequenceNumber();
+  NotifyWrite();
+  return Status::OK();
 }
 
 }  // namespace sdiff::plugin

@@ -48,6 +48,8 @@ struct WalTailerOptions {
   uint64_t bootstrap_min_keys = 10000;
   bool diff_on_connect = true;  // see ServerOptions::diff_on_connect
   ProgressFn progress;          // tree builds; optional
+  // Clients in the writer role may write through the master (MasterHooks::write).
+  bool allow_writers = false;
   std::shared_ptr<spdlog::logger> logger;
 };
 
@@ -84,6 +86,8 @@ class WalTailer : public net::MasterHub {
   void Unsubscribe(const net::BatchSink* sink) override;
 
  private:
+  // A writer's ops, committed with DB::Write; *seq: the DB's sequence after it.
+  Status ApplyWrite(const std::vector<Op>& ops, uint64_t* seq);
   WalTailer(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
             WalTailerOptions options);
   Status Rebuild();  // tree from a fresh snapshot; the stream continues after it

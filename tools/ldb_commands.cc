@@ -71,12 +71,6 @@ int HexDigit(char c) {
   return -1;
 }
 
-Status DecodeArg(std::string_view arg, bool hex, std::string* out) {
-  if (hex) return FromHex(arg, out);
-  out->assign(arg);
-  return Status::OK();
-}
-
 std::string FormatBytes(std::string_view bytes, bool hex) {
   return hex ? ToHex(bytes) : Escape(bytes);
 }
@@ -213,6 +207,20 @@ Status LdbDb::Handle(std::string_view family, rocksdb::ColumnFamilyHandle** hand
   auto it = handles_.find(family);
   if (it == handles_.end()) return NoFamily(family, path_);
   *handle = it->second;
+  return Status::OK();
+}
+
+Status LdbDb::Family(const std::string& name, bool create, rocksdb::ColumnFamilyHandle** handle) {
+  *handle = nullptr;
+  if (name == kMetaFamily) return RejectMetaFamily();
+  if (auto it = handles_.find(name); it != handles_.end()) {
+    *handle = it->second;
+    return Status::OK();
+  }
+  if (!create) return Status::OK();
+  rocksdb::Status rs = db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), name, handle);
+  if (!rs.ok()) return FromRocks(rs, "cannot create column family " + Escape(name) + " in " + path_);
+  handles_[name] = *handle;
   return Status::OK();
 }
 
@@ -393,6 +401,12 @@ Status FromHex(std::string_view hex, std::string* bytes) {
   return Status::OK();
 }
 
+Status DecodeArg(std::string_view arg, bool hex, std::string* out) {
+  if (hex) return FromHex(arg, out);
+  out->assign(arg);
+  return Status::OK();
+}
+
 std::string FormatDiffLine(const DiffLine& line, bool key_hex) {
   char sign = '~';
   if (line.kind == DiffKind::kOnlyInA) sign = '-';
@@ -401,6 +415,7 @@ std::string FormatDiffLine(const DiffLine& line, bool key_hex) {
 }
 
 int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
+  if (!r.master.empty()) return RunRemoteLdb(r, out, err);
   std::string key, value;
   Status s;
   if (r.command == LdbCommand::kPut || r.command == LdbCommand::kGet ||

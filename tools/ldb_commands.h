@@ -27,6 +27,7 @@
 #include "engine/hash.h"
 #include "engine/merkle_tree.h"
 #include "engine/status.h"
+#include "net/tls.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -73,6 +74,10 @@ class LdbDb {
   // fn stops the scan and is returned.
   Status Scan(std::string_view family,
               const std::function<Status(std::string_view key, std::string_view value)>& fn) const;
+  // The family's handle, or null if there is none and `create` is false; with
+  // `create` (kReadWrite only) a missing family is created. "__sdiff" is refused.
+  Status Family(const std::string& name, bool create, rocksdb::ColumnFamilyHandle** handle);
+  rocksdb::DB* db() const { return db_.get(); }
 
  private:
   explicit LdbDb(std::string path);
@@ -122,11 +127,14 @@ std::string ToHex(std::string_view bytes);
 // Hex digits in either case, with or without a leading "0x".
 Status FromHex(std::string_view hex, std::string* bytes);
 
+// A key or value as typed: hex (see FromHex) or the bytes as they are.
+Status DecodeArg(std::string_view arg, bool hex, std::string* out);
+
 // "+ KEY", "- KEY" or "~ KEY", the key escaped or in hex, prefixed "FAMILY:"
 // when the family is not "default". No newline.
 std::string FormatDiffLine(const DiffLine& line, bool key_hex);
 
-enum class LdbCommand { kPut, kGet, kDelete, kScan, kRoot, kDiff };
+enum class LdbCommand { kPut, kGet, kDelete, kScan, kRoot, kDiff, kRepair, kLoad };
 
 struct LdbRequest {
   LdbCommand command = LdbCommand::kScan;
@@ -139,7 +147,19 @@ struct LdbRequest {
   bool value_hex = false;  // --value_hex, or --hex
   std::string key;         // put, get, delete: as typed (hex if key_hex)
   std::string value;       // put: as typed (hex if value_hex)
+
+  // --master HOST:PORT: diff and repair compare --db with this master; put,
+  // delete and load write through it (a master started with --allow-writers).
+  std::string master;
+  std::string secret;      // from --secret-file; empty: none
+  net::TlsOptions tls;     // --tls-ca, --tls-cert, --tls-key
+  bool dry_run = false;    // repair: print what would change, change nothing
+  std::string file;        // load: tab-separated KEY<TAB>VALUE lines; "-": stdin
 };
+
+// The commands that talk to a master (ldb_remote.cc): diff, repair, put,
+// delete and load with request.master set.
+int RunRemoteLdb(const LdbRequest& request, std::ostream& out, std::ostream& err);
 
 // Runs one command: its output to `out`, a summary (diff) or an error, as one
 // line, to `err`. Returns the exit status.

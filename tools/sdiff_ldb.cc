@@ -1,10 +1,12 @@
 // sdiff-ldb: an ldb-style tool for a master's or follower's RocksDB (put, get,
-// delete, scan, merkle root, diff of two databases). Flag parsing only; the
-// commands are in ldb_commands.{h,cc}.
+// delete, scan, merkle root, diff of two databases) and for a running master
+// (diff and repair against it, writes through it). Flag parsing only; the
+// commands are in ldb_commands.{h,cc} and ldb_remote.cc.
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
 
+#include "tools/daemon_util.h"
 #include "tools/ldb_commands.h"
 
 namespace {
@@ -29,6 +31,15 @@ family names, not with the root a running master reports.
 
 Read commands open the database read-only (no lock taken, nothing written);
 put and delete need it not held by another process.
+
+Against a running master (--master=HOST:PORT, with --secret-file and the TLS
+flags the master needs):
+  diff --master     compares --db with the master's data through the diff
+                    protocol ("+ KEY" only on the master); exit as above
+  repair --master   makes --db equal to the master's replicated families and
+                    prints what it changed (--dry-run: what it would change)
+  put, delete, load write through a master started with --allow-writers; load
+                    reads KEY<TAB>VALUE lines from FILE ("-": stdin)
 )";
 
 }  // namespace
@@ -43,7 +54,11 @@ int main(int argc, char** argv) {
   app.footer(kFooter);
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command
-  app.add_option("--db", request.db, "the database directory (never created)")->required();
+  app.add_option("--db", request.db, "the database directory (never created)");
+  app.add_option("--master", request.master,
+                 "HOST:PORT of a running master: diff/repair against it, or write through it");
+  sdiff::tools::SecurityFlags security;
+  security.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
   app.add_flag("--key_hex", request.key_hex, "keys in and out as hex");
   app.add_flag("--value_hex", request.value_hex, "values in and out as hex");
@@ -62,7 +77,12 @@ int main(int argc, char** argv) {
   CLI::App* scan = app.add_subcommand("scan", "print every entry as KEY ==> VALUE");
   CLI::App* root = app.add_subcommand("root", "print the merkle root hash and key count");
   CLI::App* diff = app.add_subcommand("diff", "print the keys that differ from --db2");
-  diff->add_option("--db2", request.db2, "the other database (the + side)")->required();
+  CLI::Option* db2 = diff->add_option("--db2", request.db2, "the other database (the + side)");
+  CLI::App* repair =
+      app.add_subcommand("repair", "make --db equal to --master, printing what changed");
+  repair->add_flag("--dry-run", request.dry_run, "print what would change; change nothing");
+  CLI::App* load = app.add_subcommand("load", "put KEY<TAB>VALUE lines of FILE through --master");
+  load->add_option("FILE", request.file, "the file (\"-\": standard input)")->required();
 
   try {
     app.parse(argc, argv);
@@ -80,5 +100,21 @@ int main(int argc, char** argv) {
   if (scan->parsed()) request.command = LdbCommand::kScan;
   if (root->parsed()) request.command = LdbCommand::kRoot;
   if (diff->parsed()) request.command = LdbCommand::kDiff;
+  if (repair->parsed()) request.command = LdbCommand::kRepair;
+  if (load->parsed()) request.command = LdbCommand::kLoad;
+
+  auto usage = [](const char* message) { return sdiff::tools::ReportError(std::cerr, message); };
+  bool remote = !request.master.empty();
+  if (!remote && request.db.empty()) return usage("--db is required (or --master, see --help)");
+  if ((repair->parsed() || load->parsed()) && !remote) {
+    return usage("repair and load need --master=HOST:PORT");
+  }
+  if (diff->parsed() && remote == (db2->count() > 0)) {
+    return usage("diff needs exactly one of --db2 and --master");
+  }
+  if (remote) {
+    sdiff::Status s = security.Load(&request.secret, &request.tls);
+    if (!s.ok()) return sdiff::tools::ReportError(std::cerr, s.message());
+  }
   return sdiff::tools::RunLdb(request, std::cout, std::cerr);
 }

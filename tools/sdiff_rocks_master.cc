@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
                "sdiff-rocks-master"};
   std::string db_path, listen = "127.0.0.1:8123";
   bool create = false;
+  bool allow_writers = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
@@ -23,14 +24,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   security.Add(app);
   metrics.Add(app);
+  app.add_flag("--allow-writers", allow_writers,
+               "let clients that prove the shared secret write through this master "
+               "(sdiff-ldb --master put/delete/load); needs --secret-file");
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-master";
   tools::SetUpLogging(name);
 
+  if (allow_writers && security.secret_file.empty()) {
+    fmt::print(stderr, "{}: --allow-writers needs --secret-file: writers must authenticate\n",
+               "sdiff-rocks-master");
+    return 2;
+  }
   tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the master
   plugin::MasterOptions options;
   options.server.listen = listen;
   options.progress = progress.Callback();
+  options.allow_writers = allow_writers;
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   tools::OpenDb db;

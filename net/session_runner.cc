@@ -1,0 +1,123 @@
+// RunClientSession: connect, then pump one ClientProtocol over a Connection on
+// an io_context that runs in the caller's thread until the connection closes.
+#include "net/session_runner.h"
+
+#include <memory>
+
+#include "net/address.h"
+
+namespace sdiff::net {
+namespace {
+
+class RunnerHandler : public ConnectionHandler {
+ public:
+  RunnerHandler(ClientProtocol* protocol, asio::io_context* io, int64_t deadline_ms)
+      : protocol_(protocol), io_(io), deadline_ms_(deadline_ms) {}
+
+  void OnOpen(Connection& c) override {
+    protocol_->OnTick(SteadyNowMs());
+    protocol_->Start();
+    Pump(c);
+  }
+  void OnBytes(Connection& c, std::string_view bytes) override {
+    protocol_->OnBytes(bytes);
+    Pump(c);
+  }
+  void OnTick(Connection& c, int64_t now_ms) override {
+    protocol_->OnTick(now_ms);
+    if (deadline_ms_ > 0 && now_ms > deadline_ms_ && !c.closing()) {
+      timed_out_ = true;
+      c.Close(Status::IOError("the master did not finish in time"), /*flush=*/false);
+      return;
+    }
+    Pump(c);
+  }
+  void OnWritable(Connection& c) override { Pump(c); }
+  void OnClose(Connection&, const Status& why) override {
+    closed_why_ = why;
+    io_->stop();
+  }
+
+  bool timed_out() const { return timed_out_; }
+  const Status& closed_why() const { return closed_why_; }
+
+ private:
+  void Pump(Connection& c) {
+    std::string out = protocol_->TakeOutput();
+    if (!out.empty()) c.Send(std::move(out));
+    if (protocol_->finished() && !c.closing()) c.Close(Status::OK(), /*flush=*/true);
+  }
+
+  ClientProtocol* protocol_;
+  asio::io_context* io_;
+  int64_t deadline_ms_;
+  bool timed_out_ = false;
+  Status closed_why_;
+};
+
+}  // namespace
+
+Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol) {
+  std::string host;
+  uint16_t port = 0;
+  Status s = ParseHostPort(options.master, &host, &port);
+  if (!s.ok()) return s;
+  std::unique_ptr<asio::ssl::context> tls;
+  if (options.tls.enabled()) {
+    s = MakeClientTlsContext(options.tls, &tls);
+    if (!s.ok()) return s;
+  }
+
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  tcp::socket socket(strand);
+  boost::system::error_code ec;
+  tcp::resolver resolver(io);
+  auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+  if (ec) return Status::IOError("cannot resolve " + host + ": " + ec.message());
+
+  // Connect with a deadline: the attempt and a timer race on the io_context.
+  boost::system::error_code connect_ec = asio::error::would_block;
+  asio::steady_timer timer(io);
+  timer.expires_after(options.connect_timeout);
+  timer.async_wait([&](const boost::system::error_code& e) {
+    if (!e) socket.close();
+  });
+  asio::async_connect(socket, endpoints,
+                      [&](const boost::system::error_code& e, const tcp::endpoint&) {
+                        connect_ec = e;
+                        timer.cancel();
+                      });
+  io.run();
+  io.restart();
+  if (connect_ec) {
+    if (connect_ec == asio::error::operation_aborted || connect_ec == asio::error::bad_descriptor) {
+      return Status::IOError("cannot connect to " + options.master + ": timed out after " +
+                             std::to_string(options.connect_timeout.count()) + " ms");
+    }
+    return Status::IOError("cannot connect to " + options.master + ": " + connect_ec.message());
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+
+  int64_t deadline_ms = options.deadline.count() > 0 ? SteadyNowMs() + options.deadline.count() : 0;
+  auto handler = std::make_shared<RunnerHandler>(protocol, &io, deadline_ms);
+  ConnectionOptions connection = options.connection;
+  auto c = std::make_shared<Connection>(std::move(socket), tls.get(), /*server_side=*/false,
+                                        handler, connection);
+  c->VerifyServerName(host);
+  c->Start();
+  c.reset();
+  io.run();
+
+  if (!protocol->error().ok()) return protocol->error();
+  if (protocol->finished()) return Status::OK();
+  if (handler->timed_out()) {
+    return Status::IOError("the master did not finish within " +
+                           std::to_string(options.deadline.count()) + " ms");
+  }
+  const Status& why = handler->closed_why();
+  return Status::IOError("connection to " + options.master + " ended: " +
+                         (why.ok() ? std::string("closed by the master") : why.ToString()));
+}
+
+}  // namespace sdiff::net

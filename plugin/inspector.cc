@@ -1,0 +1,181 @@
+// InspectMaster: an engine ClientSession in the inspector role, with hooks
+// that record (and, repairing, apply) what the master's diff sends.
+#include "plugin/inspector.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "engine/client_session.h"
+#include "net/hmac_authenticator.h"
+#include "net/secure_random.h"
+
+namespace sdiff::plugin {
+namespace {
+
+class InspectorProtocol : public net::ClientProtocol {
+ public:
+  InspectorProtocol(rocksdb::DB* db, const FamilyResolver& resolve, bool repair,
+                    const Authenticator* authenticator, InspectResult* result)
+      : db_(db),
+        resolve_(resolve),
+        repair_(repair),
+        result_(result),
+        session_(Options(authenticator), Hooks(), FollowerState{}) {}
+
+  void Start() override { session_.Start(); }
+  void OnBytes(std::string_view bytes) override {
+    session_.OnBytes(bytes);
+    Poll();
+  }
+  void OnTick(int64_t now_ms) override {
+    session_.OnTick(now_ms);
+    Poll();
+  }
+  std::string TakeOutput() override { return session_.TakeOutput(); }
+  bool finished() const override { return done_ || session_.closed(); }
+  Status error() const override { return done_ ? Status::OK() : session_.error(); }
+
+ private:
+  static ClientOptions Options(const Authenticator* authenticator) {
+    ClientOptions o;
+    o.role = Role::kInspector;
+    o.diff_after_catch_up = false;
+    o.authenticator = authenticator;
+    return o;
+  }
+
+  FollowerHooks Hooks() {
+    FollowerHooks h;
+    h.families = [this](const std::vector<FamilyInfo>& families) { return Build(families); };
+    h.write = [this](const ApplyRequest& request) { return Write(request); };
+    h.snapshot = [this] { return tree_.Snapshot(); };
+    h.random_bytes = net::SecureRandomBytes;
+    return h;
+  }
+
+  // The master's families are known: build our tree with its tags.
+  Status Build(const std::vector<FamilyInfo>& families) {
+    tree_.Clear();
+    names_.clear();
+    handles_.clear();
+    result_->families.clear();
+    for (const FamilyInfo& f : families) {
+      names_[f.tag] = f.name;
+      result_->families.push_back(f.name);
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      Status s = resolve_(f.name, /*create=*/false, &handle);
+      if (!s.ok()) return s;
+      if (handle == nullptr) continue;  // none here: every master key is "+"
+      handles_[f.tag] = handle;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        s = tree_.Put(f.tag, ToView(it->key()), ToView(it->value()));
+        if (!s.ok()) return s;
+      }
+      if (!it->status().ok()) {
+        return Status::IOError("reading column family " + f.name + ": " + it->status().ToString());
+      }
+    }
+    result_->local_keys = tree_.size();
+    return Status::OK();
+  }
+
+  Status Write(const ApplyRequest& request) {
+    if (request.source == ApplyRequest::Source::kStateOnly) return Status::OK();
+    if (request.source != ApplyRequest::Source::kRepair) {
+      return Status::ProtocolError("the master sent an inspector a stream or a bootstrap");
+    }
+    rocksdb::WriteBatch batch;
+    for (const Op& op : request.ops) {
+      auto name = names_.find(op.family);
+      if (name == names_.end()) {
+        return Status::ProtocolError("repair in an unknown family tag " +
+                                     std::to_string(op.family));
+      }
+      DiffKind kind = DiffKind::kOnlyInA;
+      if (op.kind == OpKind::kPut) {
+        kind = tree_.Find(op.family, op.key) ? DiffKind::kValueDiffers : DiffKind::kOnlyInB;
+      }
+      seen_.try_emplace({name->second, op.key}, kind);
+      if (!repair_) continue;
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      Status s = Handle(op.family, &handle);
+      if (!s.ok()) return s;
+      rocksdb::Status rs = op.kind == OpKind::kPut ? batch.Put(handle, op.key, op.value)
+                                                   : batch.Delete(handle, op.key);
+      if (!rs.ok()) return Status::IOError(rs.ToString());
+    }
+    if (!repair_) return Status::OK();
+    rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
+    if (!rs.ok()) return Status::IOError("repairing the database: " + rs.ToString());
+    for (const Op& op : request.ops) {
+      if (op.kind == OpKind::kPut) {
+        Status s = tree_.Put(op.family, op.key, op.value);
+        if (!s.ok()) return s;
+      } else {
+        tree_.Erase(op.family, op.key);
+      }
+    }
+    return Status::OK();
+  }
+
+  // The handle for a family tag, creating the family if the database lacks it.
+  Status Handle(FamilyTag tag, rocksdb::ColumnFamilyHandle** handle) {
+    if (auto it = handles_.find(tag); it != handles_.end()) {
+      *handle = it->second;
+      return Status::OK();
+    }
+    Status s = resolve_(names_[tag], /*create=*/true, handle);
+    if (s.ok() && *handle == nullptr) s = Status::IOError("cannot create family " + names_[tag]);
+    if (s.ok()) handles_[tag] = *handle;
+    return s;
+  }
+
+  // One complete diff is the whole job (an incomplete one is retried by the
+  // master with a new salt; keys it already reported are not listed twice).
+  void Poll() {
+    while (auto event = session_.PollEvent()) {
+      if (event->kind != ClientEvent::Kind::kSyncDone || !event->complete || done_) continue;
+      done_ = true;
+      for (auto& [family_key, kind] : seen_) {
+        result_->differences.push_back({family_key.first, family_key.second, kind});
+      }
+      session_.Close("inspection finished");
+    }
+  }
+
+  static std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  rocksdb::DB* db_;
+  const FamilyResolver& resolve_;
+  bool repair_;
+  InspectResult* result_;
+  MerkleTree tree_;
+  std::map<FamilyTag, std::string> names_;
+  std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> handles_;
+  std::map<std::pair<std::string, std::string>, DiffKind> seen_;
+  bool done_ = false;
+  ClientSession session_;
+};
+
+}  // namespace
+
+Status InspectMaster(rocksdb::DB* db, const FamilyResolver& families, const InspectOptions& options,
+                     InspectResult* result) {
+  *result = InspectResult{};
+  std::unique_ptr<net::HmacAuthenticator> authenticator;
+  if (!options.secret.empty()) {
+    authenticator = std::make_unique<net::HmacAuthenticator>(options.secret);
+  }
+  InspectorProtocol protocol(db, families, options.repair, authenticator.get(), result);
+  Status s = net::RunClientSession(options.connect, &protocol);
+  if (!s.ok()) return s;
+  return Status::OK();
+}
+
+}  // namespace sdiff::plugin

@@ -1,0 +1,219 @@
+// sdiff-ldb against running daemons, as processes: writes through a master
+// that allows writers reach a follower; diff --master reports a planted
+// divergence with +, - and ~ lines and repair --master removes it; and the
+// refusals (no writers allowed, wrong secret, bad flags) are one line, exit 2.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "test/support/child_process.h"
+
+namespace sdiff::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Contents = std::map<std::string, std::string>;
+
+constexpr auto kDeadline = 30s;
+
+size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+class LdbRemoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sdiff-ldb-remote-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    secret_ = dir_ + "/secret";
+    std::ofstream(secret_) << "a shared secret of more than sixteen bytes\n";
+    std::filesystem::permissions(
+        secret_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void WriteDb(const std::string& path, const Contents& contents) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
+    for (const auto& [k, v] : contents) ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), k, v).ok());
+    delete db;
+  }
+
+  // The default family of a database, read as another process would.
+  Contents Read(const std::string& path) {
+    rocksdb::Options o;
+    o.max_open_files = -1;
+    rocksdb::DB* db = nullptr;
+    if (!rocksdb::DB::OpenAsSecondary(o, path, dir_ + "/secondary", &db).ok()) return {};
+    Contents out;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      out[it->key().ToString()] = it->value().ToString();
+    it.reset();
+    delete db;
+    return out;
+  }
+
+  // Starts the master daemon; *port is 0 if it did not come up.
+  std::unique_ptr<ChildProcess> StartMaster(const std::string& db, std::vector<std::string> extra,
+                                            uint16_t* port) {
+    std::vector<std::string> argv = {ProgramPath("sdiff-rocks-master"), "--db=" + db,
+                                     "--listen=127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto master = ChildProcess::Start(argv);
+    *port = 0;
+    if (master && master->WaitForOutput(
+                      [](const std::string& out, const std::string&) {
+                        return out.find("on port ") != std::string::npos &&
+                               out.find('\n', out.find("on port ")) != std::string::npos;
+                      },
+                      kDeadline)) {
+      auto at = master->out().find("on port ");
+      *port = static_cast<uint16_t>(std::stoi(master->out().substr(at + 8)));
+    }
+    return master;
+  }
+
+  RunResult Ldb(std::vector<std::string> args) {
+    args.insert(args.begin(), ProgramPath("sdiff-ldb"));
+    return RunProgram(args, kDeadline);
+  }
+
+  std::string dir_;
+  std::string secret_;
+};
+
+TEST_F(LdbRemoteTest, WritesThroughTheMasterReachTheFollower) {
+  WriteDb(dir_ + "/master", {{"seed", "1"}});
+  uint16_t port = 0;
+  auto master =
+      StartMaster(dir_ + "/master", {"--allow-writers", "--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  std::string address = "--master=127.0.0.1:" + std::to_string(port);
+  auto follower =
+      ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower",
+                           address, "--secret-file=" + secret_});
+  ASSERT_TRUE(follower);
+
+  RunResult put = Ldb({address, "--secret-file=" + secret_, "put", "k1", "v1"});
+  ASSERT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  std::ofstream(dir_ + "/load.tsv") << "a\t1\nb\t2\n\nc\twith\ttabs\n";
+  RunResult load = Ldb({address, "--secret-file=" + secret_, "load", dir_ + "/load.tsv"});
+  ASSERT_EQ(load.code, 0) << load.err;
+  EXPECT_NE(load.err.find("loaded 3 entries in 1 writes"), std::string::npos) << load.err;
+  RunResult hex = Ldb({address, "--secret-file=" + secret_, "--hex", "put", "0x00ff", "0x01"});
+  ASSERT_EQ(hex.code, 0) << hex.err;
+  RunResult del = Ldb({address, "--secret-file=" + secret_, "delete", "seed"});
+  ASSERT_EQ(del.code, 0) << del.err;
+
+  Contents expected = {{"k1", "v1"},
+                       {"a", "1"},
+                       {"b", "2"},
+                       {"c", "with\ttabs"},
+                       {std::string("\0\xff", 2), "\x01"}};
+  auto end = std::chrono::steady_clock::now() + kDeadline;
+  bool converged = false;
+  while (!converged && std::chrono::steady_clock::now() < end) {
+    converged = Read(dir_ + "/follower") == expected;
+    if (!converged) std::this_thread::sleep_for(20ms);  // polling a condition, bounded above
+  }
+  EXPECT_TRUE(converged) << follower->err();
+  EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+
+  RunResult diff = Ldb({"--db=" + dir_ + "/master", "diff", "--db2=" + dir_ + "/follower"});
+  EXPECT_EQ(diff.code, 0) << diff.out << diff.err;
+  EXPECT_EQ(diff.out, "");
+}
+
+TEST_F(LdbRemoteTest, PlantedDivergenceIsReportedAndRepaired) {
+  Contents on_master = {{"same", "1"}, {"changed", "new"}, {"missing", "m"}};
+  WriteDb(dir_ + "/master", on_master);
+  WriteDb(dir_ + "/local", {{"same", "1"}, {"changed", "old"}, {"extra", "x"}});
+  uint16_t port = 0;
+  auto master = StartMaster(dir_ + "/master", {"--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  std::string address = "--master=127.0.0.1:" + std::to_string(port);
+  std::string db = "--db=" + dir_ + "/local";
+  std::string secret = "--secret-file=" + secret_;
+
+  RunResult diff = Ldb({db, "diff", address, secret});
+  ASSERT_EQ(diff.code, 1) << diff.err;
+  EXPECT_EQ(diff.out, "~ changed\n- extra\n+ missing\n");
+  EXPECT_EQ(Lines(diff.err), 1u) << diff.err;
+  EXPECT_NE(diff.err.find("3 differences"), std::string::npos) << diff.err;
+
+  RunResult dry = Ldb({db, "repair", "--dry-run", address, secret});
+  ASSERT_EQ(dry.code, 0) << dry.err;
+  EXPECT_EQ(dry.out, diff.out);
+  EXPECT_NE(dry.err.find("would repair 3 keys"), std::string::npos) << dry.err;
+  EXPECT_EQ(Ldb({db, "diff", address, secret}).code, 1) << "a dry run changed nothing";
+
+  RunResult repair = Ldb({db, "repair", address, secret});
+  ASSERT_EQ(repair.code, 0) << repair.err;
+  EXPECT_EQ(repair.out, diff.out);
+  EXPECT_NE(repair.err.find("repaired 3 keys"), std::string::npos) << repair.err;
+
+  RunResult after = Ldb({db, "diff", address, secret});
+  EXPECT_EQ(after.code, 0) << after.out << after.err;
+  EXPECT_EQ(after.out, "");
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+  EXPECT_EQ(Read(dir_ + "/local"), on_master);
+  EXPECT_EQ(Ldb({"--db=" + dir_ + "/local", "diff", "--db2=" + dir_ + "/master"}).code, 0);
+}
+
+TEST_F(LdbRemoteTest, RefusalsAreOneLineAndExitTwo) {
+  WriteDb(dir_ + "/master", {{"k", "v"}});
+  uint16_t port = 0;
+  auto master = StartMaster(dir_ + "/master", {"--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  std::string address = "--master=127.0.0.1:" + std::to_string(port);
+
+  RunResult no_writers = Ldb({address, "--secret-file=" + secret_, "put", "a", "b"});
+  EXPECT_EQ(no_writers.code, 2);
+  EXPECT_EQ(Lines(no_writers.err), 1u) << no_writers.err;
+  EXPECT_NE(no_writers.err.find("does not accept writers"), std::string::npos) << no_writers.err;
+
+  std::ofstream(dir_ + "/wrong") << "another secret, also long enough\n";
+  std::filesystem::permissions(dir_ + "/wrong", std::filesystem::perms::owner_read);
+  RunResult wrong =
+      Ldb({"--db=" + dir_ + "/master", "diff", address, "--secret-file=" + dir_ + "/wrong"});
+  EXPECT_EQ(wrong.code, 2);
+  EXPECT_EQ(Lines(wrong.err), 1u) << wrong.err;
+  EXPECT_NE(wrong.err.find("secret"), std::string::npos) << wrong.err;
+
+  RunResult unreachable = Ldb({"--master=127.0.0.1:1", "put", "a", "b"});
+  EXPECT_EQ(unreachable.code, 2);
+  EXPECT_EQ(Lines(unreachable.err), 1u) << unreachable.err;
+  EXPECT_NE(unreachable.err.find("cannot connect"), std::string::npos) << unreachable.err;
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--db=" + dir_ + "/master", "repair"},
+        {"--db=" + dir_ + "/master", "diff", "--db2=x", "--master=127.0.0.1:1"},
+        {"--db=" + dir_ + "/master", "load", "file"},
+        {"put", "a", "b"}}) {
+    RunResult r = Ldb(args);
+    EXPECT_EQ(r.code, 2) << args.back() << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << r.err;
+  }
+
+  RunResult writers_need_secret =
+      RunProgram({ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/master",
+                  "--listen=127.0.0.1:0", "--allow-writers"},
+                 kDeadline);
+  EXPECT_EQ(writers_need_secret.code, 2);
+  EXPECT_EQ(Lines(writers_need_secret.err), 1u) << writers_need_secret.err;
+  EXPECT_NE(writers_need_secret.err.find("--secret-file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sdiff::testing

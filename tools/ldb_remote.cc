@@ -1,0 +1,168 @@
+// sdiff-ldb's commands against a running master: diff and repair (the
+// inspector role: one diff of the local database with the master's) and put,
+// delete and load (the writer role, through a master that allows writers).
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+#include <rocksdb/db.h>
+
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "net/writer_client.h"
+#include "plugin/inspector.h"
+#include "tools/ldb_commands.h"
+
+namespace sdiff::tools {
+namespace {
+
+constexpr size_t kLoadOpsPerWrite = 1000;
+constexpr size_t kLoadBytesPerWrite = 1 << 20;
+
+// Prints the differences and a summary; returns how many were printed.
+size_t PrintDifferences(const LdbRequest& r, const plugin::InspectResult& result, std::ostream& out,
+                        size_t counts[3]) {
+  size_t printed = 0;
+  for (const plugin::KeyDifference& d : result.differences) {
+    if (r.column_family && d.family != *r.column_family) continue;
+    fmt::print(out, "{}\n", FormatDiffLine(DiffLine{d.family, d.key, d.kind}, r.key_hex));
+    ++counts[static_cast<int>(d.kind)];
+    ++printed;
+  }
+  return printed;
+}
+
+int RunInspect(const LdbRequest& r, std::ostream& out, std::ostream& err) {
+  bool repair = r.command == LdbCommand::kRepair && !r.dry_run;
+  std::unique_ptr<LdbDb> db;
+  Status s = LdbDb::Open(r.db, repair ? LdbDb::Mode::kReadWrite : LdbDb::Mode::kReadOnly, &db);
+  if (!s.ok()) return ReportError(err, s.message());
+  if (r.column_family && repair) {
+    return ReportError(err, "repair makes every replicated family equal; drop --column_family");
+  }
+  plugin::InspectOptions options;
+  options.connect.master = r.master;
+  options.connect.tls = r.tls;
+  options.secret = r.secret;
+  options.repair = repair;
+  plugin::FamilyResolver resolve = [&](const std::string& name, bool create,
+                                       rocksdb::ColumnFamilyHandle** handle) {
+    return db->Family(name, create && repair, handle);
+  };
+  plugin::InspectResult result;
+  s = plugin::InspectMaster(db->db(), resolve, options, &result);
+  if (!s.ok()) return ReportError(err, s.message());
+  if (r.column_family && std::find(result.families.begin(), result.families.end(),
+                                   *r.column_family) == result.families.end()) {
+    return ReportError(err, fmt::format("the master does not replicate column family '{}'",
+                                        Escape(*r.column_family)));
+  }
+  size_t counts[3] = {0, 0, 0};  // by DiffKind: only local, only master, changed
+  size_t n = PrintDifferences(r, result, out, counts);
+  if (r.command == LdbCommand::kDiff) {
+    fmt::print(err, "{} differences: {} only in {}, {} only on master {}, {} changed\n", n,
+               counts[0], r.db, counts[1], r.master, counts[2]);
+    return n == 0 ? kExitOk : kExitDifferent;
+  }
+  fmt::print(err, "{} {} keys in {}: {} deleted, {} added, {} changed\n",
+             repair ? "repaired" : "would repair", n, r.db, counts[0], counts[1], counts[2]);
+  return kExitOk;
+}
+
+// put, delete and load: ops in `family` through the master.
+int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
+  std::string family = r.column_family.value_or(std::string(rocksdb::kDefaultColumnFamilyName));
+  std::ifstream file_stream;
+  std::istream* in = nullptr;
+  if (r.command == LdbCommand::kLoad) {
+    if (r.file == "-") {
+      in = &std::cin;
+    } else {
+      file_stream.open(r.file);
+      if (!file_stream) return ReportError(err, fmt::format("cannot read {}", r.file));
+      in = &file_stream;
+    }
+  }
+  size_t line_number = 0;
+  net::NextWrite next = [&](const std::vector<FamilyInfo>& families, std::vector<Op>* ops,
+                            bool* more) {
+    auto info = std::find_if(families.begin(), families.end(),
+                             [&](const FamilyInfo& f) { return f.name == family; });
+    if (info == families.end()) {
+      return Status::InvalidArgument(
+          fmt::format("the master does not replicate column family '{}'", Escape(family)));
+    }
+    Op op;
+    op.family = info->tag;
+    if (r.command != LdbCommand::kLoad) {
+      op.kind = r.command == LdbCommand::kPut ? OpKind::kPut : OpKind::kDelete;
+      Status s = DecodeArg(r.key, r.key_hex, &op.key);
+      if (s.ok() && op.kind == OpKind::kPut) s = DecodeArg(r.value, r.value_hex, &op.value);
+      if (!s.ok()) return s;
+      ops->push_back(std::move(op));
+      *more = false;
+      return Status::OK();
+    }
+    size_t bytes = 0;
+    std::string line;
+    while (ops->size() < kLoadOpsPerWrite && bytes < kLoadBytesPerWrite) {
+      if (!std::getline(*in, line)) {
+        if (in->bad()) return Status::IOError(fmt::format("cannot read {}", r.file));
+        *more = false;
+        break;
+      }
+      ++line_number;
+      if (line.empty()) continue;
+      size_t tab = line.find('\t');
+      if (tab == std::string::npos) {
+        return Status::InvalidArgument(
+            fmt::format("{}:{}: no tab between key and value", r.file, line_number));
+      }
+      Op put;
+      put.kind = OpKind::kPut;
+      put.family = info->tag;
+      Status s = DecodeArg(std::string_view(line).substr(0, tab), r.key_hex, &put.key);
+      if (s.ok()) s = DecodeArg(std::string_view(line).substr(tab + 1), r.value_hex, &put.value);
+      if (!s.ok())
+        return Status::InvalidArgument(fmt::format("{}:{}: {}", r.file, line_number, s.message()));
+      bytes += put.key.size() + put.value.size();
+      ops->push_back(std::move(put));
+    }
+    return Status::OK();
+  };
+  net::WriterClientOptions options;
+  options.connect.master = r.master;
+  options.connect.tls = r.tls;
+  options.secret = r.secret;
+  net::WriteSummary summary;
+  Status s = net::WriteThroughMaster(options, next, &summary);
+  if (r.command == LdbCommand::kLoad) {
+    fmt::print(err, "loaded {} entries in {} writes through {} (master sequence {})\n", summary.ops,
+               summary.writes, r.master, summary.last_seq);
+  }
+  if (!s.ok()) return ReportError(err, s.message());
+  if (r.command != LdbCommand::kLoad) fmt::print(out, "OK\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunRemoteLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
+  switch (r.command) {
+    case LdbCommand::kDiff:
+    case LdbCommand::kRepair:
+      if (r.db.empty()) return ReportError(err, "diff and repair need --db, the local database");
+      return RunInspect(r, out, err);
+    case LdbCommand::kPut:
+    case LdbCommand::kDelete:
+    case LdbCommand::kLoad:
+      if (!r.db.empty()) {
+        return ReportError(err, "give --db or --master for put and delete, not both");
+      }
+      return RunWrite(r, out, err);
+    default:
+      return ReportError(err, "with --master, only diff, repair, put, delete and load run");
+  }
+}
+
+}  // namespace sdiff::tools
