@@ -428,6 +428,47 @@ TEST_F(NetTest, StatsListTheFollowerWithItsAppliedSequence) {
   EXPECT_EQ(master_->stats().rejected, 0u);  // a follower leaving is not a rejection
 }
 
+// The lag is told from the follower's own reports: the age, when its Pong
+// arrives, of the oldest batch it had not applied by then.
+TEST_F(NetTest, StatsShowTheLagOfAFollowerThatFallsBehind) {
+  FillMaster(5);
+  StartMaster();
+  RawPeer peer(port_);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  uint64_t applied = hub_.seq();
+  peer.Send(Pong{applied, 0});
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = master_->stats();
+    return s.sessions.size() == 1 && s.sessions[0].applied_seq == applied;
+  }));
+  EXPECT_EQ(master_->stats().sessions[0].lag_ms, 0);
+
+  auto written = std::chrono::steady_clock::now();
+  hub_.Put("late", "value");
+  ASSERT_TRUE(peer.ReadUntil([](const Message& m) { return std::holds_alternative<Batch>(m); }));
+  // The master handed the batch to the session before it reached us; let it
+  // age well past a clock tick before the follower reports.
+  auto received = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitUntil([&] { return std::chrono::steady_clock::now() - received > 20ms; }));
+  peer.Send(Pong{applied, 0});  // still where it was
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().sessions.at(0).lag_ms > 0; }));
+  SessionStats behind = master_->stats().sessions.at(0);
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - written);
+  EXPECT_GE(behind.lag_ms, 20 - 1);  // whole milliseconds on both sides
+  EXPECT_LE(behind.lag_ms, elapsed.count() + 1);
+  EXPECT_EQ(behind.lag_seqs, 1u);
+  EXPECT_EQ(behind.applied_seq, applied);
+
+  peer.Send(Pong{hub_.seq(), 0});  // caught up
+  EXPECT_TRUE(WaitUntil([&] {
+    SessionStats s = master_->stats().sessions.at(0);
+    return s.applied_seq == hub_.seq() && s.lag_ms == 0 && s.lag_seqs == 0;
+  }));
+}
+
 // ---- lifetimes, deadlines and pacing ----
 
 // A repair frame bigger than the high-water mark is dropped from inside the
