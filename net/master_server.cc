@@ -211,6 +211,7 @@ class MasterServer::Driver : public ConnectionHandler,
   // Strand. When the stream handed batches to the session, coalesced per
   // millisecond, so the follower's lag can be told in time from its position.
   void NoteHanded(const Batch& batch) {
+    if (session_.peer_role() != Role::kFollower) return;  // streamed nothing, reports nothing
     uint64_t last = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
     int64_t now = SteadyNowMs();
     if (!handed_.empty() && handed_.back().ms == now) {
