@@ -4,7 +4,7 @@
 //   kIdle            (Start)         -> Hello                        -> kAwaitChallenge
 //   kAwaitChallenge  Challenge       -> check master's proof, Auth   -> kAwaitWelcome
 //   kAwaitWelcome    Welcome         -> resume | await diff | bootstrap -> kStreaming
-//   kStreaming       Batch           -> apply atomically
+//   kStreaming       Batch           -> apply atomically (consecutive ones together)
 //                    SyncStart       -> snapshot, SyncRoot
 //                    NodesRequest    -> Nodes from the snapshot
 //                    Repair          -> apply, minus keys streamed since the snapshot
@@ -57,6 +57,9 @@ void ClientSession::Start() {
   state_ = State::kAwaitChallenge;
 }
 
+// Consecutive stream batches that arrive together are applied as one write
+// (see QueueBatch); anything else, an error or the end of the bytes applies
+// them first, so every other message sees them written.
 void ClientSession::OnBytes(std::string_view bytes) {
   if (closed()) return;
   last_received_ms_ = now_ms_;
@@ -65,11 +68,24 @@ void ClientSession::OnBytes(std::string_view bytes) {
     Message message;
     bool got = false;
     Status s = reader_.Next(&message, &got);
-    if (!s.ok()) return Fail(s);
-    if (!got) return;
+    if (!s.ok()) {
+      if (FlushStream()) Fail(s);
+      return;
+    }
+    if (!got) break;
+    if (auto* batch = std::get_if<Batch>(&message); batch != nullptr && streaming()) {
+      QueueBatch(*batch);
+      if (closed()) return;
+      if (pending_ops_.size() >= kMaxGroupOps || pending_bytes_ >= kMaxGroupBytes) {
+        if (!FlushStream()) return;
+      }
+      continue;
+    }
+    if (!FlushStream()) return;
     Handle(message);
     if (closed()) return;
   }
+  FlushStream();
 }
 
 void ClientSession::Handle(Message& message) {
@@ -87,7 +103,11 @@ void ClientSession::Handle(Message& message) {
       if (auto* m = std::get_if<Welcome>(&message)) return HandleWelcome(*m);
       break;
     case State::kStreaming:
-      if (auto* m = std::get_if<Batch>(&message)) return HandleBatch(*m);
+      if (auto* m = std::get_if<Batch>(&message)) {
+        QueueBatch(*m);
+        FlushStream();
+        return;
+      }
       if (auto* m = std::get_if<SyncStart>(&message)) return HandleSyncStart(*m);
       if (auto* m = std::get_if<NodesRequest>(&message)) return HandleNodes(*m);
       if (auto* m = std::get_if<Repair>(&message)) return HandleRepair(*m);
@@ -184,8 +204,12 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
   MaybeRequestCatchUpSync();
 }
 
-void ClientSession::HandleBatch(const Batch& batch) {
+// Checks a stream batch and adds it to the pending group; FlushStream writes
+// the group. A batch that breaks the stream fails the session after the
+// batches before it are written, as if each had been applied on arrival.
+void ClientSession::QueueBatch(Batch& batch) {
   if (batch.seq < expected_seq_) {
+    if (!FlushStream()) return;
     return Fail(Status::ProtocolError("Batch at sequence " + std::to_string(batch.seq) +
                                       " repeats the stream (expected " +
                                       std::to_string(expected_seq_) + ")"));
@@ -201,9 +225,26 @@ void ClientSession::HandleBatch(const Batch& batch) {
   expected_seq_ = applied_seq_ + 1;
   master_seq_ = std::max(master_seq_, applied_seq_);
   if (tracking_) Track(batch.ops);
-  if (!Apply(ApplyRequest::Source::kStream, batch.ops, batch.seq)) return;
+  if (pending_batches_++ == 0) pending_first_seq_ = batch.seq;
+  for (Op& op : batch.ops) {
+    pending_bytes_ += op.key.size() + op.value.size();
+    pending_ops_.push_back(std::move(op));
+  }
+}
+
+// Writes the pending stream batches, whole, in one atomic write with the state
+// as of the last of them. Returns false if the session is closed.
+bool ClientSession::FlushStream() {
+  if (closed()) return false;
+  if (pending_batches_ == 0) return true;
+  bool ok = Apply(ApplyRequest::Source::kStream, pending_ops_, pending_first_seq_);
+  pending_ops_.clear();
+  pending_bytes_ = 0;
+  pending_batches_ = 0;
+  if (!ok) return false;
   NoteProgress();
   MaybeRequestCatchUpSync();
+  return true;
 }
 
 void ClientSession::HandleSyncStart(const SyncStart& start) {

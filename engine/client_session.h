@@ -2,7 +2,8 @@
 //
 // Inputs: bytes received (OnBytes), a request to diff (RequestSync), time
 // (OnTick). Outputs: bytes to send (TakeOutput), events (PollEvent), and calls
-// to FollowerHooks: `write` applies one master batch, repair or bootstrap chunk
+// to FollowerHooks: `write` applies master batches (the consecutive ones that
+// arrived in one OnBytes call, each whole), a repair or a bootstrap chunk
 // atomically together with the follower's replication state, `snapshot`
 // returns the follower's tree as of its last applied write.
 //
@@ -45,7 +46,10 @@ struct ApplyRequest {
   Source source;
   const std::vector<Op>& ops;  // apply all or none
   const FollowerState& state;  // persist with the ops
-  uint64_t stream_seq = 0;     // kStream: the master batch's first sequence
+  // kStream: the first sequence of the first master batch in `ops`. A stream
+  // write may hold several consecutive master batches, each whole; `state`
+  // is as of the last.
+  uint64_t stream_seq = 0;
 };
 
 struct FollowerHooks {
@@ -124,7 +128,8 @@ class ClientSession {
   void Handle(Message& message);
   void HandleChallenge(const Challenge& challenge);
   void HandleWelcome(const Welcome& welcome);
-  void HandleBatch(const Batch& batch);
+  void QueueBatch(Batch& batch);  // takes the batch's ops
+  bool FlushStream();
   void HandleSyncStart(const SyncStart& start);
   void HandleNodes(const NodesRequest& request);
   void HandleRepair(const Repair& repair);
@@ -175,6 +180,15 @@ class ClientSession {
   bool tracking_ = false;
   std::set<std::pair<FamilyTag, std::string>> streamed_keys_;
   std::vector<Op> streamed_ranges_;
+
+  // Stream batches received in one OnBytes call and not yet written: applied
+  // as one write, bounded so a long burst does not build one huge write.
+  static constexpr size_t kMaxGroupOps = 10000;
+  static constexpr size_t kMaxGroupBytes = 4 << 20;
+  std::vector<Op> pending_ops_;
+  size_t pending_bytes_ = 0;
+  size_t pending_batches_ = 0;
+  uint64_t pending_first_seq_ = 0;
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

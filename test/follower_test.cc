@@ -378,17 +378,25 @@ TEST_F(FollowerTest, FailingWritesLeaveNoHalfBatch) {
   auto master = StartMaster(&hub);
   FollowerOptions options = Options(*master);
   std::string path = options.db_path;
-  std::atomic<int> writes{0}, failures{0};
-  constexpr int kAllowed = 6;
+  std::atomic<bool> failing{false};
+  std::atomic<int> failures{0};
   options.fail_before_write = [&]() {
-    if (++writes <= kAllowed) return Status::OK();
+    if (!failing) return Status::OK();
     ++failures;
     return Status::IOError("injected: disk gone");
   };
   auto follower = Open(options);
   ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  // The disk fails after the first half; batches that arrive together are
+  // written together, so the failed writes hold one batch or several.
   constexpr int kBatches = 20;
   for (int i = 0; i < kBatches; ++i) {
+    if (i == kBatches / 2) {
+      uint64_t seq = hub.seq();
+      ASSERT_TRUE(follower->WaitFor([seq](const FollowerStatus& s) { return s.applied_seq >= seq; },
+                                    kDeadline));
+      failing = true;
+    }
     std::string n = std::to_string(100 + i);
     hub.Write({Op{OpKind::kPut, 0, n + "a", n}, Op{OpKind::kPut, 1, n + "b", n},
                Op{OpKind::kPut, 2, n + "c", n}});

@@ -1710,6 +1710,121 @@ TEST_F(ClientSessionTest, LocalWriteFailureIsNotReportedAsProtocolViolation) {
   EXPECT_EQ(LastReject(Out()).code, RejectCode::kInternal);
 }
 
+// Stream batches that arrive in one read are written together: one write
+// holding each batch whole, with the state as of the last.
+TEST_F(ClientSessionTest, BatchesInOneReadAreAppliedAsOneWrite) {
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(20);
+  writes_.clear();
+  session().OnBytes(Frame(Batch{.seq = 11, .count = 2, .ops = {Put("a", "1"), Put("b", "1")}}) +
+                    Frame(Batch{.seq = 13, .count = 1, .ops = {Put("a", "2")}}) +
+                    Frame(Batch{.seq = 14, .count = 3, .ops = {Del("b"), Put("c", "3")}}));
+  ASSERT_EQ(writes_.size(), 1u);
+  EXPECT_EQ(writes_[0].source, ApplyRequest::Source::kStream);
+  EXPECT_EQ(writes_[0].ops, (std::vector<Op>{Put("a", "1"), Put("b", "1"), Put("a", "2"), Del("b"),
+                                             Put("c", "3")}));
+  EXPECT_EQ(writes_[0].stream_seq, 11u);
+  EXPECT_EQ(writes_[0].state, (FollowerState{"m1", 16}));
+  EXPECT_EQ(follower_.state().applied_seq, 16u);
+  EXPECT_EQ(session().applied_seq(), 16u);
+  EXPECT_EQ(ValueOf(follower_.data(), "a"), "2");
+  EXPECT_EQ(ValueOf(follower_.data(), "b"), std::nullopt);
+  EXPECT_EQ(ValueOf(follower_.data(), "c"), "3");
+  // Caught up with Welcome's master_seq (20) only with the next read.
+  EXPECT_TRUE(Out().empty());
+  session().OnBytes(Frame(Batch{.seq = 17, .count = 4, .ops = {Put("d", "4")}}));
+  EXPECT_EQ(writes_.size(), 2u);
+  EXPECT_EQ(Names(Out()), "SyncRequest");
+}
+
+// Any other message sees the batches before it written: a SyncStart between
+// batches snapshots the tree with the earlier ones and without the later.
+TEST_F(ClientSessionTest, NonBatchFrameWritesTheBatchesBeforeIt) {
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(10);
+  Out();
+  RunEqualDiff(1);
+  Out();
+  writes_.clear();
+  MemoryFollower expected;
+  expected.Put(0, "a", "1");
+  expected.Put(0, "b", "1");
+  session().OnBytes(Frame(Batch{.seq = 11, .count = 1, .ops = {Put("a", "1")}}) +
+                    Frame(Batch{.seq = 12, .count = 1, .ops = {Put("b", "1")}}) +
+                    Frame(MakeSyncStart(2, expected.tree().root_hash())) +
+                    Frame(Batch{.seq = 13, .count = 1, .ops = {Put("c", "1")}}) +
+                    Frame(Ping{.master_seq = 13, .master_time_ms = 5}));
+  ASSERT_EQ(writes_.size(), 2u);
+  EXPECT_EQ(writes_[0].ops, (std::vector<Op>{Put("a", "1"), Put("b", "1")}));
+  EXPECT_EQ(writes_[0].state.applied_seq, 12u);
+  EXPECT_EQ(writes_[1].ops, (std::vector<Op>{Put("c", "1")}));
+  EXPECT_EQ(writes_[1].state.applied_seq, 13u);
+  std::vector<Message> out = Out();
+  ASSERT_EQ(Names(out), "SyncRoot Pong");
+  EXPECT_TRUE(std::get<SyncRoot>(out[0]).equal);
+  EXPECT_EQ(std::get<Pong>(out[1]).applied_seq, 13u);
+}
+
+// A write of several batches that fails persists none of them.
+TEST_F(ClientSessionTest, FailedGroupWriteClosesWithoutPersistingAnyBatch) {
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(13);
+  Feed(Batch{.seq = 11, .count = 1, .ops = {Put("a", "1")}});
+  ASSERT_EQ(follower_.state().applied_seq, 11u);
+  writes_.clear();
+  write_error_ = Status::IOError("disk full");
+  session().OnBytes(Frame(Batch{.seq = 12, .count = 1, .ops = {Put("a", "2")}}) +
+                    Frame(Batch{.seq = 13, .count = 1, .ops = {Put("b", "1")}}) +
+                    Frame(Ping{.master_seq = 13, .master_time_ms = 5}));
+  ASSERT_EQ(writes_.size(), 1u);
+  EXPECT_EQ(writes_[0].ops.size(), 2u);
+  EXPECT_TRUE(session().closed());
+  EXPECT_TRUE(session().error().IsIOError()) << session().error().ToString();
+  EXPECT_EQ(Names(Out()), "Reject");  // no Pong, no SyncRequest
+  EXPECT_EQ(follower_.state().applied_seq, 11u);
+  EXPECT_EQ(ValueOf(follower_.data(), "a"), "1");
+  EXPECT_EQ(ValueOf(follower_.data(), "b"), std::nullopt);
+}
+
+// A batch that breaks the stream ends the session after the batches before it
+// in the same read are written, as when each arrived alone.
+TEST_F(ClientSessionTest, RepeatedBatchInAGroupWritesTheOnesBeforeIt) {
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(20);
+  writes_.clear();
+  session().OnBytes(Frame(Batch{.seq = 11, .count = 1, .ops = {Put("a", "1")}}) +
+                    Frame(Batch{.seq = 11, .count = 1, .ops = {Put("a", "again")}}) +
+                    Frame(Batch{.seq = 12, .count = 1, .ops = {Put("b", "1")}}));
+  ASSERT_EQ(writes_.size(), 1u);
+  EXPECT_EQ(writes_[0].ops, (std::vector<Op>{Put("a", "1")}));
+  EXPECT_EQ(follower_.state().applied_seq, 11u);
+  ExpectProtocolError("repeats the stream");
+  EXPECT_EQ(ValueOf(follower_.data(), "a"), "1");
+  EXPECT_EQ(ValueOf(follower_.data(), "b"), std::nullopt);
+}
+
+// Long bursts are cut into several writes rather than one unbounded one.
+TEST_F(ClientSessionTest, LongBurstOfBatchesIsSplitIntoBoundedWrites) {
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(10);
+  writes_.clear();
+  std::string bytes;
+  const uint64_t n = 25000;
+  for (uint64_t i = 0; i < n; ++i) {
+    bytes += Frame(Batch{.seq = 11 + i, .count = 1, .ops = {Put("k" + std::to_string(i), "v")}});
+  }
+  session().OnBytes(bytes);
+  EXPECT_FALSE(session().closed()) << session().error().ToString();
+  ASSERT_GT(writes_.size(), 1u);
+  size_t ops = 0;
+  for (const WriteRecord& w : writes_) {
+    EXPECT_LE(w.ops.size(), 10000u);
+    ops += w.ops.size();
+  }
+  EXPECT_EQ(ops, n);
+  EXPECT_EQ(follower_.state().applied_seq, 10 + n);
+}
+
 // A master never sends resume_from 0 (its stream starts at 1); taking one
 // makes applied_seq wrap to 2^64-1, which is then reported and persisted.
 TEST_F(ClientSessionTest, WelcomeWithResumeFromZeroIsProtocolError) {
