@@ -7,6 +7,8 @@ namespace sdiff::net {
 namespace {
 
 constexpr size_t kReadChunk = 64 << 10;
+// Queued frames are joined into one write up to this many bytes.
+constexpr size_t kJoinLimit = 256 << 10;
 
 std::string Describe(const tcp::socket& socket) {
   boost::system::error_code ec;
@@ -126,6 +128,14 @@ void Connection::Write() {
   // second handshake on the same stream.
   if (!opened_ || writing_ || queue_.empty() || finished_) return;
   writing_ = true;
+  // Everything queued while the last write was in flight goes out in this
+  // one: small frames (stream batches, a few hundred bytes each) are joined
+  // into the first, so a burst costs one system call (and one TLS record),
+  // not one per frame. Bulk frames are big enough to go alone, uncopied.
+  while (queue_.size() > 1 && queue_[0].size() + queue_[1].size() <= kJoinLimit) {
+    queue_[0] += queue_[1];
+    queue_.erase(queue_.begin() + 1);
+  }
   WithStream([&](auto& s) {
     asio::async_write(s, asio::buffer(queue_.front()),
                       [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
