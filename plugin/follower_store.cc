@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -75,7 +76,7 @@ bool IsLockError(const rocksdb::Status& s) {
 struct TreeChange {
   bool put;
   FamilyTag family;
-  std::string key;
+  std::string_view key;    // points into the request's ops, or a key a range delete found
   std::string_view value;  // puts: points into the request's ops
 };
 
@@ -367,9 +368,12 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
     if (!s.ok()) return s;
   }
   std::lock_guard lock(mu_);
-  rocksdb::WriteBatch batch;
+  size_t bytes = 64;
+  for (const Op& op : request.ops) bytes += op.key.size() + op.value.size() + 16;
+  rocksdb::WriteBatch batch(bytes);
   std::vector<TreeChange> changes;
   changes.reserve(request.ops.size());
+  std::deque<std::string> found;  // keys on disk that range deletes cover
   for (const Op& op : request.ops) {
     auto it = by_tag_.find(op.family);
     if (it == by_tag_.end()) {
@@ -404,7 +408,7 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
         read.fill_cache = false;
         std::unique_ptr<rocksdb::Iterator> iter(db_->NewIterator(read, handle));
         for (iter->Seek(op.key); iter->Valid(); iter->Next()) {
-          changes.push_back({false, op.family, iter->key().ToString(), {}});
+          changes.push_back({false, op.family, found.emplace_back(iter->key().ToString()), {}});
         }
         if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
         break;
