@@ -43,16 +43,11 @@ ServerSession::ServerSession(ServerOptions options, MasterHooks hooks)
 void ServerSession::OnBytes(std::string_view bytes) {
   if (closed()) return;
   last_received_ms_ = now_ms_;
-  reader_.Append(bytes);
-  for (;;) {
-    Message message;
-    bool got = false;
-    Status s = reader_.Next(&message, &got);
-    if (!s.ok()) return Fail(RejectCode::kProtocol, s);
-    if (!got) return;
+  Status s = reader_.Drain(bytes, [this](Message& message) {
     Handle(message);
-    if (closed()) return;
-  }
+    return !closed();
+  });
+  if (!s.ok()) Fail(RejectCode::kProtocol, s);
 }
 
 void ServerSession::Handle(Message& message) {
@@ -136,12 +131,11 @@ void ServerSession::HandleAuth(const Auth& auth) {
     welcome.mode = StartMode::kDiff;  // no stream; an inspector is diffed below
     welcome.resume_from = current + 1;
   } else if (same_master && !hello_.bootstrapping && hello_.applied_seq > 0 &&
-      hello_.applied_seq <= current && hooks_.can_resume(hello_.applied_seq)) {
+             hello_.applied_seq <= current && hooks_.can_resume(hello_.applied_seq)) {
     welcome.mode = StartMode::kResume;
     welcome.resume_from = hello_.applied_seq + 1;
   } else if ((hello_.key_count == 0 || (hello_.bootstrapping && same_master)) &&
-             hooks_.open_bootstrap &&
-             hooks_.key_count() >= options_.bootstrap_min_keys) {
+             hooks_.open_bootstrap && hooks_.key_count() >= options_.bootstrap_min_keys) {
     bool resume = hello_.bootstrapping && same_master;
     bootstrap_seq_ = hooks_.open_bootstrap(resume, hello_.bootstrap_family, hello_.bootstrap_key);
     welcome.mode = StartMode::kBootstrap;

@@ -721,6 +721,17 @@ Status FrameReader::Next(Message* message, bool* got) {
   return Status::OK();
 }
 
+Status FrameReader::Drain(std::string_view bytes, const std::function<bool(Message&)>& handle) {
+  Append(bytes);
+  for (;;) {
+    Message message;
+    bool got = false;
+    Status s = Next(&message, &got);
+    if (!s.ok() || !got) return s;
+    if (!handle(message)) return Status::OK();
+  }
+}
+
 void FrameReader::Compact() {
   if (consumed_ == buffer_.size()) {
     buffer_.clear();

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -74,6 +75,11 @@ class FrameReader {
   // final: the stream cannot be resynchronised, and every later call returns it.
   // A length prefix of 0 or above max_frame fails as soon as the prefix is here.
   Status Next(Message* message, bool* got);
+
+  // Appends `bytes`, then hands each whole frame to `handle`, in order, until
+  // none is left or `handle` returns false (its session closed). Returns the
+  // stream's error, if it has one, for the session to fail with.
+  Status Drain(std::string_view bytes, const std::function<bool(Message&)>& handle);
 
   size_t buffered() const { return buffer_.size() - consumed_; }
 

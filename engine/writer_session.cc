@@ -36,16 +36,11 @@ void WriterSession::Start() {
 void WriterSession::OnBytes(std::string_view bytes) {
   if (closed()) return;
   last_received_ms_ = now_ms_;
-  reader_.Append(bytes);
-  for (;;) {
-    Message message;
-    bool got = false;
-    Status s = reader_.Next(&message, &got);
-    if (!s.ok()) return Fail(s);
-    if (!got) return;
+  Status s = reader_.Drain(bytes, [this](Message& message) {
     Handle(message);
-    if (closed()) return;
-  }
+    return !closed();
+  });
+  if (!s.ok()) Fail(s);
 }
 
 void WriterSession::Handle(Message& message) {
