@@ -16,6 +16,7 @@
 
 #include <rocksdb/db.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -43,6 +44,10 @@ struct WalTailerOptions {
   // The longest the tailer sleeps before looking at the WAL again when no
   // NotifyWrite() woke it: the bound on stream latency without notifications.
   std::chrono::milliseconds poll_interval{1};
+  // After a pass over the WAL that found several batches (a fast writer),
+  // the tailer waits this long before the next, so the batches written
+  // meanwhile go to the followers together. Bounds the latency it adds.
+  std::chrono::microseconds linger{200};  // Default: 200 us
   // Recent batches kept in memory for followers that resume.
   size_t resume_window_bytes = 64 << 20;  // Default: 64 MiB
   uint64_t bootstrap_min_keys = 10000;
@@ -105,7 +110,9 @@ class WalTailer : public net::MasterHub {
 
   std::mutex wake_mu_;
   std::condition_variable wake_;
-  bool woken_ = false;          // GUARDED_BY(wake_mu_)
+  bool woken_ = false;  // GUARDED_BY(wake_mu_)
+  // Set (under wake_mu_) while the tailer waits for NotifyWrite; read without it.
+  std::atomic<bool> sleeping_{false};
   bool stop_ = false;           // GUARDED_BY(wake_mu_)
   std::string rebuild_reason_;  // GUARDED_BY(wake_mu_); non-empty: rebuild
 
