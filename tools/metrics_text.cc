@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string_view>
 
 namespace sdiff::tools {
@@ -64,35 +65,28 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
   e.One("sdiff_tree_keys", "gauge", "Keys in the master's merkle tree.", status.keys);
   e.One("sdiff_tree_rebuilds_total", "counter",
         "Trees rebuilt from a snapshot after a WAL gap or an ingested file.", status.rebuilds);
-  size_t followers = 0;
-  for (const net::SessionStats& s : server.sessions) {
-    followers += s.streaming && s.role == Role::kFollower ? 1 : 0;
-  }
-  e.One("sdiff_connected_followers", "gauge", "Followers connected and streaming.", followers);
+  auto is_follower = [](const net::SessionStats& s) {
+    return s.streaming && s.role == Role::kFollower;  // not a handshake, inspector or writer
+  };
+  e.One("sdiff_connected_followers", "gauge", "Followers connected and streaming.",
+        std::count_if(server.sessions.begin(), server.sessions.end(), is_follower));
   e.One("sdiff_connections", "gauge", "Open connections, handshakes included.", server.connections);
-
-  e.Describe("sdiff_follower_applied_sequence", "gauge",
-             "A follower's last applied master sequence, from its latest Pong.");
-  for (const net::SessionStats& s : server.sessions) {
-    if (s.streaming && s.role == Role::kFollower) {
-      e.Sample("sdiff_follower_applied_sequence", s.applied_seq, "peer=" + Quoted(s.peer));
+  // A gauge with one sample per follower, labelled with its address.
+  auto per_follower = [&](std::string_view name, std::string_view help, auto value) {
+    e.Describe(name, "gauge", help);
+    for (const net::SessionStats& s : server.sessions) {
+      if (is_follower(s)) e.Sample(name, value(s), "peer=" + Quoted(s.peer));
     }
-  }
-  e.Describe("sdiff_follower_lag_sequences", "gauge",
-             "Master sequence minus the follower's applied sequence.");
-  for (const net::SessionStats& s : server.sessions) {
-    if (s.streaming && s.role == Role::kFollower) {
-      e.Sample("sdiff_follower_lag_sequences", s.lag_seqs, "peer=" + Quoted(s.peer));
-    }
-  }
-  e.Describe("sdiff_follower_lag_seconds", "gauge",
-             "Age of the oldest write the follower had not applied at its latest Pong.");
-  for (const net::SessionStats& s : server.sessions) {
-    if (s.streaming && s.role == Role::kFollower) {
-      e.Sample("sdiff_follower_lag_seconds", static_cast<double>(s.lag_ms) / 1000,
-               "peer=" + Quoted(s.peer));
-    }
-  }
+  };
+  per_follower("sdiff_follower_applied_sequence",
+               "A follower's last applied master sequence, from its latest Pong.",
+               [](const net::SessionStats& s) { return s.applied_seq; });
+  per_follower("sdiff_follower_lag_sequences",
+               "Master sequence minus the follower's applied sequence.",
+               [](const net::SessionStats& s) { return s.lag_seqs; });
+  per_follower("sdiff_follower_lag_seconds",
+               "Age of the oldest write the follower had not applied at its latest Pong.",
+               [](const net::SessionStats& s) { return static_cast<double>(s.lag_ms) / 1000; });
 
   e.One("sdiff_bytes_sent_total", "counter", "Bytes sent to peers.", server.bytes_out);
   e.One("sdiff_bytes_received_total", "counter", "Bytes received from peers.", server.bytes_in);
