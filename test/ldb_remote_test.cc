@@ -13,6 +13,8 @@
 #include <map>
 #include <thread>
 
+#include "net/hmac_authenticator.h"
+#include "net/writer_client.h"
 #include "test/support/child_process.h"
 
 namespace sdiff::testing {
@@ -213,6 +215,39 @@ TEST_F(LdbRemoteTest, RefusalsAreOneLineAndExitTwo) {
   EXPECT_EQ(writers_need_secret.code, 2);
   EXPECT_EQ(Lines(writers_need_secret.err), 1u) << writers_need_secret.err;
   EXPECT_NE(writers_need_secret.err.find("--secret-file"), std::string::npos);
+}
+
+// A delete range whose end comes before its start is refused by RocksDB, which
+// then takes it as a background error and refuses every later write: one bad
+// Write must be refused before it reaches the master's database.
+TEST_F(LdbRemoteTest, BackwardDeleteRangeIsRefusedAndTheMasterStillWrites) {
+  WriteDb(dir_ + "/master", {{"a", "1"}, {"m", "2"}, {"z", "3"}});
+  uint16_t port = 0;
+  auto master =
+      StartMaster(dir_ + "/master", {"--allow-writers", "--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  std::string address = "127.0.0.1:" + std::to_string(port);
+
+  net::WriterClientOptions options;
+  options.connect.master = address;
+  ASSERT_TRUE(net::LoadSecretFile(secret_, &options.secret).ok());
+  net::WriteSummary summary;
+  Status s = net::WriteThroughMaster(
+      options,
+      [](const std::vector<FamilyInfo>& families, std::vector<Op>* ops, bool* more) {
+        ops->push_back(Op{OpKind::kDeleteRange, families.at(0).tag, "y", "b"});
+        *more = false;
+        return Status::OK();
+      },
+      &summary);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("end"), std::string::npos) << s.ToString();
+  EXPECT_EQ(summary.writes, 0u);
+
+  RunResult put = Ldb({"--master=" + address, "--secret-file=" + secret_, "put", "k", "v"});
+  EXPECT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+  EXPECT_EQ(Read(dir_ + "/master"), (Contents{{"a", "1"}, {"k", "v"}, {"m", "2"}, {"z", "3"}}));
 }
 
 }  // namespace
