@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -33,7 +34,10 @@ const char* WaitForStopSignal() {
 
 void SetUpLogging(const std::string& program) {
   auto logger = spdlog::stderr_color_mt(program);
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  // On a terminal a progress bar (tools/progress.h) may hold the last line:
+  // a log line first erases it, and the bar is redrawn below.
+  std::string erase_bar = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
+  logger->set_pattern(erase_bar + "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
 }
 
