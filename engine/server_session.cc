@@ -163,18 +163,28 @@ void ServerSession::HandleWrite(const Write& write) {
   }
   WriteAck ack;
   ack.id = write.id;
+  // A writer keeps several writes in flight: those it sent before hearing of
+  // a failure must not be committed behind it, so a session's committed
+  // writes are always the ones before its first failure.
+  if (failed_write_) {
+    ack.error = "not written: write " + std::to_string(*failed_write_) + " before it failed";
+    return Send(ack);
+  }
   for (const Op& op : write.ops) {
     bool known = std::any_of(options_.families.begin(), options_.families.end(),
                              [&](const FamilyInfo& f) { return f.tag == op.family; });
     if (!known) {
       ack.error = "no replicated column family has tag " + std::to_string(op.family);
-      return Send(ack);
+      break;
     }
   }
-  Status s = hooks_.write(write.ops, &ack.seq);
-  if (!s.ok()) {
+  if (ack.error.empty()) {
+    Status s = hooks_.write(write.ops, &ack.seq);
+    if (!s.ok()) ack.error = s.ToString();
+  }
+  if (!ack.error.empty()) {
     ack.seq = 0;
-    ack.error = s.ToString();
+    failed_write_ = write.id;
   }
   Send(ack);
 }

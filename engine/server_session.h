@@ -149,6 +149,7 @@ class ServerSession {
   uint64_t stream_from_ = 0;  // batches below this are not sent
   uint64_t sent_seq_ = 0;
   uint64_t follower_applied_seq_ = 0;
+  std::optional<uint64_t> failed_write_;  // a writer's first refused write: later ones are too
 
   // The diff in progress.
   SyncPhase sync_phase_ = SyncPhase::kIdle;
