@@ -250,5 +250,23 @@ TEST_F(LdbRemoteTest, BackwardDeleteRangeIsRefusedAndTheMasterStillWrites) {
   EXPECT_EQ(Read(dir_ + "/master"), (Contents{{"a", "1"}, {"k", "v"}, {"m", "2"}, {"z", "3"}}));
 }
 
+// A file written on Windows: "\r\n" line ends are not part of the values.
+TEST_F(LdbRemoteTest, LoadTakesCrLfLineEnds) {
+  WriteDb(dir_ + "/master", {});
+  uint16_t port = 0;
+  auto master =
+      StartMaster(dir_ + "/master", {"--allow-writers", "--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  std::string address = "--master=127.0.0.1:" + std::to_string(port);
+  std::ofstream(dir_ + "/load.tsv") << "a\t1\r\n\r\nb\t\r\n";
+  RunResult load = Ldb({address, "--secret-file=" + secret_, "load", dir_ + "/load.tsv"});
+  ASSERT_EQ(load.code, 0) << load.err;
+  std::ofstream(dir_ + "/hex.tsv") << "63\t0x02\r\n";
+  RunResult hex = Ldb({address, "--secret-file=" + secret_, "--hex", "load", dir_ + "/hex.tsv"});
+  ASSERT_EQ(hex.code, 0) << hex.err;
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+  EXPECT_EQ(Read(dir_ + "/master"), (Contents{{"a", "1"}, {"b", ""}, {"c", "\x02"}}));
+}
+
 }  // namespace
 }  // namespace sdiff::testing

@@ -112,6 +112,7 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
         break;
       }
       ++line_number;
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // a CRLF file
       if (line.empty()) continue;
       size_t tab = line.find('\t');
       if (tab == std::string::npos) {
