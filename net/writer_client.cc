@@ -39,13 +39,18 @@ class WriterProtocol : public ClientProtocol {
   }
 
  private:
+  // Counts the acks, sends more writes while there are any, and closes when
+  // nothing is in flight. After an error no write is sent, but the ones in
+  // flight are waited for: the master commits them (unless an earlier one
+  // failed), and the summary must count what was committed.
   void Pump() {
     while (auto ack = session_.PollAck()) {
       size_t ops = op_counts_.front();
       op_counts_.pop_front();
       if (!ack->error.empty()) {
-        return Stop(Status::IOError("the master refused write " + std::to_string(ack->id) + ": " +
-                                    ack->error));
+        Stop(Status::IOError("the master refused write " + std::to_string(ack->id) + ": " +
+                             ack->error));
+        continue;
       }
       ++summary_->writes;
       summary_->ops += ops;
@@ -55,21 +60,24 @@ class WriterProtocol : public ClientProtocol {
     while (more_ && session_.in_flight() < max_in_flight_) {
       std::vector<Op> ops;
       Status s = next_(session_.families(), &ops, &more_);
-      if (!s.ok()) return Stop(s);
+      if (!s.ok()) {
+        Stop(s);
+        break;
+      }
       if (ops.empty()) continue;
       op_counts_.push_back(ops.size());
       session_.Submit(std::move(ops));
     }
     if (!more_ && session_.in_flight() == 0) {
       done_ = true;
-      session_.Close("writes done");
+      session_.Close(error_.ok() ? "writes done" : "writer stopping");
     }
   }
 
+  // Keeps the first error; sends nothing more.
   void Stop(Status why) {
-    error_ = std::move(why);
-    done_ = true;
-    session_.Close("writer stopping");
+    if (error_.ok()) error_ = std::move(why);
+    more_ = false;
   }
 
   size_t max_in_flight_;

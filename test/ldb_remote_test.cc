@@ -268,5 +268,27 @@ TEST_F(LdbRemoteTest, LoadTakesCrLfLineEnds) {
   EXPECT_EQ(Read(dir_ + "/master"), (Contents{{"a", "1"}, {"b", ""}, {"c", "\x02"}}));
 }
 
+// A bad line stops the load, but the writes already sent are committed: the
+// summary must count them, so that the user knows where the data ends.
+TEST_F(LdbRemoteTest, LoadStoppedByABadLineCountsTheWritesItSent) {
+  WriteDb(dir_ + "/master", {});
+  uint16_t port = 0;
+  auto master =
+      StartMaster(dir_ + "/master", {"--allow-writers", "--secret-file=" + secret_}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  {
+    std::ofstream file(dir_ + "/load.tsv");
+    for (int i = 0; i < 1000; ++i) file << "k" << i << "\tv\n";  // one whole write
+    file << "no tab here\n";
+  }
+  RunResult load = Ldb({"--master=127.0.0.1:" + std::to_string(port), "--secret-file=" + secret_,
+                        "load", dir_ + "/load.tsv"});
+  EXPECT_EQ(load.code, 2);
+  EXPECT_NE(load.err.find("loaded 1000 entries in 1 writes"), std::string::npos) << load.err;
+  EXPECT_NE(load.err.find(":1001: no tab"), std::string::npos) << load.err;
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+  EXPECT_EQ(Read(dir_ + "/master").size(), 1000u);
+}
+
 }  // namespace
 }  // namespace sdiff::testing
