@@ -6,6 +6,7 @@
 //   kAwaitWelcome   Welcome    -> send the writes that waited    -> kReady
 //   kReady          WriteAck   -> the oldest write is done
 //                   Ping       -> Pong
+//   (tick)          writes in flight, no WriteAck for idle_timeout_ms -> closed
 //   any             Reject     -> closed
 //   anything else is a protocol error: Reject, closed.
 #include "engine/writer_session.h"
@@ -77,6 +78,7 @@ void WriterSession::Handle(Message& message) {
         }
         ++next_ack_id_;
         --in_flight_;
+        ack_wait_since_ms_ = -1;  // progress: the next tick starts a new wait
         acks_.push_back(std::move(*ack));
         return;
       }
@@ -97,8 +99,18 @@ void WriterSession::OnTick(int64_t now_ms) {
   if (last_received_ms_ < 0) last_received_ms_ = now_ms;
   if (state_ != State::kIdle && !closed() &&
       now_ms - last_received_ms_ > options_.idle_timeout_ms) {
-    Fail(Status::IOError("nothing from the master for " + std::to_string(options_.idle_timeout_ms) +
-                         " ms"));
+    return Fail(Status::IOError("nothing from the master for " +
+                                std::to_string(options_.idle_timeout_ms) + " ms"));
+  }
+  // Pings keep the connection alive but acknowledge nothing: a master that
+  // sends only them must not hold the writes (and the writer) forever.
+  if (!ready() || in_flight_ == 0) {
+    ack_wait_since_ms_ = -1;
+  } else if (ack_wait_since_ms_ < 0) {
+    ack_wait_since_ms_ = now_ms;
+  } else if (now_ms - ack_wait_since_ms_ > options_.idle_timeout_ms) {
+    Fail(Status::IOError("no WriteAck from the master for " +
+                         std::to_string(options_.idle_timeout_ms) + " ms"));
   }
 }
 

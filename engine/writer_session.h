@@ -25,7 +25,9 @@ namespace sdiff {
 
 struct WriterOptions {
   size_t max_frame = wire::kDefaultMaxFrame;
-  int64_t idle_timeout_ms = 15000;               // nothing from the master for this long: close
+  // Nothing from the master for this long, or no WriteAck while writes are in
+  // flight: close.
+  int64_t idle_timeout_ms = 15000;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
   std::function<void(uint8_t* out, size_t n)> random_bytes;
 };
@@ -79,6 +81,7 @@ class WriterSession {
   size_t in_flight_ = 0;
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;
+  int64_t ack_wait_since_ms_ = -1;  // first tick with writes in flight since the last ack
 };
 
 }  // namespace sdiff

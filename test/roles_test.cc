@@ -276,6 +276,28 @@ TEST_F(WriterTest, WriterAnswersPings) {
   EXPECT_TRUE(writer.ready()) << writer.error().ToString();
 }
 
+// A master that answers Pings but never acknowledges a write must not hold
+// the writer (sdiff-ldb put or load) forever.
+TEST_F(WriterTest, WriteNeverAcknowledgedTimesOut) {
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.OnTick(0);
+  writer.Start();
+  Exchange(*server, writer);
+  ASSERT_TRUE(writer.ready());
+  writer.Submit({Op{OpKind::kPut, 0, "a", "1"}});
+  writer.TakeOutput();  // lost on the way: no ack will come
+  for (int64_t now = 1000; now <= 30000 && !writer.closed(); now += 1000) {
+    std::string ping;
+    wire::AppendFrame(Ping{master_.seq(), static_cast<uint64_t>(now)}, &ping);
+    writer.OnTick(now);
+    writer.OnBytes(ping);
+  }
+  ASSERT_TRUE(writer.closed());
+  EXPECT_NE(writer.error().ToString().find("WriteAck"), std::string::npos)
+      << writer.error().ToString();
+}
+
 // A follower (or inspector) that sends a Write breaks the protocol.
 TEST_F(WriterTest, WriteFromAFollowerClosesTheSession) {
   auto server = Server(true);
