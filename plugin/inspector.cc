@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "engine/client_session.h"
+#include "engine/hash.h"
 #include "net/hmac_authenticator.h"
 #include "net/secure_random.h"
 
@@ -97,9 +99,15 @@ class InspectorProtocol : public net::ClientProtocol {
         return Status::ProtocolError("repair in an unknown family tag " +
                                      std::to_string(op.family));
       }
+      // The master reads what it sends after the diff: a key may have become
+      // equal meanwhile (deleted there and absent here, or set to our value).
+      std::optional<Hash128> held = tree_.Find(op.family, op.key);
       DiffKind kind = DiffKind::kOnlyInA;
       if (op.kind == OpKind::kPut) {
-        kind = tree_.Find(op.family, op.key) ? DiffKind::kValueDiffers : DiffKind::kOnlyInB;
+        if (held && *held == LeafHash(tree_.hasher()(op.family, op.key), op.value)) continue;
+        kind = held ? DiffKind::kValueDiffers : DiffKind::kOnlyInB;
+      } else if (!held) {
+        continue;
       }
       seen_.try_emplace({name->second, op.key}, kind);
       if (!repair_) continue;

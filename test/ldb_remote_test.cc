@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <signal.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -14,8 +16,11 @@
 #include <thread>
 
 #include "net/hmac_authenticator.h"
+#include "net/master_server.h"
 #include "net/writer_client.h"
+#include "plugin/inspector.h"
 #include "test/support/child_process.h"
+#include "test/support/memory_hub.h"
 
 namespace sdiff::testing {
 namespace {
@@ -288,6 +293,86 @@ TEST_F(LdbRemoteTest, LoadStoppedByABadLineCountsTheWritesItSent) {
   EXPECT_NE(load.err.find(":1001: no tab"), std::string::npos) << load.err;
   EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
   EXPECT_EQ(Read(dir_ + "/master").size(), 1000u);
+}
+
+// ---- the inspector in process, against an in-memory master ----
+
+// A master whose data changes as the diff's repair reads it: `during_read`
+// runs (once) just before the master reads the values it sends.
+class ChangingHub : public MemoryHub {
+ public:
+  ChangingHub() : MemoryHub("m1") {}
+  MasterHooks SessionHooks() override {
+    MasterHooks h = MemoryHub::SessionHooks();
+    h.read = [this, read = h.read](const std::vector<KeyRef>& keys,
+                                   std::vector<std::optional<std::string>>* values) {
+      if (auto fn = std::exchange(during_read, nullptr)) fn();
+      return read(keys, values);
+    };
+    return h;
+  }
+  std::function<void()> during_read;
+};
+
+class InspectorTest : public LdbRemoteTest {
+ protected:
+  void TearDown() override {
+    if (server_) server_->Stop();
+    db_.reset();
+    LdbRemoteTest::TearDown();
+  }
+
+  void StartServer() {
+    net::MasterServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.logger =
+        std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
+    ASSERT_TRUE(net::MasterServer::Start(&hub_, o, &server_).ok());
+  }
+
+  void OpenLocal(const Contents& contents) {
+    WriteDb(dir_ + "/local", contents);
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_ + "/local", &raw).ok());
+    db_.reset(raw);
+  }
+
+  Status Inspect(bool repair, plugin::InspectResult* result) {
+    plugin::InspectOptions options;
+    options.connect.master = "127.0.0.1:" + std::to_string(server_->port());
+    options.connect.deadline = 20s;
+    options.repair = repair;
+    plugin::FamilyResolver resolve = [this](const std::string& name, bool,
+                                            rocksdb::ColumnFamilyHandle** handle) {
+      *handle = name == "default" ? db_->DefaultColumnFamily() : nullptr;
+      return Status::OK();
+    };
+    return plugin::InspectMaster(db_.get(), resolve, options, result);
+  }
+
+  ChangingHub hub_;
+  std::unique_ptr<net::MasterServer> server_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+// The master reads the values it sends after the diff: a key deleted there
+// meanwhile comes as a delete, a key set meanwhile to our value as that
+// value. Neither is a difference any more; neither may be reported as one.
+TEST_F(InspectorTest, KeysThatConvergedDuringTheDiffAreNoDifference) {
+  hub_.Put("same", "1");
+  hub_.Put("gone", "g");  // only on the master when the diff starts
+  hub_.Put("changed", "new");
+  hub_.Put("added", "a");
+  OpenLocal({{"same", "1"}, {"changed", "old"}});
+  hub_.during_read = [this] {
+    hub_.Write({Op{OpKind::kDelete, 0, "gone", ""}, Op{OpKind::kPut, 0, "changed", "old"}});
+  };
+  StartServer();
+  plugin::InspectResult result;
+  Status s = Inspect(/*repair=*/false, &result);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(result.differences,
+            (std::vector<plugin::KeyDifference>{{"default", "added", DiffKind::kOnlyInB}}));
 }
 
 }  // namespace
