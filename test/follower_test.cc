@@ -543,6 +543,33 @@ TEST_F(FollowerTest, BadPathsGiveClearErrors) {
   EXPECT_EQ(s.message().find('\n'), std::string::npos);
 }
 
+// One write of several master batches, ops out of key order, a key written
+// twice and then deleted: each key ends as its last write said, and the tree
+// matches the data.
+TEST(FollowerStoreWriteTest, ManyBatchesInOneWriteKeepEachKeysOrder) {
+  TempDir dir;
+  std::string path = dir.sub("replica");
+  {
+    std::unique_ptr<RocksFollowerStore> store;
+    ASSERT_TRUE(RocksFollowerStore::Open(StoreOptions(path), &store).ok());
+    FollowerHooks hooks = store->Hooks();
+    ASSERT_TRUE(hooks.families({{0, "default"}, {1, "meta"}}).ok());
+    std::vector<Op> ops = {
+        {OpKind::kPut, 0, "m", "1"}, {OpKind::kPut, 1, "a", "x"},   {OpKind::kPut, 0, "b", "1"},
+        {OpKind::kPut, 0, "m", "2"}, {OpKind::kDelete, 0, "b", ""}, {OpKind::kPut, 0, "a", "1"},
+        {OpKind::kPut, 0, "b", "3"}, {OpKind::kDelete, 1, "a", ""}, {OpKind::kPut, 0, "z", "9"},
+        {OpKind::kPut, 0, "m", "3"}, {OpKind::kDelete, 0, "z", ""}};
+    FollowerState state{"m1", 11};
+    ASSERT_TRUE(hooks.write(ApplyRequest{ApplyRequest::Source::kStream, ops, state, 1}).ok());
+    KeyValueMap expected = {{{0, "a"}, "1"}, {{0, "b"}, "3"}, {{0, "m"}, "3"}};
+    EXPECT_EQ(store->tree().root_hash(), RootOf(expected));
+    EXPECT_EQ(store->keys(), 3u);
+    EXPECT_EQ(store->State(), state);
+  }
+  RawDb raw(path);
+  EXPECT_EQ(raw.Data(), (KeyValueMap{{{0, "a"}, "1"}, {{0, "b"}, "3"}, {{0, "m"}, "3"}}));
+}
+
 TEST(FollowerStoreEncodingTest, StateAndFamiliesRoundTripAndRejectDamage) {
   FollowerState state{std::string("m\0id", 4), 1234567890123ull, true, 7, std::string("k\0", 2)};
   FollowerState decoded;
