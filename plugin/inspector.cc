@@ -148,7 +148,23 @@ class InspectorProtocol : public net::ClientProtocol {
   // master with a new salt; keys it already reported are not listed twice).
   void Poll() {
     while (auto event = session_.PollEvent()) {
-      if (event->kind != ClientEvent::Kind::kSyncDone || !event->complete || done_) continue;
+      if (done_) continue;
+      // An inspector is always diffed; any other start would leave it
+      // answering pings, waiting for a diff that never comes.
+      if (event->kind == ClientEvent::Kind::kWelcome && event->mode != StartMode::kDiff) {
+        session_.Close("the master did not start a diff of this inspector");
+        continue;
+      }
+      if (event->kind != ClientEvent::Kind::kSyncDone) continue;
+      if (!event->complete) {
+        // The master gives up after its max_sync_retries (8); do not follow one
+        // that never does.
+        if (++incomplete_ > kMaxIncompleteDiffs) {
+          session_.Close("the master's diff did not complete after " +
+                         std::to_string(kMaxIncompleteDiffs) + " attempts");
+        }
+        continue;
+      }
       done_ = true;
       for (auto& [family_key, kind] : seen_) {
         result_->differences.push_back({family_key.first, family_key.second, kind});
@@ -167,6 +183,8 @@ class InspectorProtocol : public net::ClientProtocol {
   std::map<FamilyTag, std::string> names_;
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> handles_;
   std::map<std::pair<std::string, std::string>, DiffKind> seen_;
+  static constexpr int kMaxIncompleteDiffs = 32;
+  int incomplete_ = 0;  // diffs the master ended with a retry
   bool done_ = false;
   ClientSession session_;
 };

@@ -442,5 +442,112 @@ TEST_F(InspectorTest, RepairOfSeveralFamiliesThroughRetriesEndsEqual) {
   EXPECT_TRUE(result.differences.empty()) << result.differences.size();
 }
 
+// A master that speaks the protocol from a script, on a thread: for what a
+// misbehaving master makes the inspector do.
+class ScriptedMaster {
+ public:
+  using Script = std::function<void(ScriptedMaster&)>;
+  explicit ScriptedMaster(Script script)
+      : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}),
+        thread_([this, script = std::move(script)] {
+          boost::system::error_code ec;
+          acceptor_.accept(socket_, ec);
+          if (!ec) script(*this);
+        }) {}
+  ~ScriptedMaster() {
+    stop_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    socket_.shutdown(boost::asio::socket_base::shutdown_both, ec);
+    thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  bool stopped() const { return stop_; }
+
+  // The next message from the inspector; false when the connection ends.
+  bool Read(Message* message) {
+    for (;;) {
+      bool got = false;
+      if (!reader_.Next(message, &got).ok()) return false;
+      if (got) return true;
+      char buffer[4096];
+      boost::system::error_code ec;
+      size_t n = socket_.read_some(boost::asio::buffer(buffer), ec);
+      if (ec) return false;
+      reader_.Append({buffer, n});
+    }
+  }
+  bool Send(const Message& message) {
+    std::string frame;
+    wire::AppendFrame(message, &frame);
+    boost::system::error_code ec;
+    boost::asio::write(socket_, boost::asio::buffer(frame), ec);
+    return !ec;
+  }
+  // Hello, Challenge (no secret), Auth, then `welcome`.
+  bool Handshake(const Welcome& welcome) {
+    Message m;
+    if (!Read(&m)) return false;
+    if (!Send(Challenge{wire::kProtocolVersion, std::string(32, 's'), ""})) return false;
+    if (!Read(&m)) return false;
+    return Send(welcome);
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::socket socket_{io_};
+  wire::FrameReader reader_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+Status InspectScripted(ScriptedMaster& master, rocksdb::DB* db) {
+  plugin::InspectOptions options;
+  options.connect.master = "127.0.0.1:" + std::to_string(master.port());
+  options.connect.deadline = 10s;
+  plugin::FamilyResolver resolve = [db](const std::string& name, bool,
+                                        rocksdb::ColumnFamilyHandle** handle) {
+    *handle = name == "default" ? db->DefaultColumnFamily() : nullptr;
+    return Status::OK();
+  };
+  plugin::InspectResult result;
+  return plugin::InspectMaster(db, resolve, options, &result);
+}
+
+// An inspector is always diffed: a Welcome that says "resume" would leave it
+// waiting, answering pings, for a diff that never comes.
+TEST_F(InspectorTest, WelcomeThatIsNotADiffIsAnError) {
+  OpenLocal({{"k", "v"}});
+  ScriptedMaster master([](ScriptedMaster& m) {
+    if (!m.Handshake(Welcome{"", 0, StartMode::kResume, 1, {{0, "default"}}})) return;
+    for (uint64_t t = 0; !m.stopped() && m.Send(Ping{0, t}); ++t) {
+      std::this_thread::sleep_for(100ms);  // a live master's pings, never a diff
+    }
+  });
+  Status s = InspectScripted(master, db_.get());
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find("did not finish within"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("diff"), std::string::npos) << s.ToString();
+}
+
+// The master retries an incomplete diff, but not forever: neither may the
+// inspector follow it forever.
+TEST_F(InspectorTest, EndlessRetriesAreAnError) {
+  OpenLocal({{"k", "v"}});
+  ScriptedMaster master([](ScriptedMaster& m) {
+    if (!m.Handshake(Welcome{"m", 0, StartMode::kDiff, 1, {{0, "default"}}})) return;
+    for (uint64_t id = 1; !m.stopped(); ++id) {
+      SyncStart start{id, 0, id, 2, Hash128{}, 0};
+      if (!m.Send(start)) return;
+      Message root;
+      if (!m.Read(&root) || !m.Send(SyncDone{id, 0, /*retry=*/true})) return;
+    }
+  });
+  Status s = InspectScripted(master, db_.get());
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find("did not finish within"), std::string::npos) << s.ToString();
+}
+
 }  // namespace
 }  // namespace sdiff::testing
