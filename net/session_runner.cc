@@ -81,7 +81,9 @@ Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protoco
   asio::steady_timer timer(io);
   timer.expires_after(options.connect_timeout);
   timer.async_wait([&](const boost::system::error_code& e) {
-    if (!e) socket.close();
+    // Both may be ready in one poll: a connection made first is kept (the
+    // timer's cancel came too late to stop this handler).
+    if (!e && connect_ec == asio::error::would_block) socket.close();
   });
   asio::async_connect(socket, endpoints,
                       [&](const boost::system::error_code& e, const tcp::endpoint&) {
