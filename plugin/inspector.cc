@@ -42,6 +42,9 @@ class InspectorProtocol : public net::ClientProtocol {
   bool finished() const override { return done_ || session_.closed(); }
   Status error() const override { return done_ ? Status::OK() : session_.error(); }
 
+  // Builds the tree for these families before connecting (see InspectMaster).
+  Status Prebuild(const std::vector<FamilyInfo>& families) { return Build(families); }
+
  private:
   static ClientOptions Options(const Authenticator* authenticator) {
     ClientOptions o;
@@ -62,6 +65,8 @@ class InspectorProtocol : public net::ClientProtocol {
 
   // The master's families are known: build our tree with its tags.
   Status Build(const std::vector<FamilyInfo>& families) {
+    if (built_for_ == families) return Status::OK();  // prebuilt, the families unchanged
+    built_for_ = families;
     tree_.Clear();
     names_.clear();
     handles_.clear();
@@ -180,11 +185,61 @@ class InspectorProtocol : public net::ClientProtocol {
   bool repair_;
   InspectResult* result_;
   MerkleTree tree_;
+  std::optional<std::vector<FamilyInfo>> built_for_;  // the families tree_ holds
   std::map<FamilyTag, std::string> names_;
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> handles_;
   std::map<std::pair<std::string, std::string>, DiffKind> seen_;
   static constexpr int kMaxIncompleteDiffs = 32;
   int incomplete_ = 0;  // diffs the master ended with a retry
+  bool done_ = false;
+  ClientSession session_;
+};
+
+// A session that only learns the master's families from its Welcome.
+class FamiliesProbe : public net::ClientProtocol {
+ public:
+  explicit FamiliesProbe(const Authenticator* authenticator)
+      : session_(Options(authenticator), Hooks(), FollowerState{}) {}
+
+  void Start() override { session_.Start(); }
+  void OnBytes(std::string_view bytes) override {
+    session_.OnBytes(bytes);
+    Poll();
+  }
+  void OnTick(int64_t now_ms) override {
+    session_.OnTick(now_ms);
+    Poll();
+  }
+  std::string TakeOutput() override { return session_.TakeOutput(); }
+  bool finished() const override { return done_ || session_.closed(); }
+  Status error() const override { return done_ ? Status::OK() : session_.error(); }
+  const std::vector<FamilyInfo>& families() const { return session_.families(); }
+
+ private:
+  static ClientOptions Options(const Authenticator* authenticator) {
+    ClientOptions o;
+    o.role = Role::kInspector;
+    o.diff_after_catch_up = false;
+    o.authenticator = authenticator;
+    return o;
+  }
+  static FollowerHooks Hooks() {
+    FollowerHooks h;
+    h.write = [](const ApplyRequest&) {
+      return Status::ProtocolError("the master sent data before its Welcome was answered");
+    };
+    h.snapshot = [] { return TreeView(); };
+    h.random_bytes = net::SecureRandomBytes;
+    return h;
+  }
+  void Poll() {
+    while (auto event = session_.PollEvent()) {
+      if (done_ || event->kind != ClientEvent::Kind::kWelcome) continue;
+      done_ = true;
+      session_.Close("column families known");
+    }
+  }
+
   bool done_ = false;
   ClientSession session_;
 };
@@ -198,10 +253,18 @@ Status InspectMaster(rocksdb::DB* db, const FamilyResolver& families, const Insp
   if (!options.secret.empty()) {
     authenticator = std::make_unique<net::HmacAuthenticator>(options.secret);
   }
-  InspectorProtocol protocol(db, families, options.repair, authenticator.get(), result);
-  Status s = net::RunClientSession(options.connect, &protocol);
+  // Reading the local database into a tree takes as long as the database is
+  // big, and a session blocked in it answers no pings: the master would drop
+  // it as silent (after 15 s). So a first short session learns the master's
+  // families, the tree is built with no connection open, and a second session
+  // diffs it (rebuilding only if the families changed in between).
+  FamiliesProbe probe(authenticator.get());
+  Status s = net::RunClientSession(options.connect, &probe);
   if (!s.ok()) return s;
-  return Status::OK();
+  InspectorProtocol protocol(db, families, options.repair, authenticator.get(), result);
+  s = protocol.Prebuild(probe.families());
+  if (!s.ok()) return s;
+  return net::RunClientSession(options.connect, &protocol);
 }
 
 }  // namespace sdiff::plugin

@@ -8,6 +8,7 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -329,9 +330,10 @@ class InspectorTest : public LdbRemoteTest {
     LdbRemoteTest::TearDown();
   }
 
-  void StartServer() {
+  void StartServer(int64_t idle_timeout_ms = 15000) {
     net::MasterServerOptions o;
     o.listen = "127.0.0.1:0";
+    o.idle_timeout_ms = idle_timeout_ms;
     o.logger =
         std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
     ASSERT_TRUE(net::MasterServer::Start(&hub_, o, &server_).ok());
@@ -353,6 +355,7 @@ class InspectorTest : public LdbRemoteTest {
     options.repair = repair;
     plugin::FamilyResolver resolve = [this](const std::string& name, bool create,
                                             rocksdb::ColumnFamilyHandle** handle) {
+      if (resolve_delay_.count() > 0) std::this_thread::sleep_for(resolve_delay_);
       *handle = nullptr;
       if (name == "default") *handle = db_->DefaultColumnFamily();
       if (auto it = created_.find(name); it != created_.end()) *handle = it->second.get();
@@ -386,6 +389,7 @@ class InspectorTest : public LdbRemoteTest {
     return out;
   }
 
+  std::chrono::milliseconds resolve_delay_{0};  // a slow local database
   ChangingHub hub_;
   std::unique_ptr<net::MasterServer> server_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -452,15 +456,18 @@ class ScriptedMaster {
   explicit ScriptedMaster(Script script)
       : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}),
         thread_([this, script = std::move(script)] {
-          boost::system::error_code ec;
-          acceptor_.accept(socket_, ec);
-          if (!ec) script(*this);
+          while (!stop_) {  // the script once per connection
+            boost::system::error_code ec;
+            acceptor_.accept(socket_, ec);
+            if (ec) return;
+            reader_ = wire::FrameReader();
+            script(*this);
+            socket_.close(ec);
+          }
         }) {}
   ~ScriptedMaster() {
     stop_ = true;
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-    socket_.shutdown(boost::asio::socket_base::shutdown_both, ec);
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);  // wakes a blocked accept
     thread_.join();
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -562,6 +569,21 @@ TEST_F(InspectorTest, ConnectRacingItsTimeoutIsReportedAsOneOrTheOther) {
     Status s = Inspect(/*repair=*/false, &result, 0ms);
     EXPECT_TRUE(s.ok() || s.message().find("timed out") != std::string::npos) << s.ToString();
   }
+}
+
+// Reading the local database into a tree takes as long as the database is
+// big; the master must not drop the inspector as silent meanwhile.
+TEST_F(InspectorTest, SlowLocalTreeBuildOutlastsTheMastersIdleTimeout) {
+  hub_.Put("k", "v");
+  hub_.Put("new", "n");
+  OpenLocal({{"k", "v"}});
+  StartServer(/*idle_timeout_ms=*/300);
+  resolve_delay_ = 400ms;  // per family: three of them
+  plugin::InspectResult result;
+  Status s = Inspect(/*repair=*/false, &result);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(result.differences,
+            (std::vector<plugin::KeyDifference>{{"default", "new", DiffKind::kOnlyInB}}));
 }
 
 }  // namespace
