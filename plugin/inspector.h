@@ -51,7 +51,9 @@ struct InspectResult {
   std::vector<std::string> families;       // the families compared (the master's)
 };
 
-// Runs one diff against the master and fills *result; with options.repair,
+// Runs one diff against the master and fills *result (two connections: the
+// first learns the master's families, so the local tree is read with no
+// session waiting on it); with options.repair,
 // applies each repair to the database as it arrives (atomically per master
 // Repair frame) so the database ends equal to the master as of the diff.
 Status InspectMaster(rocksdb::DB* db, const FamilyResolver& families, const InspectOptions& options,
