@@ -13,6 +13,8 @@ namespace sdiff::plugin {
 namespace {
 
 constexpr char kReservedFamily[] = "__sdiff";
+// Batches one pass must find before the tailer lingers (see Run).
+constexpr size_t kLingerBatches = 4;
 
 size_t BatchBytes(const Batch& b) {
   size_t n = 32;
@@ -305,8 +307,10 @@ void WalTailer::Run() {
       // Several batches in one pass: the writer is fast. Let its next ones
       // gather for a moment, unwoken by NotifyWrite, so they reach the
       // server and the follower together (one wake-up, send and write for
-      // many) instead of one at a time.
-      if (batches >= 2 && options_.linger.count() > 0) {
+      // many) instead of one at a time. Two or three are what a slow writer
+      // leaves during one linger: below kLingerBatches the tailer goes back
+      // to waking per write, so a slow writer's batches are not delayed.
+      if (batches >= kLingerBatches && options_.linger.count() > 0) {
         wake_.wait_for(lock, options_.linger, stop_or_rebuild);
       }
       continue;
