@@ -10,10 +10,21 @@ const char* MessageName(const Message& m) {
   static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
       "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
       "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
-      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",   "Write",
-      "WriteAck",
+      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",         "Write",  "WriteAck",
   };
   return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
+}
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kFollower:
+      return "follower";
+    case Role::kInspector:
+      return "inspector";
+    case Role::kWriter:
+      return "writer";
+  }
+  return "unknown role";
 }
 
 }  // namespace sdiff

@@ -193,7 +193,7 @@ struct Pong {  // F -> M
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
-struct Write {  // writer -> M: ops the master commits as one atomic batch
+struct Write {      // writer -> M: ops the master commits as one atomic batch
   uint64_t id = 0;  // echoed in the WriteAck
   std::vector<Op> ops;
   friend bool operator==(const Write&, const Write&) = default;
@@ -208,11 +208,13 @@ struct WriteAck {  // M -> writer, one per Write, in order
   friend bool operator==(const WriteAck&, const WriteAck&) = default;
 };
 
-using Message =
-    std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart, SyncRoot,
-                 NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping, Pong, Write, WriteAck>;
+using Message = std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart,
+                             SyncRoot, NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping,
+                             Pong, Write, WriteAck>;
 
 // Human-readable message name, for errors and logs.
 const char* MessageName(const Message& m);
+// "follower", "inspector" or "writer", for logs.
+const char* RoleName(Role role);
 
 }  // namespace sdiff

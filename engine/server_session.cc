@@ -150,7 +150,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
   state_ = State::kStreaming;
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
-  Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
+  if (follower) Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
   if (hello_.role == Role::kInspector ||
       (follower && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
     RequestSync();

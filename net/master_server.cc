@@ -203,6 +203,9 @@ class MasterServer::Driver : public ConnectionHandler,
     if (!handshaken_ && session_.streaming()) {
       handshaken_ = true;
       role_.store(static_cast<uint8_t>(session_.peer_role()), std::memory_order_relaxed);
+      if (session_.peer_role() != Role::kFollower) {
+        server_->log_->info("{} {} connected", RoleName(session_.peer_role()), c.peer());
+      }
       streaming_.store(true, std::memory_order_relaxed);
     }
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
