@@ -10,6 +10,10 @@ namespace sdiff::plugin {
 Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
                       MasterOptions options, std::unique_ptr<Master>* out) {
   if (db == nullptr) return Status::InvalidArgument("Master::Attach: no database");
+  if (options.allow_writers && options.server.secret.empty()) {
+    return Status::InvalidArgument(
+        "allow_writers needs a shared secret (server.secret): writers must authenticate");
+  }
   auto log = options.server.logger ? options.server.logger : spdlog::default_logger();
   // RocksDB 7 has no public accessor for a TransactionDB's write policy; the
   // write-prepared and write-unprepared implementations are their own classes.

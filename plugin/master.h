@@ -55,7 +55,8 @@ struct MasterOptions {
   ProgressFn progress;
   // Clients in the writer role may write through this master (sdiff-ldb --master
   // put, delete, load); their batches reach the DB with DB::Write and the
-  // followers through the WAL like any other write. Default: false.
+  // followers through the WAL like any other write. Needs server.secret
+  // (Attach refuses it without one). Default: false.
   bool allow_writers = false;
 };
 

@@ -289,5 +289,16 @@ TEST_F(MasterTest, WritePreparedTransactionDbIsRefused) {
   EXPECT_NE(s.message().find("WRITE_COMMITTED"), std::string::npos);
 }
 
+TEST_F(MasterTest, WritersWithoutASecretAreRefused) {
+  OpenDb();
+  MasterOptions options;
+  options.allow_writers = true;
+  Status s = Attach(options);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("secret"), std::string::npos) << s.message();
+  options.server.secret = "a shared secret of some length";
+  EXPECT_TRUE(Attach(options).ok());
+}
+
 }  // namespace
 }  // namespace sdiff::plugin
