@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "engine/wire.h"
 #include "net/address.h"
@@ -124,21 +127,13 @@ class MasterServer::Driver : public ConnectionHandler,
                /*flush=*/false);
       return;
     }
-    c->Post([self = shared_from_this(), c, batch = std::move(batch), bytes] {
-      self->held_ += bytes;  // still counted in backlog_ until Pump takes it out
-      self->session_.OnBatch(*batch);
-      self->NoteHanded(*batch);
-      self->Pump(*c);
-    });
+    Enqueue(c, Handoff{std::move(batch), bytes, std::nullopt});
   }
 
   void OnSnapshot(TreeView snapshot) override {
     auto c = connection_.lock();
     if (!c) return;
-    c->Post([self = shared_from_this(), c, snapshot = std::move(snapshot)]() mutable {
-      self->session_.StartSync(std::move(snapshot));
-      self->Pump(*c);
-    });
+    Enqueue(c, Handoff{nullptr, 0, std::move(snapshot)});
   }
 
   // From any thread.
@@ -239,10 +234,53 @@ class MasterServer::Driver : public ConnectionHandler,
     int64_t ms;
   };
 
+  // A batch, or a snapshot taken after the batches queued before it.
+  struct Handoff {
+    std::shared_ptr<const Batch> batch;
+    size_t bytes = 0;
+    std::optional<TreeView> snapshot;
+  };
+
+  // From the hub's thread. One post to the strand carries every hand-off
+  // queued until the strand takes them, so a fast stream costs one wake-up
+  // and one Pump per group of batches rather than per batch.
+  void Enqueue(const std::shared_ptr<Connection>& c, Handoff handoff) {
+    bool post;
+    {
+      std::lock_guard lock(handoff_mu_);
+      handoffs_.push_back(std::move(handoff));
+      post = !std::exchange(handoff_posted_, true);
+    }
+    if (post) c->Post([self = shared_from_this(), c] { self->TakeHandoffs(*c); });
+  }
+
+  // Strand: gives the session what the hub queued, in order, then pumps once.
+  void TakeHandoffs(Connection& c) {
+    std::vector<Handoff> handoffs;
+    {
+      std::lock_guard lock(handoff_mu_);
+      handoffs.swap(handoffs_);
+      handoff_posted_ = false;
+    }
+    for (Handoff& h : handoffs) {
+      if (h.batch) {
+        held_ += h.bytes;  // still counted in backlog_ until Pump takes it out
+        session_.OnBatch(*h.batch);
+        NoteHanded(*h.batch);
+      } else {
+        session_.StartSync(std::move(*h.snapshot));
+      }
+    }
+    Pump(c);
+  }
+
   MasterServer* server_;
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
-  std::string peer_;                // constant after Attach
+  std::string peer_;  // constant after Attach
+  std::mutex handoff_mu_;
+  std::vector<Handoff> handoffs_;   // GUARDED_BY(handoff_mu_)
+  bool handoff_posted_ = false;     // GUARDED_BY(handoff_mu_): a TakeHandoffs is on its way
   std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet taken from the session
   size_t held_ = 0;                 // of which given to the session, not yet taken
   int64_t opened_ms_ = 0;
