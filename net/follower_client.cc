@@ -49,6 +49,7 @@ class FollowerClient::Driver : public ConnectionHandler,
   }
 
   void OnBytes(Connection& c, std::string_view bytes) override {
+    bytes_in_ += bytes.size();
     session_.OnBytes(bytes);
     Pump(c);
   }
@@ -119,7 +120,10 @@ class FollowerClient::Driver : public ConnectionHandler,
           break;
         case ClientEvent::Kind::kSyncDone:
           if (event->complete) {
-            client_->log_->info("diff with master repaired {} keys", event->repaired);
+            int64_t took = diff_started_ms_ >= 0 ? SteadyNowMs() - diff_started_ms_ : 0;
+            diff_started_ms_ = -1;  // an incomplete diff's retry counts with it
+            client_->log_->info("diff with master repaired {} keys in {} ms", event->repaired,
+                                took);
           }
           client_->Update([&](FollowerClientStatus& s) {
             s.syncs += event->complete ? 1 : 0;
@@ -131,11 +135,19 @@ class FollowerClient::Driver : public ConnectionHandler,
           break;
       }
     }
-    c.Send(session_.TakeOutput());
+    if (session_.in_sync() && diff_started_ms_ < 0) diff_started_ms_ = SteadyNowMs();
+    std::string out = session_.TakeOutput();
+    bytes_out_ += out.size();
+    c.Send(std::move(out));
     uint64_t applied = session_.applied_seq(), master = session_.master_seq();
+    int64_t lag_ms = session_.lag_ms();
+    uint64_t in = std::exchange(bytes_in_, 0), sent = std::exchange(bytes_out_, 0);
     client_->Update([&](FollowerClientStatus& s) {
       s.applied_seq = applied;
       s.master_seq = master;
+      s.lag_ms = lag_ms;
+      s.bytes_in += in;
+      s.bytes_out += sent;
     });
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
   }
@@ -145,6 +157,9 @@ class FollowerClient::Driver : public ConnectionHandler,
   std::weak_ptr<Connection> connection_;
   int64_t opened_ms_ = 0;
   int64_t next_repair_ms_ = 0;
+  int64_t diff_started_ms_ = -1;  // when the diff being run began; -1: none
+  uint64_t bytes_in_ = 0;         // not yet added to the client's status
+  uint64_t bytes_out_ = 0;
 };
 
 FollowerClient::FollowerClient(FollowerStore* store, FollowerClientOptions options)

@@ -58,6 +58,11 @@ struct FollowerClientStatus {
   // How the master brought the last connection up to date (valid once connects > 0).
   StartMode last_mode = StartMode::kDiff;
   std::string last_error;  // why the last connection ended, or failed to start
+  // How long the follower has been behind the newest master sequence it heard
+  // of, on its own clock (ClientSession::lag_ms); 0 when caught up.
+  int64_t lag_ms = 0;
+  uint64_t bytes_in = 0;   // bytes received from the master, all connections
+  uint64_t bytes_out = 0;  // bytes sent to the master, all connections
 };
 
 class FollowerClient {

@@ -48,6 +48,9 @@ FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   // Before the first connection the client knows nothing; the disk does.
   s.applied_seq = c.connects > 0 ? c.applied_seq : store_->State().applied_seq;
   s.lag_seqs = s.master_seq > s.applied_seq ? s.master_seq - s.applied_seq : 0;
+  s.lag_ms = c.connected ? c.lag_ms : 0;
+  s.bytes_in = c.bytes_in;
+  s.bytes_out = c.bytes_out;
   s.last_diff_unix_ms = c.last_sync_unix_ms;
   s.last_diff_repaired = c.last_repaired;
   s.diffs = c.syncs;

@@ -51,10 +51,15 @@ struct FollowerOptions {
 };
 
 struct FollowerStatus {
-  bool connected = false;                   // streaming from the master
-  uint64_t master_seq = 0;                  // the master's newest sequence we heard of
-  uint64_t applied_seq = 0;                 // the last master sequence applied
-  uint64_t lag_seqs = 0;                    // master_seq - applied_seq
+  bool connected = false;    // streaming from the master
+  uint64_t master_seq = 0;   // the master's newest sequence we heard of
+  uint64_t applied_seq = 0;  // the last master sequence applied
+  uint64_t lag_seqs = 0;     // master_seq - applied_seq
+  // How long it has been behind the newest master sequence it heard of, on
+  // its own clock; 0 when caught up.
+  int64_t lag_ms = 0;
+  uint64_t bytes_in = 0;                    // from the master, since Open
+  uint64_t bytes_out = 0;                   // to the master, since Open
   int64_t last_diff_unix_ms = 0;            // end of the last complete diff; 0: none since Open
   uint64_t last_diff_repaired = 0;          // keys the last diff repaired
   uint64_t diffs = 0;                       // complete diffs since Open

@@ -230,6 +230,11 @@ TEST_F(FollowerTest, StreamConvergesAcrossFamiliesAndOpKinds) {
       kDeadline));
   EXPECT_GE(status.diffs, 1u);
   EXPECT_GT(status.last_diff_unix_ms, 0);
+  // The 1 MiB value alone came over the wire; caught up, it is not behind.
+  EXPECT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.lag_ms == 0; }, kDeadline));
+  status = follower->status();
+  EXPECT_GT(status.bytes_in, uint64_t{1} << 20);
+  EXPECT_GT(status.bytes_out, 0u);
   master->Stop();
 }
 

@@ -113,10 +113,15 @@ TEST(MetricsTextTest, FollowerSaysItsPosition) {
   status.master_seq = 12;
   status.lag_seqs = 3;
   status.reconnects = 4;
+  status.lag_ms = 1500;
+  status.bytes_in = 1000;
+  status.bytes_out = 20;
   std::string text = tools::FollowerMetrics(status);
   for (const char* line :
        {"sdiff_info{role=\"follower\"} 1\n", "sdiff_connected 1\n", "sdiff_applied_sequence 9\n",
-        "sdiff_master_sequence 12\n", "sdiff_lag_sequences 3\n", "sdiff_reconnects_total 4\n"}) {
+        "sdiff_master_sequence 12\n", "sdiff_lag_sequences 3\n", "sdiff_reconnects_total 4\n",
+        "sdiff_lag_seconds 1.5\n", "sdiff_bytes_received_total 1000\n",
+        "sdiff_bytes_sent_total 20\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
   }
 }

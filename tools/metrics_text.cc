@@ -112,6 +112,12 @@ std::string FollowerMetrics(const plugin::FollowerStatus& status) {
   e.One("sdiff_master_sequence", "gauge", "The master's newest sequence this follower heard of.",
         status.master_seq);
   e.One("sdiff_lag_sequences", "gauge", "Master sequence minus applied sequence.", status.lag_seqs);
+  e.One("sdiff_lag_seconds", "gauge",
+        "How long the replica has been behind the newest master sequence it heard of.",
+        static_cast<double>(status.lag_ms) / 1000);
+  e.One("sdiff_bytes_received_total", "counter", "Bytes received from the master.",
+        status.bytes_in);
+  e.One("sdiff_bytes_sent_total", "counter", "Bytes sent to the master.", status.bytes_out);
   e.One("sdiff_keys", "gauge", "Keys in the replicated column families.", status.keys);
   e.One("sdiff_diffs_total", "counter", "Diffs completed since the follower started.",
         status.diffs);
