@@ -17,6 +17,7 @@
 
 #include <algorithm>
 
+#include "engine/client_handshake.h"
 #include "engine/sync.h"
 
 namespace sdiff {
@@ -128,22 +129,9 @@ void ClientSession::Handle(Message& message) {
 }
 
 void ClientSession::HandleChallenge(const Challenge& challenge) {
-  if (challenge.version != wire::kProtocolVersion) {
-    return Fail(Status::ProtocolError("master chose protocol version " +
-                                      std::to_string(challenge.version)));
-  }
   Auth auth;
-  if (options_.authenticator != nullptr) {
-    if (challenge.server_proof.empty()) {
-      return Fail(Status::ProtocolError("master did not prove the shared secret"));
-    }
-    if (!options_.authenticator->Verify(MasterProofMessage(client_nonce_, challenge.server_nonce),
-                                        challenge.server_proof)) {
-      return Fail(Status::ProtocolError("master failed authentication: wrong secret"));
-    }
-    auth.client_proof =
-        options_.authenticator->Sign(FollowerProofMessage(client_nonce_, challenge.server_nonce));
-  }
+  Status s = AnswerChallenge(challenge, client_nonce_, options_.authenticator, &auth);
+  if (!s.ok()) return Fail(s);
   Send(auth);
   state_ = State::kAwaitWelcome;
 }

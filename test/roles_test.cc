@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/server_session.h"
+#include "engine/testing/fake_authenticator.h"
 #include "engine/testing/link.h"
 #include "engine/testing/memory_replica.h"
 #include "engine/wire.h"
@@ -25,19 +26,7 @@ using testing::LinkOptions;
 using testing::MemoryFollower;
 using testing::MemoryMaster;
 
-class TestAuthenticator : public Authenticator {
- public:
-  explicit TestAuthenticator(std::string secret) : secret_(std::move(secret)) {}
-  std::string Sign(std::string_view message) const override {
-    return "mac:" + std::to_string(std::hash<std::string>{}(secret_ + '\n' + std::string(message)));
-  }
-  bool Verify(std::string_view message, std::string_view mac) const override {
-    return Sign(message) == mac;
-  }
-
- private:
-  std::string secret_;
-};
+using testing::FakeAuthenticator;
 
 class RolesTest : public ::testing::Test {
  protected:
@@ -198,7 +187,7 @@ TEST_F(WriterTest, MasterThatTakesNoWritersRefusesThem) {
 }
 
 TEST_F(WriterTest, WrongSecretIsRefusedBeforeAnyWrite) {
-  TestAuthenticator master_secret("right"), writer_secret("wrong");
+  FakeAuthenticator master_secret("right"), writer_secret("wrong");
   auto server = Server(true, &master_secret);
   WriterSession writer = Writer(&writer_secret);
   writer.Start();
@@ -210,7 +199,7 @@ TEST_F(WriterTest, WrongSecretIsRefusedBeforeAnyWrite) {
 }
 
 TEST_F(WriterTest, RightSecretWrites) {
-  TestAuthenticator secret("right");
+  FakeAuthenticator secret("right");
   auto server = Server(true, &secret);
   WriterSession writer = Writer(&secret);
   writer.Start();

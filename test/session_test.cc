@@ -22,6 +22,7 @@
 #include "engine/messages.h"
 #include "engine/server_session.h"
 #include "engine/sync.h"
+#include "engine/testing/fake_authenticator.h"
 #include "engine/testing/link.h"
 #include "engine/testing/memory_replica.h"
 #include "engine/wire.h"
@@ -47,22 +48,6 @@ namespace testing {
 namespace {
 
 constexpr size_t kNonceBytes = 32;
-
-// A stand-in for the HMAC that net/ provides: deterministic, secret-dependent.
-class FakeAuthenticator : public Authenticator {
- public:
-  explicit FakeAuthenticator(std::string secret) : secret_(std::move(secret)) {}
-  std::string Sign(std::string_view message) const override {
-    // Short enough for the wire's proof limit, as an HMAC-SHA256 is.
-    return "mac:" + std::to_string(std::hash<std::string>{}(secret_ + '\n' + std::string(message)));
-  }
-  bool Verify(std::string_view message, std::string_view mac) const override {
-    return Sign(message) == mac;
-  }
-
- private:
-  std::string secret_;
-};
 
 std::string Frame(const Message& message) {
   std::string bytes;
