@@ -21,80 +21,33 @@
 #include "net/writer_client.h"
 #include "plugin/inspector.h"
 #include "test/support/child_process.h"
+#include "test/support/daemon_test.h"
 #include "test/support/memory_hub.h"
 
 namespace sdiff::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using Contents = std::map<std::string, std::string>;
 
 constexpr auto kDeadline = 30s;
 
 size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 
-class LdbRemoteTest : public ::testing::Test {
+class LdbRemoteTest : public DaemonTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/sdiff-ldb-remote-XXXXXX";
-    dir_ = mkdtemp(tmpl);
+    DaemonTest::SetUp();
     secret_ = dir_ + "/secret";
-    std::ofstream(secret_) << "a shared secret of more than sixteen bytes\n";
-    std::filesystem::permissions(
-        secret_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  void WriteDb(const std::string& path, const Contents& contents) {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
-    for (const auto& [k, v] : contents) ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), k, v).ok());
-    delete db;
+    WriteSecret(secret_, "a shared secret of more than sixteen bytes");
   }
 
-  // The default family of a database, read as another process would.
-  Contents Read(const std::string& path) {
-    rocksdb::Options o;
-    o.max_open_files = -1;
-    rocksdb::DB* db = nullptr;
-    if (!rocksdb::DB::OpenAsSecondary(o, path, dir_ + "/secondary", &db).ok()) return {};
-    Contents out;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->SeekToFirst(); it->Valid(); it->Next())
-      out[it->key().ToString()] = it->value().ToString();
-    it.reset();
-    delete db;
-    return out;
-  }
-
-  // Starts the master daemon; *port is 0 if it did not come up.
-  std::unique_ptr<ChildProcess> StartMaster(const std::string& db, std::vector<std::string> extra,
-                                            uint16_t* port) {
-    std::vector<std::string> argv = {ProgramPath("sdiff-rocks-master"), "--db=" + db,
-                                     "--listen=127.0.0.1:0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto master = ChildProcess::Start(argv);
-    *port = 0;
-    if (master && master->WaitForOutput(
-                      [](const std::string& out, const std::string&) {
-                        return out.find("on port ") != std::string::npos &&
-                               out.find('\n', out.find("on port ")) != std::string::npos;
-                      },
-                      kDeadline)) {
-      auto at = master->out().find("on port ");
-      *port = static_cast<uint16_t>(std::stoi(master->out().substr(at + 8)));
-    }
-    return master;
-  }
+  Contents Read(const std::string& path) { return ReadSecondary(path); }
 
   RunResult Ldb(std::vector<std::string> args) {
     args.insert(args.begin(), ProgramPath("sdiff-ldb"));
     return RunProgram(args, kDeadline);
   }
 
-  std::string dir_;
   std::string secret_;
 };
 

@@ -13,13 +13,13 @@
 #include <string_view>
 
 #include "test/support/child_process.h"
+#include "test/support/daemon_test.h"
 #include "test/support/http_get.h"
 
 namespace sdiff::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using Contents = std::map<std::string, std::string>;
 
 constexpr auto kDeadline = 30s;
 
@@ -51,67 +51,9 @@ std::optional<double> Sample(const std::string& page, const std::string& name) {
   return std::nullopt;
 }
 
-class ToolsTest : public ::testing::Test {
+class ToolsTest : public DaemonTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/sdiff-tools-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  void WriteDb(const std::string& path, int keys) {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
-    for (int i = 0; i < keys; ++i) {
-      db->Put(rocksdb::WriteOptions(), "key" + std::to_string(i), "value" + std::to_string(i));
-    }
-    delete db;
-  }
-
-  // The default family of a database, read as another process would.
-  Contents ReadSecondary(const std::string& path) {
-    rocksdb::Options o;
-    o.max_open_files = -1;
-    rocksdb::DB* db = nullptr;
-    if (!rocksdb::DB::OpenAsSecondary(o, path, dir_ + "/secondary", &db).ok()) return {};
-    Contents out;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
-    for (it->SeekToFirst(); it->Valid(); it->Next())
-      out[it->key().ToString()] = it->value().ToString();
-    it.reset();
-    delete db;
-    return out;
-  }
-
-  void WriteSecret(const std::string& path, const std::string& secret) {
-    std::ofstream(path) << secret << "\n";
-    std::filesystem::permissions(
-        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
-
-  // Starts the master daemon and returns its port (0 if it did not come up).
-  std::unique_ptr<ChildProcess> StartMaster(const std::string& db, std::vector<std::string> extra,
-                                            uint16_t* port) {
-    std::vector<std::string> argv = {ProgramPath("sdiff-rocks-master"), "--db=" + db,
-                                     "--listen=127.0.0.1:0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto master = ChildProcess::Start(argv);
-    *port = 0;
-    if (master && master->WaitForOutput(
-                      [](const std::string& out, const std::string&) {
-                        return out.find('\n') != std::string::npos;
-                      },
-                      kDeadline)) {
-      auto at = master->out().find("on port ");
-      if (at != std::string::npos)
-        *port = static_cast<uint16_t>(std::stoi(master->out().substr(at + 8)));
-    }
-    return master;
-  }
-
-  std::string dir_;
+  void WriteDb(const std::string& path, int keys) { DaemonTest::WriteDb(path, NumberedKeys(keys)); }
 };
 
 TEST_F(ToolsTest, DemoEndsWithEqualDatabases) {
