@@ -219,7 +219,8 @@ Status LdbDb::Family(const std::string& name, bool create, rocksdb::ColumnFamily
   }
   if (!create) return Status::OK();
   rocksdb::Status rs = db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), name, handle);
-  if (!rs.ok()) return FromRocks(rs, "cannot create column family " + Escape(name) + " in " + path_);
+  if (!rs.ok())
+    return FromRocks(rs, "cannot create column family " + Escape(name) + " in " + path_);
   handles_[name] = *handle;
   return Status::OK();
 }

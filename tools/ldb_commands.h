@@ -151,10 +151,10 @@ struct LdbRequest {
   // --master HOST:PORT: diff and repair compare --db with this master; put,
   // delete and load write through it (a master started with --allow-writers).
   std::string master;
-  std::string secret;      // from --secret-file; empty: none
-  net::TlsOptions tls;     // --tls-ca, --tls-cert, --tls-key
-  bool dry_run = false;    // repair: print what would change, change nothing
-  std::string file;        // load: tab-separated KEY<TAB>VALUE lines; "-": stdin
+  std::string secret;    // from --secret-file; empty: none
+  net::TlsOptions tls;   // --tls-ca, --tls-cert, --tls-key
+  bool dry_run = false;  // repair: print what would change, change nothing
+  std::string file;      // load: tab-separated KEY<TAB>VALUE lines; "-": stdin
 };
 
 // The commands that talk to a master (ldb_remote.cc): diff, repair, put,
