@@ -182,6 +182,12 @@ class FollowerTest : public ::testing::Test {
     EXPECT_EQ(follower->status().keys, data.size());
   }
 
+  // Converged, and the diff that follows every (re)connect has finished.
+  void ExpectConvergedAndDiffed(Follower* follower, MemoryHub* hub, const std::string& path) {
+    ExpectConverged(follower, hub, path);
+    ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  }
+
   void Fill(MemoryHub* hub, int n, const std::string& prefix) {
     for (int i = 0; i < n; ++i) {
       hub->Write({Op{OpKind::kPut, static_cast<FamilyTag>(i % 3), prefix + std::to_string(i),
@@ -264,9 +270,8 @@ TEST_F(FollowerTest, RestartResumesAndRebuildsTheSameTree) {
   FollowerOptions options = Options(*master);
   std::string path = options.db_path;
   auto follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
   // Resumable once the first diff has recorded the position.
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   Hash128 root = follower->tree().root_hash();
   follower.reset();
 
@@ -282,8 +287,7 @@ TEST_F(FollowerTest, RestartResumesAndRebuildsTheSameTree) {
   Fill(&hub, 50, "b");
   hub.Write({Op{OpKind::kDeleteRange, 0, "a0", "a5"}});
   follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   FollowerStatus status = follower->status();
   EXPECT_EQ(status.last_start, StartMode::kResume);
   EXPECT_EQ(status.connects, 1u);
@@ -299,8 +303,7 @@ TEST_F(FollowerTest, DamagedReplicaIsRepairedOnReopen) {
   FollowerOptions options = Options(*master);
   std::string path = options.db_path;
   auto follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   follower.reset();
 
   {
@@ -313,8 +316,7 @@ TEST_F(FollowerTest, DamagedReplicaIsRepairedOnReopen) {
   }
 
   follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   FollowerStatus status = follower->status();
   EXPECT_EQ(status.last_start, StartMode::kResume);  // the state trusted the disk...
   EXPECT_GT(status.last_diff_repaired, 0u);          // ...and the catch-up diff fixed it
@@ -329,8 +331,7 @@ TEST_F(FollowerTest, UnreadableStateRecordFallsBackToADiff) {
   FollowerOptions options = Options(*master);
   std::string path = options.db_path;
   auto follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   follower.reset();
   {
     RawDb raw(path);
@@ -341,8 +342,7 @@ TEST_F(FollowerTest, UnreadableStateRecordFallsBackToADiff) {
   }
   hub.Put("later", "write");
   follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   EXPECT_EQ(follower->status().last_start, StartMode::kDiff);
   EXPECT_EQ(follower->status().master_id, "state-master");
   master->Stop();
@@ -463,8 +463,7 @@ TEST_F(FollowerTest, PlainRocksDbBecomesAnEqualReplica) {
     db->Close();
   }
   auto follower = Open(options);
-  ExpectConverged(follower.get(), &hub, path);
-  ASSERT_TRUE(follower->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   EXPECT_EQ(follower->status().last_start, StartMode::kDiff);
   master->Stop();
 }
