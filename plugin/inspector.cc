@@ -19,15 +19,12 @@
 namespace sdiff::plugin {
 namespace {
 
-class InspectorProtocol : public net::ClientProtocol {
+// An inspector-role ClientSession as the session runner drives it: done when
+// the subclass says so (then a well-finished session, whatever the close says).
+class InspectorSession : public net::ClientProtocol {
  public:
-  InspectorProtocol(rocksdb::DB* db, const FamilyResolver& resolve, bool repair,
-                    const Authenticator* authenticator, InspectResult* result)
-      : db_(db),
-        resolve_(resolve),
-        repair_(repair),
-        result_(result),
-        session_(Options(authenticator), Hooks(), FollowerState{}) {}
+  InspectorSession(const Authenticator* authenticator, FollowerHooks hooks)
+      : session_(Options(authenticator), std::move(hooks), FollowerState{}) {}
 
   void Start() override { session_.Start(); }
   void OnBytes(std::string_view bytes) override {
@@ -42,8 +39,15 @@ class InspectorProtocol : public net::ClientProtocol {
   bool finished() const override { return done_ || session_.closed(); }
   Status error() const override { return done_ ? Status::OK() : session_.error(); }
 
-  // Builds the tree for these families before connecting (see InspectMaster).
-  Status Prebuild(const std::vector<FamilyInfo>& families) { return Build(families); }
+ protected:
+  // Each event until the job is done; it ends it with Finish().
+  virtual void OnEvent(const ClientEvent& event) = 0;
+  void Finish(std::string_view why) {
+    done_ = true;
+    session_.Close(why);
+  }
+
+  ClientSession session_;
 
  private:
   static ClientOptions Options(const Authenticator* authenticator) {
@@ -53,12 +57,35 @@ class InspectorProtocol : public net::ClientProtocol {
     o.authenticator = authenticator;
     return o;
   }
+  void Poll() {
+    while (auto event = session_.PollEvent()) {
+      if (!done_) OnEvent(*event);
+    }
+  }
 
-  FollowerHooks Hooks() {
+  bool done_ = false;
+};
+
+class InspectorProtocol : public InspectorSession {
+ public:
+  InspectorProtocol(rocksdb::DB* db, const FamilyResolver& resolve, bool repair,
+                    const Authenticator* authenticator, InspectResult* result)
+      : InspectorSession(authenticator, Hooks(this)),
+        db_(db),
+        resolve_(resolve),
+        repair_(repair),
+        result_(result) {}
+
+  // Builds the tree for these families before connecting (see InspectMaster).
+  Status Prebuild(const std::vector<FamilyInfo>& families) { return Build(families); }
+
+ private:
+  // Called only once the session runs, when every member exists.
+  static FollowerHooks Hooks(InspectorProtocol* self) {
     FollowerHooks h;
-    h.families = [this](const std::vector<FamilyInfo>& families) { return Build(families); };
-    h.write = [this](const ApplyRequest& request) { return Write(request); };
-    h.snapshot = [this] { return tree_.Snapshot(); };
+    h.families = [self](const std::vector<FamilyInfo>& families) { return self->Build(families); };
+    h.write = [self](const ApplyRequest& request) { return self->Write(request); };
+    h.snapshot = [self] { return self->tree_.Snapshot(); };
     h.random_bytes = net::SecureRandomBytes;
     return h;
   }
@@ -151,31 +178,26 @@ class InspectorProtocol : public net::ClientProtocol {
 
   // One complete diff is the whole job (an incomplete one is retried by the
   // master with a new salt; keys it already reported are not listed twice).
-  void Poll() {
-    while (auto event = session_.PollEvent()) {
-      if (done_) continue;
-      // An inspector is always diffed; any other start would leave it
-      // answering pings, waiting for a diff that never comes.
-      if (event->kind == ClientEvent::Kind::kWelcome && event->mode != StartMode::kDiff) {
-        session_.Close("the master did not start a diff of this inspector");
-        continue;
-      }
-      if (event->kind != ClientEvent::Kind::kSyncDone) continue;
-      if (!event->complete) {
-        // The master gives up after its max_sync_retries (8); do not follow one
-        // that never does.
-        if (++incomplete_ > kMaxIncompleteDiffs) {
-          session_.Close("the master's diff did not complete after " +
-                         std::to_string(kMaxIncompleteDiffs) + " attempts");
-        }
-        continue;
-      }
-      done_ = true;
-      for (auto& [family_key, kind] : seen_) {
-        result_->differences.push_back({family_key.first, family_key.second, kind});
-      }
-      session_.Close("inspection finished");
+  void OnEvent(const ClientEvent& event) override {
+    // An inspector is always diffed; any other start would leave it
+    // answering pings, waiting for a diff that never comes.
+    if (event.kind == ClientEvent::Kind::kWelcome && event.mode != StartMode::kDiff) {
+      return session_.Close("the master did not start a diff of this inspector");
     }
+    if (event.kind != ClientEvent::Kind::kSyncDone) return;
+    if (!event.complete) {
+      // The master gives up after its max_sync_retries (8); do not follow one
+      // that never does.
+      if (++incomplete_ > kMaxIncompleteDiffs) {
+        session_.Close("the master's diff did not complete after " +
+                       std::to_string(kMaxIncompleteDiffs) + " attempts");
+      }
+      return;
+    }
+    for (auto& [family_key, kind] : seen_) {
+      result_->differences.push_back({family_key.first, family_key.second, kind});
+    }
+    Finish("inspection finished");
   }
 
   static std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
@@ -191,38 +213,16 @@ class InspectorProtocol : public net::ClientProtocol {
   std::map<std::pair<std::string, std::string>, DiffKind> seen_;
   static constexpr int kMaxIncompleteDiffs = 32;
   int incomplete_ = 0;  // diffs the master ended with a retry
-  bool done_ = false;
-  ClientSession session_;
 };
 
 // A session that only learns the master's families from its Welcome.
-class FamiliesProbe : public net::ClientProtocol {
+class FamiliesProbe : public InspectorSession {
  public:
   explicit FamiliesProbe(const Authenticator* authenticator)
-      : session_(Options(authenticator), Hooks(), FollowerState{}) {}
-
-  void Start() override { session_.Start(); }
-  void OnBytes(std::string_view bytes) override {
-    session_.OnBytes(bytes);
-    Poll();
-  }
-  void OnTick(int64_t now_ms) override {
-    session_.OnTick(now_ms);
-    Poll();
-  }
-  std::string TakeOutput() override { return session_.TakeOutput(); }
-  bool finished() const override { return done_ || session_.closed(); }
-  Status error() const override { return done_ ? Status::OK() : session_.error(); }
+      : InspectorSession(authenticator, Hooks()) {}
   const std::vector<FamilyInfo>& families() const { return session_.families(); }
 
  private:
-  static ClientOptions Options(const Authenticator* authenticator) {
-    ClientOptions o;
-    o.role = Role::kInspector;
-    o.diff_after_catch_up = false;
-    o.authenticator = authenticator;
-    return o;
-  }
   static FollowerHooks Hooks() {
     FollowerHooks h;
     h.write = [](const ApplyRequest&) {
@@ -232,16 +232,9 @@ class FamiliesProbe : public net::ClientProtocol {
     h.random_bytes = net::SecureRandomBytes;
     return h;
   }
-  void Poll() {
-    while (auto event = session_.PollEvent()) {
-      if (done_ || event->kind != ClientEvent::Kind::kWelcome) continue;
-      done_ = true;
-      session_.Close("column families known");
-    }
+  void OnEvent(const ClientEvent& event) override {
+    if (event.kind == ClientEvent::Kind::kWelcome) Finish("column families known");
   }
-
-  bool done_ = false;
-  ClientSession session_;
 };
 
 }  // namespace
