@@ -2,7 +2,6 @@
 // that apply master writes atomically with the replication state.
 #include "plugin/follower_store.h"
 
-#include <openssl/rand.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -12,10 +11,11 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
-#include <random>
 #include <set>
 #include <system_error>
 #include <utility>
+
+#include "net/secure_random.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -314,7 +314,7 @@ FollowerHooks RocksFollowerStore::Hooks() {
   };
   hooks.write = [this](const ApplyRequest& request) { return Write(request); };
   hooks.snapshot = [this] { return tree(); };
-  hooks.random_bytes = [this](uint8_t* out, size_t n) { RandomBytes(out, n); };
+  hooks.random_bytes = net::SecureRandomBytes;
   return hooks;
 }
 
@@ -455,12 +455,6 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   }
   if (!result.ok()) log_->error("{}: {}", options_.db_path, result.ToString());
   return result;
-}
-
-void RocksFollowerStore::RandomBytes(uint8_t* out, size_t n) {
-  if (RAND_bytes(out, static_cast<int>(n)) == 1) return;
-  thread_local std::mt19937_64 engine(std::random_device{}());
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(engine());
 }
 
 FollowerState RocksFollowerStore::State() {

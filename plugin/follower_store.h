@@ -84,7 +84,6 @@ class RocksFollowerStore : public net::FollowerStore {
   Status RebuildTree();
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
-  void RandomBytes(uint8_t* out, size_t n);
 
   RocksFollowerStoreOptions options_;  // constant after construction
   std::shared_ptr<spdlog::logger> log_;

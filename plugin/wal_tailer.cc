@@ -1,13 +1,13 @@
 // Tree building, WAL tailing and the session hooks of the RocksDB master.
 #include "plugin/wal_tailer.h"
 
-#include <openssl/rand.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <random>
 #include <utility>
+
+#include "net/secure_random.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -511,13 +511,7 @@ MasterHooks WalTailer::SessionHooks() {
     if (done) cursor->Close();
     return done;
   };
-  h.random_bytes = [](uint8_t* out, size_t n) {
-    if (RAND_bytes(out, static_cast<int>(n)) != 1) {
-      // No entropy source is fatal for nonces; fall back to the OS device.
-      std::random_device rd;
-      for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rd());
-    }
-  };
+  h.random_bytes = net::SecureRandomBytes;
   return h;
 }
 
