@@ -125,6 +125,7 @@ class InspectorProtocol : public InspectorSession {
       return Status::ProtocolError("the master sent an inspector a stream or a bootstrap");
     }
     rocksdb::WriteBatch batch;
+    std::vector<const Op*> changes;  // the ops that differ, to apply
     for (const Op& op : request.ops) {
       auto name = names_.find(op.family);
       if (name == names_.end()) {
@@ -142,23 +143,25 @@ class InspectorProtocol : public InspectorSession {
         continue;
       }
       seen_.try_emplace({name->second, op.key}, kind);
-      if (!repair_) continue;
+      changes.push_back(&op);
+    }
+    if (!repair_ || changes.empty()) return Status::OK();
+    for (const Op* op : changes) {
       rocksdb::ColumnFamilyHandle* handle = nullptr;
-      Status s = Handle(op.family, &handle);
+      Status s = Handle(op->family, &handle);
       if (!s.ok()) return s;
-      rocksdb::Status rs = op.kind == OpKind::kPut ? batch.Put(handle, op.key, op.value)
-                                                   : batch.Delete(handle, op.key);
+      rocksdb::Status rs = op->kind == OpKind::kPut ? batch.Put(handle, op->key, op->value)
+                                                    : batch.Delete(handle, op->key);
       if (!rs.ok()) return Status::IOError(rs.ToString());
     }
-    if (!repair_) return Status::OK();
     rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
     if (!rs.ok()) return Status::IOError("repairing the database: " + rs.ToString());
-    for (const Op& op : request.ops) {
-      if (op.kind == OpKind::kPut) {
-        Status s = tree_.Put(op.family, op.key, op.value);
+    for (const Op* op : changes) {
+      if (op->kind == OpKind::kPut) {
+        Status s = tree_.Put(op->family, op->key, op->value);
         if (!s.ok()) return s;
       } else {
-        tree_.Erase(op.family, op.key);
+        tree_.Erase(op->family, op->key);
       }
     }
     return Status::OK();
