@@ -1,9 +1,24 @@
-// The client's answer to a master's Challenge.
+// The client's Hello, and its answer to a master's Challenge.
 #include "engine/client_handshake.h"
 
 #include "engine/wire.h"
 
 namespace sdiff {
+namespace {
+constexpr size_t kNonceBytes = 32;  // the master refuses any other length
+}  // namespace
+
+Hello ClientHello(Role role, const std::function<void(uint8_t* out, size_t n)>& random_bytes,
+                  std::string* client_nonce) {
+  client_nonce->assign(kNonceBytes, '\0');
+  random_bytes(reinterpret_cast<uint8_t*>(client_nonce->data()), kNonceBytes);
+  Hello hello;
+  hello.min_version = wire::kProtocolVersion;
+  hello.max_version = wire::kProtocolVersion;
+  hello.role = role;
+  hello.client_nonce = *client_nonce;
+  return hello;
+}
 
 Status AnswerChallenge(const Challenge& challenge, std::string_view client_nonce,
                        const Authenticator* authenticator, Auth* auth) {

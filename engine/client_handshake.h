@@ -1,8 +1,11 @@
 // The client's half of the handshake (Hello, Challenge, Auth), shared by every
-// client role: followers and inspectors (ClientSession) and writers
-// (WriterSession).
+// client role: followers and inspectors (ClientSession), writers
+// (WriterSession) and cloners (CloneSession).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -11,6 +14,11 @@
 #include "engine/status.h"
 
 namespace sdiff {
+
+// A Hello for `role`, offering this side's protocol version, with a fresh
+// 32-byte nonce from random_bytes; *client_nonce keeps it for AnswerChallenge.
+Hello ClientHello(Role role, const std::function<void(uint8_t* out, size_t n)>& random_bytes,
+                  std::string* client_nonce);
 
 // Checks the master's Challenge (the chosen version, and its proof of the
 // shared secret when we have one) and makes the Auth to send back.

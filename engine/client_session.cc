@@ -23,8 +23,6 @@
 namespace sdiff {
 namespace {
 
-constexpr size_t kNonceBytes = 32;
-
 std::string KeyHashPath(const Hash128& key_hash) {
   uint8_t bytes[16];
   key_hash.ToBytes(bytes);
@@ -41,13 +39,7 @@ ClientSession::ClientSession(ClientOptions options, FollowerHooks hooks, Followe
 
 void ClientSession::Start() {
   if (state_ != State::kIdle) return;
-  client_nonce_.assign(kNonceBytes, '\0');
-  hooks_.random_bytes(reinterpret_cast<uint8_t*>(client_nonce_.data()), kNonceBytes);
-  Hello hello;
-  hello.min_version = wire::kProtocolVersion;
-  hello.max_version = wire::kProtocolVersion;
-  hello.role = options_.role;
-  hello.client_nonce = client_nonce_;
+  Hello hello = ClientHello(options_.role, hooks_.random_bytes, &client_nonce_);
   hello.master_id = persisted_.master_id;
   hello.applied_seq = persisted_.applied_seq;
   hello.key_count = hooks_.snapshot().size();
@@ -140,6 +132,9 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
   if (welcome.resume_from == 0) {
     return Fail(Status::ProtocolError("Welcome: the stream cannot resume from sequence 0"));
   }
+  if (welcome.mode == StartMode::kFiles) {
+    return Fail(Status::ProtocolError("Welcome: files are sent only to a cloner"));
+  }
   if (welcome.master_id != persisted_.master_id) {
     // Progress through another master's bootstrap means nothing here.
     persisted_.bootstrap_family = 0;
@@ -185,6 +180,8 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
       catch_up_sync_due_ = true;
       tracking_ = true;
       break;
+    case StartMode::kFiles:
+      break;  // refused above
   }
   state_ = State::kStreaming;
   NoteProgress();

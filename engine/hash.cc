@@ -1,4 +1,4 @@
-// XXH3-128 key and leaf hashes; the layout is described in hash.h.
+// XXH3-128 key and leaf hashes, XXH3-64 data hashes; the layout is described in hash.h.
 #include "engine/hash.h"
 
 #include <bit>
@@ -78,5 +78,7 @@ Hash128 LeafHash(const Hash128& key_hash, std::string_view value) {
   }
   return Hash128{h.high64, h.low64};
 }
+
+uint64_t DataHash64(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
 
 }  // namespace sdiff

@@ -48,6 +48,9 @@ int FirstDifferingDigit(const Hash128& a, const Hash128& b, int from = 0);
 Hash128 KeyHash(FamilyTag family, std::string_view key);
 Hash128 LeafHash(const Hash128& key_hash, std::string_view value);
 
+// XXH3-64 of `bytes`, seed 0: the checksum of a FileChunk's data.
+uint64_t DataHash64(std::string_view bytes);
+
 // How a tree computes key hashes. Production code uses KeyHash; tests swap in
 // hashers that make keys share long prefixes, to force deep trees.
 using KeyHasher = Hash128 (*)(FamilyTag family, std::string_view key);

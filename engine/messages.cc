@@ -8,11 +8,18 @@ namespace sdiff {
 const char* MessageName(const Message& m) {
   // In the order of the Message variant's alternatives.
   static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
-      "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
-      "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
-      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",         "Write",  "WriteAck",
+      "Hello", "Challenge",   "Auth",      "Welcome",        "Reject",
+      "Batch", "SyncRequest", "SyncStart", "SyncRoot",       "NodesRequest",
+      "Nodes", "Repair",      "SyncDone",  "BootstrapChunk", "Ping",
+      "Pong",  "Write",       "WriteAck",  "FileChunk",
   };
   return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
+}
+
+bool IsPlainFileName(std::string_view name) {
+  constexpr size_t kMaxFileName = 255;
+  return !name.empty() && name.size() <= kMaxFileName && name != "." && name != ".." &&
+         name.find_first_of(std::string_view("/\0", 2)) == std::string_view::npos;
 }
 
 const char* RoleName(Role role) {
@@ -23,6 +30,8 @@ const char* RoleName(Role role) {
       return "inspector";
     case Role::kWriter:
       return "writer";
+    case Role::kCloner:
+      return "cloner";
   }
   return "unknown role";
 }

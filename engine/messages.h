@@ -11,10 +11,13 @@
 //   liveness: M: Ping  F: Pong
 // An inspector (Hello.role kInspector) gets no stream: one diff, then it closes.
 // A writer (kWriter, where the master allows writers): W: Write  M: WriteAck ...
+// A cloner (kCloner, an empty follower before it opens its database) gets the
+// master's database files: M: FileChunk ... (last = true), then M closes.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -61,8 +64,8 @@ struct FamilyInfo {
   friend bool operator==(const FamilyInfo&, const FamilyInfo&) = default;
 };
 
-enum class Role : uint8_t { kFollower = 1, kInspector = 2, kWriter = 3 };
-enum class StartMode : uint8_t { kResume = 1, kDiff = 2, kBootstrap = 3 };
+enum class Role : uint8_t { kFollower = 1, kInspector = 2, kWriter = 3, kCloner = 4 };
+enum class StartMode : uint8_t { kResume = 1, kDiff = 2, kBootstrap = 3, kFiles = 4 };
 enum class RejectCode : uint8_t {
   kProtocol = 1,  // a malformed or unexpected message
   kVersion = 2,   // no common protocol version
@@ -208,13 +211,31 @@ struct WriteAck {  // M -> writer, one per Write, in order
   friend bool operator==(const WriteAck&, const WriteAck&) = default;
 };
 
+// M -> cloner: a piece of one file of a consistent copy of the master's
+// database. Files come one after another, each in order from offset 0; a file
+// ends when offset + data.size() reaches file_size (an empty file is one
+// chunk with no data).
+struct FileChunk {
+  std::string name;        // a plain file name ("000012.sst"), no directory
+  uint64_t file_size = 0;  // the whole file
+  uint64_t offset = 0;     // where `data` starts in the file
+  std::string data;
+  uint64_t data_hash = 0;  // XXH3-64 of data (DataHash64 in engine/hash.h)
+  bool last = false;       // the last chunk of the last file: the copy is whole
+  friend bool operator==(const FileChunk&, const FileChunk&) = default;
+};
+
+// A name a FileChunk may carry: 1..255 bytes, no '/' or NUL, not "." or "..",
+// so that it names a file inside the directory the copy is written to.
+bool IsPlainFileName(std::string_view name);
+
 using Message = std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart,
                              SyncRoot, NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping,
-                             Pong, Write, WriteAck>;
+                             Pong, Write, WriteAck, FileChunk>;
 
 // Human-readable message name, for errors and logs.
 const char* MessageName(const Message& m);
-// "follower", "inspector" or "writer", for logs.
+// "follower", "inspector", "writer" or "cloner", for logs.
 const char* RoleName(Role role);
 
 }  // namespace sdiff

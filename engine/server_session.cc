@@ -2,16 +2,19 @@
 //
 //   state        message        -> action
 //   kAwaitHello  Hello          -> Challenge                       -> kAwaitAuth
-//   kAwaitAuth   Auth           -> Welcome (resume|diff|bootstrap) -> kStreaming
+//   kAwaitAuth   Auth           -> Welcome (resume|diff|bootstrap|files) -> kStreaming
 //   kStreaming   SyncRequest    -> a diff (now, or after the one running)
 //                SyncRoot       -> NodesRequest | repair            (diff: kAwaitRoot)
 //                Nodes          -> NodesRequest | repair            (diff: kAwaitNodes)
 //                Pong           -> note the follower's applied sequence
 //                Write          -> WriteAck                        (writers only)
-// Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
-// stream and is diffed once, at once; a writer gets neither and sends Writes.
+//   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
+// Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
+// stream and is diffed once, at once; a writer gets neither and sends Writes;
+// a cloner gets neither: Welcome (mode kFiles), the master's files, and a
+// clean close; it may send only Pongs.
 #include "engine/server_session.h"
 
 #include <algorithm>
@@ -69,7 +72,8 @@ void ServerSession::Handle(Message& message) {
         return;
       }
       if (auto* write = std::get_if<Write>(&message)) return HandleWrite(*write);
-      if (hello_.role == Role::kWriter) break;  // a writer takes part in no diff
+      // Writers and cloners take part in no diff.
+      if (hello_.role == Role::kWriter || hello_.role == Role::kCloner) break;
       if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
       if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
       if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
@@ -94,6 +98,9 @@ void ServerSession::HandleHello(Hello& hello) {
   }
   if (hello.role == Role::kWriter && !hooks_.write) {
     return Fail(RejectCode::kRole, Status::ProtocolError("this master does not accept writers"));
+  }
+  if (hello.role == Role::kCloner && !hooks_.open_files) {
+    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not serve its files"));
   }
   hello_ = std::move(hello);
   server_nonce_ = RandomBytes(kNonceBytes);
@@ -125,6 +132,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
   welcome.master_id = options_.master_id;
   welcome.master_seq = current;
   welcome.families = options_.families;
+  if (hello_.role == Role::kCloner) return StartCloning(welcome);
   bool same_master = hello_.master_id == options_.master_id;
   bool follower = hello_.role == Role::kFollower;
   if (!follower) {
@@ -155,6 +163,37 @@ void ServerSession::HandleAuth(const Auth& auth) {
       (follower && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
     RequestSync();
   }
+}
+
+// A cloner: Welcome (mode kFiles), then the files come out of TakeOutput.
+void ServerSession::StartCloning(Welcome& welcome) {
+  uint64_t keys = hooks_.key_count();
+  if (keys < options_.bootstrap_min_keys) {
+    return Fail(
+        RejectCode::kRole,
+        Status::ProtocolError("the master holds " + std::to_string(keys) + " keys, fewer than " +
+                              std::to_string(options_.bootstrap_min_keys) +
+                              ": follow it instead of copying its files"));
+  }
+  std::unique_ptr<FileSource> source;
+  Status s = hooks_.open_files(&source);
+  if (!s.ok()) return Fail(RejectCode::kRole, s);
+  if (source == nullptr || source->files().empty()) {
+    return Fail(RejectCode::kInternal, Status::IOError("the master has no files to copy"));
+  }
+  for (const FileSource::File& file : source->files()) {
+    if (!IsPlainFileName(file.name)) {
+      return Fail(RejectCode::kInternal,
+                  Status::InvalidArgument("file \"" + file.name + "\" is not a plain file name"));
+    }
+  }
+  files_ = std::move(source);
+  file_index_ = 0;
+  file_offset_ = 0;
+  welcome.mode = StartMode::kFiles;
+  welcome.resume_from = welcome.master_seq + 1;
+  Send(welcome);
+  state_ = State::kStreaming;
 }
 
 void ServerSession::HandleWrite(const Write& write) {
@@ -198,7 +237,7 @@ void ServerSession::OnBatch(const Batch& batch) {
 }
 
 void ServerSession::RequestSync() {
-  if (hello_.role == Role::kWriter) return;
+  if (hello_.role == Role::kWriter || hello_.role == Role::kCloner) return;
   if (state_ != State::kStreaming || bootstrapping_ || sync_phase_ != SyncPhase::kIdle) {
     if (sync_phase_ != SyncPhase::kWantSnapshot) sync_again_ = true;
     return;
@@ -361,12 +400,54 @@ void ServerSession::EmitBootstrapChunk() {
   }
 }
 
+// The next piece of the current file. The chunk marked last ends the session:
+// the files are released at once, and the net layer closes after sending.
+void ServerSession::EmitFileChunk() {
+  const FileSource::File& file = files_->files()[file_index_];
+  FileChunk chunk;
+  chunk.name = file.name;
+  chunk.file_size = file.size;
+  chunk.offset = file_offset_;
+  // At least a byte a chunk, so a zero bulk_frame_bytes still makes progress.
+  size_t want = static_cast<size_t>(
+      std::min<uint64_t>(file.size - file_offset_, std::max<size_t>(options_.bulk_frame_bytes, 1)));
+  if (want > 0) {
+    Status s = files_->Read(file_index_, file_offset_, want, &chunk.data);
+    if (!s.ok()) return Fail(RejectCode::kInternal, s);
+    if (chunk.data.size() != want) {
+      return Fail(
+          RejectCode::kInternal,
+          Status::IOError("file " + file.name + (chunk.data.size() < want ? " shrank" : " grew") +
+                          " while being copied: " + std::to_string(chunk.data.size()) +
+                          " bytes at offset " + std::to_string(file_offset_) + " of its " +
+                          std::to_string(file.size) + ", expected " + std::to_string(want)));
+    }
+  }
+  chunk.data_hash = DataHash64(chunk.data);
+  file_offset_ += want;
+  bool file_done = file_offset_ == file.size;
+  chunk.last = file_done && file_index_ + 1 == files_->files().size();
+  Send(chunk);
+  if (file_done) {
+    ++file_index_;
+    file_offset_ = 0;
+  }
+  if (chunk.last) {
+    files_.reset();
+    state_ = State::kClosed;
+    error_ = Status::OK();
+    Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
+  }
+}
+
 std::string ServerSession::TakeOutput() {
   while (state_ == State::kStreaming && out_.size() < options_.bulk_frame_bytes) {
     if (sync_phase_ == SyncPhase::kRepairing) {
       EmitRepairFrame();
     } else if (bootstrapping_) {
       EmitBootstrapChunk();
+    } else if (files_) {
+      EmitFileChunk();
     } else {
       break;
     }
@@ -375,8 +456,8 @@ std::string ServerSession::TakeOutput() {
 }
 
 bool ServerSession::wants_write() const {
-  return !out_.empty() ||
-         (state_ == State::kStreaming && (sync_phase_ == SyncPhase::kRepairing || bootstrapping_));
+  return !out_.empty() || (state_ == State::kStreaming &&
+                           (sync_phase_ == SyncPhase::kRepairing || bootstrapping_ || files_));
 }
 
 std::optional<ServerEvent> ServerSession::PollEvent() {
@@ -413,6 +494,7 @@ void ServerSession::Fail(RejectCode code, Status status) {
   state_ = State::kClosed;
   error_ = std::move(status);
   comparer_.reset();
+  files_.reset();
   Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
 }
 

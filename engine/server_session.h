@@ -48,6 +48,22 @@ struct ServerOptions {
   const Authenticator* authenticator = nullptr;  // null: no shared secret
 };
 
+// A consistent copy of the master's database files, served to a cloner (an
+// empty follower, Role kCloner). The master keeps these files from deletion
+// for as long as the source lives.
+class FileSource {
+ public:
+  struct File {
+    std::string name;  // a plain file name, no directory
+    uint64_t size = 0;
+  };
+  virtual ~FileSource() = default;
+  virtual const std::vector<File>& files() const = 0;
+  // Replaces *out with up to max_bytes of files()[index] from `offset` (less
+  // only at the file's end).
+  virtual Status Read(size_t index, uint64_t offset, size_t max_bytes, std::string* out) = 0;
+};
+
 // Reads the master's current values: (*values)[i] for keys[i], nullopt if absent.
 using ReadFun = std::function<Status(const std::vector<KeyRef>& keys,
                                      std::vector<std::optional<std::string>>* values)>;
@@ -68,6 +84,9 @@ struct MasterHooks {
   // Writers (Hello.role kWriter): commits `ops` as one atomic batch and sets
   // *seq to a sequence at or after the commit. Null: writers are refused.
   std::function<Status(const std::vector<Op>& ops, uint64_t* seq)> write;
+  // Cloners: a copy of the database files, or why there is none (the master's
+  // configuration does not allow it). Null: cloners are refused.
+  std::function<Status(std::unique_ptr<FileSource>* out)> open_files;
 };
 
 struct ServerEvent {
@@ -110,9 +129,10 @@ class ServerSession {
   uint64_t follower_applied_seq() const { return follower_applied_seq_; }
   uint64_t sent_seq() const { return sent_seq_; }  // last batch sequence sent
   uint64_t syncs_completed() const { return syncs_completed_; }
-  // No diff running or wanted, no bootstrap, nothing to send.
+  // No diff running or wanted, no bootstrap or clone, nothing to send.
   bool idle() const {
-    return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && out_.empty();
+    return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && !files_ &&
+           out_.empty();
   }
   // Round trips of the last diff (SyncStart..last Nodes), for benchmarks.
   int last_sync_round_trips() const { return last_round_trips_; }
@@ -131,6 +151,8 @@ class ServerSession {
   void EmitRepairFrame();
   void FinishSync();
   void EmitBootstrapChunk();
+  void StartCloning(Welcome& welcome);
+  void EmitFileChunk();
   void Send(const Message& message);
   void Fail(RejectCode code, Status status);
   void Event(ServerEvent event) { events_.push_back(std::move(event)); }
@@ -168,6 +190,11 @@ class ServerSession {
 
   bool bootstrapping_ = false;
   uint64_t bootstrap_seq_ = 0;
+
+  // A cloner's copy: the file and offset of the next FileChunk.
+  std::unique_ptr<FileSource> files_;
+  size_t file_index_ = 0;
+  uint64_t file_offset_ = 0;
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

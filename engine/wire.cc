@@ -19,6 +19,8 @@ namespace {
 constexpr size_t kMaxVarintBytes = 10;  // 64 bits, 7 per byte
 constexpr size_t kMaxNonceBytes = 64;   // nonces and proofs
 constexpr size_t kMaxMasterIdBytes = 255;
+constexpr size_t kMaxFileNameBytes = 255;
+constexpr uint8_t kDataHashBytes = 8;  // a FileChunk's data_hash, little-endian
 constexpr size_t kMaxPathDigits = 16;  // a Hash128 has 16 digits
 constexpr size_t kMaxChildren = 256;
 constexpr size_t kMaxListedChildren = 32;  // above this, digits are sent as a bitmap
@@ -50,7 +52,8 @@ static_assert(std::is_same_v<AlternativeOf<MessageType::kPing>, Ping>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kPong>, Pong>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kWrite>, Write>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kWriteAck>, WriteAck>);
-static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kWriteAck));
+static_assert(std::is_same_v<AlternativeOf<MessageType::kFileChunk>, FileChunk>);
+static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kFileChunk));
 
 bool ValidHashBytes(uint8_t n) { return n >= 1 && n <= 8; }
 
@@ -253,6 +256,17 @@ void Encode(Writer& w, const WriteAck& m) {
   w.Varint(m.id);
   w.Varint(m.seq);
   w.Bytes(m.error);
+}
+
+void Encode(Writer& w, const FileChunk& m) {
+  assert(!m.name.empty() && m.name.size() <= kMaxFileNameBytes);
+  assert(m.data.size() <= m.file_size && m.offset <= m.file_size - m.data.size());
+  w.Bytes(m.name);
+  w.Varint(m.file_size);
+  w.Varint(m.offset);
+  w.Bytes(m.data);
+  w.Truncated(m.data_hash, kDataHashBytes);
+  w.Bool(m.last);
 }
 
 // ---- decoding ----
@@ -519,7 +533,7 @@ bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s) {
 
 bool Decode(Reader& r, Hello* m) {
   return r.U8("min_version", &m->min_version) && r.U8("max_version", &m->max_version) &&
-         r.Enum("role", 1, 3, &m->role) &&
+         r.Enum("role", 1, 4, &m->role) &&
          r.Bytes("client_nonce", &m->client_nonce, kMaxNonceBytes) &&
          r.Bytes("master_id", &m->master_id, kMaxMasterIdBytes) &&
          r.Varint("applied_seq", &m->applied_seq) && r.Varint("key_count", &m->key_count) &&
@@ -541,7 +555,7 @@ bool Decode(Reader& r, Auth* m) {
 bool Decode(Reader& r, Welcome* m) {
   size_t n;
   if (!(r.Bytes("master_id", &m->master_id, kMaxMasterIdBytes) &&
-        r.Varint("master_seq", &m->master_seq) && r.Enum("mode", 1, 3, &m->mode) &&
+        r.Varint("master_seq", &m->master_seq) && r.Enum("mode", 1, 4, &m->mode) &&
         r.Varint("resume_from", &m->resume_from) &&
         r.Count("family count", kMinFamilyBytes, sizeof(FamilyInfo), &n))) {
     return false;
@@ -648,6 +662,20 @@ bool Decode(Reader& r, Write* m) {
 
 bool Decode(Reader& r, WriteAck* m) {
   return r.Varint("id", &m->id) && r.Varint("seq", &m->seq) && r.Bytes("error", &m->error);
+}
+
+bool Decode(Reader& r, FileChunk* m) {
+  if (!(r.Bytes("name", &m->name, kMaxFileNameBytes) && r.Varint("file_size", &m->file_size) &&
+        r.Varint("offset", &m->offset) && r.Bytes("data", &m->data) &&
+        r.Truncated("data_hash", kDataHashBytes, &m->data_hash) && r.Bool("last", &m->last))) {
+    return false;
+  }
+  if (m->name.empty()) return r.Fail("name is empty");
+  if (m->data.size() > m->file_size || m->offset > m->file_size - m->data.size()) {
+    return r.Fail(fmt::format("offset {} plus {} bytes of data passes file_size {}", m->offset,
+                              m->data.size(), m->file_size));
+  }
+  return true;
 }
 
 template <size_t I>

@@ -5,7 +5,8 @@
 //   type    u8: the message type (MessageType)
 //   body    the message's fields, in the order docs/protocol.md gives
 // Integers in bodies are LEB128 varints unless fixed-width is said; strings and
-// byte strings are a varint length then the bytes; hashes are 16 canonical bytes.
+// byte strings are a varint length then the bytes; hashes are 16 canonical bytes
+// (a FileChunk's 64-bit data hash: 8 bytes little-endian).
 // Every length and count is checked against the bytes present before anything
 // is allocated, so a frame never costs more memory than its own size.
 #pragma once
@@ -44,6 +45,7 @@ enum class MessageType : uint8_t {
   kPong = 16,
   kWrite = 17,
   kWriteAck = 18,
+  kFileChunk = 19,
 };
 
 // Appends one whole frame (header, type, body) for `message` to `out`.

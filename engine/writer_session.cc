@@ -14,23 +14,13 @@
 #include "engine/client_handshake.h"
 
 namespace sdiff {
-namespace {
-constexpr size_t kWriterNonceBytes = 32;
-}  // namespace
 
 WriterSession::WriterSession(WriterOptions options)
     : options_(std::move(options)), reader_(options_.max_frame) {}
 
 void WriterSession::Start() {
   if (state_ != State::kIdle) return;
-  client_nonce_.assign(kWriterNonceBytes, '\0');
-  options_.random_bytes(reinterpret_cast<uint8_t*>(client_nonce_.data()), kWriterNonceBytes);
-  Hello hello;
-  hello.min_version = wire::kProtocolVersion;
-  hello.max_version = wire::kProtocolVersion;
-  hello.role = Role::kWriter;
-  hello.client_nonce = client_nonce_;
-  Send(hello);
+  Send(ClientHello(Role::kWriter, options_.random_bytes, &client_nonce_));
   state_ = State::kAwaitChallenge;
 }
 

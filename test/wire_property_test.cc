@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/wire.h"
@@ -103,6 +104,29 @@ rc::Gen<NodeSummary> GenSummary(int hash_bytes) {
   return gen::oneOf(gen::just(NodeSummary{}), leaf, inner);
 }
 
+// A chunk whose data lies within its file (offset + size <= file_size, without
+// wrapping), so that it decodes.
+rc::Gen<FileChunk> GenFileChunk() {
+  auto name = gen::mapcat(gen::inRange<size_t>(1, 256), [](size_t n) {
+    return gen::container<std::string>(n, gen::arbitrary<char>());
+  });
+  return gen::map(gen::tuple(name, GenBytes(), GenU64(), GenU64(), gen::arbitrary<uint64_t>(),
+                             gen::arbitrary<bool>()),
+                  [](std::tuple<std::string, std::string, uint64_t, uint64_t, uint64_t, bool> t) {
+                    auto& [name, data, offset, tail, hash, last] = t;
+                    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+                    FileChunk c;
+                    c.offset = std::min(offset, kMax - data.size());
+                    c.file_size = c.offset + data.size();
+                    c.file_size += std::min(tail, kMax - c.file_size);
+                    c.name = std::move(name);
+                    c.data = std::move(data);
+                    c.data_hash = hash;
+                    c.last = last;
+                    return c;
+                  });
+}
+
 template <typename T>
 rc::Gen<Message> AsMessage(rc::Gen<T> g) {
   return gen::map(std::move(g), [](T m) { return Message(std::move(m)); });
@@ -113,7 +137,7 @@ rc::Gen<Message> GenMessage() {
   return gen::oneOf(
       AsMessage(gen::build<Hello>(
           gen::set(&Hello::min_version), gen::set(&Hello::max_version),
-          gen::set(&Hello::role, GenEnum<Role>(1, 3)), gen::set(&Hello::client_nonce, GenBytes(64)),
+          gen::set(&Hello::role, GenEnum<Role>(1, 4)), gen::set(&Hello::client_nonce, GenBytes(64)),
           gen::set(&Hello::master_id, GenBytes(255)), gen::set(&Hello::applied_seq, GenU64()),
           gen::set(&Hello::key_count, GenU64()), gen::set(&Hello::bootstrapping),
           gen::set(&Hello::bootstrap_family, GenFamily()),
@@ -124,7 +148,7 @@ rc::Gen<Message> GenMessage() {
       AsMessage(gen::build<Auth>(gen::set(&Auth::client_proof, GenBytes(64)))),
       AsMessage(gen::build<Welcome>(
           gen::set(&Welcome::master_id, GenBytes(255)), gen::set(&Welcome::master_seq, GenU64()),
-          gen::set(&Welcome::mode, GenEnum<StartMode>(1, 3)),
+          gen::set(&Welcome::mode, GenEnum<StartMode>(1, 4)),
           gen::set(&Welcome::resume_from, GenU64()),
           gen::set(&Welcome::families,
                    gen::container<std::vector<FamilyInfo>>(
@@ -175,7 +199,12 @@ rc::Gen<Message> GenMessage() {
       AsMessage(gen::build<Ping>(gen::set(&Ping::master_seq, GenU64()),
                                  gen::set(&Ping::master_time_ms, GenU64()))),
       AsMessage(gen::build<Pong>(gen::set(&Pong::applied_seq, GenU64()),
-                                 gen::set(&Pong::echo_time_ms, GenU64()))));
+                                 gen::set(&Pong::echo_time_ms, GenU64()))),
+      AsMessage(gen::build<Write>(gen::set(&Write::id, GenU64()), gen::set(&Write::ops, GenOps()))),
+      AsMessage(gen::build<WriteAck>(gen::set(&WriteAck::id, GenU64()),
+                                     gen::set(&WriteAck::seq, GenU64()),
+                                     gen::set(&WriteAck::error, GenBytes()))),
+      AsMessage(GenFileChunk()));
 }
 
 // ---- what a decoded message holds ----
@@ -241,6 +270,13 @@ struct Footprint {
             Add(x.delete_key_hashes);
           } else if constexpr (std::is_same_v<T, BootstrapChunk>) {
             Add(x.entries);
+          } else if constexpr (std::is_same_v<T, Write>) {
+            Add(x.ops);
+          } else if constexpr (std::is_same_v<T, WriteAck>) {
+            Add(x.error);
+          } else if constexpr (std::is_same_v<T, FileChunk>) {
+            Add(x.name);
+            Add(x.data);
           }
         },
         m);

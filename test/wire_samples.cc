@@ -109,6 +109,18 @@ std::vector<Message> SampleMessages() {
                               {OpKind::kDeleteRange, 0, "a", "m"}}});
   out.push_back(WriteAck{.id = kMax, .seq = 12, .error = ""});
   out.push_back(WriteAck{.id = 1, .seq = 0, .error = "IO error: disk full"});
+  out.push_back(FileChunk{.name = "000012.sst",
+                          .file_size = kMax,
+                          .offset = kMax - 300,
+                          .data = AllByteValues(300),
+                          .data_hash = 0x8899aabbccddeeffULL,
+                          .last = false});
+  out.push_back(FileChunk{.name = std::string(255, '\xff'),
+                          .file_size = 0,
+                          .offset = 0,
+                          .data = "",
+                          .data_hash = kMax,
+                          .last = true});
   return out;
 }
 

@@ -82,6 +82,18 @@ TEST(WireTest, WriteKnownBytes) {
   EXPECT_EQ(TypeAndBody(Write{.id = 2, .ops = {}}), "\x11"s + "\x02"s + "\x00"s);
 }
 
+TEST(WireTest, FileChunkKnownBytes) {
+  // name, file_size, offset, data, data_hash (8 bytes little-endian), last.
+  EXPECT_EQ(TypeAndBody(FileChunk{.name = "a.sst",
+                                  .file_size = 300,
+                                  .offset = 298,
+                                  .data = "xy",
+                                  .data_hash = 0x0102030405060708ULL,
+                                  .last = true}),
+            "\x13"s + "\x05"s + "a.sst"s + "\xac\x02"s + "\xaa\x02"s + "\x02xy"s +
+                "\x08\x07\x06\x05\x04\x03\x02\x01"s + "\x01"s);
+}
+
 TEST(WireTest, BatchKnownBytes) {
   Batch b{.seq = 5,
           .count = 2,
@@ -288,7 +300,7 @@ TEST(WireDecodeTest, TrailingBytesRejected) {
 
 TEST(WireDecodeTest, UnknownTypeRejected) {
   ExpectCorrupt("\0"s, "frame: unknown message type 0");
-  ExpectCorrupt("\x13"s, "frame: unknown message type 19");
+  ExpectCorrupt("\x14"s, "frame: unknown message type 20");
   ExpectCorrupt("\xff"s, "frame: unknown message type 255");
 }
 
@@ -296,9 +308,9 @@ TEST(WireDecodeTest, UndefinedEnumValuesRejected) {
   std::string hello_tail = std::string(7, '\0');  // client_nonce .. bootstrap_key, all empty
   ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x00"s + hello_tail,
                 "Hello: role 0 is not a defined value");
-  ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x04"s + hello_tail, "role 4");
+  ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x05"s + hello_tail, "role 5");
   ExpectCorrupt(Type(MessageType::kReject) + "\x08\0"s, "Reject: code 8 is not a defined value");
-  ExpectCorrupt(Type(MessageType::kWelcome) + "\0\0\x04\0\0"s, "Welcome: mode 4");
+  ExpectCorrupt(Type(MessageType::kWelcome) + "\0\0\x05\0\0"s, "Welcome: mode 5");
   ExpectCorrupt(Type(MessageType::kBatch) + "\x01\x01\x01"s + "\x04\0\0\0"s,
                 "Batch: op 0: kind 4 is not a defined value");
   ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x02"s + "\0"s + "\x03"s,
@@ -399,7 +411,34 @@ TEST(WireDecodeTest, StringLimitsEnforced) {
       "NodesRequest: path 1: digits length 17 exceeds limit 16");
 }
 
+// A FileChunk body: name, file_size, offset, data, a zero hash, not last.
+std::string ChunkBody(std::string_view name, uint64_t file_size, uint64_t offset,
+                      std::string_view data) {
+  return Type(MessageType::kFileChunk) + Varint(name.size()) + std::string(name) +
+         Varint(file_size) + Varint(offset) + Varint(data.size()) + std::string(data) +
+         std::string(8, '\0') + "\0"s;
+}
+
+TEST(WireDecodeTest, FileChunkNameMustBeOneTo255Bytes) {
+  ExpectCorrupt(ChunkBody("", 0, 0, ""), "FileChunk: name is empty");
+  ExpectCorrupt(ChunkBody(std::string(256, 'n'), 0, 0, ""),
+                "FileChunk: name length 256 exceeds limit 255");
+  EXPECT_TRUE(Decode(ChunkBody(std::string(255, 'n'), 0, 0, "")).ok());
+}
+
+TEST(WireDecodeTest, FileChunkDataMustLieWithinTheFile) {
+  EXPECT_TRUE(Decode(ChunkBody("f", 10, 8, "xy")).ok());
+  ExpectCorrupt(ChunkBody("f", 10, 9, "xy"),
+                "FileChunk: offset 9 plus 2 bytes of data passes file_size 10");
+  ExpectCorrupt(ChunkBody("f", 1, 0, "xy"), "offset 0 plus 2 bytes of data passes file_size 1");
+  // offset + size would wrap around 64 bits: still refused.
+  ExpectCorrupt(ChunkBody("f", ~uint64_t{0}, ~uint64_t{0}, "xy"),
+                "offset 18446744073709551615 plus 2 bytes of data passes file_size");
+}
+
 TEST(WireDecodeTest, MessageNames) {
+  EXPECT_STREQ(MessageName(FileChunk{}), "FileChunk");
+  EXPECT_STREQ(RoleName(Role::kCloner), "cloner");
   EXPECT_STREQ(MessageName(Hello{}), "Hello");
   EXPECT_STREQ(MessageName(NodesRequest{}), "NodesRequest");
   EXPECT_STREQ(MessageName(BootstrapChunk{}), "BootstrapChunk");
