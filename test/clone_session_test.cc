@@ -216,6 +216,12 @@ class CloneSessionTest : public ::testing::Test {
 
 // ---- the copy ----
 
+TEST(DataHashTest, IsXxh3SixtyFourWithSeedZero) {
+  // Known answers from `xxhsum -H3`.
+  EXPECT_EQ(DataHash64(""), 0x2d06800538d394c2ULL);
+  EXPECT_EQ(DataHash64("abc"), 0x78af5f94892f3950ULL);
+}
+
 TEST_F(CloneSessionTest, FilesAreCopiedByteExactInOrder) {
   auto server = Server();
   auto clone = Clone();
