@@ -90,13 +90,20 @@ void Connection::Open() {
 }
 
 void Connection::Read() {
-  if (closing_) return;
+  if ((closing_ && !draining_) || reading_ || finished_) return;
+  reading_ = true;
   read_buffer_.resize(kReadChunk);
   WithStream([&](auto& s) {
     s.async_read_some(
         asio::buffer(read_buffer_),
         [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-          if (self->closing_) return;  // closed, or flushing its last bytes
+          self->reading_ = false;
+          if (self->finished_) return;
+          if (self->draining_) {  // the peer's last bytes, dropped, until it closes
+            if (ec) return self->Finish();
+            return self->Read();
+          }
+          if (self->closing_) return;  // flushing its last bytes
           if (ec) {
             bool eof = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
             return self->CloseOnStrand(eof ? Status::Aborted("peer closed the connection")
@@ -151,7 +158,7 @@ void Connection::Write() {
                         self->queued_bytes_ -= self->queue_.front().size();
                         self->queue_.pop_front();
                         if (self->closing_) {
-                          if (self->queue_.empty()) return self->Finish();
+                          if (self->queue_.empty()) return self->Drain();
                           return self->Write();
                         }
                         if (self->queued_bytes_ < self->options_.low_water_bytes) {
@@ -199,7 +206,22 @@ void Connection::CloseOnStrand(Status why, bool flush) {
     });
     return Write();
   }
+  if (flush && opened_) return Drain();
   Finish();
+}
+
+// Everything is sent: tell the peer (FIN) and read until it closes as well,
+// so our close sends no reset. Bounded by flush_timeout.
+void Connection::Drain() {
+  if (draining_ || finished_) return;
+  draining_ = true;
+  boost::system::error_code ignored;
+  stream_.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
+  flush_timer_.expires_after(options_.flush_timeout);
+  flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->Finish();
+  });
+  Read();
 }
 
 // Closes the socket (pending operations complete with errors) and tells the

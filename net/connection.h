@@ -79,8 +79,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t queued_bytes() const { return queued_bytes_; }  // strand
   bool closing() const { return closing_; }              // strand
 
-  // Ends the connection: with `flush`, after sending what is queued (bounded
-  // by flush_timeout); OnClose gets `why`. Any thread; later calls do nothing.
+  // Ends the connection: with `flush`, after sending what is queued and then
+  // reading (and dropping) what the peer still sends until it closes too,
+  // each bounded by flush_timeout; OnClose gets `why`. Any thread; later calls do
+  // nothing. (Closing a socket with unread input sends a reset, which can
+  // destroy the peer's copy of our last bytes before it reads them.)
   void Close(Status why, bool flush = true);
   void Post(std::function<void()> fn);  // runs fn on the strand
 
@@ -94,6 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Write();
   void Tick();
   void CloseOnStrand(Status why, bool flush);
+  void Drain();
   void Finish();
 
   asio::ssl::context own_context_;  // unused placeholder when not using TLS
@@ -109,6 +113,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<std::string> queue_;  // front is being written when writing_
   size_t queued_bytes_ = 0;
   bool writing_ = false;
+  bool reading_ = false;   // a read is in flight
+  bool draining_ = false;  // closing: sent our FIN, reading until the peer's
   bool opened_ = false;
   bool closing_ = false;
   bool finished_ = false;

@@ -48,8 +48,10 @@ class RawPeer {
     Send(frame);
   }
   // Reads until the master closes the connection; returns the frames it sent.
-  // Fails the test if the connection is still open at the deadline.
-  std::vector<Message> ReadUntilClosed(std::chrono::milliseconds deadline = kDeadline) {
+  // Fails the test if the connection is still open at the deadline. A pause
+  // after each read makes a slow reader, whose socket buffers stay full.
+  std::vector<Message> ReadUntilClosed(std::chrono::milliseconds deadline = kDeadline,
+                                       std::chrono::milliseconds pause = {}) {
     wire::FrameReader reader;
     std::vector<Message> frames;
     auto end = std::chrono::steady_clock::now() + deadline;
@@ -65,6 +67,7 @@ class RawPeer {
       Message m;
       bool got = false;
       while (reader.Next(&m, &got).ok() && got) frames.push_back(m);
+      if (pause.count() > 0) std::this_thread::sleep_for(pause);
     }
     ADD_FAILURE() << "the master did not close the connection in time";
     return frames;
@@ -546,6 +549,38 @@ TEST_F(NetTest, ResetDuringTheFinalFlushEndsTheConnectionAtOnce) {
   peer.Reset();
   EXPECT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+// A peer that keeps sending while the master flushes its last bytes to it
+// still receives all of them: the master reads (and drops) the peer's input
+// until the peer closes, instead of closing on unread input, which sends a
+// reset that destroys the peer's unread copy of those bytes.
+TEST_F(NetTest, PeerThatKeepsTalkingStillGetsTheLastBytesBeforeTheClose) {
+  StartMaster();
+  RawPeer peer(port_);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  // More than the socket buffers hold, so the master is still flushing when
+  // the peer's last bytes arrive.
+  std::string big(1 << 20, 'x');
+  for (int i = 0; i < 30; ++i) hub_.Put("big" + std::to_string(i), big);
+  uint64_t before = master_->stats().bytes_in;
+  std::string garbage(16, '\xff');
+  peer.Send(garbage);  // a protocol error: Reject, then close with a flush
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + garbage.size(); }));
+  // The read the master had in flight takes the first; the second stays
+  // unread while the master flushes.
+  peer.Send(Pong{});
+  std::this_thread::sleep_for(20ms);
+  peer.Send(Pong{});
+  // Slowly: the master's send buffer is still full when its flush ends.
+  std::vector<Message> frames = peer.ReadUntilClosed(kDeadline, 1ms);
+  ASSERT_FALSE(frames.empty());
+  EXPECT_TRUE(std::holds_alternative<Reject>(frames.back())) << MessageName(frames.back());
+  size_t batches = 0;
+  for (const Message& m : frames) batches += std::holds_alternative<Batch>(m) ? 1 : 0;
+  EXPECT_EQ(batches, 30u);
 }
 
 class NetTlsTest : public NetTest {
