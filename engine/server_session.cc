@@ -405,12 +405,15 @@ void ServerSession::EmitBootstrapChunk() {
 void ServerSession::EmitFileChunk() {
   const FileSource::File& file = files_->files()[file_index_];
   FileChunk chunk;
+  chunk.data = std::move(file_buffer_);
   chunk.name = file.name;
   chunk.file_size = file.size;
   chunk.offset = file_offset_;
   // At least a byte a chunk, so a zero bulk_frame_bytes still makes progress.
+  size_t chunk_bytes = std::min(options_.bulk_frame_bytes, options_.file_chunk_bytes);
   size_t want = static_cast<size_t>(
-      std::min<uint64_t>(file.size - file_offset_, std::max<size_t>(options_.bulk_frame_bytes, 1)));
+      std::min<uint64_t>(file.size - file_offset_, std::max<size_t>(chunk_bytes, 1)));
+  if (want == 0) chunk.data.clear();
   if (want > 0) {
     Status s = files_->Read(file_index_, file_offset_, want, &chunk.data);
     if (!s.ok()) return Fail(RejectCode::kInternal, s);
@@ -428,6 +431,7 @@ void ServerSession::EmitFileChunk() {
   bool file_done = file_offset_ == file.size;
   chunk.last = file_done && file_index_ + 1 == files_->files().size();
   Send(chunk);
+  file_buffer_ = std::move(chunk.data);
   if (file_done) {
     ++file_index_;
     file_offset_ = 0;
