@@ -21,6 +21,8 @@ const char* ModeName(StartMode mode) {
       return "diffing";
     case StartMode::kBootstrap:
       return "bootstrapping";
+    case StartMode::kFiles:
+      return "copying files";
   }
   return "?";
 }
@@ -197,6 +199,15 @@ FollowerClient::~FollowerClient() { Stop(); }
 
 void FollowerClient::Connect() {
   if (stopped_) return;
+  if (!prepared_) {
+    Status s = store_->Prepare();
+    if (!s.ok()) {
+      log_->error("the replica is not ready: {}", s.message());
+      Update([&](FollowerClientStatus& st) { st.last_error = s.message(); });
+      return ScheduleReconnect();
+    }
+    prepared_ = true;
+  }
   ++attempts_;
   if (attempts_ > 1 || status().connects > 0)
     Update([](FollowerClientStatus& s) { ++s.reconnects; });

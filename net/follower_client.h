@@ -29,6 +29,10 @@ class FollowerStore {
   virtual ~FollowerStore() = default;
   virtual FollowerHooks Hooks() = 0;
   virtual FollowerState State() = 0;  // as last persisted
+  // Work that must precede the first connection (a store that deferred
+  // building its tree builds it here). Called on the client's thread before
+  // each attempt until it succeeds; an error is logged and retried.
+  virtual Status Prepare() { return Status::OK(); }
 };
 
 struct FollowerClientOptions {
@@ -102,6 +106,7 @@ class FollowerClient {
   std::thread thread_;
   std::atomic<bool> stopped_{false};
   std::atomic<int> attempts_{0};          // since the last successful handshake
+  bool prepared_ = false;                 // strand: store_->Prepare() succeeded
   std::function<void()> cancel_attempt_;  // strand: aborts a connect in progress
   std::mt19937_64 jitter_;
   std::shared_ptr<Connection> connection_;  // strand

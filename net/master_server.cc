@@ -103,10 +103,15 @@ class MasterServer::Driver : public ConnectionHandler,
     Status reason = session_.closed() ? session_.error() : why;
     // Aborted is the master's own choice (shutdown) unless a limit dropped it;
     // a peer that never finished its handshake was refused, whoever hung up.
-    bool refused = dropped_ || (session_.closed() && !session_.error().IsAborted()) ||
-                   (!handshaken_ && !server_->stopped_);
+    // A session that ended itself without error did its job (a cloner sent
+    // with all its files).
+    bool finished = session_.closed() && session_.error().ok();
+    bool refused = !finished && (dropped_ || (session_.closed() && !session_.error().IsAborted()) ||
+                                 (!handshaken_ && !server_->stopped_));
     auto& log = server_->log_;
-    if (refused || !session_.streaming()) {
+    if (finished) {
+      log->info("{} {} done", RoleName(session_.peer_role()), c.peer());
+    } else if (refused || !session_.streaming()) {
       log->warn("closed connection from {}: {}", c.peer(), reason.ToString());
     } else {
       log->info("follower {} disconnected: {}", c.peer(), reason.ToString());
@@ -195,7 +200,9 @@ class MasterServer::Driver : public ConnectionHandler,
       } while (session_.wants_write() && c.queued_bytes() < low_water && !c.closing());
     }
     if (sent != 0) server_->counters_.bytes_out.fetch_add(sent, std::memory_order_relaxed);
-    if (!handshaken_ && session_.streaming()) {
+    // A small copy can be sent whole, and its session closed, in one pump.
+    bool finished = session_.closed() && session_.error().ok();
+    if (!handshaken_ && (session_.streaming() || finished)) {
       handshaken_ = true;
       role_.store(static_cast<uint8_t>(session_.peer_role()), std::memory_order_relaxed);
       if (session_.peer_role() != Role::kFollower) {

@@ -1,9 +1,14 @@
 // Follower: a RocksFollowerStore with a FollowerClient writing into it.
 #include "plugin/follower.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
+#include "plugin/clone.h"
 #include "plugin/follower_progress.h"
 #include "plugin/follower_store.h"
 
@@ -18,6 +23,10 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.fail_before_write = std::move(options.fail_before_write);
 
   std::unique_ptr<Follower> follower(new Follower());
+  if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);
+  // A fresh copy is equal to the master already: readable now, its tree is
+  // built on the client's thread before it connects.
+  store_options.defer_tree = follower->cloned_;
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
   net::FollowerStore* store = follower->store_.get();
@@ -30,6 +39,42 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   if (follower->progress_) follower->progress_->Start(follower->client_.get());
   *out = std::move(follower);
   return Status::OK();
+}
+
+// Copies the master's files into a database path that holds nothing yet.
+// Any failure leaves the path as it was: the follower then starts empty.
+void Follower::MaybeClone(const FollowerOptions& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  bool empty = !fs::exists(options.db_path, ec) ||
+               (fs::is_directory(options.db_path, ec) && fs::is_empty(options.db_path, ec));
+  if (options.db_path.empty() || !empty) return;
+  auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
+  CloneFromMasterOptions clone;
+  clone.db_path = options.db_path;
+  clone.connect.master = options.client.master;
+  clone.connect.tls = options.client.tls;
+  clone.connect.connect_timeout = options.client.connect_timeout;
+  clone.connect.connection = options.client.connection;
+  clone.connect.connection.handshake_timeout = options.client.handshake_timeout;
+  clone.secret = options.client.secret;
+  clone.progress = options.progress;
+  CloneResult result;
+  auto start = std::chrono::steady_clock::now();
+  Status s = CloneFromMaster(clone, &result);
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (s.ok()) {
+    log->info("copied the master's files: {} files, {} bytes in {:.0f} ms, at master sequence {}",
+              result.files, result.bytes, ms, result.seq);
+    cloned_ = true;
+    clone_bytes_ = result.bytes;
+    clone_seq_ = result.seq;
+  } else if (s.code() == Status::Code::kNotFound) {
+    log->info("not copying the master's files ({}); starting empty", s.message());
+  } else {
+    log->warn("copying the master's files failed ({}); starting empty", s.message());
+  }
 }
 
 Follower::~Follower() {
@@ -60,6 +105,9 @@ FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   s.last_error = c.last_error;
   s.master_id = store_->State().master_id;
   s.keys = store_->keys();
+  s.cloned = cloned_;
+  s.clone_bytes = clone_bytes_;
+  s.clone_seq = clone_seq_;
   return s;
 }
 

@@ -46,8 +46,14 @@ struct FollowerOptions {
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
-  // Reports bootstraps and repairs (see plugin/progress.h). Default: none.
+  // Reports bootstraps, file copies and repairs (see plugin/progress.h). Default: none.
   ProgressFn progress;
+  // A follower with no database yet first asks the master for a copy of its
+  // files (plugin/clone.h), and opens that: the fastest start for a large
+  // master. When the master refuses (fewer than its bootstrap_min_keys, or a
+  // configuration a copy would not reproduce) or the copy fails, it starts
+  // empty and the master bootstraps or diffs it. Default: true.
+  bool clone_files = true;
 };
 
 struct FollowerStatus {
@@ -68,7 +74,14 @@ struct FollowerStatus {
   StartMode last_start = StartMode::kDiff;  // how the last connection began (connects > 0)
   std::string last_error;                   // why the last connection ended or failed to start
   std::string master_id;                    // whom the replica follows, as persisted
-  uint64_t keys = 0;                        // keys in the replicated column families
+  // Keys in the replicated column families: the size of the replica's tree,
+  // 0 until it is built (a fresh clone builds it after Open returns).
+  uint64_t keys = 0;
+  // Open copied the master's files (clone_files): this many bytes, holding
+  // the master's data as of master sequence clone_seq.
+  bool cloned = false;
+  uint64_t clone_bytes = 0;
+  uint64_t clone_seq = 0;
 };
 
 class Follower {
@@ -96,9 +109,13 @@ class Follower {
 
  private:
   Follower() = default;
+  void MaybeClone(const FollowerOptions& options);
   // Called under the client's status lock, so it must not ask the client again.
   FollowerStatus Compose(const net::FollowerClientStatus& client) const;
 
+  bool cloned_ = false;
+  uint64_t clone_bytes_ = 0;
+  uint64_t clone_seq_ = 0;
   std::unique_ptr<RocksFollowerStore> store_;
   std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
   std::unique_ptr<net::FollowerClient> client_;

@@ -35,6 +35,7 @@ class FollowerProgress : public net::FollowerStore {
   // net::FollowerStore: the store's own, with writes counted.
   FollowerHooks Hooks() override;
   FollowerState State() override { return store_->State(); }
+  Status Prepare() override { return store_->Prepare(); }
 
  private:
   void Run();

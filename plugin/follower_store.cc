@@ -145,6 +145,60 @@ Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* 
   return Status::OK();
 }
 
+Status AdoptClone(const std::string& path, const std::string& master_id,
+                  const std::vector<FamilyInfo>& families, uint64_t* seq) {
+  std::map<FamilyTag, std::string> map;
+  std::set<std::string> replicated;
+  for (const FamilyInfo& f : families) {
+    if (f.name == kMetaFamily) {
+      return Status::InvalidArgument("the master replicates a column family named '" + f.name +
+                                     "', which this follower reserves");
+    }
+    map[f.tag] = f.name;
+    replicated.insert(f.name);
+  }
+  std::vector<std::string> names;
+  rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+  if (!rs.ok()) return FromRocks(rs, "cannot list the column families of the copy in " + path);
+  for (const std::string& name : names) {
+    if (replicated.count(name) == 0) {
+      return Status::InvalidArgument("the copy holds column family '" + name +
+                                     "', which the master does not replicate");
+    }
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : replicated) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  if (replicated.count(rocksdb::kDefaultColumnFamilyName) == 0) {
+    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  }
+  descriptors.emplace_back(std::string(kMetaFamily), rocksdb::ColumnFamilyOptions());
+  rocksdb::DBOptions db_options;
+  db_options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
+  if (!rs.ok()) return FromRocks(rs, "cannot open the copy in " + path);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  FollowerState state;
+  state.master_id = master_id;
+  state.applied_seq = db->GetLatestSequenceNumber();
+  rocksdb::WriteBatch batch;
+  rocksdb::ColumnFamilyHandle* meta = handles.back();
+  rs = batch.Put(meta, kStateKey, EncodeState(state));
+  if (rs.ok()) rs = batch.Put(meta, kFamiliesKey, EncodeFamilies(map));
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  if (rs.ok()) rs = db->Write(write, &batch);
+  for (rocksdb::ColumnFamilyHandle* handle : handles) db->DestroyColumnFamilyHandle(handle);
+  rocksdb::Status closed = db->Close();
+  if (!rs.ok()) return FromRocks(rs, "cannot record the follower state in " + path);
+  if (!closed.ok()) return FromRocks(closed, "cannot close the copy in " + path);
+  *seq = state.applied_seq;
+  return Status::OK();
+}
+
 RocksFollowerStore::RocksFollowerStore(RocksFollowerStoreOptions options)
     : options_(std::move(options)),
       log_(options_.logger ? options_.logger : spdlog::default_logger()) {}
@@ -156,11 +210,10 @@ Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
   if (!s.ok()) return s;
   s = store->LoadMeta();
   if (!s.ok()) return s;
-  {
-    std::lock_guard lock(store->mu_);
-    s = store->RebuildTree();
+  if (!store->options_.defer_tree) {
+    s = store->Prepare();
+    if (!s.ok()) return s;
   }
-  if (!s.ok()) return s;
   *out = std::move(store);
   return Status::OK();
 }
@@ -285,16 +338,25 @@ Status RocksFollowerStore::LoadMeta() {
 
 Status RocksFollowerStore::RebuildTree() {
   MerkleTree tree(tree_.hasher());
+  Status s = BuildTree(by_tag_, &tree);
+  if (!s.ok()) return s;
+  tree_ = std::move(tree);
+  return Status::OK();
+}
+
+Status RocksFollowerStore::BuildTree(
+    const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families, MerkleTree* tree) const {
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   rocksdb::ReadOptions read;
   read.snapshot = snapshot;
   read.fill_cache = false;
+  read.readahead_size = 2 << 20;  // one pass over every file: read it in large pieces
   Status result;
-  for (const auto& [tag, handle] : by_tag_) {
+  for (const auto& [tag, handle] : families) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, handle));
     for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
-      result = tree.Put(tag, std::string_view(it->key().data(), it->key().size()),
-                        std::string_view(it->value().data(), it->value().size()));
+      result = tree->Put(tag, std::string_view(it->key().data(), it->key().size()),
+                         std::string_view(it->value().data(), it->value().size()));
     }
     if (result.ok() && !it->status().ok()) {
       result = FromRocks(it->status(), "cannot scan " + options_.db_path);
@@ -302,8 +364,27 @@ Status RocksFollowerStore::RebuildTree() {
     if (!result.ok()) break;
   }
   db_->ReleaseSnapshot(snapshot);
-  if (!result.ok()) return result;
+  return result;
+}
+
+// Builds without holding mu_, so status readers are not held up: the only
+// writer of the tree and the families is the client's thread, which is the
+// one calling (or, from Open, no client exists yet).
+Status RocksFollowerStore::Prepare() {
+  std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> families;
+  KeyHasher hasher;
+  {
+    std::lock_guard lock(mu_);
+    if (tree_built_) return Status::OK();
+    families = by_tag_;
+    hasher = tree_.hasher();
+  }
+  MerkleTree tree(hasher);
+  Status s = BuildTree(families, &tree);
+  if (!s.ok()) return s;
+  std::lock_guard lock(mu_);
   tree_ = std::move(tree);
+  tree_built_ = true;
   return Status::OK();
 }
 

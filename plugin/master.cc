@@ -49,6 +49,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   t.diff_on_connect = options.diff_on_connect;
   t.progress = options.progress;
   t.allow_writers = options.allow_writers;
+  t.serve_files = options.serve_files;
   t.logger = log;
   Status s = WalTailer::Create(db, std::move(families), t, &master->tailer_);
   if (!s.ok()) return s;

@@ -58,6 +58,10 @@ struct MasterOptions {
   // followers through the WAL like any other write. Needs server.secret
   // (Attach refuses it without one). Default: false.
   bool allow_writers = false;
+  // An empty follower of a master holding bootstrap_min_keys or more may copy
+  // the database files instead of receiving the keys (plugin/db_files.h says
+  // when a copy is refused). Default: true.
+  bool serve_files = true;
 };
 
 struct MasterStatus {

@@ -13,9 +13,10 @@ struct Progress {
     kTreeBuild,  // master: the merkle tree from a snapshot scan
     kBootstrap,  // follower: the master's snapshot streamed into an empty replica
     kRepair,     // follower: keys a diff rewrote or deleted
+    kClone,      // follower: bytes of the master's files copied (plugin/clone.h)
   };
   Kind kind = Kind::kTreeBuild;
-  uint64_t done = 0;      // keys so far
+  uint64_t done = 0;      // keys so far (kClone: bytes)
   uint64_t total = 0;     // keys expected, 0 if unknown; for kTreeBuild RocksDB's estimate
   bool finished = false;  // the last report of this piece of work (also when it failed)
 };
@@ -32,8 +33,15 @@ inline const char* ProgressName(Progress::Kind kind) {
       return "bootstrapping";
     case Progress::Kind::kRepair:
       return "repairing";
+    case Progress::Kind::kClone:
+      return "copying the master's files";
   }
   return "working";
+}
+
+// What Progress::done and total count for this kind of work.
+inline const char* ProgressUnit(Progress::Kind kind) {
+  return kind == Progress::Kind::kClone ? "bytes" : "keys";
 }
 
 }  // namespace sdiff::plugin

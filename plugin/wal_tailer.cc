@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "net/secure_random.h"
+#include "plugin/db_files.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -463,6 +464,13 @@ MasterHooks WalTailer::SessionHooks() {
   };
   if (options_.allow_writers) {
     h.write = [this](const std::vector<Op>& ops, uint64_t* seq) { return ApplyWrite(ops, seq); };
+  }
+  if (options_.serve_files) {
+    h.open_files = [this](std::unique_ptr<FileSource>* out) {
+      std::vector<rocksdb::ColumnFamilyHandle*> handles;
+      for (const auto& [id, handle] : families_) handles.push_back(handle);
+      return OpenDbFiles(db_, handles, out);
+    };
   }
   auto cursor = std::make_shared<BootstrapCursor>();
   h.open_bootstrap = [this, cursor](bool resume, FamilyTag family, const std::string& key) {

@@ -55,6 +55,8 @@ struct WalTailerOptions {
   ProgressFn progress;          // tree builds; optional
   // Clients in the writer role may write through the master (MasterHooks::write).
   bool allow_writers = false;
+  // Empty followers may copy the database files (MasterHooks::open_files).
+  bool serve_files = true;
   std::shared_ptr<spdlog::logger> logger;
 };
 

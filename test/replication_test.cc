@@ -94,8 +94,9 @@ class ReplicationTest : public ::testing::Test {
     return *masters_.back();
   }
 
-  void OpenFollower(const MasterDb& m) {
+  void OpenFollower(const MasterDb& m, bool clone_files = true) {
     FollowerOptions o;
+    o.clone_files = clone_files;
     o.db_path = dir_ + "/follower";
     o.client.master = "127.0.0.1:" + std::to_string(m.master->port());
     o.client.backoff_initial = 20ms;
@@ -185,10 +186,21 @@ TEST_F(ReplicationTest, RestartedFollowerResumesWithoutRepairs) {
 TEST_F(ReplicationTest, EmptyFollowerBootstrapsThenStreams) {
   MasterDb& m = NewMaster("master");
   for (int i = 0; i < 200; ++i) m.Put(i % 3, "pre" + std::to_string(i), std::string(50, 'x'));
-  OpenFollower(m);
+  OpenFollower(m, /*clone_files=*/false);  // test/clone_test.cc covers the copy
   for (int i = 0; i < 20; ++i) m.Put(1, "during" + std::to_string(i), "d");
   ASSERT_TRUE(Converges(m));
   EXPECT_EQ(follower_->status().last_start, StartMode::kBootstrap);
+  EXPECT_FALSE(follower_->status().cloned);
+}
+
+TEST_F(ReplicationTest, EmptyFollowerCopiesTheFilesThenStreams) {
+  MasterDb& m = NewMaster("master");
+  for (int i = 0; i < 200; ++i) m.Put(i % 3, "pre" + std::to_string(i), std::string(50, 'x'));
+  OpenFollower(m);
+  EXPECT_TRUE(follower_->status().cloned);
+  for (int i = 0; i < 20; ++i) m.Put(1, "during" + std::to_string(i), "d");
+  ASSERT_TRUE(Converges(m));
+  EXPECT_EQ(follower_->status().last_start, StartMode::kResume);
 }
 
 TEST_F(ReplicationTest, FollowerOfAnotherMasterIsResyncedNotMixed) {

@@ -38,18 +38,20 @@ ProgressRenderer::Options ProgressRenderer::ForStderr() {
 
 std::string ProgressRenderer::Line(const plugin::Progress& p, double seconds) {
   const char* name = plugin::ProgressName(p.kind);
+  const char* unit = plugin::ProgressUnit(p.kind);
   if (p.total == 0) {
-    return fmt::format("{}: {} keys, {} keys/s", name, p.done, Rate(p.done, seconds));
+    return fmt::format("{}: {} {}, {} {}/s", name, p.done, unit, Rate(p.done, seconds), unit);
   }
-  return fmt::format("{}: {} of ~{} keys ({}%), {} keys/s", name, p.done, p.total, Percent(p),
-                     Rate(p.done, seconds));
+  return fmt::format("{}: {} of ~{} {} ({}%), {} {}/s", name, p.done, p.total, unit, Percent(p),
+                     Rate(p.done, seconds), unit);
 }
 
 std::string ProgressRenderer::Bar(const plugin::Progress& p, double seconds) {
   if (p.total == 0) return Line(p, seconds);
   int filled = static_cast<int>(Percent(p) * kBarWidth / 100);
-  return fmt::format("{} [{:#<{}}{:-<{}}] {:>3}% {}/~{} keys", plugin::ProgressName(p.kind), "",
-                     filled, "", kBarWidth - filled, Percent(p), p.done, p.total);
+  return fmt::format("{} [{:#<{}}{:-<{}}] {:>3}% {}/~{} {}", plugin::ProgressName(p.kind), "",
+                     filled, "", kBarWidth - filled, Percent(p), p.done, p.total,
+                     plugin::ProgressUnit(p.kind));
 }
 
 void ProgressRenderer::Report(const plugin::Progress& p) {
@@ -66,8 +68,8 @@ void ProgressRenderer::Report(const plugin::Progress& p) {
         fmt::print(options_.out, "\r\x1b[K");  // erase the bar; the line below replaces it
         std::fflush(options_.out);
       }
-      options_.log(fmt::format("{}: done, {} keys in {:.1f} s", plugin::ProgressName(p.kind),
-                               p.done, seconds));
+      options_.log(fmt::format("{}: done, {} {} in {:.1f} s", plugin::ProgressName(p.kind), p.done,
+                               plugin::ProgressUnit(p.kind), seconds));
     }
     w = Work{};
     return;

@@ -52,7 +52,7 @@ class ProgressRenderer {
 
   Options options_;
   std::mutex mu_;
-  std::array<Work, 3> work_;  // GUARDED_BY(mu_); by Progress::Kind
+  std::array<Work, 4> work_;  // GUARDED_BY(mu_); by Progress::Kind
 };
 
 }  // namespace sdiff::tools
