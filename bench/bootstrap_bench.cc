@@ -3,13 +3,21 @@
 //
 // The master DB gets N keys (16-byte random keys, 100-byte values, written
 // without WAL in batches of 1,000), is flushed and compacted (so no background
-// work runs while timing), and a Master is attached. The bootstrap is timed
-// from Follower::Open on an empty directory until the follower's status shows
-// N keys; the follower's data is then compared with a full scan of the
-// master's (untimed). Then the master DB is closed and `cp -r` of its
-// directory is timed. Both read the master's files from the page cache (they
-// were just written) and neither waits for its writes to reach the disk,
-// except RocksDB's own fsync of the SST files the follower flushes.
+// work runs while timing), and a Master is attached. Two empty followers are
+// then brought up one after the other, each timed from Follower::Open on an
+// empty directory until its data equals the master's:
+//   clone:   the default; Open copies the master's files (plugin/clone.h)
+//            and returns with the copy open: equal when Open returns;
+//   entries: clone_files off; the master streams its keys (a bootstrap):
+//            equal when the follower's status counts N keys.
+// Each follower's data is then compared with a full scan of the master's
+// (untimed). "streaming" is the time until it also has its tree and is
+// connected at the master's sequence (a clone builds its tree after Open).
+// The clone runs --repeat times, into fresh directories. Then the master DB is
+// closed and `cp -r` of its directory is timed as often; medians are compared.
+// All read the master's files from the page cache (they were just written);
+// `cp -r` syncs nothing, while the clone fsyncs each file it writes and the
+// entry bootstrap fsyncs the SST files RocksDB flushes.
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -61,6 +69,71 @@ std::string Compare(rocksdb::DB* a, rocksdb::ColumnFamilyHandle* ha, rocksdb::DB
   return "";
 }
 
+struct BootstrapRun {
+  double equal_s = 0;      // Open until the status shows every key
+  double streaming_s = 0;  // Open until connected at the master's sequence
+  double cpu_s = 0;
+  uint64_t dir_bytes = 0;
+  uint64_t clone_bytes = 0;
+  uint64_t clone_seq = 0;
+  std::string error;  // empty: the follower came up by the expected path, equal
+};
+
+BootstrapRun RunFollower(rocksdb::DB* db, const std::string& path, plugin::Master* master,
+                         bool clone, size_t n) {
+  BootstrapRun run;
+  const char* how = clone ? "clone" : "entries";
+  plugin::FollowerOptions follower_options;
+  follower_options.db_path = path;
+  follower_options.clone_files = clone;
+  follower_options.client.master = fmt::format("127.0.0.1:{}", master->port());
+  follower_options.client.logger = BenchLogger("follower");
+  std::unique_ptr<plugin::Follower> follower;
+  const uint64_t master_seq = db->GetLatestSequenceNumber();
+  double cpu0 = CpuSeconds();
+  double t0 = WallSeconds();
+  Check(plugin::Follower::Open(follower_options, &follower), "opening the follower");
+  // Equal: a clone holds the master's data at its sequence once Open returns
+  // (checked below); an entry bootstrap once its status counts every key.
+  bool done = clone
+                  ? follower->status().cloned && follower->status().clone_seq >= master_seq
+                  : follower->WaitFor([n](const plugin::FollowerStatus& s) { return s.keys >= n; },
+                                      kBootstrapDeadline);
+  run.equal_s = WallSeconds() - t0;
+  run.cpu_s = CpuSeconds() - cpu0;  // both sides: they share this process
+  bool streaming = follower->WaitFor(
+      [master_seq, n](const plugin::FollowerStatus& s) {
+        return s.connected && s.applied_seq >= master_seq && s.keys >= n;
+      },
+      kBootstrapDeadline);
+  run.streaming_s = WallSeconds() - t0;
+  plugin::FollowerStatus status = follower->status();
+  run.clone_bytes = status.clone_bytes;
+  run.clone_seq = status.clone_seq;
+  if (!done || !streaming) {
+    run.error = fmt::format(
+        "{}: the follower has {} of {} keys (cloned {} at sequence {}, master's {}), streaming {}, "
+        "after {} s ({})\n",
+        how, status.keys, n, status.cloned, status.clone_seq, master_seq, streaming,
+        kBootstrapDeadline.count(), status.last_error);
+    return run;
+  }
+  if (clone ? !status.cloned : status.last_start != StartMode::kBootstrap) {
+    run.error = fmt::format("{}: the follower came up another way (cloned {}, start mode {})\n",
+                            how, status.cloned, static_cast<int>(status.last_start));
+  }
+  size_t compared = 0;
+  std::string diff = Compare(db, db->DefaultColumnFamily(), follower->db(),
+                             follower->column_family(rocksdb::kDefaultColumnFamilyName), &compared);
+  if (!diff.empty() || compared != n) {
+    run.error += fmt::format("{}: the follower's data differs from the master's: {} ({} keys)\n",
+                             how, diff.empty() ? "count" : diff, compared);
+  }
+  follower.reset();
+  run.dir_bytes = DirectoryBytes(path);
+  return run;
+}
+
 }  // namespace
 
 int RunBootstrapBench(const BootstrapBenchOptions& options) {
@@ -103,77 +176,85 @@ int RunBootstrapBench(const BootstrapBenchOptions& options) {
   Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
   double attach_s = WallSeconds() - t0;
 
-  plugin::FollowerOptions follower_options;
-  follower_options.db_path = dir.sub("follower");
-  follower_options.client.master = fmt::format("127.0.0.1:{}", master->port());
-  follower_options.client.logger = BenchLogger("follower");
-  std::unique_ptr<plugin::Follower> follower;
-  double cpu0 = CpuSeconds();
-  t0 = WallSeconds();
-  Check(plugin::Follower::Open(follower_options, &follower), "opening the follower");
-  bool done = follower->WaitFor([n](const plugin::FollowerStatus& s) { return s.keys >= n; },
-                                kBootstrapDeadline);
-  double bootstrap_s = WallSeconds() - t0;
-  double bootstrap_cpu_s = CpuSeconds() - cpu0;  // both sides: they share this process
-  plugin::FollowerStatus status = follower->status();
-  if (!done) {
-    fmt::print(stderr, "sdiff-bench: the follower has {} of {} keys after {} s ({})\n", status.keys,
-               n, kBootstrapDeadline.count(), status.last_error);
-    return 1;
+  // The clone is short and the machine shared: time it several times (and
+  // cp -r as often) and compare medians.
+  std::vector<BootstrapRun> clones;
+  std::vector<double> clone_times;
+  for (int i = 0; i < options.repeat; ++i) {
+    std::string path = dir.sub("follower-clone-" + std::to_string(i));
+    clones.push_back(RunFollower(db.get(), path, master.get(), true, n));
+    clone_times.push_back(clones.back().equal_s);
+    if (!clones.back().error.empty()) break;
+    if (i + 1 < options.repeat) std::filesystem::remove_all(path);
   }
-  int rc = 0;
-  if (status.last_start != StartMode::kBootstrap) {
-    fmt::print(stderr, "sdiff-bench: the follower started by mode {}, not bootstrap\n",
-               static_cast<int>(status.last_start));
-    rc = 1;
+  BootstrapRun clone = clones.back();
+  clone.equal_s = Median(clone_times);
+  BootstrapRun entries;
+  if (!options.clone_only) {
+    entries = RunFollower(db.get(), dir.sub("follower-entries"), master.get(), false, n);
   }
-  size_t compared = 0;
-  std::string diff = Compare(db.get(), db->DefaultColumnFamily(), follower->db(),
-                             follower->column_family(rocksdb::kDefaultColumnFamilyName), &compared);
-  if (!diff.empty() || compared != n) {
-    fmt::print(stderr, "sdiff-bench: the follower's data differs from the master's: {} ({} keys)\n",
-               diff.empty() ? "count" : diff, compared);
-    rc = 1;
-  }
-  uint64_t follower_bytes = DirectoryBytes(follower_options.db_path);
-  follower.reset();
   master.reset();
   Check(db->Close(), "closing the master DB");
   db.reset();
-
-  const std::string copy_path = dir.sub("copy");
-  uint64_t master_bytes = DirectoryBytes(master_path);
-  t0 = WallSeconds();
-  int cp = std::system(fmt::format("cp -r '{}' '{}'", master_path, copy_path).c_str());
-  double copy_s = WallSeconds() - t0;
-  if (cp != 0) {
-    fmt::print(stderr, "sdiff-bench: cp -r failed ({})\n", cp);
+  if (!clone.error.empty() || !entries.error.empty()) {
+    fmt::print(stderr, "sdiff-bench: {}{}\n", clone.error, entries.error);
     return 1;
   }
-  double ratio = bootstrap_s / copy_s;
+
+  uint64_t master_bytes = DirectoryBytes(master_path);
+  std::vector<double> copy_times;
+  for (int i = 0; i < options.repeat; ++i) {
+    const std::string copy_path = dir.sub("copy");
+    t0 = WallSeconds();
+    int cp = std::system(fmt::format("cp -r '{}' '{}'", master_path, copy_path).c_str());
+    copy_times.push_back(WallSeconds() - t0);
+    if (cp != 0) {
+      fmt::print(stderr, "sdiff-bench: cp -r failed ({})\n", cp);
+      return 1;
+    }
+    std::filesystem::remove_all(copy_path);
+  }
+  double copy_s = Median(copy_times);
+  double ratio = clone.equal_s / copy_s;
 
   if (options.json) {
     fmt::print(
         "{{\"benchmark\": \"bootstrap\", \"keys\": {}, \"bootstrap_s\": {:.3f}, \"copy_s\": "
-        "{:.3f}, \"ratio_to_copy\": {:.2f}, \"bootstrap_cpu_s\": {:.3f}, \"master_dir_bytes\": {}, "
-        "\"follower_dir_bytes\": {}}}\n",
-        n, bootstrap_s, copy_s, ratio, bootstrap_cpu_s, master_bytes, follower_bytes);
-    return rc;
+        "{:.3f}, \"ratio_to_copy\": {:.2f}, \"clone_streaming_s\": {:.3f}, "
+        "\"entries_bootstrap_s\": {:.3f}, \"entries_ratio_to_copy\": {:.2f}, "
+        "\"bootstrap_cpu_s\": {:.3f}, \"master_dir_bytes\": {}, \"follower_dir_bytes\": {}}}\n",
+        n, clone.equal_s, copy_s, ratio, clone.streaming_s, entries.equal_s,
+        entries.equal_s / copy_s, clone.cpu_s, master_bytes, clone.dir_bytes);
+    return 0;
   }
   fmt::print(
       "{} keys, {}-byte keys, {}-byte values; master loaded, flushed and compacted in {:.2f} s; "
       "Master::Attach (tree build) {:.2f} s.\nbootstrap: Follower::Open on an empty directory "
-      "until its status shows {} keys (data then compared: {}).\n",
-      n, kKeySize, kValueSize, load_s, attach_s, n, rc == 0 ? "equal" : "NOT EQUAL");
-  fmt::print("{:>10} {:>12} {:>14} {:>10} {:>9} {:>12} {:>12}\n", "keys", "bootstrap s",
-             "bootstrap CPU", "cp -r s", "ratio", "master MiB", "follower MiB");
-  fmt::print("{:>10} {:>12.3f} {:>12.3f} s {:>10.3f} {:>9.2f} {:>12.1f} {:>12.1f}\n", n,
-             bootstrap_s, bootstrap_cpu_s, copy_s, ratio, master_bytes / 1048576.0,
-             follower_bytes / 1048576.0);
+      "until its data equals the master's (clone: Open returned; entries: status shows {} keys; "
+      "data then compared: equal); streaming: until it has its tree and is connected at the "
+      "master's sequence.\n",
+      n, kKeySize, kValueSize, load_s, attach_s, n);
+  fmt::print("{:>8} {:>10} {:>12} {:>12} {:>14} {:>10} {:>9} {:>12} {:>12}\n", "path", "keys",
+             "bootstrap s", "streaming s", "bootstrap CPU", "cp -r s", "ratio", "master MiB",
+             "follower MiB");
+  for (const BootstrapRun* run : {&clone, &entries}) {
+    if (run == &entries && options.clone_only) continue;
+    fmt::print(
+        "{:>8} {:>10} {:>12.3f} {:>12.3f} {:>12.3f} s {:>10.3f} {:>9.2f} {:>12.1f} {:>12.1f}\n",
+        run == &clone ? "clone" : "entries", n, run->equal_s, run->streaming_s, run->cpu_s, copy_s,
+        run->equal_s / copy_s, master_bytes / 1048576.0, run->dir_bytes / 1048576.0);
+  }
+  fmt::print("clone runs (s):");
+  for (double t : clone_times) fmt::print(" {:.3f}", t);
+  fmt::print("; cp -r runs (s):");
+  for (double t : copy_times) fmt::print(" {:.3f}", t);
+  fmt::print("; the table shows medians.\n");
   fmt::print(
-      "bootstrap CPU: every thread of this process (master and follower) during the bootstrap. "
-      "MiB: the directories after the run (the follower's holds its WAL too).\n");
-  return rc;
+      "clone: {} bytes of files copied, opened at master sequence {}.\nbootstrap CPU: every "
+      "thread of this process (master and follower) during the bootstrap. MiB: the directories "
+      "after the run (a follower's holds its WAL too).\n",
+      clone.clone_bytes, clone.clone_seq);
+  return 0;
 }
 
 }  // namespace sdiff::bench

@@ -40,6 +40,8 @@ int RunStreamFollower(const StreamFollowerOptions& options);
 struct BootstrapBenchOptions {
   size_t keys = 1'000'000;
   bool json = false;
+  bool clone_only = false;  // skip the entry bootstrap (for profiling the copy)
+  int repeat = 3;           // clones and copies timed; medians are reported
 };
 
 // An empty follower's bootstrap against `cp -r` of the master's directory.

@@ -54,6 +54,11 @@ int main(int argc, char** argv) {
       app.add_subcommand("bootstrap", "RocksDB plugin: empty follower's bootstrap vs cp -r");
   bootstrap_cmd->add_flag("--json", bootstrap.json, "print one JSON object");
   bootstrap_cmd->add_option("--keys", bootstrap.keys, "keys in the master")->capture_default_str();
+  bootstrap_cmd->add_flag("--clone-only", bootstrap.clone_only,
+                          "time only the file copy, not the entry bootstrap");
+  bootstrap_cmd->add_option("--repeat", bootstrap.repeat, "clones and cp -r runs (medians)")
+      ->check(CLI::Range(1, 50))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
