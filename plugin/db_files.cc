@@ -109,6 +109,10 @@ Status CheckCopyable(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHan
   if (!OnlyIn(db_options.db_paths, db->GetName())) {
     return Status::InvalidArgument("the master keeps files outside its directory (db_paths)");
   }
+  if (db_options.allow_2pc) {
+    // Its WAL may hold prepared transactions, which only a TransactionDB opens.
+    return Status::InvalidArgument("the master's WAL may hold two-phase commit records");
+  }
   std::vector<std::string> names;
   rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(db_options, db->GetName(), &names);
   if (!rs.ok()) return Status::IOError("cannot list the column families: " + rs.ToString());

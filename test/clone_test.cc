@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/merge_operator.h>
+#include <rocksdb/utilities/transaction_db.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -85,7 +86,7 @@ class CloneTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void OpenMaster(bool merge_operator = false) {
+  void OpenMaster(bool merge_operator = false, bool transactions = false) {
     rocksdb::Options o;
     o.create_if_missing = true;
     o.create_missing_column_families = true;
@@ -93,10 +94,19 @@ class CloneTest : public ::testing::Test {
     if (merge_operator) o.merge_operator = std::make_shared<AppendOperator>();
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (const std::string& name : kFamilies) cfs.emplace_back(name, o);
-    rocksdb::DB* raw = nullptr;
-    rocksdb::Status s = rocksdb::DB::Open(o, dir_ + "/master", cfs, &handles_, &raw);
+    rocksdb::Status s;
+    transactions_ = transactions;
+    if (transactions) {
+      rocksdb::TransactionDB* raw = nullptr;
+      s = rocksdb::TransactionDB::Open(o, rocksdb::TransactionDBOptions(), dir_ + "/master", cfs,
+                                       &handles_, &raw);
+      db_.reset(raw);
+    } else {
+      rocksdb::DB* raw = nullptr;
+      s = rocksdb::DB::Open(o, dir_ + "/master", cfs, &handles_, &raw);
+      db_.reset(raw);
+    }
     ASSERT_TRUE(s.ok()) << s.ToString();
-    db_.reset(raw);
   }
 
   // Keys in every family: some flushed to SST files, some only in the
@@ -108,7 +118,9 @@ class CloneTest : public ::testing::Test {
         ASSERT_TRUE(db_->Flush(rocksdb::FlushOptions(), handles_).ok());
       }
     }
-    ASSERT_TRUE(db_->DeleteRange(rocksdb::WriteOptions(), handles_[1], "k10", "k20").ok());
+    if (!transactions_) {  // a TransactionDB has no DeleteRange
+      ASSERT_TRUE(db_->DeleteRange(rocksdb::WriteOptions(), handles_[1], "k10", "k20").ok());
+    }
     ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), handles_[0], "k0").ok());
     Put(2, "", "empty key");
     Put(2, std::string("bin\0ary", 7), std::string("\0\xff", 2));
@@ -159,6 +171,7 @@ class CloneTest : public ::testing::Test {
   }
 
   std::string dir_;
+  bool transactions_ = false;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<Master> master_;
@@ -264,6 +277,18 @@ TEST_F(CloneTest, MasterWithAMergeOperatorBootstrapsInstead) {
   ASSERT_NO_FATAL_FAILURE(OpenMaster(/*merge_operator=*/true));
   ASSERT_NO_FATAL_FAILURE(Fill(300));
   ASSERT_TRUE(db_->Merge(rocksdb::WriteOptions(), handles_[0], "k3", "+merged").ok());
+  ASSERT_NO_FATAL_FAILURE(Attach());
+  ASSERT_NO_FATAL_FAILURE(OpenFollower(Options()));
+  EXPECT_FALSE(follower_->status().cloned);
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed());
+  EXPECT_EQ(follower_->status().last_start, StartMode::kBootstrap);
+}
+
+// A TransactionDB's WAL may hold prepared transactions, which a plain DB
+// cannot open: its files are not copied.
+TEST_F(CloneTest, TransactionDbMasterBootstrapsInstead) {
+  ASSERT_NO_FATAL_FAILURE(OpenMaster(/*merge_operator=*/false, /*transactions=*/true));
+  ASSERT_NO_FATAL_FAILURE(Fill(300));
   ASSERT_NO_FATAL_FAILURE(Attach());
   ASSERT_NO_FATAL_FAILURE(OpenFollower(Options()));
   EXPECT_FALSE(follower_->status().cloned);
