@@ -198,29 +198,26 @@ void Connection::CloseOnStrand(Status why, bool flush) {
   closing_ = true;
   close_reason_ = std::move(why);
   tick_timer_.cancel();
-  if (flush && opened_ && (writing_ || !queue_.empty())) {
-    // Let the writes finish, but not forever.
+  if (flush && opened_) {
+    // Let the writes finish and the peer close, but not forever: one
+    // deadline for both.
     flush_timer_.expires_after(options_.flush_timeout);
     flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) self->Finish();
     });
-    return Write();
+    if (writing_ || !queue_.empty()) return Write();
+    return Drain();
   }
-  if (flush && opened_) return Drain();
   Finish();
 }
 
 // Everything is sent: tell the peer (FIN) and read until it closes as well,
-// so our close sends no reset. Bounded by flush_timeout.
+// so our close sends no reset. The close's deadline (flush_timer_) bounds it.
 void Connection::Drain() {
   if (draining_ || finished_) return;
   draining_ = true;
   boost::system::error_code ignored;
   stream_.lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
-  flush_timer_.expires_after(options_.flush_timeout);
-  flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-    if (!ec) self->Finish();
-  });
   Read();
 }
 

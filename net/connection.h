@@ -81,7 +81,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Ends the connection: with `flush`, after sending what is queued and then
   // reading (and dropping) what the peer still sends until it closes too,
-  // each bounded by flush_timeout; OnClose gets `why`. Any thread; later calls do
+  // both within flush_timeout; OnClose gets `why`. Any thread; later calls do
   // nothing. (Closing a socket with unread input sends a reset, which can
   // destroy the peer's copy of our last bytes before it reads them.)
   void Close(Status why, bool flush = true);

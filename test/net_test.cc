@@ -583,6 +583,26 @@ TEST_F(NetTest, PeerThatKeepsTalkingStillGetsTheLastBytesBeforeTheClose) {
   EXPECT_EQ(batches, 30u);
 }
 
+// The wait for the peer to close after the final flush shares the flush's
+// deadline: a peer that neither reads nor closes is dropped within it.
+TEST_F(NetTest, PeerThatNeverClosesIsDroppedWithinTheFlushTimeout) {
+  MasterServerOptions o;
+  o.connection.flush_timeout = 300ms;
+  StartMaster(o);
+  RawPeer peer(port_);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  uint64_t before = master_->stats().bytes_in;
+  auto start = std::chrono::steady_clock::now();
+  peer.Send(std::string(16, '\xff'));  // Reject and close; the peer never reads
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + 16; }));
+  EXPECT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 250ms);  // it waited for the peer to close...
+  EXPECT_LT(took, 900ms);  // ...once, not once for the flush and again after it
+}
+
 class NetTlsTest : public NetTest {
  protected:
   void SetUp() override {
