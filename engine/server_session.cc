@@ -177,7 +177,12 @@ void ServerSession::StartCloning(Welcome& welcome) {
   }
   std::unique_ptr<FileSource> source;
   Status s = hooks_.open_files(&source);
-  if (!s.ok()) return Fail(RejectCode::kRole, s);
+  if (!s.ok()) {
+    // A configuration a copy would not reproduce is a refusal the cloner
+    // expects; anything else is the master failing.
+    return Fail(
+        s.code() == Status::Code::kInvalidArgument ? RejectCode::kRole : RejectCode::kInternal, s);
+  }
   if (source == nullptr || source->files().empty()) {
     return Fail(RejectCode::kInternal, Status::IOError("the master has no files to copy"));
   }

@@ -114,7 +114,8 @@ class MasterServer::Driver : public ConnectionHandler,
     } else if (refused || !session_.streaming()) {
       log->warn("closed connection from {}: {}", c.peer(), reason.ToString());
     } else {
-      log->info("follower {} disconnected: {}", c.peer(), reason.ToString());
+      log->info("{} {} disconnected: {}", RoleName(session_.peer_role()), c.peer(),
+                reason.ToString());
     }
     server_->Forget(this, reason, refused);
   }

@@ -3,6 +3,7 @@
 #include "plugin/clone.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -118,6 +119,21 @@ class CloneProtocol : public net::ClientProtocol {
   CloneSession session_;
 };
 
+// The path without dot segments or trailing separators, or "" when it
+// names no directory of its own ("/", ".", "..").
+std::string NormalPath(const std::string& path) {
+  std::string s = fs::path(path).lexically_normal().string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  fs::path name = fs::path(s).filename();
+  if (s.empty() || name.empty() || name == "." || name == ".." || s == "/") return "";
+  return s;
+}
+
+std::string ParentOf(const std::string& normal) {
+  fs::path parent = fs::path(normal).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
 bool EmptyOrMissing(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return true;
@@ -127,18 +143,31 @@ bool EmptyOrMissing(const std::string& path) {
 }  // namespace
 
 std::string CloneStagingPath(const std::string& db_path) {
-  std::string path = db_path;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return path + ".sdiff-clone";
+  std::string path = NormalPath(db_path);
+  return path.empty() ? "" : path + ".sdiff-clone";
 }
 
 Status CloneFromMaster(const CloneFromMasterOptions& options, CloneResult* result) {
   *result = CloneResult{};
-  if (!EmptyOrMissing(options.db_path)) {
-    return Status::InvalidArgument(options.db_path +
-                                   " is not empty: only an empty follower clones");
+  const std::string db_path = NormalPath(options.db_path);
+  if (db_path.empty()) {
+    return Status::InvalidArgument(
+        "'" + options.db_path + "' names no directory of its own to copy the master's files into");
   }
-  const std::string staging = CloneStagingPath(options.db_path);
+  if (!EmptyOrMissing(db_path)) {
+    return Status::InvalidArgument(db_path + " is not empty: only an empty follower clones");
+  }
+  // The copy is staged beside the database path and renamed into it, which
+  // works only on one filesystem: an empty mount point cannot take it.
+  struct stat parent_st {};
+  struct stat db_st {};
+  if (::stat(db_path.c_str(), &db_st) == 0 && ::stat(ParentOf(db_path).c_str(), &parent_st) == 0 &&
+      db_st.st_dev != parent_st.st_dev) {
+    return Status::InvalidArgument(db_path +
+                                   " is a mount point: a copy staged beside it cannot be moved "
+                                   "into it");
+  }
+  const std::string staging = CloneStagingPath(db_path);
   std::error_code ec;
   fs::remove_all(staging, ec);  // an earlier clone that did not finish
   if (ec) return Status::IOError("cannot remove " + staging + ": " + ec.message());
@@ -167,14 +196,16 @@ Status CloneFromMaster(const CloneFromMasterOptions& options, CloneResult* resul
   if (s.ok()) {
     // rename(2) replaces an empty directory, so a database path created
     // empty in advance works too.
-    fs::rename(staging, options.db_path, ec);
-    if (ec) s = Status::IOError("cannot move the copy to " + options.db_path + ": " + ec.message());
+    fs::rename(staging, db_path, ec);
+    if (ec) s = Status::IOError("cannot move the copy to " + db_path + ": " + ec.message());
   }
-  if (s.ok()) {
-    fs::path parent = fs::path(options.db_path).parent_path();
-    s = SyncPath(parent.empty() ? "." : parent.string());
+  if (s.ok()) s = SyncPath(ParentOf(db_path));
+  if (!s.ok()) {
+    fs::remove_all(staging, ec);
+    // The work ended: a progress display must not be left hanging.
+    if (options.progress)
+      options.progress(Progress{Progress::Kind::kClone, result->bytes, 0, true});
   }
-  if (!s.ok()) fs::remove_all(staging, ec);
   return s;
 }
 

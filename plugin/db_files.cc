@@ -109,6 +109,10 @@ Status CheckCopyable(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHan
   if (!OnlyIn(db_options.db_paths, db->GetName())) {
     return Status::InvalidArgument("the master keeps files outside its directory (db_paths)");
   }
+  if (db_options.two_write_queues) {
+    // The MANIFEST may count sequences allocated but not yet published.
+    return Status::InvalidArgument("the master uses two_write_queues");
+  }
   if (db_options.allow_2pc) {
     // Its WAL may hold prepared transactions, which only a TransactionDB opens.
     return Status::InvalidArgument("the master's WAL may hold two-phase commit records");

@@ -28,8 +28,8 @@ namespace sdiff::plugin {
 // the master does not replicate (their data would go to the follower too), a
 // comparator other than the bytewise one, a merge operator (the files hold
 // merge operands, the follower resolves none), data outside the DB
-// directory (db_paths, cf_paths), or two-phase commits (allow_2pc: a WAL with
-// prepared transactions opens only as a TransactionDB).
+// directory (db_paths, cf_paths), two-phase commits (allow_2pc: a WAL with
+// prepared transactions opens only as a TransactionDB), or two_write_queues.
 Status OpenDbFiles(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& replicated,
                    std::unique_ptr<FileSource>* out);
 

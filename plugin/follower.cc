@@ -29,6 +29,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.defer_tree = follower->cloned_;
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
+  RemoveStaleStaging(options);
   net::FollowerStore* store = follower->store_.get();
   if (options.progress) {
     follower->progress_ = std::make_unique<FollowerProgress>(store, std::move(options.progress));
@@ -74,6 +75,21 @@ void Follower::MaybeClone(const FollowerOptions& options) {
     log->info("not copying the master's files ({}); starting empty", s.message());
   } else {
     log->warn("copying the master's files failed ({}); starting empty", s.message());
+  }
+}
+
+// A copy that a crash (or a failed clone that could not clean up) left
+// beside the database: as big as the master's database, and never used.
+void Follower::RemoveStaleStaging(const FollowerOptions& options) {
+  std::string staging = CloneStagingPath(options.db_path);
+  std::error_code ec;
+  if (staging.empty() || !std::filesystem::exists(staging, ec)) return;
+  auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
+  std::filesystem::remove_all(staging, ec);
+  if (ec) {
+    log->warn("cannot remove the unfinished copy {}: {}", staging, ec.message());
+  } else {
+    log->info("removed the unfinished copy {}", staging);
   }
 }
 

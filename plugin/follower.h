@@ -52,7 +52,8 @@ struct FollowerOptions {
   // files (plugin/clone.h), and opens that: the fastest start for a large
   // master. When the master refuses (fewer than its bootstrap_min_keys, or a
   // configuration a copy would not reproduce) or the copy fails, it starts
-  // empty and the master bootstraps or diffs it. Default: true.
+  // empty and the master bootstraps or diffs it. Open blocks for the copy
+  // (or for client.connect_timeout when the master is unreachable). Default: true.
   bool clone_files = true;
 };
 
@@ -110,6 +111,7 @@ class Follower {
  private:
   Follower() = default;
   void MaybeClone(const FollowerOptions& options);
+  static void RemoveStaleStaging(const FollowerOptions& options);
   // Called under the client's status lock, so it must not ask the client again.
   FollowerStatus Compose(const net::FollowerClientStatus& client) const;
 

@@ -394,6 +394,13 @@ TEST_F(CloneSessionTest, OpenFilesErrorRefusesWithItsMessage) {
   EXPECT_EQ(opens_, 1);
 }
 
+// The master failing to list its files is not a refusal the cloner expects.
+TEST_F(CloneSessionTest, OpenFilesIoErrorIsAnInternalError) {
+  open_error_ = Status::IOError("cannot list the database files: disk on fire");
+  ExpectRefused(RejectCode::kInternal, "disk on fire");
+  EXPECT_EQ(writes_, 0);
+}
+
 TEST_F(CloneSessionTest, SourceWithNoFilesIsAnInternalError) {
   files_.clear();
   ExpectRefused(RejectCode::kInternal, "no files");

@@ -236,7 +236,11 @@ TEST_F(CloneTest, WritesDuringTheCopyAreNotLost) {
       written.fetch_add(1);
     }
   });
-  ASSERT_NO_FATAL_FAILURE(OpenFollower(Options()));
+  // No catch-up diff: only the stream from the copy's sequence can make the
+  // replica whole, so a copy whose sequence overstated its data would show.
+  FollowerOptions options = Options();
+  options.client.session.diff_after_catch_up = false;
+  ASSERT_NO_FATAL_FAILURE(OpenFollower(options));
   bool cloned = follower_->status().cloned;
   // Keep writing while the follower resumes from the copy's sequence.
   std::this_thread::sleep_for(50ms);
@@ -244,7 +248,13 @@ TEST_F(CloneTest, WritesDuringTheCopyAreNotLost) {
   writer.join();
   EXPECT_TRUE(cloned);
   EXPECT_GT(written.load(), 0);
-  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed());
+  uint64_t last = db_->GetLatestSequenceNumber();
+  ASSERT_TRUE(follower_->WaitFor(
+      [&](const FollowerStatus& s) { return s.connected && s.applied_seq >= last; }, kDeadline));
+  FollowerStatus status = follower_->status();
+  EXPECT_EQ(status.last_start, StartMode::kResume);
+  EXPECT_EQ(status.diffs, 0u);
+  EXPECT_EQ(ScanFollower(follower_.get()), MasterData());
 }
 
 TEST_F(CloneTest, LeftoverStagingDirectoryIsReplaced) {
@@ -259,6 +269,47 @@ TEST_F(CloneTest, LeftoverStagingDirectoryIsReplaced) {
   EXPECT_TRUE(follower_->status().cloned);
   EXPECT_FALSE(fs::exists(staging));
   EXPECT_EQ(ScanFollower(follower_.get()), MasterData());
+}
+
+TEST_F(CloneTest, PathWithATrailingSlashIsCloned) {
+  ASSERT_NO_FATAL_FAILURE(OpenMaster());
+  ASSERT_NO_FATAL_FAILURE(Fill(300));
+  ASSERT_NO_FATAL_FAILURE(Attach());
+  FollowerOptions options = Options();
+  options.db_path += "/";
+  ASSERT_NO_FATAL_FAILURE(OpenFollower(options));
+  EXPECT_TRUE(follower_->status().cloned);
+  EXPECT_EQ(CloneStagingPath(options.db_path), dir_ + "/follower.sdiff-clone");
+  EXPECT_FALSE(fs::exists(dir_ + "/follower.sdiff-clone"));
+  EXPECT_EQ(ScanFollower(follower_.get()), MasterData());
+}
+
+TEST_F(CloneTest, PathsNamingNoDirectoryOfTheirOwnAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(OpenMaster());
+  ASSERT_NO_FATAL_FAILURE(Fill(300));
+  ASSERT_NO_FATAL_FAILURE(Attach());
+  for (const std::string& path : std::vector<std::string>{".", "./", "..", "/"}) {
+    CloneFromMasterOptions clone;
+    clone.db_path = path;
+    clone.connect.master = "127.0.0.1:" + std::to_string(master_->port());
+    CloneResult result;
+    Status s = CloneFromMaster(clone, &result);
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << path << ": " << s.ToString();
+    EXPECT_EQ(CloneStagingPath(path), "") << path;
+  }
+}
+
+TEST_F(CloneTest, LeftoverStagingIsRemovedEvenWithoutAClone) {
+  ASSERT_NO_FATAL_FAILURE(OpenMaster());
+  ASSERT_NO_FATAL_FAILURE(Attach());
+  std::string staging = CloneStagingPath(dir_ + "/follower");
+  fs::create_directories(staging);
+  std::ofstream(staging + "/000007.sst") << "half a file";
+  FollowerOptions options = Options();
+  options.clone_files = false;
+  ASSERT_NO_FATAL_FAILURE(OpenFollower(options));
+  EXPECT_FALSE(follower_->status().cloned);
+  EXPECT_FALSE(fs::exists(staging));
 }
 
 TEST_F(CloneTest, EmptyDirectoryMadeInAdvanceIsCloned) {
@@ -344,9 +395,15 @@ TEST_F(CloneTest, WrongSecretLeavesNothingBehind) {
   clone.db_path = dir_ + "/follower";
   clone.connect.master = "127.0.0.1:" + std::to_string(master_->port());
   clone.secret = "wrong secret";
+  std::vector<Progress> reports;
+  clone.progress = [&](const Progress& p) { reports.push_back(p); };
   CloneResult result;
   Status s = CloneFromMaster(clone, &result);
   EXPECT_FALSE(s.ok());
+  // The failed work still ends its progress.
+  ASSERT_FALSE(reports.empty());
+  EXPECT_TRUE(reports.back().finished);
+  EXPECT_EQ(reports.back().kind, Progress::Kind::kClone);
   EXPECT_NE(s.message().find("secret"), std::string::npos) << s.message();
   EXPECT_FALSE(fs::exists(clone.db_path));
   EXPECT_FALSE(fs::exists(CloneStagingPath(clone.db_path)));
