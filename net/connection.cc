@@ -56,6 +56,10 @@ void Connection::VerifyServerName(const std::string& host) {
 
 void Connection::Start() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    // Closed before it started (a master stopping between accepting a
+    // connection and starting it): arm nothing, or the handshake timer alone
+    // would keep the server's threads alive until it fires.
+    if (self->closing_) return self->Finish();
     if (!self->tls_) return self->Open();
     // A peer that never finishes the TLS handshake must not hold the
     // connection forever. Tick() re-arms this timer once open.
