@@ -151,6 +151,14 @@ class CloneTest : public ::testing::Test {
     return o;
   }
 
+  // CloneFromMaster called directly, into `path`, from this test's master.
+  CloneFromMasterOptions CloneOptions(const std::string& path) {
+    CloneFromMasterOptions o;
+    o.db_path = path;
+    o.connect.master = "127.0.0.1:" + std::to_string(master_->port());
+    return o;
+  }
+
   void OpenFollower(FollowerOptions options) {
     Status s = Follower::Open(std::move(options), &follower_);
     ASSERT_TRUE(s.ok()) << s.ToString();
@@ -289,9 +297,7 @@ TEST_F(CloneTest, PathsNamingNoDirectoryOfTheirOwnAreRefused) {
   ASSERT_NO_FATAL_FAILURE(Fill(300));
   ASSERT_NO_FATAL_FAILURE(Attach());
   for (const std::string& path : std::vector<std::string>{".", "./", "..", "/"}) {
-    CloneFromMasterOptions clone;
-    clone.db_path = path;
-    clone.connect.master = "127.0.0.1:" + std::to_string(master_->port());
+    CloneFromMasterOptions clone = CloneOptions(path);
     CloneResult result;
     Status s = CloneFromMaster(clone, &result);
     EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << path << ": " << s.ToString();
@@ -391,9 +397,7 @@ TEST_F(CloneTest, WrongSecretLeavesNothingBehind) {
   MasterOptions options;
   options.server.secret = "right secret";
   ASSERT_NO_FATAL_FAILURE(Attach(options));
-  CloneFromMasterOptions clone;
-  clone.db_path = dir_ + "/follower";
-  clone.connect.master = "127.0.0.1:" + std::to_string(master_->port());
+  CloneFromMasterOptions clone = CloneOptions(dir_ + "/follower");
   clone.secret = "wrong secret";
   std::vector<Progress> reports;
   clone.progress = [&](const Progress& p) { reports.push_back(p); };
@@ -419,9 +423,7 @@ TEST_F(CloneTest, ANonEmptyDirectoryIsNeverCloned) {
   ASSERT_NO_FATAL_FAILURE(OpenMaster());
   ASSERT_NO_FATAL_FAILURE(Fill(300));
   ASSERT_NO_FATAL_FAILURE(Attach());
-  CloneFromMasterOptions clone;
-  clone.db_path = dir_ + "/follower";
-  clone.connect.master = "127.0.0.1:" + std::to_string(master_->port());
+  CloneFromMasterOptions clone = CloneOptions(dir_ + "/follower");
   fs::create_directories(clone.db_path);
   std::ofstream(clone.db_path + "/notes.txt") << "mine";
   CloneResult result;

@@ -136,6 +136,24 @@ std::optional<Reject> LastReject(const std::vector<Message>& frames) {
 
 class NetTest : public ::testing::Test {
  protected:
+  // Brings `peer` to streaming, queues `backlog_mib` 1 MiB batches for it
+  // (30 is more than the socket buffers hold), then sends a protocol error and
+  // waits until the master has read it: the master queues a Reject behind the
+  // backlog and closes with a flush. *sent_at: when the error was sent.
+  void MakeMasterCloseBehindBacklog(RawPeer* peer, int backlog_mib,
+                                    std::chrono::steady_clock::time_point* sent_at = nullptr) {
+    peer->Send(ValidHello());
+    peer->Send(Auth{});
+    ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+    std::string big(1 << 20, 'x');
+    for (int i = 0; i < backlog_mib; ++i) hub_.Put("big" + std::to_string(i), big);
+    uint64_t before = master_->stats().bytes_in;
+    std::string garbage(16, '\xff');
+    if (sent_at != nullptr) *sent_at = std::chrono::steady_clock::now();
+    peer->Send(garbage);
+    ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + garbage.size(); }));
+  }
+
   void StartMaster(MasterServerOptions options = {}) {
     options.listen = "127.0.0.1:" + std::to_string(port_);
     options.logger = QuietLogger();
@@ -534,16 +552,8 @@ TEST_F(NetTest, ResetDuringTheFinalFlushEndsTheConnectionAtOnce) {
   o.connection.flush_timeout = 5s;
   StartMaster(o);
   RawPeer peer(port_);
-  peer.Send(ValidHello());
-  peer.Send(Auth{});
-  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
   // More than the socket buffers hold, so writes are pending when it closes.
-  std::string big(1 << 20, 'x');
-  for (int i = 0; i < 30; ++i) hub_.Put("big" + std::to_string(i), big);
-  uint64_t before = master_->stats().bytes_in;
-  std::string garbage(16, '\xff');
-  peer.Send(garbage);  // a protocol error: Reject, then close with a flush
-  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + garbage.size(); }));
+  ASSERT_NO_FATAL_FAILURE(MakeMasterCloseBehindBacklog(&peer, 30));
   ASSERT_EQ(hub_.subscribers(), 1u);
   auto start = std::chrono::steady_clock::now();
   peer.Reset();
@@ -558,17 +568,9 @@ TEST_F(NetTest, ResetDuringTheFinalFlushEndsTheConnectionAtOnce) {
 TEST_F(NetTest, PeerThatKeepsTalkingStillGetsTheLastBytesBeforeTheClose) {
   StartMaster();
   RawPeer peer(port_);
-  peer.Send(ValidHello());
-  peer.Send(Auth{});
-  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
   // More than the socket buffers hold, so the master is still flushing when
   // the peer's last bytes arrive.
-  std::string big(1 << 20, 'x');
-  for (int i = 0; i < 30; ++i) hub_.Put("big" + std::to_string(i), big);
-  uint64_t before = master_->stats().bytes_in;
-  std::string garbage(16, '\xff');
-  peer.Send(garbage);  // a protocol error: Reject, then close with a flush
-  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + garbage.size(); }));
+  ASSERT_NO_FATAL_FAILURE(MakeMasterCloseBehindBacklog(&peer, 30));
   // The read the master had in flight takes the first; the second stays
   // unread while the master flushes.
   peer.Send(Pong{});
@@ -590,13 +592,8 @@ TEST_F(NetTest, PeerThatNeverClosesIsDroppedWithinTheFlushTimeout) {
   o.connection.flush_timeout = 300ms;
   StartMaster(o);
   RawPeer peer(port_);
-  peer.Send(ValidHello());
-  peer.Send(Auth{});
-  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
-  uint64_t before = master_->stats().bytes_in;
-  auto start = std::chrono::steady_clock::now();
-  peer.Send(std::string(16, '\xff'));  // Reject and close; the peer never reads
-  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= before + 16; }));
+  std::chrono::steady_clock::time_point start;
+  ASSERT_NO_FATAL_FAILURE(MakeMasterCloseBehindBacklog(&peer, 0, &start));  // it never reads
   EXPECT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }));
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, 250ms);  // it waited for the peer to close...
