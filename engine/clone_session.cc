@@ -133,7 +133,6 @@ void CloneSession::HandleChunk(const FileChunk& chunk) {
   if (!s.ok()) return Fail(s, RejectCode::kInternal);
   if (starts_file) {
     names_.insert(chunk.name);
-    ++files_;
     current_ = chunk.name;
     current_size_ = chunk.file_size;
     current_offset_ = 0;

@@ -66,8 +66,8 @@ class CloneSession {
   // The master's identity, sequence and families, once welcomed.
   const Welcome& welcome() const { return welcome_; }
   bool welcomed() const { return welcomed_; }
-  uint64_t files_received() const { return files_; }  // started so far
-  uint64_t bytes_received() const { return bytes_; }  // file data so far
+  uint64_t files_received() const { return names_.size(); }  // started so far
+  uint64_t bytes_received() const { return bytes_; }         // file data so far
 
  private:
   enum class State { kIdle, kAwaitChallenge, kAwaitWelcome, kReceiving, kDone, kClosed };
@@ -90,7 +90,6 @@ class CloneSession {
   std::string current_;                    // the file being received; "" between files
   uint64_t current_size_ = 0;
   uint64_t current_offset_ = 0;  // bytes of it received
-  uint64_t files_ = 0;
   uint64_t bytes_ = 0;
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

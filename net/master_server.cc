@@ -103,9 +103,7 @@ class MasterServer::Driver : public ConnectionHandler,
     Status reason = session_.closed() ? session_.error() : why;
     // Aborted is the master's own choice (shutdown) unless a limit dropped it;
     // a peer that never finished its handshake was refused, whoever hung up.
-    // A session that ended itself without error did its job (a cloner sent
-    // with all its files).
-    bool finished = session_.closed() && session_.error().ok();
+    bool finished = SessionFinished();
     bool refused = !finished && (dropped_ || (session_.closed() && !session_.error().IsAborted()) ||
                                  (!handshaken_ && !server_->stopped_));
     auto& log = server_->log_;
@@ -202,8 +200,7 @@ class MasterServer::Driver : public ConnectionHandler,
     }
     if (sent != 0) server_->counters_.bytes_out.fetch_add(sent, std::memory_order_relaxed);
     // A small copy can be sent whole, and its session closed, in one pump.
-    bool finished = session_.closed() && session_.error().ok();
-    if (!handshaken_ && (session_.streaming() || finished)) {
+    if (!handshaken_ && (session_.streaming() || SessionFinished())) {
       handshaken_ = true;
       role_.store(static_cast<uint8_t>(session_.peer_role()), std::memory_order_relaxed);
       if (session_.peer_role() != Role::kFollower) {
@@ -213,6 +210,10 @@ class MasterServer::Driver : public ConnectionHandler,
     }
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
   }
+
+  // Strand. The session ended itself without error: it did its job (a
+  // cloner that was sent all its files).
+  bool SessionFinished() const { return session_.closed() && session_.error().ok(); }
 
   // Strand. When the stream handed batches to the session, coalesced per
   // millisecond, so the follower's lag can be told in time from its position.

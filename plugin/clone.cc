@@ -142,6 +142,11 @@ bool EmptyOrMissing(const std::string& path) {
 
 }  // namespace
 
+bool CanCloneInto(const std::string& db_path) {
+  std::string path = NormalPath(db_path);
+  return !path.empty() && EmptyOrMissing(path);
+}
+
 std::string CloneStagingPath(const std::string& db_path) {
   std::string path = NormalPath(db_path);
   return path.empty() ? "" : path + ".sdiff-clone";

@@ -46,6 +46,11 @@ struct CloneResult {
 // nothing was left at db_path.
 Status CloneFromMaster(const CloneFromMasterOptions& options, CloneResult* result);
 
+// Whether CloneFromMaster would copy into db_path: it names a directory of
+// its own that is missing or empty. (A follower restarting on its replica
+// does not clone, and says nothing about it.)
+bool CanCloneInto(const std::string& db_path);
+
 // The staging directory CloneFromMaster uses for db_path.
 std::string CloneStagingPath(const std::string& db_path);
 

@@ -8,7 +8,6 @@
 #include <system_error>
 #include <utility>
 
-#include "plugin/clone.h"
 #include "plugin/follower_progress.h"
 #include "plugin/follower_store.h"
 
@@ -26,7 +25,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);
   // A fresh copy is equal to the master already: readable now, its tree is
   // built on the client's thread before it connects.
-  store_options.defer_tree = follower->cloned_;
+  store_options.defer_tree = follower->clone_.has_value();
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
   RemoveStaleStaging(options);
@@ -45,11 +44,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
 // Copies the master's files into a database path that holds nothing yet.
 // Any failure leaves the path as it was: the follower then starts empty.
 void Follower::MaybeClone(const FollowerOptions& options) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  bool empty = !fs::exists(options.db_path, ec) ||
-               (fs::is_directory(options.db_path, ec) && fs::is_empty(options.db_path, ec));
-  if (options.db_path.empty() || !empty) return;
+  if (!CanCloneInto(options.db_path)) return;
   auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
   CloneFromMasterOptions clone;
   clone.db_path = options.db_path;
@@ -68,9 +63,7 @@ void Follower::MaybeClone(const FollowerOptions& options) {
   if (s.ok()) {
     log->info("copied the master's files: {} files, {} bytes in {:.0f} ms, at master sequence {}",
               result.files, result.bytes, ms, result.seq);
-    cloned_ = true;
-    clone_bytes_ = result.bytes;
-    clone_seq_ = result.seq;
+    clone_ = result;
   } else if (s.code() == Status::Code::kNotFound) {
     log->info("not copying the master's files ({}); starting empty", s.message());
   } else {
@@ -121,9 +114,9 @@ FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   s.last_error = c.last_error;
   s.master_id = store_->State().master_id;
   s.keys = store_->keys();
-  s.cloned = cloned_;
-  s.clone_bytes = clone_bytes_;
-  s.clone_seq = clone_seq_;
+  s.cloned = clone_.has_value();
+  s.clone_bytes = clone_ ? clone_->bytes : 0;
+  s.clone_seq = clone_ ? clone_->seq : 0;
   return s;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,7 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
+#include "plugin/clone.h"
 #include "plugin/progress.h"
 
 namespace rocksdb {
@@ -115,9 +117,7 @@ class Follower {
   // Called under the client's status lock, so it must not ask the client again.
   FollowerStatus Compose(const net::FollowerClientStatus& client) const;
 
-  bool cloned_ = false;
-  uint64_t clone_bytes_ = 0;
-  uint64_t clone_seq_ = 0;
+  std::optional<CloneResult> clone_;  // set when Open copied the master's files
   std::unique_ptr<RocksFollowerStore> store_;
   std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
   std::unique_ptr<net::FollowerClient> client_;
