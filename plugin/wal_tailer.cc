@@ -275,11 +275,15 @@ void WalTailer::Run() {
     size_t batches = 0;
     const uint64_t seen = db_->GetLatestSequenceNumber();
     if (!it) {
+      // Ask only once the DB holds `expected`. Asked earlier, RocksDB answers
+      // "not yet written", and a write landing right after that answer made
+      // it look like a WAL that is gone. Asked now, a failure is one.
       in_hand_taken = false;
-      rocksdb::Status s = db_->GetUpdatesSince(expected, &it);
+      rocksdb::Status s;
+      if (seen >= expected) s = db_->GetUpdatesSince(expected, &it);
       if (!s.ok()) {
         it.reset();
-        if (db_->GetLatestSequenceNumber() >= expected) gap("no WAL from there: " + s.ToString());
+        gap("no WAL from there: " + s.ToString());
       }
     } else if (!it->Valid()) {
       it->Next();  // picks up what was appended since; keeps the iterator alive
