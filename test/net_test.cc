@@ -566,7 +566,11 @@ TEST_F(NetTest, ResetDuringTheFinalFlushEndsTheConnectionAtOnce) {
 // until the peer closes, instead of closing on unread input, which sends a
 // reset that destroys the peer's unread copy of those bytes.
 TEST_F(NetTest, PeerThatKeepsTalkingStillGetsTheLastBytesBeforeTheClose) {
-  StartMaster();
+  // The slow reader needs about 1 s for the 30 MiB, several under TSan: what
+  // is pinned is that all of it arrives, so the flush may take that long.
+  MasterServerOptions o;
+  o.connection.flush_timeout = kDeadline;
+  StartMaster(o);
   RawPeer peer(port_);
   // More than the socket buffers hold, so the master is still flushing when
   // the peer's last bytes arrive.
