@@ -1,6 +1,7 @@
 // The master's listener and the driver that runs a ServerSession on a connection.
 #include "net/master_server.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -357,7 +358,10 @@ Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
                                       : "; followers must prove the shared secret");
   server->Accept();
   for (int i = 0; i < std::max(1, o.threads); ++i) {
-    server->threads_.emplace_back([io = &server->io_] { io->run(); });
+    server->threads_.emplace_back([io = &server->io_] {
+      pthread_setname_np(pthread_self(), "sdiff-master");  // as top -H and perf show it
+      io->run();
+    });
   }
   *out = std::move(server);
   return Status::OK();

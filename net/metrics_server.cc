@@ -1,6 +1,8 @@
 // The metrics endpoint: Boost.Beast on one io_context thread.
 #include "net/metrics_server.h"
 
+#include <pthread.h>
+
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 // clang-format off
@@ -137,7 +139,10 @@ Status MetricsServer::Start(const std::string& listen, TextFun text,
   if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::IOError("cannot serve metrics on " + listen + ": " + ec.message());
   impl->Accept();
-  impl->thread = std::thread([io = &impl->io] { io->run(); });
+  impl->thread = std::thread([io = &impl->io] {
+    pthread_setname_np(pthread_self(), "sdiff-metrics");
+    io->run();
+  });
   out->reset(new MetricsServer(std::move(impl)));
   return Status::OK();
 }

@@ -1,6 +1,8 @@
 // Counting a follower's bulk writes and sampling them into progress reports.
 #include "plugin/follower_progress.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 namespace sdiff::plugin {
@@ -16,7 +18,10 @@ void FollowerProgress::Start(const net::FollowerClient* client) {
   net::FollowerClientStatus s = client_->status();
   syncs_ = s.syncs;
   connects_ = s.connects;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "sdiff-progress");
+    Run();
+  });
 }
 
 void FollowerProgress::Stop() {

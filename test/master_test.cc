@@ -13,6 +13,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <thread>
 
 #include "plugin/wal_tailer.h"
@@ -225,6 +227,33 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
     ASSERT_EQ(tailer->stats().tailed_seq, db_->GetLatestSequenceNumber());
     ASSERT_EQ(tailer->stats().rebuilds, 0u) << "round " << round;
   }
+}
+
+// Operators tell sdiff's threads from the application's by name (top -H, perf).
+TEST_F(MasterTest, ThreadsAreNamed) {
+  OpenDb();
+  ASSERT_TRUE(Attach().ok());
+  AddFollower();
+  auto names = [] {
+    std::multiset<std::string> out;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream in(task.path() / "comm");
+      std::string name;
+      if (std::getline(in, name)) out.insert(name);
+    }
+    return out;
+  };
+  // Each thread names itself when it starts, so wait for all of them.
+  auto all_named = [&] {
+    std::multiset<std::string> now = names();
+    return now.count("sdiff-tailer") == 1 && now.count("sdiff-master") >= 1 &&
+           now.count("sdiff-follower") >= 1;
+  };
+  auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (!all_named() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(all_named());
 }
 
 TEST_F(MasterTest, IngestedFileIsRepairedByDiff) {
