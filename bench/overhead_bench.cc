@@ -3,13 +3,19 @@
 // WAL on, no fsync) runs against a plain RocksDB and against a fresh one with
 // a Master attached and one Follower (same process, loopback) connected; the
 // attached loop calls NotifyWrite() after each Write, as the docs recommend.
-// Only the loop is timed. Plain and attached alternate for a few rounds and
+// With --idle-follower the follower's threads run at SCHED_IDLE, so they use
+// only CPU the master leaves: on a 2-core machine that separates what the
+// master pays from what a second replica on the same cores costs. Only the
+// loop is timed. Plain and attached alternate for a few rounds and
 // the medians are reported, since the machines are noisy.
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
+#include <sched.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -104,6 +110,9 @@ struct Measurement {
   // Master::Attach started (tailer, server) and those Follower::Open started.
   double master_cpu_us = 0;
   double follower_cpu_us = 0;
+  // The share of master_cpu_us spent during the loop. A follower that lags
+  // (--idle-follower) lets the server put off sending; this shows how much.
+  double master_in_loop = 0;
 };
 
 // The application's loop: `keys.size()` puts in batches of `batch`. With a
@@ -143,8 +152,20 @@ Measurement MeasurePlain(const std::vector<std::string>& keys, const ValuePool& 
   return m;
 }
 
+// Moves the threads `tids` to SCHED_IDLE; the threads they start inherit it.
+void MakeIdle(const std::set<std::string>& tids) {
+  sched_param none{};
+  for (const std::string& tid : tids) {
+    if (sched_setscheduler(std::stoi(tid), SCHED_IDLE, &none) != 0) {
+      fmt::print(stderr, "sdiff-bench: cannot make thread {} idle: {}\n", tid,
+                 std::strerror(errno));
+      std::exit(1);
+    }
+  }
+}
+
 Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePool& values,
-                            size_t batch) {
+                            size_t batch, bool idle_follower) {
   TempDir dir;
   std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
   plugin::MasterOptions master_options;
@@ -164,6 +185,7 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
   auto threads2 = ThreadCpuNs();
   std::set<std::string> master_threads = NewThreads(threads0, threads1);
   std::set<std::string> follower_threads = NewThreads(threads1, threads2);
+  if (idle_follower) MakeIdle(follower_threads);
   // Connected, and past its first diff (of an empty DB), before timing starts.
   if (!follower->WaitFor([](const plugin::FollowerStatus& s) { return s.connected && s.diffs > 0; },
                          10s)) {
@@ -176,6 +198,7 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
   auto before = ThreadCpuNs();
   Measurement r = WriteLoop(db.get(), master.get(), keys, values, batch);
   double t0 = WallSeconds();
+  auto loop_end = ThreadCpuNs();
   uint64_t last = db->GetLatestSequenceNumber();
   if (!follower->WaitFor([last](const plugin::FollowerStatus& s) { return s.applied_seq >= last; },
                          kCatchUpDeadline)) {
@@ -184,10 +207,18 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
     std::exit(1);
   }
   r.catch_up_s = WallSeconds() - t0;
+  if (follower->status().connects != 1) {
+    // A follower dropped and reconnected meanwhile: part of the loop ran with none.
+    fmt::print(stderr, "sdiff-bench: the follower reconnected during the run: {}\n",
+               follower->status().last_error);
+    std::exit(1);
+  }
   r.process_cpu_us = (CpuSeconds() - cpu0) / keys.size() * 1e6;
   auto after = ThreadCpuNs();
   r.master_cpu_us = CpuSince(before, after, master_threads) / keys.size() * 1e6;
   r.follower_cpu_us = CpuSince(before, after, follower_threads) / keys.size() * 1e6;
+  r.master_in_loop = CpuSince(before, loop_end, master_threads) /
+                     std::max(1e-9, CpuSince(before, after, master_threads));
   if (follower->status().keys != keys.size()) {
     fmt::print(stderr, "sdiff-bench: the follower holds {} keys, expected {}\n",
                follower->status().keys, keys.size());
@@ -232,13 +263,14 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
     fmt::print(
         "{} puts per measurement, {}-byte keys, {}-byte values, WAL on, no fsync; medians of {} "
         "rounds, plain and attached alternating.\nattached: Master + 1 Follower in this process "
-        "over loopback; the loop calls master->NotifyWrite() after each Write.\n",
-        options.puts, kKeySize, kValueSize, options.rounds);
+        "over loopback{}; the loop calls master->NotifyWrite() after each Write.\n",
+        options.puts, kKeySize, kValueSize, options.rounds,
+        options.idle_follower ? ", the follower's threads at SCHED_IDLE" : "");
   }
   for (int round = 0; round < options.rounds; ++round) {
     for (OverheadResult& r : results) {
       r.plain.push_back(MeasurePlain(keys, values, r.batch));
-      r.attached.push_back(MeasureAttached(keys, values, r.batch));
+      r.attached.push_back(MeasureAttached(keys, values, r.batch, options.idle_follower));
       if (!options.json) {
         fmt::print(stderr, "round {} batch {}: plain {:.0f}/s, attached {:.0f}/s\n", round + 1,
                    r.batch, r.plain.back().puts_per_s, r.attached.back().puts_per_s);
@@ -250,8 +282,10 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
   for (const OverheadResult& r : results) lowest = std::min(lowest, r.ratio());
   using M = Measurement;
   if (options.json) {
-    fmt::print("{{\"benchmark\": \"overhead\", \"puts\": {}, \"rounds\": {}, \"results\": [",
-               options.puts, options.rounds);
+    fmt::print(
+        "{{\"benchmark\": \"overhead\", \"puts\": {}, \"rounds\": {}, \"idle_follower\": {}, "
+        "\"results\": [",
+        options.puts, options.rounds, options.idle_follower);
     for (size_t i = 0; i < results.size(); ++i) {
       const OverheadResult& r = results[i];
       fmt::print(
@@ -259,11 +293,13 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
           "\"ratio\": {:.3f}, \"plain_writer_cpu_us_per_put\": {:.3f}, "
           "\"attached_writer_cpu_us_per_put\": {:.3f}, \"plain_process_cpu_us_per_put\": {:.3f}, "
           "\"attached_process_cpu_us_per_put\": {:.3f}, \"attached_master_plugin_cpu_us_per_put\": "
-          "{:.3f}, \"attached_follower_cpu_us_per_put\": {:.3f}}}",
+          "{:.3f}, \"attached_master_plugin_in_loop_share\": {:.3f}, "
+          "\"attached_follower_cpu_us_per_put\": {:.3f}}}",
           i ? ", " : "", r.batch, r.plain_median(), r.attached_median(), r.ratio(),
           r.plain_median(&M::writer_cpu_us), r.attached_median(&M::writer_cpu_us),
           r.plain_median(&M::process_cpu_us), r.attached_median(&M::process_cpu_us),
-          r.attached_median(&M::master_cpu_us), r.attached_median(&M::follower_cpu_us));
+          r.attached_median(&M::master_cpu_us), r.attached_median(&M::master_in_loop),
+          r.attached_median(&M::follower_cpu_us));
     }
     fmt::print("], \"ratio_attached_to_plain\": {:.3f}}}\n", lowest);
     return 0;
@@ -289,18 +325,21 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
       "time it ran / was runnable but waited for a CPU (the rest it was blocked).\n",
       lowest);
   fmt::print(
-      "\nattached, CPU us per put by thread group (medians):\n{:>6} {:>8} {:>14} {:>10} {:>9}\n",
-      "batch", "writer", "master plugin", "follower", "other");
+      "\nattached, CPU us per put by thread group (medians):\n{:>6} {:>8} {:>14} {:>8} {:>10} "
+      "{:>9}\n",
+      "batch", "writer", "master plugin", "in loop", "follower", "other");
   for (const OverheadResult& r : results) {
     double writer = r.attached_median(&M::writer_cpu_us);
     double master = r.attached_median(&M::master_cpu_us);
     double follower = r.attached_median(&M::follower_cpu_us);
     double all = r.attached_median(&M::process_cpu_us);
-    fmt::print("{:>6} {:>8.2f} {:>14.2f} {:>10.2f} {:>9.2f}\n", r.batch, writer, master, follower,
+    fmt::print("{:>6} {:>8.2f} {:>14.2f} {:>7.0f}% {:>10.2f} {:>9.2f}\n", r.batch, writer, master,
+               100 * r.attached_median(&M::master_in_loop), follower,
                std::max(0.0, all - writer - master - follower));
   }
   fmt::print(
-      "master plugin: the threads Master::Attach started (WAL tailer, server); follower: those "
+      "master plugin: the threads Master::Attach started (WAL tailer, server), and the share of "
+      "it spent during the loop; follower: those "
       "Follower::Open started; other: RocksDB's background threads (both DBs) and the rest.\n");
   return 0;
 }

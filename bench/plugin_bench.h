@@ -12,6 +12,10 @@ namespace sdiff::bench {
 struct OverheadBenchOptions {
   size_t puts = 200'000;  // per measurement
   int rounds = 3;         // plain and attached alternate; medians reported
+  // The follower's threads run at SCHED_IDLE: they get only the CPU the
+  // master's threads leave, as a follower on another machine takes none, so
+  // the ratio shows what the master itself pays on a machine with no spare core.
+  bool idle_follower = false;
   bool json = false;
 };
 

@@ -26,8 +26,13 @@ int main(int argc, char** argv) {
   CLI::App* overhead_cmd =
       app.add_subcommand("overhead", "RocksDB plugin: master write rate, plain vs attached");
   overhead_cmd->add_flag("--json", overhead.json, "print one JSON object");
-  overhead_cmd->add_option("--puts", overhead.puts, "puts per measurement")->capture_default_str();
+  overhead_cmd->add_option("--puts", overhead.puts, "puts per measurement")
+      ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
+      ->capture_default_str();
+  overhead_cmd->add_flag("--idle-follower", overhead.idle_follower,
+                         "run the follower's threads at SCHED_IDLE (the master's own cost)");
   overhead_cmd->add_option("--rounds", overhead.rounds, "plain/attached rounds (medians)")
+      ->check(CLI::Range(1, 1000))
       ->capture_default_str();
 
   sdiff::bench::StreamBenchOptions stream;
