@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -101,6 +102,31 @@ Status UseCa(const std::string& ca_file, ssl::context* context) {
   return Status::OK();
 }
 
+// OpenSSL fills a certificate's cache of decoded extensions (key
+// identifiers, purposes) the first time the certificate is used. Two
+// handshakes that do that at once on different threads race inside
+// libcrypto (TSan saw it: the master's two I/O threads verifying
+// clients against the same CA). Filling the caches here, on the thread that
+// builds the context, leaves the handshakes only reads.
+void FillCertificateCaches(ssl::context* context) {
+  SSL_CTX* ctx = context->native_handle();
+  auto fill = [](X509* cert) {
+    if (cert != nullptr) X509_check_purpose(cert, -1, 0);
+  };
+  fill(SSL_CTX_get0_certificate(ctx));
+  STACK_OF(X509)* chain = nullptr;
+  if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && chain != nullptr) {
+    for (int i = 0; i < sk_X509_num(chain); ++i) fill(sk_X509_value(chain, i));
+  }
+  if (X509_STORE* store = SSL_CTX_get_cert_store(ctx)) {
+    STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+      fill(X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i)));
+    }
+  }
+  ERR_clear_error();
+}
+
 Status Unexpected(const char* side, const std::exception& e) {
   return Status::IOError(fmt::format("cannot set up the TLS {} context: {}", side, e.what()));
 }
@@ -128,6 +154,7 @@ Status MakeServerTlsContext(const TlsOptions& options, std::unique_ptr<ssl::cont
     } else {
       context->set_verify_mode(ssl::verify_none);
     }
+    FillCertificateCaches(context.get());
     *out = std::move(context);
     return Status::OK();
   } catch (const std::exception& e) {
@@ -160,6 +187,7 @@ Status MakeClientTlsContext(const TlsOptions& options, std::unique_ptr<ssl::cont
       }
     }
     context->set_verify_mode(ssl::verify_peer);
+    FillCertificateCaches(context.get());
     *out = std::move(context);
     return Status::OK();
   } catch (const std::exception& e) {
