@@ -5,9 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <rocksdb/merge_operator.h>
 #include <rocksdb/utilities/transaction_db.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
@@ -20,6 +18,7 @@
 #include "plugin/follower.h"
 #include "plugin/follower_store.h"
 #include "plugin/master.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -31,34 +30,9 @@ constexpr auto kDeadline = 20s;
 // "default" spelled out: rocksdb::kDefaultColumnFamilyName may not be initialised yet.
 const std::vector<std::string> kFamilies = {"default", "left", "right"};
 
-// (family name, key) -> value
-using Contents = std::map<std::pair<std::string, std::string>, std::string>;
-
-std::shared_ptr<spdlog::logger> Quiet() {
-  return std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
-
-class AppendOperator : public rocksdb::AssociativeMergeOperator {
- public:
-  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
-             std::string* out, rocksdb::Logger*) const override {
-    *out = existing ? existing->ToString() + value.ToString() : value.ToString();
-    return true;
-  }
-  const char* Name() const override { return "AppendOperator"; }
-};
-
-Contents ScanAll(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
-  Contents out;
-  for (rocksdb::ColumnFamilyHandle* h : handles) {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      out[{h->GetName(), it->key().ToString()}] = it->value().ToString();
-    }
-    EXPECT_TRUE(it->status().ok()) << it->status().ToString();
-  }
-  return out;
-}
+using testing::ConcatOperator;
+using Contents = testing::FamilyContents;
+using testing::ScanAll;
 
 // Every replicated family of the follower's database, scanned.
 Contents ScanFollower(Follower* follower) {
@@ -91,7 +65,7 @@ class CloneTest : public ::testing::Test {
     o.create_if_missing = true;
     o.create_missing_column_families = true;
     o.WAL_ttl_seconds = 3600;
-    if (merge_operator) o.merge_operator = std::make_shared<AppendOperator>();
+    if (merge_operator) o.merge_operator = std::make_shared<ConcatOperator>();
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (const std::string& name : kFamilies) cfs.emplace_back(name, o);
     rocksdb::Status s;
@@ -134,7 +108,7 @@ class CloneTest : public ::testing::Test {
   void Attach(MasterOptions options = {},
               std::vector<rocksdb::ColumnFamilyHandle*> replicated = {}) {
     options.server.listen = "127.0.0.1:0";
-    options.server.logger = Quiet();
+    options.server.logger = testing::QuietLogger();
     options.bootstrap_min_keys = 100;
     Status s =
         Master::Attach(db_.get(), replicated.empty() ? handles_ : replicated, options, &master_);
@@ -147,7 +121,7 @@ class CloneTest : public ::testing::Test {
     o.client.master = "127.0.0.1:" + std::to_string(master_->port());
     o.client.backoff_initial = 20ms;
     o.client.backoff_max = 200ms;
-    o.client.logger = Quiet();
+    o.client.logger = testing::QuietLogger();
     return o;
   }
 

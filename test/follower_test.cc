@@ -6,7 +6,6 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
@@ -19,6 +18,7 @@
 #include "net/master_server.h"
 #include "plugin/follower_store.h"
 #include "test/support/memory_hub.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -33,9 +33,7 @@ constexpr auto kDeadline = 20s;
 const std::map<std::string, FamilyTag> kTags = {{"default", 0}, {"meta", 1}, {"other", 2}};
 constexpr FamilyTag kUnknownTag = 0xffff;
 
-std::shared_ptr<spdlog::logger> QuietLogger() {
-  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
+using testing::QuietLogger;
 
 RocksFollowerStoreOptions StoreOptions(const std::string& path) {
   RocksFollowerStoreOptions options;

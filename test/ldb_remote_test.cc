@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <signal.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -23,6 +22,7 @@
 #include "test/support/child_process.h"
 #include "test/support/daemon_test.h"
 #include "test/support/memory_hub.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff::testing {
 namespace {
@@ -287,8 +287,7 @@ class InspectorTest : public LdbRemoteTest {
     net::MasterServerOptions o;
     o.listen = "127.0.0.1:0";
     o.idle_timeout_ms = idle_timeout_ms;
-    o.logger =
-        std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
+    o.logger = testing::QuietLogger();
     ASSERT_TRUE(net::MasterServer::Start(&hub_, o, &server_).ok());
   }
 

@@ -8,7 +8,6 @@
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/utilities/transaction_db.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
@@ -19,6 +18,7 @@
 
 #include "plugin/wal_tailer.h"
 #include "test/support/memory_hub.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -29,15 +29,7 @@ using testing::MemoryFollowerStore;
 
 constexpr auto kDeadline = 10s;
 
-class ConcatOperator : public rocksdb::AssociativeMergeOperator {
- public:
-  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
-             std::string* out, rocksdb::Logger*) const override {
-    *out = existing ? existing->ToString() + "," + value.ToString() : value.ToString();
-    return true;
-  }
-  const char* Name() const override { return "ConcatOperator"; }
-};
+using testing::ConcatOperator;
 
 std::string TempDir() {
   char tmpl[] = "/tmp/sdiff-master-XXXXXX";
@@ -90,8 +82,7 @@ class MasterTest : public ::testing::Test {
 
   Status Attach(MasterOptions options = {}) {
     options.server.listen = "127.0.0.1:0";
-    options.server.logger =
-        std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
+    options.server.logger = testing::QuietLogger();
     options.bootstrap_min_keys = bootstrap_min_keys_;
     options.listener = listener_;
     return Master::Attach(db_.get(), handles_, options, &master_);
@@ -103,8 +94,7 @@ class MasterTest : public ::testing::Test {
     o.master = "127.0.0.1:" + std::to_string(master_->port());
     o.backoff_initial = 20ms;
     o.backoff_max = 200ms;
-    o.logger =
-        std::make_shared<spdlog::logger>("f", std::make_shared<spdlog::sinks::null_sink_mt>());
+    o.logger = testing::QuietLogger();
     Status s = net::FollowerClient::Start(&f->store, o, &f->client);
     EXPECT_TRUE(s.ok()) << s.ToString();
     followers_.push_back(std::move(f));
@@ -205,8 +195,7 @@ TEST_F(MasterTest, DisableWalWriteIsRepairedByDiff) {
 // 100-300 rebuilt).
 TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
   OpenDb();
-  auto null_log =
-      std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::null_sink_mt>());
+  auto null_log = testing::QuietLogger();
   for (int round = 0; round < 1000; ++round) {
     WalTailerOptions o;
     o.logger = null_log;
@@ -296,8 +285,7 @@ TEST_F(MasterTest, FollowerBeyondTheResumeWindowFallsBackToDiff) {
   // Reconnect the same replica: its position is no longer in the window.
   net::FollowerClientOptions co;
   co.master = "127.0.0.1:" + std::to_string(master_->port());
-  co.logger =
-      std::make_shared<spdlog::logger>("f", std::make_shared<spdlog::sinks::null_sink_mt>());
+  co.logger = testing::QuietLogger();
   ASSERT_TRUE(net::FollowerClient::Start(f, co, &followers_.back()->client).ok());
   ASSERT_TRUE(f->WaitForData(Scan(), kDeadline));
   ASSERT_TRUE(followers_.back()->client->WaitFor(

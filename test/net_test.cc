@@ -2,7 +2,6 @@
 // without TLS and a shared secret, every kind of bad peer, limits, and a
 // master restart. Ports are picked by the OS; every wait has a deadline.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -17,6 +16,7 @@
 #include "net/follower_client.h"
 #include "net/master_server.h"
 #include "test/support/memory_hub.h"
+#include "test/support/rocks_util.h"
 #include "test/support/test_certs.h"
 
 namespace sdiff::net {
@@ -29,9 +29,7 @@ using testing::MemoryHub;
 
 constexpr auto kDeadline = 10s;
 
-std::shared_ptr<spdlog::logger> QuietLogger() {
-  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
+using testing::QuietLogger;
 
 // A peer that speaks raw bytes, with blocking calls bounded by a receive timeout.
 class RawPeer {

@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "plugin/follower.h"
 #include "plugin/master.h"
 #include "test/support/memory_hub.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff {
 namespace {
@@ -26,9 +26,7 @@ using plugin::Progress;
 
 constexpr auto kDeadline = 20s;
 
-std::shared_ptr<spdlog::logger> QuietLogger() {
-  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
+using testing::QuietLogger;
 
 class TempDir {
  public:

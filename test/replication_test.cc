@@ -3,7 +3,6 @@
 // databases, every replicated column family, matched by name.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
@@ -13,32 +12,18 @@
 
 #include "plugin/follower.h"
 #include "plugin/master.h"
+#include "test/support/rocks_util.h"
 
 namespace sdiff::plugin {
 namespace {
 
 using namespace std::chrono_literals;
 using namespace std::string_literals;
-using Contents = std::map<std::pair<std::string, std::string>, std::string>;  // (cf name, key)
+using Contents = testing::FamilyContents;
+using testing::ScanAll;
 
 constexpr auto kDeadline = 15s;
 const std::vector<std::string> kFamilies = {"default", "meta", "other"};
-
-std::shared_ptr<spdlog::logger> Quiet() {
-  return std::make_shared<spdlog::logger>("q", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
-
-Contents ScanAll(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
-  Contents out;
-  for (auto* h : handles) {
-    if (h->GetName() == "__sdiff") continue;
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      out[{h->GetName(), it->key().ToString()}] = it->value().ToString();
-    }
-  }
-  return out;
-}
 
 // A master database with three column families, as an application opens it.
 struct MasterDb {
@@ -65,7 +50,7 @@ struct MasterDb {
   void Attach() {
     MasterOptions o;
     o.server.listen = "127.0.0.1:0";
-    o.server.logger = Quiet();
+    o.server.logger = testing::QuietLogger();
     o.bootstrap_min_keys = 50;
     Status s = Master::Attach(db.get(), handles, o, &master);
     ASSERT_TRUE(s.ok()) << s.ToString();
@@ -112,7 +97,7 @@ class ReplicationTest : public ::testing::Test {
     o.client.master = "127.0.0.1:" + std::to_string(m.master->port());
     o.client.backoff_initial = 20ms;
     o.client.backoff_max = 200ms;
-    o.client.logger = Quiet();
+    o.client.logger = testing::QuietLogger();
     Status s = Follower::Open(o, &follower_);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
