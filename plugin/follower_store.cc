@@ -145,18 +145,34 @@ Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* 
   return Status::OK();
 }
 
-Status AdoptClone(const std::string& path, const std::string& master_id,
-                  const std::vector<FamilyInfo>& families, uint64_t* seq) {
-  std::map<FamilyTag, std::string> map;
-  std::set<std::string> replicated;
+namespace {
+
+// The master's announced families as tag -> name, refusing a name this
+// follower reserves and a tag or name given twice.
+Status FamilyMap(const std::vector<FamilyInfo>& families, std::map<FamilyTag, std::string>* out) {
+  std::set<std::string_view> names;
   for (const FamilyInfo& f : families) {
-    if (f.name == kMetaFamily) {
+    if (f.name.empty() || f.name == kMetaFamily) {
       return Status::InvalidArgument("the master replicates a column family named '" + f.name +
                                      "', which this follower reserves");
     }
-    map[f.tag] = f.name;
-    replicated.insert(f.name);
+    if (!out->emplace(f.tag, f.name).second || !names.insert(f.name).second) {
+      return Status::InvalidArgument("the master's column family map repeats tag " +
+                                     std::to_string(f.tag) + " or name '" + f.name + "'");
+    }
   }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status AdoptClone(const std::string& path, const std::string& master_id,
+                  const std::vector<FamilyInfo>& families, uint64_t* seq) {
+  std::map<FamilyTag, std::string> map;
+  Status s = FamilyMap(families, &map);
+  if (!s.ok()) return s;
+  std::set<std::string> replicated;
+  for (const auto& [tag, name] : map) replicated.insert(name);
   std::vector<std::string> names;
   rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
   if (!rs.ok()) return FromRocks(rs, "cannot list the column families of the copy in " + path);
@@ -403,17 +419,8 @@ FollowerHooks RocksFollowerStore::Hooks() {
 // A changed tag map re-tags the tree, which is rebuilt from the data.
 Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families) {
   std::map<FamilyTag, std::string> map;
-  std::set<std::string_view> names;
-  for (const FamilyInfo& f : families) {
-    if (f.name.empty() || f.name == kMetaFamily) {
-      return Status::InvalidArgument("the master replicates a column family named '" + f.name +
-                                     "', which this follower reserves");
-    }
-    if (!map.emplace(f.tag, f.name).second || !names.insert(f.name).second) {
-      return Status::InvalidArgument("the master's column family map repeats tag " +
-                                     std::to_string(f.tag) + " or name '" + f.name + "'");
-    }
-  }
+  Status s = FamilyMap(families, &map);
+  if (!s.ok()) return s;
   std::lock_guard lock(mu_);
   for (const auto& [tag, name] : map) {
     if (handles_.count(name) != 0) continue;
@@ -430,7 +437,9 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
     rocksdb::Status rs = db_->Put(write, meta_, kFamiliesKey, EncodeFamilies(map));
     if (!rs.ok()) return FromRocks(rs, "cannot record the master's column families");
     for (const auto& [tag, name] : families_) {
-      if (names.count(name) == 0) {
+      bool kept =
+          std::any_of(map.begin(), map.end(), [&](const auto& e) { return e.second == name; });
+      if (!kept) {
         log_->warn("{}: the master no longer replicates column family '{}'; leaving its data alone",
                    options_.db_path, name);
       }
