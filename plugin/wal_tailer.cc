@@ -261,6 +261,7 @@ void WalTailer::Run() {
   // rescans the whole WAL file: tens of ms for a large one, which was the
   // stream's lag tail at 50k puts/s.
   bool in_hand_taken = false;
+  uint64_t opened_at = 0;  // the DB's latest sequence when `it` was opened
   auto advance = [&] {
     if (db_->GetLatestSequenceNumber() < expected) return false;
     it->Next();
@@ -285,6 +286,7 @@ void WalTailer::Run() {
       in_hand_taken = false;
       rocksdb::Status s;
       if (seen >= expected) s = db_->GetUpdatesSince(expected, &it);
+      opened_at = seen;
       if (!s.ok()) {
         it.reset();
         gap("no WAL from there: " + s.ToString());
@@ -320,6 +322,15 @@ void WalTailer::Run() {
         continue;
       }
       if (!st.ok()) gap(st.ToString());
+      // At its end with nothing wrong, though the DB holds `expected` and
+      // wrote more since it was opened: the WAL lacks `expected` (a write
+      // with disableWAL), and RocksDB's iterator, having found no start,
+      // never moves on. A new one reports the gap.
+      uint64_t latest = db_->GetLatestSequenceNumber();
+      if (st.ok() && latest >= expected && latest != opened_at) {
+        it.reset();
+        continue;
+      }
     }
     std::unique_lock lock(wake_mu_);
     auto stop_or_rebuild = [this] { return stop_ || !rebuild_reason_.empty(); };
