@@ -561,7 +561,9 @@ TEST(FollowerStoreWriteTest, ManyBatchesInOneWriteKeepEachKeysOrder) {
         {OpKind::kPut, 0, "m", "2"}, {OpKind::kDelete, 0, "b", ""}, {OpKind::kPut, 0, "a", "1"},
         {OpKind::kPut, 0, "b", "3"}, {OpKind::kDelete, 1, "a", ""}, {OpKind::kPut, 0, "z", "9"},
         {OpKind::kPut, 0, "m", "3"}, {OpKind::kDelete, 0, "z", ""}};
-    FollowerState state{"m1", 11};
+    FollowerState state;
+    state.master_id = "m1";
+    state.applied_seq = 11;
     ASSERT_TRUE(hooks.write(ApplyRequest{ApplyRequest::Source::kStream, ops, state, 1}).ok());
     KeyValueMap expected = {{{0, "a"}, "1"}, {{0, "b"}, "3"}, {{0, "m"}, "3"}};
     EXPECT_EQ(store->tree().root_hash(), RootOf(expected));

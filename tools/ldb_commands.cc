@@ -463,8 +463,11 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
     }
     case LdbCommand::kDiff:
       return RunDiff(r, out, err);
+    case LdbCommand::kRepair:
+    case LdbCommand::kLoad:
+      break;  // the flag parser lets these through only with --master
   }
-  return ReportError(err, "unknown command");
+  return ReportError(err, "this command needs --master");
 }
 
 int ReportError(std::ostream& err, std::string_view message) {
