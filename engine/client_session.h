@@ -141,7 +141,10 @@ class ClientSession {
   void StopTracking();
   void NoteProgress();
   void MaybeRequestCatchUpSync();
-  void Send(const Message& message) { wire::AppendFrame(message, &out_); }
+  template <MessageAlternative M>
+  void Send(const M& message) {
+    wire::AppendFrame(message, &out_);
+  }
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   ClientOptions options_;

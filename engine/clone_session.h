@@ -74,7 +74,10 @@ class CloneSession {
 
   void Handle(Message& message);
   void HandleChunk(const FileChunk& chunk);
-  void Send(const Message& message) { wire::AppendFrame(message, &out_); }
+  template <MessageAlternative M>
+  void Send(const M& message) {
+    wire::AppendFrame(message, &out_);
+  }
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   CloneOptions options_;

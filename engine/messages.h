@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -232,6 +233,15 @@ bool IsPlainFileName(std::string_view name);
 using Message = std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart,
                              SyncRoot, NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping,
                              Pong, Write, WriteAck, FileChunk>;
+
+// M is one of Message's alternatives.
+template <typename M, typename V = Message>
+struct IsMessageAlternative;
+template <typename M, typename... Alternatives>
+struct IsMessageAlternative<M, std::variant<Alternatives...>>
+    : std::bool_constant<(std::is_same_v<M, Alternatives> || ...)> {};
+template <typename M>
+concept MessageAlternative = IsMessageAlternative<M>::value;
 
 // Human-readable message name, for errors and logs.
 const char* MessageName(const Message& m);

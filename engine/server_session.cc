@@ -495,8 +495,6 @@ void ServerSession::Close(RejectCode code, std::string_view reason) {
   Fail(code, Status::Aborted(reason));
 }
 
-void ServerSession::Send(const Message& message) { wire::AppendFrame(message, &out_); }
-
 void ServerSession::Fail(RejectCode code, Status status) {
   if (closed()) return;
   Send(Reject{code, status.message()});

@@ -159,7 +159,10 @@ class ServerSession {
   void EmitBootstrapChunk();
   void StartCloning(Welcome& welcome);
   void EmitFileChunk();
-  void Send(const Message& message);
+  template <MessageAlternative M>
+  void Send(const M& message) {
+    wire::AppendFrame(message, &out_);
+  }
   void Fail(RejectCode code, Status status);
   void Event(ServerEvent event) { events_.push_back(std::move(event)); }
   std::string RandomBytes(size_t n);

@@ -694,6 +694,16 @@ constexpr auto kDecoders = []<size_t... I>(std::index_sequence<I...>) {
 }
 (std::make_index_sequence<std::variant_size_v<Message>>());
 
+// M's position in the variant; its frame type is that plus one.
+template <typename M, typename... Alternatives>
+constexpr size_t AlternativeIndex(const std::variant<Alternatives...>*) {
+  constexpr bool same[] = {std::is_same_v<M, Alternatives>...};
+  for (size_t i = 0; i < sizeof...(Alternatives); ++i) {
+    if (same[i]) return i;
+  }
+  return sizeof...(Alternatives);
+}
+
 uint32_t LoadLength(const char* p) {
   uint32_t n = 0;
   for (int i = 0; i < 4; ++i) n |= uint32_t{static_cast<uint8_t>(p[i])} << (8 * i);
@@ -702,17 +712,43 @@ uint32_t LoadLength(const char* p) {
 
 }  // namespace
 
-void AppendFrame(const Message& message, std::string* out) {
+template <MessageAlternative M>
+void AppendFrame(const M& message, std::string* out) {
   size_t start = out->size();
   out->append(kFrameHeaderSize, '\0');
   Writer w(out);
-  w.U8(static_cast<uint8_t>(message.index() + 1));
-  std::visit([&w](const auto& m) { Encode(w, m); }, message);
+  w.U8(static_cast<uint8_t>(AlternativeIndex<M>(static_cast<Message*>(nullptr)) + 1));
+  Encode(w, message);
   size_t length = out->size() - start - kFrameHeaderSize;
   assert(length <= std::numeric_limits<uint32_t>::max());  // the prefix is a u32
   for (size_t i = 0; i < kFrameHeaderSize; ++i) {
     (*out)[start + i] = static_cast<char>(length >> (8 * i));
   }
+}
+
+// For the other translation units: one per alternative of Message.
+template void AppendFrame(const Hello&, std::string*);
+template void AppendFrame(const Challenge&, std::string*);
+template void AppendFrame(const Auth&, std::string*);
+template void AppendFrame(const Welcome&, std::string*);
+template void AppendFrame(const Reject&, std::string*);
+template void AppendFrame(const Batch&, std::string*);
+template void AppendFrame(const SyncRequest&, std::string*);
+template void AppendFrame(const SyncStart&, std::string*);
+template void AppendFrame(const SyncRoot&, std::string*);
+template void AppendFrame(const NodesRequest&, std::string*);
+template void AppendFrame(const Nodes&, std::string*);
+template void AppendFrame(const Repair&, std::string*);
+template void AppendFrame(const SyncDone&, std::string*);
+template void AppendFrame(const BootstrapChunk&, std::string*);
+template void AppendFrame(const Ping&, std::string*);
+template void AppendFrame(const Pong&, std::string*);
+template void AppendFrame(const Write&, std::string*);
+template void AppendFrame(const WriteAck&, std::string*);
+template void AppendFrame(const FileChunk&, std::string*);
+
+void AppendFrame(const Message& message, std::string* out) {
+  std::visit([out](const auto& m) { AppendFrame(m, out); }, message);
 }
 
 Status DecodeFrame(std::string_view type_and_body, Message* message, size_t memory_limit) {

@@ -52,6 +52,10 @@ enum class MessageType : uint8_t {
 // `message` must be one DecodeFrame accepts (strings and counts within their
 // limits, summaries well formed, hash_bytes 1..8); debug builds assert it.
 void AppendFrame(const Message& message, std::string* out);
+// The same for one alternative, encoded where it is: building a Message from
+// it first would copy it (every key and value of a Batch or a Repair).
+template <MessageAlternative M>
+void AppendFrame(const M& message, std::string* out);
 
 // Decodes a frame's type byte and body (the bytes after the length prefix).
 // Fails with Corruption on an unknown type, a truncated or over-long field,

@@ -64,7 +64,10 @@ class WriterSession {
   enum class State { kIdle, kAwaitChallenge, kAwaitWelcome, kReady, kClosed };
 
   void Handle(Message& message);
-  void Send(const Message& message) { wire::AppendFrame(message, &out_); }
+  template <MessageAlternative M>
+  void Send(const M& message) {
+    wire::AppendFrame(message, &out_);
+  }
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   WriterOptions options_;
