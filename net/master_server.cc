@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -119,10 +120,17 @@ class MasterServer::Driver : public ConnectionHandler,
     server_->Forget(this, reason, refused);
   }
 
-  void OnBatch(std::shared_ptr<const Batch> batch) override {
+  void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) override {
     auto c = connection_.lock();
     if (!c) return;
-    size_t bytes = BatchBytes(*batch);
+    std::vector<Handoff> handoffs;
+    handoffs.reserve(batches.size());
+    size_t bytes = 0;
+    for (auto& batch : batches) {
+      size_t n = BatchBytes(*batch);
+      bytes += n;
+      handoffs.push_back(Handoff{std::move(batch), n, std::nullopt});
+    }
     size_t backlog = backlog_.fetch_add(bytes) + bytes;
     if (backlog > server_->options_.connection.high_water_bytes) {
       dropped_ = true;
@@ -132,13 +140,15 @@ class MasterServer::Driver : public ConnectionHandler,
                /*flush=*/false);
       return;
     }
-    Enqueue(c, Handoff{std::move(batch), bytes, std::nullopt});
+    Enqueue(c, std::move(handoffs));
   }
 
   void OnSnapshot(TreeView snapshot) override {
     auto c = connection_.lock();
     if (!c) return;
-    Enqueue(c, Handoff{nullptr, 0, std::move(snapshot)});
+    std::vector<Handoff> handoff;
+    handoff.push_back(Handoff{nullptr, 0, std::move(snapshot)});
+    Enqueue(c, std::move(handoff));
   }
 
   // From any thread.
@@ -251,14 +261,18 @@ class MasterServer::Driver : public ConnectionHandler,
     std::optional<TreeView> snapshot;
   };
 
-  // From the hub's thread. One post to the strand carries every hand-off
-  // queued until the strand takes them, so a fast stream costs one wake-up
-  // and one Pump per group of batches rather than per batch.
-  void Enqueue(const std::shared_ptr<Connection>& c, Handoff handoff) {
+  // From the hub's thread, a group at a time. One post to the strand carries
+  // every hand-off queued until the strand takes them, so a fast stream costs
+  // one wake-up and one Pump per group of batches rather than per batch.
+  void Enqueue(const std::shared_ptr<Connection>& c, std::vector<Handoff> group) {
     bool post;
     {
       std::lock_guard lock(handoff_mu_);
-      handoffs_.push_back(std::move(handoff));
+      if (handoffs_.empty()) {
+        handoffs_ = std::move(group);
+      } else {
+        std::move(group.begin(), group.end(), std::back_inserter(handoffs_));
+      }
       post = !std::exchange(handoff_posted_, true);
     }
     if (post) c->Post([self = shared_from_this(), c] { self->TakeHandoffs(*c); });

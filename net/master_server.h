@@ -34,7 +34,9 @@ namespace sdiff::net {
 class BatchSink {
  public:
   virtual ~BatchSink() = default;
-  virtual void OnBatch(std::shared_ptr<const Batch> batch) = 0;
+  // Consecutive batches, in sequence order. Handed over in groups so that a
+  // fast stream costs the sink one wake-up per group, not one per batch.
+  virtual void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) = 0;
   // The master tree as of the last batch given to this sink.
   virtual void OnSnapshot(TreeView snapshot) = 0;
 };

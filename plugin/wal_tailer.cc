@@ -17,6 +17,9 @@ namespace {
 constexpr char kReservedFamily[] = "__sdiff";
 // Batches one pass must find before the tailer lingers (see Run).
 constexpr size_t kLingerBatches = 4;
+// The most batches the tailer queues before it hands them to the sinks; a
+// pass hands over what it has at its end anyway.
+constexpr size_t kHandOffBatches = 64;
 
 size_t BatchBytes(const Batch& b) {
   size_t n = 32;
@@ -189,6 +192,7 @@ Status WalTailer::Rebuild() {
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());
   std::lock_guard lock(mu_);
+  FlushToSinksLocked();  // the stream's batches before the jump
   tree_ = std::move(tree);
   tailed_seq_ = seq;
   window_.clear();
@@ -242,6 +246,7 @@ void WalTailer::Run() {
     expected = tailed_seq_ + 1;
   }
   auto gap = [&](const std::string& why) {
+    FlushToSinks();  // what was tailed before the gap goes out before the jump
     log_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
                why);
     it.reset();
@@ -314,7 +319,9 @@ void WalTailer::Run() {
       expected = r.sequence + consumed;
       progressed = true;
       ++batches;
+      if (batches % kHandOffBatches == 0) FlushToSinks();
     }
+    if (batches % kHandOffBatches != 0) FlushToSinks();
     if (it && !it->Valid()) {
       rocksdb::Status st = it->status();
       if (st.IsTryAgain()) {
@@ -417,10 +424,22 @@ Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t*
     window_bytes_ -= BatchBytes(*window_.front());
     window_.pop_front();
   }
-  for (const auto& sink : sinks_) sink->OnBatch(shared);
+  unsent_.push_back(std::move(shared));
   stats_.tailed_seq = tailed_seq_;
   ++stats_.batches;
   return Status::OK();
+}
+
+void WalTailer::FlushToSinks() {
+  std::lock_guard lock(mu_);
+  FlushToSinksLocked();
+}
+
+void WalTailer::FlushToSinksLocked() {
+  if (unsent_.empty()) return;
+  for (size_t i = 0; i + 1 < sinks_.size(); ++i) sinks_[i]->OnBatches(unsent_);
+  if (!sinks_.empty()) sinks_.back()->OnBatches(std::move(unsent_));
+  unsent_.clear();
 }
 
 WalTailerStats WalTailer::stats() {
@@ -544,14 +563,18 @@ MasterHooks WalTailer::SessionHooks() {
 
 void WalTailer::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
   std::lock_guard lock(mu_);
+  FlushToSinksLocked();  // so the replay below ends where the live stream goes on
+  std::vector<std::shared_ptr<const Batch>> replay;
   for (const auto& batch : window_) {
-    if (batch->seq + batch->count > from_seq) sink->OnBatch(batch);
+    if (batch->seq + batch->count > from_seq) replay.push_back(batch);
   }
+  if (!replay.empty()) sink->OnBatches(std::move(replay));
   sinks_.push_back(std::move(sink));
 }
 
 void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) {
   std::lock_guard lock(mu_);
+  FlushToSinksLocked();  // the snapshot holds them: the sink must have had them
   sink->OnSnapshot(tree_.Snapshot());
 }
 

@@ -99,9 +99,12 @@ class WalTailer : public net::MasterHub {
             WalTailerOptions options);
   Status Rebuild();  // tree from a fresh snapshot; the stream continues after it
   void Run();
-  // Converts one WAL batch; applies it to the tree and streams it.
-  // *consumed: the sequence numbers the batch used.
+  // Converts one WAL batch; applies it to the tree and queues it for the
+  // followers. *consumed: the sequence numbers the batch used.
   Status Commit(uint64_t seq, rocksdb::WriteBatch* batch, uint64_t* consumed);
+  // Hands the queued batches to every sink, as one group.
+  void FlushToSinks();
+  void FlushToSinksLocked();  // REQUIRES(mu_)
 
   rocksdb::DB* db_;
   std::map<uint32_t, rocksdb::ColumnFamilyHandle*> families_;  // by column family ID
@@ -124,7 +127,12 @@ class WalTailer : public net::MasterHub {
   std::deque<std::shared_ptr<const Batch>> window_;     // GUARDED_BY(mu_)
   size_t window_bytes_ = 0;                             // GUARDED_BY(mu_)
   std::vector<std::shared_ptr<net::BatchSink>> sinks_;  // GUARDED_BY(mu_)
-  WalTailerStats stats_;                                // GUARDED_BY(mu_)
+  // Committed (in the tree and window_), not yet handed to the sinks. The
+  // tailer hands them over once per pass over the WAL, or sooner when many
+  // gather, and before anything a sink sees later: a subscription's replay,
+  // a snapshot, a rebuild.
+  std::vector<std::shared_ptr<const Batch>> unsent_;  // GUARDED_BY(mu_)
+  WalTailerStats stats_;                              // GUARDED_BY(mu_)
 };
 
 }  // namespace sdiff::plugin

@@ -49,7 +49,9 @@ MasterHooks MemoryHub::SessionHooks() {
 
 void MemoryHub::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
   std::lock_guard lock(mu_);
-  for (const Batch* b : master_.LogFrom(from_seq)) sink->OnBatch(std::make_shared<Batch>(*b));
+  std::vector<std::shared_ptr<const Batch>> log;
+  for (const Batch* b : master_.LogFrom(from_seq)) log.push_back(std::make_shared<Batch>(*b));
+  if (!log.empty()) sink->OnBatches(std::move(log));
   sinks_.push_back(std::move(sink));
 }
 
@@ -66,7 +68,7 @@ void MemoryHub::Unsubscribe(const net::BatchSink* sink) {
 void MemoryHub::Write(std::vector<Op> ops) {
   std::lock_guard lock(mu_);
   auto batch = std::make_shared<const Batch>(master_.Write(std::move(ops)));
-  for (const auto& sink : sinks_) sink->OnBatch(batch);
+  for (const auto& sink : sinks_) sink->OnBatches({batch});
 }
 
 KeyValueMap MemoryHub::Data() {
