@@ -37,7 +37,6 @@ using namespace std::chrono_literals;
 
 constexpr size_t kKeySize = 16;
 constexpr size_t kValueSize = 100;
-constexpr size_t kBatchSizes[] = {1, 100};
 constexpr auto kCatchUpDeadline = 60s;
 
 std::unique_ptr<rocksdb::DB> OpenDb(const std::string& path) {
@@ -254,7 +253,7 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
   std::vector<std::string> keys = RandomStrings(options.puts, kKeySize, 42);
   ValuePool values(kValueSize, 7);
   std::vector<OverheadResult> results;
-  for (size_t batch : kBatchSizes) {
+  for (size_t batch : options.batches) {
     results.emplace_back();
     results.back().batch = batch;
   }

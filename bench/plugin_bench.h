@@ -16,6 +16,7 @@ struct OverheadBenchOptions {
   // master's threads leave, as a follower on another machine takes none, so
   // the ratio shows what the master itself pays on a machine with no spare core.
   bool idle_follower = false;
+  std::vector<size_t> batches = {1, 100};  // puts per WriteBatch; one result each
   bool json = false;
 };
 

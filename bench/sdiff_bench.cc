@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
   overhead_cmd->add_option("--rounds", overhead.rounds, "plain/attached rounds (medians)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  overhead_cmd->add_option("--batches", overhead.batches, "puts per batch, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(size_t{1}, size_t{100'000}))
+      ->capture_default_str();
 
   sdiff::bench::StreamBenchOptions stream;
   CLI::App* stream_cmd =
