@@ -252,16 +252,22 @@ class RecordingSink : public net::BatchSink {
   std::vector<Event> events_;
 };
 
+// A tailer (not started) of the test's DB, streaming to `sink` from the start.
+void TailerWithSink(std::unique_ptr<WalTailer>* tailer, const std::shared_ptr<RecordingSink>& sink,
+                    rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+  WalTailerOptions o;
+  o.logger = testing::QuietLogger();
+  ASSERT_TRUE(WalTailer::Create(db, handles, o, tailer).ok());
+  (*tailer)->Subscribe(sink, 1);
+}
+
 // A backlog of single-put batches reaches a sink in groups, in order, none
 // lost or repeated: one wake-up of the server per group, not per batch.
 TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
   OpenDb();
-  WalTailerOptions o;
-  o.logger = testing::QuietLogger();
   std::unique_ptr<WalTailer> tailer;
-  ASSERT_TRUE(WalTailer::Create(db_.get(), handles_, o, &tailer).ok());
   auto sink = std::make_shared<RecordingSink>();
-  tailer->Subscribe(sink, 1);
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
   constexpr int kPuts = 300;
   for (int i = 0; i < kPuts; ++i) Put(0, "k" + std::to_string(i), "v");
   tailer->Start();
@@ -288,12 +294,9 @@ TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
 // compares trees at the position its stream reached.
 TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
   OpenDb();
-  WalTailerOptions o;
-  o.logger = testing::QuietLogger();
   std::unique_ptr<WalTailer> tailer;
-  ASSERT_TRUE(WalTailer::Create(db_.get(), handles_, o, &tailer).ok());
   auto sink = std::make_shared<RecordingSink>();
-  tailer->Subscribe(sink, 1);
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
   tailer->Start();
   std::atomic<bool> done{false};
   std::thread writer([&] {
