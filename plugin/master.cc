@@ -28,6 +28,13 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   if (db_options.unordered_write) {
     return Status::InvalidArgument("unordered_write is on: the WAL order is not the commit order");
   }
+  if (db_options.manual_wal_flush) {
+    // RocksDB's log iterator cannot read what sits in the WAL buffer; in 7.8
+    // it even asserts (aborts the process) on a log it finds empty.
+    return Status::InvalidArgument(
+        "manual_wal_flush is on: committed writes reach the WAL file only at the application's "
+        "FlushWAL(), so they cannot be tailed; turn manual_wal_flush off");
+  }
   if (db_options.WAL_ttl_seconds == 0 && db_options.WAL_size_limit_MB == 0) {
     log->warn(
         "WAL_ttl_seconds and WAL_size_limit_MB are 0: RocksDB deletes WAL files once flushed, so "

@@ -57,6 +57,7 @@ class MasterTest : public ::testing::Test {
     o.create_missing_column_families = true;
     o.merge_operator = std::make_shared<ConcatOperator>();
     o.WAL_ttl_seconds = 3600;
+    o.manual_wal_flush = manual_wal_flush_;
     o.listeners.push_back(listener_);
     return o;
   }
@@ -132,6 +133,7 @@ class MasterTest : public ::testing::Test {
   std::unique_ptr<Master> master_;
   std::vector<std::unique_ptr<Follower>> followers_;
   uint64_t bootstrap_min_keys_ = 10000;
+  bool manual_wal_flush_ = false;
   std::shared_ptr<MasterListener> listener_ = std::make_shared<MasterListener>();
 };
 
@@ -442,6 +444,19 @@ TEST_F(MasterTest, WritePreparedTransactionDbIsRefused) {
   Status s = Attach();
   EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
   EXPECT_NE(s.message().find("WRITE_COMMITTED"), std::string::npos);
+}
+
+// With manual_wal_flush, commits sit in the WAL buffer until the application
+// flushes it; tailing such a DB made RocksDB 7.8's log iterator assert, which
+// aborted the application's process.
+TEST_F(MasterTest, ManualWalFlushIsRefused) {
+  manual_wal_flush_ = true;
+  OpenDb();
+  Put(0, "k", "v");
+  Status s = Attach();
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("manual_wal_flush"), std::string::npos) << s.message();
+  EXPECT_EQ(master_, nullptr);
 }
 
 TEST_F(MasterTest, WritersWithoutASecretAreRefused) {
