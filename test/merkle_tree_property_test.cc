@@ -1,5 +1,6 @@
 // The merkle tree checked against a std::map model on random operation sequences,
-// with the real key hasher and with one that forces deep tries with collapsed chains.
+// with the real key hasher, with one that forces deep tries with collapsed
+// chains, and with one whose digits bunch far from an even spread.
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -36,6 +37,23 @@ Hash128 PrefixCollidingHasher(FamilyTag family, std::string_view key) {
   uint8_t bytes[16];
   KeyHash(family, key).ToBytes(bytes);
   for (int i = 0; i < kCollidingDigits; ++i) bytes[i] &= 1;
+  return Hash128::FromBytes(bytes);
+}
+
+// The real key hash with its first two bytes bunched: digits below 128 near
+// 0, digits from 128 near 255. Inner nodes then hold children far from an
+// even spread over 0..255, both ways, which is where a search that starts
+// from the even-spread position must walk or bisect further.
+uint8_t Bunch(uint8_t b) {
+  if (b < 128) return static_cast<uint8_t>(b * b >> 7);
+  int from_top = 255 - b;
+  return static_cast<uint8_t>(255 - (from_top * from_top >> 7));
+}
+Hash128 BunchedDigitsHasher(FamilyTag family, std::string_view key) {
+  uint8_t bytes[16];
+  KeyHash(family, key).ToBytes(bytes);
+  bytes[0] = Bunch(bytes[0]);
+  bytes[1] = Bunch(bytes[1]);
   return Hash128::FromBytes(bytes);
 }
 
@@ -430,7 +448,7 @@ std::string CheckKeyHashOrder(const std::vector<DiffEntry>& diff, KeyHasher hash
   return "";
 }
 
-// ---- Properties, each run with both hashers ----
+// ---- Properties, each run with every hasher ----
 
 void MatchesModelAfterEveryStep(KeyHasher hasher) {
   ModelledTree t(hasher);
@@ -560,16 +578,17 @@ void SnapshotsKeepTheirContents(KeyHasher hasher) {
   RcRequire(CheckTree(live.tree(), live.model(), live.touched()));
 }
 
-#define SDIFF_PROP_WITH_BOTH_HASHERS(Name)                        \
-  RC_GTEST_PROP(MerkleTreeProperty, Name, ()) { Name(&KeyHash); } \
-  RC_GTEST_PROP(MerkleTreeProperty, Name##DeepTrie, ()) { Name(&PrefixCollidingHasher); }
+#define SDIFF_PROP_WITH_EVERY_HASHER(Name)                                                \
+  RC_GTEST_PROP(MerkleTreeProperty, Name, ()) { Name(&KeyHash); }                         \
+  RC_GTEST_PROP(MerkleTreeProperty, Name##DeepTrie, ()) { Name(&PrefixCollidingHasher); } \
+  RC_GTEST_PROP(MerkleTreeProperty, Name##BunchedDigits, ()) { Name(&BunchedDigitsHasher); }
 
-SDIFF_PROP_WITH_BOTH_HASHERS(MatchesModelAfterEveryStep)
-SDIFF_PROP_WITH_BOTH_HASHERS(RootHashDependsOnlyOnContents)
-SDIFF_PROP_WITH_BOTH_HASHERS(DifferentContentsGiveDifferentRootHashes)
-SDIFF_PROP_WITH_BOTH_HASHERS(DiffIsTheModelsSymmetricDifference)
-SDIFF_PROP_WITH_BOTH_HASHERS(DiffIsInKeyHashOrder)
-SDIFF_PROP_WITH_BOTH_HASHERS(SnapshotsKeepTheirContents)
+SDIFF_PROP_WITH_EVERY_HASHER(MatchesModelAfterEveryStep)
+SDIFF_PROP_WITH_EVERY_HASHER(RootHashDependsOnlyOnContents)
+SDIFF_PROP_WITH_EVERY_HASHER(DifferentContentsGiveDifferentRootHashes)
+SDIFF_PROP_WITH_EVERY_HASHER(DiffIsTheModelsSymmetricDifference)
+SDIFF_PROP_WITH_EVERY_HASHER(DiffIsInKeyHashOrder)
+SDIFF_PROP_WITH_EVERY_HASHER(SnapshotsKeepTheirContents)
 
 // ---- Fixed cases ----
 
@@ -617,6 +636,21 @@ TEST(MerkleTreeShapeTest, TwentyThousandRealKeysMakeThreeLevels) {
   ASSERT_EQ(CheckTree(tree, model, KeysOf(before_model)), "");
   ASSERT_EQ(CheckTree(before, before_model, KeysOf(before_model)), "");
   EXPECT_EQ(AsSortedSet(Diff(before, tree)), ExpectedDiff(before_model, model));
+}
+
+// Inner nodes of hundreds of children whose digits bunch far from an even
+// spread: every key is still found where it is, and only there.
+TEST(MerkleTreeShapeTest, TwentyThousandKeysWithBunchedDigits) {
+  Model model = NumberedModel(20000);
+  MerkleTree tree = Build(model, &BunchedDigitsHasher, 3);
+  ASSERT_EQ(CheckTree(tree, model, KeysOf(model)), "");
+  Model all = model;
+  for (int i = 0; i < 20000; i += 3) {
+    ASSERT_TRUE(tree.Erase(0, "key" + std::to_string(i)));
+    model.erase({0, "key" + std::to_string(i)});
+  }
+  ASSERT_EQ(CheckTree(tree, model, KeysOf(all)), "");
+  EXPECT_EQ(tree.root_hash(), Build(model, &BunchedDigitsHasher, 4).root_hash());
 }
 
 // Takes the key hash from the key itself, 32 hex digits, so a test can put keys exactly
