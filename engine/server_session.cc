@@ -248,7 +248,7 @@ void ServerSession::RequestSync() {
     return;
   }
   sync_phase_ = SyncPhase::kWantSnapshot;
-  Event({ServerEvent::Kind::kWantSnapshot, 0, 0, false, 0, Status::OK()});
+  Event({ServerEvent::Kind::kWantSnapshot, sent_seq_, 0, false, 0, Status::OK()});
 }
 
 void ServerSession::StartSync(TreeView snapshot) {

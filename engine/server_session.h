@@ -98,7 +98,7 @@ struct MasterHooks {
 struct ServerEvent {
   enum class Kind {
     kStreamFrom,    // seq: feed OnBatch from this sequence on (followers only)
-    kWantSnapshot,  // call StartSync
+    kWantSnapshot,  // call StartSync with a tree covering seq (the stream's position)
     kSyncDone,      // a diff finished: repaired keys, complete or retried
     kClosed,        // status says why; send what TakeOutput still holds, then close
   };

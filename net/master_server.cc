@@ -180,7 +180,7 @@ class MasterServer::Driver : public ConnectionHandler,
           server_->hub_->Subscribe(shared_from_this(), event->seq);
           break;
         case ServerEvent::Kind::kWantSnapshot:
-          server_->hub_->RequestSnapshot(shared_from_this());
+          server_->hub_->RequestSnapshot(shared_from_this(), event->seq);
           break;
         case ServerEvent::Kind::kSyncDone: {
           server_->log_->info("diff with {}: {} keys repaired{}", c.peer(), event->repaired,

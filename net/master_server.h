@@ -49,8 +49,11 @@ class MasterHub {
   virtual MasterHooks SessionHooks() = 0;      // one set per session
   // Give `sink` every committed batch from `from_seq` on, then each new one.
   virtual void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) = 0;
-  // Call sink->OnSnapshot, in order after the batches it was given.
-  virtual void RequestSnapshot(const std::shared_ptr<BatchSink>& sink) = 0;
+  // Call sink->OnSnapshot with a tree that covers at least `seq`, in order
+  // after the batches it was given. A stream that started from a bootstrap or
+  // a copy (read at the database's newest sequence) can be ahead of the tree;
+  // the snapshot then waits until the tree has caught up.
+  virtual void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) = 0;
   virtual void Unsubscribe(const BatchSink* sink) = 0;
 };
 

@@ -198,6 +198,7 @@ Status WalTailer::Rebuild() {
   window_.clear();
   window_bytes_ = 0;
   stats_.tailed_seq = seq;
+  FlushToSinksLocked();  // snapshots that waited for a position the jump passed
   return Status::OK();
 }
 
@@ -436,10 +437,16 @@ void WalTailer::FlushToSinks() {
 }
 
 void WalTailer::FlushToSinksLocked() {
-  if (unsent_.empty()) return;
-  for (size_t i = 0; i + 1 < sinks_.size(); ++i) sinks_[i]->OnBatches(unsent_);
-  if (!sinks_.empty()) sinks_.back()->OnBatches(std::move(unsent_));
-  unsent_.clear();
+  if (!unsent_.empty()) {
+    for (size_t i = 0; i + 1 < sinks_.size(); ++i) sinks_[i]->OnBatches(unsent_);
+    if (!sinks_.empty()) sinks_.back()->OnBatches(std::move(unsent_));
+    unsent_.clear();
+  }
+  std::erase_if(waiting_snapshots_, [this](const SnapshotRequest& r) {
+    if (r.seq > tailed_seq_) return false;
+    r.sink->OnSnapshot(tree_.Snapshot());
+    return true;
+  });
 }
 
 WalTailerStats WalTailer::stats() {
@@ -572,15 +579,23 @@ void WalTailer::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_se
   sinks_.push_back(std::move(sink));
 }
 
-void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) {
+void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
   std::lock_guard lock(mu_);
   FlushToSinksLocked();  // the snapshot holds them: the sink must have had them
+  if (seq > tailed_seq_) {
+    // The session's stream began beyond the tree (a bootstrap or a copy read
+    // the database at its newest sequence): a snapshot now would lack what
+    // the follower already has, and the diff would delete it.
+    waiting_snapshots_.push_back({sink, seq});
+    return;
+  }
   sink->OnSnapshot(tree_.Snapshot());
 }
 
 void WalTailer::Unsubscribe(const net::BatchSink* sink) {
   std::lock_guard lock(mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
+  std::erase_if(waiting_snapshots_, [sink](const auto& r) { return r.sink.get() == sink; });
 }
 
 Status WalTailer::ApplyWrite(const std::vector<Op>& ops, uint64_t* seq) {

@@ -89,7 +89,7 @@ class WalTailer : public net::MasterHub {
   ServerOptions SessionOptions() override;
   MasterHooks SessionHooks() override;
   void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override;
-  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) override;
+  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override;
   void Unsubscribe(const net::BatchSink* sink) override;
 
  private:
@@ -102,7 +102,8 @@ class WalTailer : public net::MasterHub {
   // Converts one WAL batch; applies it to the tree and queues it for the
   // followers. *consumed: the sequence numbers the batch used.
   Status Commit(uint64_t seq, rocksdb::WriteBatch* batch, uint64_t* consumed);
-  // Hands the queued batches to every sink, as one group.
+  // Hands the queued batches to every sink, as one group, then the snapshots
+  // that waited for the tree to reach them.
   void FlushToSinks();
   void FlushToSinksLocked();  // REQUIRES(mu_)
 
@@ -132,7 +133,13 @@ class WalTailer : public net::MasterHub {
   // gather, and before anything a sink sees later: a subscription's replay,
   // a snapshot, a rebuild.
   std::vector<std::shared_ptr<const Batch>> unsent_;  // GUARDED_BY(mu_)
-  WalTailerStats stats_;                              // GUARDED_BY(mu_)
+  // Snapshots asked for beyond tailed_seq_, given once the tree gets there.
+  struct SnapshotRequest {
+    std::shared_ptr<net::BatchSink> sink;
+    uint64_t seq;
+  };
+  std::vector<SnapshotRequest> waiting_snapshots_;  // GUARDED_BY(mu_)
+  WalTailerStats stats_;                            // GUARDED_BY(mu_)
 };
 
 }  // namespace sdiff::plugin

@@ -177,6 +177,29 @@ TEST_F(MasterTest, ExistingDataReachesAnEmptyFollowerByBootstrap) {
   ASSERT_TRUE(f->WaitForData(Scan(), kDeadline));
 }
 
+// The bootstrap reads the database at its newest sequence, which can be ahead
+// of what the tailer has put in the master's tree. The diff that follows the
+// bootstrap must compare the follower with a tree that has caught up: against
+// the older one it deleted the follower's newest keys, and the stream, already
+// past them, never sent them again.
+TEST_F(MasterTest, ADiffAfterABootstrapWaitsForTheTreeToCatchUp) {
+  OpenDb();
+  for (int i = 0; i < 300; ++i) Put(i % 3, "pre" + std::to_string(i), std::string(100, 'p'));
+  bootstrap_min_keys_ = 100;
+  MasterOptions options;
+  options.poll_interval = 1500ms;  // no NotifyWrite below: the tailer lags by up to this
+  ASSERT_TRUE(Attach(options).ok());
+  for (int i = 0; i < 50; ++i) Put(0, "during" + std::to_string(i), "d");
+  ASSERT_LT(master_->status().tailed_seq, db_->GetLatestSequenceNumber()) << "the tailer kept up";
+  MemoryFollowerStore* f = AddFollower();
+  ASSERT_TRUE(f->WaitForData(Scan(), kDeadline)) << f->Data().size() << " of " << Scan().size();
+  ASSERT_TRUE(followers_.back()->client->WaitFor(
+      [](const net::FollowerClientStatus& s) { return s.syncs >= 1; }, kDeadline));
+  EXPECT_EQ(followers_.back()->client->status().last_mode, StartMode::kBootstrap);
+  EXPECT_TRUE(f->WaitForData(Scan(), kDeadline))
+      << "after the diff, the follower holds " << f->Data().size() << " of " << Scan().size();
+}
+
 TEST_F(MasterTest, DisableWalWriteIsRepairedByDiff) {
   OpenDb();
   ASSERT_TRUE(Attach().ok());
@@ -310,7 +333,7 @@ TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
   });
   int snapshots = 0;
   while (!done) {
-    tailer->RequestSnapshot(sink);
+    tailer->RequestSnapshot(sink, 0);
     ++snapshots;
     std::this_thread::sleep_for(50us);
   }
@@ -324,6 +347,43 @@ TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
     for (const auto& b : e.batches) handed += b->ops.size();
   }
   EXPECT_GT(snapshots, 0);
+}
+
+// A session whose stream starts beyond the tree (its bootstrap read the
+// database at a newer sequence) gets its snapshot only once the tree has
+// caught up, after the batches up to there.
+TEST_F(MasterTest, TailerSnapshotWaitsForTheTreeToReachTheSession) {
+  OpenDb();
+  std::unique_ptr<WalTailer> tailer;
+  auto sink = std::make_shared<RecordingSink>();
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
+  for (int i = 0; i < 20; ++i) Put(0, "k" + std::to_string(i), "v");
+  const uint64_t session_seq = db_->GetLatestSequenceNumber();
+  tailer->RequestSnapshot(sink, session_seq);  // the tailer has not started: tree at 0
+  EXPECT_TRUE(sink->events().empty()) << "a snapshot of a tree behind the session";
+  tailer->Start();
+  auto until = std::chrono::steady_clock::now() + kDeadline;
+  auto snapshot_given = [&] {
+    for (const auto& e : sink->events()) {
+      if (e.batches.empty()) return true;
+    }
+    return false;
+  };
+  while (!snapshot_given() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  tailer->Stop();
+  size_t handed = 0;
+  bool seen = false;
+  for (const auto& e : sink->events()) {
+    if (e.batches.empty()) {
+      seen = true;
+      EXPECT_EQ(e.snapshot_keys, handed);
+      EXPECT_GE(handed, session_seq);
+    }
+    for (const auto& b : e.batches) handed += b->ops.size();
+  }
+  EXPECT_TRUE(seen) << "the snapshot never came";
 }
 
 // Operators tell sdiff's threads from the application's by name (top -H, perf).

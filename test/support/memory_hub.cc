@@ -2,6 +2,7 @@
 #include "test/support/memory_hub.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace sdiff::testing {
 
@@ -55,8 +56,10 @@ void MemoryHub::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_se
   sinks_.push_back(std::move(sink));
 }
 
-void MemoryHub::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) {
+void MemoryHub::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
   std::lock_guard lock(mu_);
+  assert(master_.seq() >= seq);  // writes reach the in-memory tree as they are made
+  (void)seq;
   sink->OnSnapshot(master_.tree().Snapshot());
 }
 

@@ -25,7 +25,7 @@ class MemoryHub : public net::MasterHub {
   ServerOptions SessionOptions() override;
   MasterHooks SessionHooks() override;
   void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override;
-  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink) override;
+  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override;
   void Unsubscribe(const net::BatchSink* sink) override;
 
   void Write(std::vector<Op> ops);
