@@ -17,15 +17,9 @@ namespace {
 constexpr char kReservedFamily[] = "__sdiff";
 // Batches one pass must find before the tailer lingers (see Run).
 constexpr size_t kLingerBatches = 4;
-// The most batches the tailer queues before it hands them to the sinks; a
-// pass hands over what it has at its end anyway.
+// The most batches Commit queues before it hands them to the sinks; a pass
+// over the WAL hands over what it has at its end anyway.
 constexpr size_t kHandOffBatches = 64;
-
-size_t BatchBytes(const Batch& b) {
-  size_t n = 32;
-  for (const Op& op : b.ops) n += op.key.size() + op.value.size() + 8;
-  return n;
-}
 
 // Turns the records of one WAL batch into ops. Every record kind a WAL can
 // hold is handled; transaction markers carry no data of their own here.
@@ -153,6 +147,7 @@ Status WalTailer::Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandl
 WalTailer::~WalTailer() { Stop(); }
 
 Status WalTailer::Rebuild() {
+  FlushToSinks();  // what was tailed before the jump goes out before it, even if this fails
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   uint64_t seq = snapshot->GetSequenceNumber();
   MerkleTree tree;
@@ -192,7 +187,6 @@ Status WalTailer::Rebuild() {
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());
   std::lock_guard lock(mu_);
-  FlushToSinksLocked();  // the stream's batches before the jump
   tree_ = std::move(tree);
   tailed_seq_ = seq;
   window_.clear();
@@ -247,7 +241,6 @@ void WalTailer::Run() {
     expected = tailed_seq_ + 1;
   }
   auto gap = [&](const std::string& why) {
-    FlushToSinks();  // what was tailed before the gap goes out before the jump
     log_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
                why);
     it.reset();
@@ -320,9 +313,8 @@ void WalTailer::Run() {
       expected = r.sequence + consumed;
       progressed = true;
       ++batches;
-      if (batches % kHandOffBatches == 0) FlushToSinks();
     }
-    if (batches % kHandOffBatches != 0) FlushToSinks();
+    if (progressed) FlushToSinks();
     if (it && !it->Valid()) {
       rocksdb::Status st = it->status();
       if (st.IsTryAgain()) {
@@ -426,6 +418,7 @@ Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t*
     window_.pop_front();
   }
   unsent_.push_back(std::move(shared));
+  if (unsent_.size() >= kHandOffBatches) FlushToSinksLocked();
   stats_.tailed_seq = tailed_seq_;
   ++stats_.batches;
   return Status::OK();
