@@ -1,9 +1,15 @@
-// Names of the protocol messages, for errors and logs.
+// Names of the protocol messages, for errors and logs, and the memory a batch holds.
 #include "engine/messages.h"
 
 #include <array>
 
 namespace sdiff {
+
+size_t BatchBytes(const Batch& batch) {
+  size_t bytes = 32;
+  for (const Op& op : batch.ops) bytes += op.key.size() + op.value.size() + 8;
+  return bytes;
+}
 
 const char* MessageName(const Message& m) {
   // In the order of the Message variant's alternatives.

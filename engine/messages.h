@@ -15,6 +15,7 @@
 // master's database files: M: FileChunk ... (last = true), then M closes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -126,6 +127,8 @@ struct Batch {         // M -> F: one master WriteBatch, applied atomically
   std::vector<Op> ops;
   friend bool operator==(const Batch&, const Batch&) = default;
 };
+// The memory a batch holds, roughly: what stream windows and backlogs count.
+size_t BatchBytes(const Batch& batch);
 
 struct SyncRequest {  // F -> M: please diff
   friend bool operator==(const SyncRequest&, const SyncRequest&) = default;

@@ -19,12 +19,6 @@
 namespace sdiff::net {
 namespace {
 
-size_t BatchBytes(const Batch& batch) {
-  size_t bytes = 32;
-  for (const Op& op : batch.ops) bytes += op.key.size() + op.value.size() + 8;
-  return bytes;
-}
-
 // Answers a connection beyond max_connections with Reject{kOverload}.
 class RefuseHandler : public ConnectionHandler {
  public:
