@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include "plugin/wal_tailer.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
+#include "test/support/wait.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -235,11 +237,8 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
     tailer->Start();
     writer.join();
     tailer->NotifyWrite();
-    auto until = std::chrono::steady_clock::now() + kDeadline;
-    while (tailer->stats().tailed_seq < db_->GetLatestSequenceNumber() &&
-           std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(100us);
-    }
+    testing::WaitUntil([&] { return tailer->stats().tailed_seq >= db_->GetLatestSequenceNumber(); },
+                       kDeadline);
     ASSERT_EQ(tailer->stats().tailed_seq, db_->GetLatestSequenceNumber());
     ASSERT_EQ(tailer->stats().rebuilds, 0u) << "round " << round;
   }
@@ -296,10 +295,7 @@ TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
   constexpr int kPuts = 300;
   for (int i = 0; i < kPuts; ++i) Put(0, "k" + std::to_string(i), "v");
   tailer->Start();
-  auto until = std::chrono::steady_clock::now() + kDeadline;
-  while (sink->last_seq() < kPuts && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(1ms);
-  }
+  testing::WaitUntil([&] { return sink->last_seq() >= kPuts; }, kDeadline);
   tailer->Stop();
   uint64_t next = 1;
   size_t groups = 0;
@@ -362,16 +358,13 @@ TEST_F(MasterTest, TailerSnapshotWaitsForTheTreeToReachTheSession) {
   tailer->RequestSnapshot(sink, session_seq);  // the tailer has not started: tree at 0
   EXPECT_TRUE(sink->events().empty()) << "a snapshot of a tree behind the session";
   tailer->Start();
-  auto until = std::chrono::steady_clock::now() + kDeadline;
-  auto snapshot_given = [&] {
-    for (const auto& e : sink->events()) {
-      if (e.batches.empty()) return true;
-    }
-    return false;
-  };
-  while (!snapshot_given() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(1ms);
-  }
+  testing::WaitUntil(
+      [&] {
+        auto events = sink->events();
+        return std::any_of(events.begin(), events.end(),
+                           [](const auto& e) { return e.batches.empty(); });
+      },
+      kDeadline);
   tailer->Stop();
   size_t handed = 0;
   bool seen = false;
@@ -406,11 +399,7 @@ TEST_F(MasterTest, ThreadsAreNamed) {
     return now.count("sdiff-tailer") == 1 && now.count("sdiff-master") >= 1 &&
            now.count("sdiff-follower") >= 1;
   };
-  auto deadline = std::chrono::steady_clock::now() + kDeadline;
-  while (!all_named() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_TRUE(all_named());
+  EXPECT_TRUE(testing::WaitUntil(all_named, kDeadline));
 }
 
 TEST_F(MasterTest, IngestedFileIsRepairedByDiff) {
@@ -444,11 +433,12 @@ TEST_F(MasterTest, FollowerBeyondTheResumeWindowFallsBackToDiff) {
   // Let the tailer take those writes in first: a follower that reconnects while
   // the tailer is still at its position may rightly resume.
   master_->NotifyWrite();
-  auto caught_up = std::chrono::steady_clock::now() + kDeadline;
-  while (master_->status().tailed_seq < master_->status().db_seq &&
-         std::chrono::steady_clock::now() < caught_up) {
-    std::this_thread::sleep_for(1ms);
-  }
+  testing::WaitUntil(
+      [&] {
+        MasterStatus st = master_->status();
+        return st.tailed_seq >= st.db_seq;
+      },
+      kDeadline);
   ASSERT_EQ(master_->status().tailed_seq, master_->status().db_seq);
   // Reconnect the same replica: its position is no longer in the window.
   net::FollowerClientOptions co;

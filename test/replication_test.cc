@@ -8,11 +8,11 @@
 
 #include <filesystem>
 #include <map>
-#include <thread>
 
 #include "plugin/follower.h"
 #include "plugin/master.h"
 #include "test/support/rocks_util.h"
+#include "test/support/wait.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -63,12 +63,8 @@ struct MasterDb {
   // Until the tailer has taken every write in: the master decides between
   // copy, bootstrap and diff by the keys in its tree, which lags the DB.
   bool WaitTailed() {
-    auto end = std::chrono::steady_clock::now() + kDeadline;
-    while (master->status().tailed_seq < db->GetLatestSequenceNumber()) {
-      if (std::chrono::steady_clock::now() > end) return false;
-      std::this_thread::sleep_for(1ms);
-    }
-    return true;
+    return testing::WaitUntil(
+        [&] { return master->status().tailed_seq >= db->GetLatestSequenceNumber(); }, kDeadline);
   }
 };
 
