@@ -1,0 +1,40 @@
+// ScanIntoTree: a merkle tree built from a RocksDB snapshot, family by family.
+// The master's tree at attach and after a gap, the follower's tree at open,
+// and the reference tree of a self-audit are all built by it.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "engine/merkle_tree.h"
+#include "engine/status.h"
+#include "plugin/progress.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class Snapshot;
+}  // namespace rocksdb
+
+namespace sdiff::plugin {
+
+struct TreeScanOptions {
+  // Reports the build (kind kTreeBuild) every 64 Ki keys and at its end. Default: none.
+  ProgressFn progress;
+  // The most bytes of keys and values read per second, so that a background
+  // scan (a self-audit) leaves the disk and the CPU to the application's
+  // writes. 0: as fast as it can. Default: 0.
+  uint64_t max_bytes_per_second = 0;
+};
+
+using TaggedFamilies = std::vector<std::pair<FamilyTag, rocksdb::ColumnFamilyHandle*>>;
+
+// Adds every key of `families` as of `snapshot` to *tree (whose hasher it
+// keeps). `snapshot` may be null: the database as it is. Fails on a scan error
+// or a key the tree cannot hold (a key-hash collision).
+Status ScanIntoTree(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
+                    const TaggedFamilies& families, const TreeScanOptions& options,
+                    MerkleTree* tree);
+
+}  // namespace sdiff::plugin
