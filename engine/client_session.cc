@@ -206,7 +206,7 @@ void ClientSession::QueueBatch(Batch& batch) {
     catch_up_sync_due_ = true;
     gap_during_sync_ = in_sync_;
   }
-  applied_seq_ = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
+  applied_seq_ = LastSeq(batch);
   expected_seq_ = applied_seq_ + 1;
   master_seq_ = std::max(master_seq_, applied_seq_);
   if (tracking_) Track(batch.ops);
@@ -234,6 +234,17 @@ bool ClientSession::FlushStream() {
 
 void ClientSession::HandleSyncStart(const SyncStart& start) {
   if (in_sync_) return Fail(Status::ProtocolError("SyncStart while a diff runs"));
+  if (start.seq > applied_seq_) {
+    // The master's tree jumped past its stream (it rebuilt after data
+    // reached its database outside the WAL): no batch will carry what lies
+    // between, this diff brings the replica to start.seq, and the stream
+    // goes on after it. Until the diff completes the position is not
+    // persisted (consistent_), so a crash meanwhile diffs again.
+    consistent_ = false;
+    applied_seq_ = start.seq;
+    expected_seq_ = applied_seq_ + 1;
+    master_seq_ = std::max(master_seq_, applied_seq_);
+  }
   in_sync_ = true;
   gap_during_sync_ = false;
   sync_requested_ = false;

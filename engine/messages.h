@@ -129,6 +129,11 @@ struct Batch {         // M -> F: one master WriteBatch, applied atomically
 };
 // The memory a batch holds, roughly: what stream windows and backlogs count.
 size_t BatchBytes(const Batch& batch);
+// The last sequence number the batch consumes. A batch on the stream consumes
+// at least one (a count of 0, from an older peer, is read as 1).
+inline uint64_t LastSeq(const Batch& batch) {
+  return batch.seq + (batch.count == 0 ? 1 : batch.count) - 1;
+}
 
 struct SyncRequest {  // F -> M: please diff
   friend bool operator==(const SyncRequest&, const SyncRequest&) = default;

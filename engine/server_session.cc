@@ -235,7 +235,7 @@ void ServerSession::HandleWrite(const Write& write) {
 
 void ServerSession::OnBatch(const Batch& batch) {
   if (state_ != State::kStreaming || hello_.role != Role::kFollower) return;
-  uint64_t last = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
+  uint64_t last = LastSeq(batch);
   if (last <= sent_seq_) return;  // before the stream's start, or sent already
   Send(batch);
   sent_seq_ = last;
@@ -251,8 +251,11 @@ void ServerSession::RequestSync() {
   Event({ServerEvent::Kind::kWantSnapshot, sent_seq_, 0, false, 0, Status::OK()});
 }
 
-void ServerSession::StartSync(TreeView snapshot) {
+void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
   if (state_ != State::kStreaming || sync_phase_ != SyncPhase::kWantSnapshot) return;
+  // Nothing will ever stream what lies between: batches up to the snapshot
+  // are its content, and the diff brings them.
+  if (hello_.role == Role::kFollower) sent_seq_ = std::max(sent_seq_, snapshot_seq);
   ++sync_id_;
   uint64_t salt = 0;
   hooks_.random_bytes(reinterpret_cast<uint8_t*>(&salt), sizeof(salt));

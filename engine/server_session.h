@@ -119,7 +119,10 @@ class ServerSession {
   void OnBytes(std::string_view bytes);
   void OnBatch(const Batch& batch);
   void RequestSync();
-  void StartSync(TreeView snapshot);
+  // `snapshot_seq`: the sequence the snapshot stands at, when the tree jumped
+  // past the stream (a rebuild): the diff brings the follower there, and the
+  // stream goes on after it. 0: at the stream's position.
+  void StartSync(TreeView snapshot, uint64_t snapshot_seq = 0);
   void OnTick(int64_t now_ms);
   // Closes the session from the master's side with a reason sent to the peer.
   void Close(RejectCode code, std::string_view reason);

@@ -137,11 +137,11 @@ class MasterServer::Driver : public ConnectionHandler,
     Enqueue(c, std::move(handoffs));
   }
 
-  void OnSnapshot(TreeView snapshot) override {
+  void OnSnapshot(TreeView snapshot, uint64_t seq) override {
     auto c = connection_.lock();
     if (!c) return;
     std::vector<Handoff> handoff;
-    handoff.push_back(Handoff{nullptr, 0, std::move(snapshot)});
+    handoff.push_back(Handoff{nullptr, 0, std::move(snapshot), seq});
     Enqueue(c, std::move(handoff));
   }
 
@@ -253,6 +253,7 @@ class MasterServer::Driver : public ConnectionHandler,
     std::shared_ptr<const Batch> batch;
     size_t bytes = 0;
     std::optional<TreeView> snapshot;
+    uint64_t snapshot_seq = 0;
   };
 
   // From the hub's thread, a group at a time. One post to the strand carries
@@ -286,7 +287,7 @@ class MasterServer::Driver : public ConnectionHandler,
         session_.OnBatch(*h.batch);
         NoteHanded(*h.batch);
       } else {
-        session_.StartSync(std::move(*h.snapshot));
+        session_.StartSync(std::move(*h.snapshot), h.snapshot_seq);
       }
     }
     Pump(c);

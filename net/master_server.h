@@ -37,8 +37,10 @@ class BatchSink {
   // Consecutive batches, in sequence order. Handed over in groups so that a
   // fast stream costs the sink one wake-up per group, not one per batch.
   virtual void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) = 0;
-  // The master tree as of the last batch given to this sink.
-  virtual void OnSnapshot(TreeView snapshot) = 0;
+  // The master tree as of sequence `seq`: the last batch given to this
+  // sink, or beyond it when the tree jumped (a rebuild) and no batch will
+  // ever carry what lies between.
+  virtual void OnSnapshot(TreeView snapshot, uint64_t seq) = 0;
 };
 
 // What the master server needs of the replicated data. Thread-safe.

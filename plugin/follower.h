@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
+#include "plugin/audit.h"
 #include "plugin/clone.h"
 #include "plugin/progress.h"
 
@@ -57,6 +59,9 @@ struct FollowerOptions {
   // empty and the master bootstraps or diffs it. Open blocks for the copy
   // (or for client.connect_timeout when the master is unreachable). Default: true.
   bool clone_files = true;
+  // The self-audit of the replica's tree against its data (plugin/audit.h).
+  // Default: every hour, at most 64 MiB/s.
+  AuditOptions audit;
 };
 
 struct FollowerStatus {
@@ -85,6 +90,7 @@ struct FollowerStatus {
   bool cloned = false;
   uint64_t clone_bytes = 0;
   uint64_t clone_seq = 0;
+  AuditStats audit;  // the self-audits since Open
 };
 
 class Follower {
@@ -109,6 +115,11 @@ class Follower {
   rocksdb::ColumnFamilyHandle* column_family(std::string_view name) const;
   // The replica's merkle tree as of its last applied write.
   TreeView tree() const;
+  // Checks the tree against the replica's data now; where they differ, the
+  // tree is corrected and the master asked for a diff, which repairs the
+  // data. OK with result->mismatches == 0: the tree equals the data. One
+  // audit runs at a time; the periodic one (options.audit) calls this.
+  Status Audit(AuditResult* result);
 
  private:
   Follower() = default;
@@ -121,6 +132,12 @@ class Follower {
   std::unique_ptr<RocksFollowerStore> store_;
   std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
   std::unique_ptr<net::FollowerClient> client_;
+  AuditOptions audit_options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::mutex audit_mu_;  // held for a whole audit: one at a time
+  mutable std::mutex audit_stats_mu_;
+  AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
+  std::unique_ptr<PeriodicAudit> periodic_audit_;  // stopped first
 };
 
 }  // namespace sdiff::plugin

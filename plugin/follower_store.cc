@@ -383,6 +383,49 @@ Status RocksFollowerStore::BuildTree(
   return result;
 }
 
+Status RocksFollowerStore::Audit(const TreeScanOptions& scan, AuditResult* result) {
+  TreeView tree;
+  TaggedFamilies families;
+  const rocksdb::Snapshot* snapshot = nullptr;
+  {
+    // Every write takes mu_ for the database and the tree together, so a
+    // snapshot and a view taken under it show the same position.
+    std::lock_guard lock(mu_);
+    if (!tree_built_) return Status::Aborted("the replica's tree is not built yet");
+    tree = tree_.Snapshot();
+    snapshot = db_->GetSnapshot();
+    result->seq = state_.applied_seq;
+    for (const auto& [tag, handle] : by_tag_) families.emplace_back(tag, handle);
+  }
+  std::vector<DiffEntry> differing;
+  Status s =
+      FindTreeMismatches(db_.get(), snapshot, families, tree, scan, &differing, &result->keys);
+  db_->ReleaseSnapshot(snapshot);
+  if (!s.ok() || differing.empty()) return s;
+  // Writes since the snapshot may have changed a differing key: correct the
+  // tree from the data as it is now, where the two still differ.
+  std::lock_guard lock(mu_);
+  for (const DiffEntry& d : differing) {
+    auto handle = by_tag_.find(d.family);
+    if (handle == by_tag_.end()) continue;  // the family went with a new master
+    std::string value;
+    rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), handle->second, d.key, &value);
+    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "cannot read a key the audit found");
+    std::optional<Hash128> want;
+    if (rs.ok()) want = LeafHash(tree_.hasher()(d.family, d.key), value);
+    if (tree_.Find(d.family, d.key) == want) continue;
+    if (rs.ok()) {
+      if (!tree_.Put(d.family, d.key, value).ok()) continue;  // a key-hash collision
+    } else {
+      tree_.Erase(d.family, d.key);
+    }
+    if (++result->mismatches <= kAuditExamples) {
+      result->examples.push_back(PrintableKey(families_[d.family], d.key));
+    }
+  }
+  return Status::OK();
+}
+
 // Builds without holding mu_, so status readers are not held up: the only
 // writer of the tree and the families is the client's thread, which is the
 // one calling (or, from Open, no client exists yet).

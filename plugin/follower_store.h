@@ -23,6 +23,7 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
+#include "plugin/audit.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -80,6 +81,11 @@ class RocksFollowerStore : public net::FollowerStore {
   std::vector<FamilyInfo> families() const;
   TreeView tree() const;  // as of the last applied write
   uint64_t keys() const;
+  // Checks the tree against the replica's data (plugin/audit.h): scans a
+  // snapshot taken together with a view of the tree, and corrects the tree
+  // for every key that still differs. The caller then has the master diff,
+  // which repairs the data. Any thread; writes go on during the scan.
+  Status Audit(const TreeScanOptions& scan, AuditResult* result);
 
  private:
   explicit RocksFollowerStore(RocksFollowerStoreOptions options);

@@ -1,11 +1,55 @@
 // Attaching to a caller's RocksDB: checks, tree, tailer, server.
 #include "plugin/master.h"
 
+#include <fmt/ranges.h>
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/comparator.h>
+#include <rocksdb/snapshot.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <optional>
 #include <typeinfo>
 
 namespace sdiff::plugin {
+namespace {
+
+// Refuses a family whose data the merkle tree would not mirror: one ordered
+// by another comparator (the tree and every follower apply range deletes
+// bytewise, and followers open families with the bytewise comparator), and,
+// unless the embedder accepts it, one whose data RocksDB changes without a
+// WAL record (the tree and the followers would keep what it drops).
+Status CheckFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family,
+                   bool accept_changes_outside_wal) {
+  const std::string name = "column family '" + family->GetName() + "'";
+  rocksdb::ColumnFamilyOptions o = db->GetOptions(family);
+  const rocksdb::Comparator* bytewise = rocksdb::BytewiseComparator();
+  if (o.comparator != bytewise && std::string(o.comparator->Name()) != bytewise->Name()) {
+    return Status::InvalidArgument(
+        name + " uses comparator '" + o.comparator->Name() +
+        "': sdiff replicates bytewise-ordered families only (followers order keys bytewise, so "
+        "range deletes would cover other keys there)");
+  }
+  if (accept_changes_outside_wal) return Status::OK();
+  std::string cause;
+  if (o.compaction_filter != nullptr) {
+    cause = std::string("compaction filter '") + o.compaction_filter->Name() + "'";
+  } else if (o.compaction_filter_factory != nullptr) {
+    std::string factory = o.compaction_filter_factory->Name();
+    cause = "compaction filter factory '" + factory + "'" +
+            (factory.find("Ttl") != std::string::npos ? " (a TTL database)" : "");
+  } else if (o.compaction_style == rocksdb::kCompactionStyleFIFO) {
+    cause = "FIFO compaction (it deletes whole files)";
+  }
+  if (cause.empty()) return Status::OK();
+  return Status::InvalidArgument(
+      name + " has " + cause +
+      ": it drops or changes data without a WAL record, which the tree and the followers never "
+      "see; set MasterOptions::accept_changes_outside_wal to replicate it anyway (the self-audit "
+      "then repairs within audit_interval)");
+}
+
+}  // namespace
 
 Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
                       MasterOptions options, std::unique_ptr<Master>* out) {
@@ -25,6 +69,16 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
         "so it cannot be replicated; use TxnDBWritePolicy::WRITE_COMMITTED");
   }
   rocksdb::DBOptions db_options = db->GetDBOptions();
+  if (db_options.allow_2pc && !options.no_two_phase_commit) {
+    // A prepare record's Count() covers sequence numbers that only its
+    // commit consumes; RocksDB 7.8's log iterator asserts on such a record
+    // read before the database's sequence reaches them (Debian builds it
+    // with assertions: the application's process aborts).
+    return Status::InvalidArgument(
+        "the database allows two-phase commit (a TransactionDB): RocksDB 7.8's WAL iterator "
+        "aborts the process on the WAL record of a transaction's Prepare(); if the application "
+        "never calls Transaction::Prepare(), set MasterOptions::no_two_phase_commit");
+  }
   if (db_options.unordered_write) {
     return Status::InvalidArgument("unordered_write is on: the WAL order is not the commit order");
   }
@@ -41,8 +95,15 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
         "followers resume only from the in-memory window and otherwise diff");
   }
 
+  if (families.empty()) families.push_back(db->DefaultColumnFamily());
+  for (auto* family : families) {
+    Status s = CheckFamily(db, family, options.accept_changes_outside_wal);
+    if (!s.ok()) return s;
+  }
+
   std::unique_ptr<Master> master(new Master());
   master->db_ = db;
+  master->log_ = log;
   master->master_id_ = options.master_id;
   if (master->master_id_.empty()) {
     rocksdb::Status s = db->GetDbIdentity(master->master_id_);
@@ -70,6 +131,14 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
     options.listener->tailer_ = master->tailer_.get();
   }
   master->tailer_->Start();
+  master->audit_options_ = options.audit;
+  if (options.audit.interval.count() > 0) {
+    master->periodic_audit_ =
+        std::make_unique<PeriodicAudit>(options.audit.interval, [m = master.get()] {
+          AuditResult ignored;
+          m->Audit(&ignored);  // logs and counts its outcome
+        });
+  }
   *out = std::move(master);
   return Status::OK();
 }
@@ -81,6 +150,7 @@ void MasterListener::OnExternalFileIngested(rocksdb::DB*,
 }
 
 Master::~Master() {
+  periodic_audit_.reset();
   if (listener_) {
     std::lock_guard lock(listener_->mu_);
     listener_->tailer_ = nullptr;
@@ -98,8 +168,147 @@ MasterStatus Master::status() {
   st.keys = t.keys;
   st.root = t.root;
   st.rebuilds = t.rebuilds;
+  st.rebuild_pending = t.rebuild_pending;
+  {
+    std::lock_guard lock(audit_stats_mu_);
+    st.audit = audit_stats_;
+  }
   st.server = server_->stats();
   return st;
+}
+
+}  // namespace sdiff::plugin
+
+namespace sdiff::plugin {
+namespace {
+
+// The longest an audit waits for the tailer to bring the tree to a snapshot's
+// sequence: the tailer is normally within milliseconds of the database.
+constexpr std::chrono::seconds kTreeReachTimeout{30};
+
+std::string FamilyName(const TaggedFamilies& families, FamilyTag tag) {
+  for (const auto& [t, handle] : families) {
+    if (t == tag) return handle->GetName();
+  }
+  return std::to_string(tag);
+}
+
+}  // namespace
+
+Status Master::Audit(AuditResult* result) {
+  std::lock_guard one_at_a_time(audit_mu_);
+  *result = AuditResult();
+  auto start = std::chrono::steady_clock::now();
+  Status s = AuditOnce(result);
+  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    std::lock_guard lock(audit_stats_mu_);
+    RecordAudit(s, *result, &audit_stats_);
+  }
+  if (!s.ok()) {
+    log_->warn("self-audit failed: {}", s.ToString());
+  } else if (result->mismatches > 0) {
+    log_->warn(
+        "self-audit: {} keys of the tree differed from the database at sequence {} (first: {}); "
+        "corrected, followers will diff",
+        result->mismatches, result->seq, fmt::join(result->examples, ", "));
+  } else {
+    log_->info("self-audit: the tree equals the database at sequence {} ({} keys, {:.3f} s)",
+               result->seq, result->keys, result->seconds);
+  }
+  return s;
+}
+
+Status Master::AuditOnce(AuditResult* result) {
+  const TaggedFamilies families = tailer_->TaggedFamilyList();
+  TreeScanOptions scan;
+  scan.max_bytes_per_second = audit_options_.max_bytes_per_second;
+  std::vector<DiffEntry> differing;
+  // The tree stops at every snapshot's sequence unless a rebuild jumps over
+  // it; a second try starts after the jump.
+  for (int attempt = 0;; ++attempt) {
+    rocksdb::ManagedSnapshot snapshot(db_);
+    const uint64_t seq = snapshot.snapshot()->GetSequenceNumber();
+    TreeView tree;
+    if (!tailer_->RunAtSequence(seq, kTreeReachTimeout,
+                                [&](MerkleTree* live) { tree = live->Snapshot(); })) {
+      if (attempt < 2) continue;
+      return Status::Aborted("the tree did not stop at the database's sequence " +
+                             std::to_string(seq) + " (the tailer lags or rebuilt)");
+    }
+    result->seq = seq;
+    Status s = FindTreeMismatches(db_, snapshot.snapshot(), families, tree, scan, &differing,
+                                  &result->keys);
+    if (!s.ok()) return s;
+    break;
+  }
+  if (differing.empty()) return Status::OK();
+  if (differing.size() > kMaxAuditCorrections) {
+    result->mismatches = differing.size();
+    for (size_t i = 0; i < kAuditExamples; ++i) {
+      result->examples.push_back(
+          PrintableKey(FamilyName(families, differing[i].family), differing[i].key));
+    }
+    tailer_->RequestRebuild("the self-audit found " + std::to_string(differing.size()) +
+                            " keys that differ from the database");
+    return Status::OK();
+  }
+  return CorrectTree(differing, result);
+}
+
+Status Master::CorrectTree(const std::vector<DiffEntry>& differing, AuditResult* result) {
+  // A key can differ at S only because the tree ran ahead of S for it (a
+  // merge is resolved when tailed, which can be after later merges): read
+  // every differing key again at a newer sequence and correct the tree there
+  // only where it still differs.
+  const TaggedFamilies families = tailer_->TaggedFamilyList();
+  rocksdb::ManagedSnapshot snapshot(db_);
+  const uint64_t seq = snapshot.snapshot()->GetSequenceNumber();
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot.snapshot();
+  std::vector<std::optional<std::string>> values;
+  for (const DiffEntry& d : differing) {
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    for (const auto& [tag, h] : families) {
+      if (tag == d.family) handle = h;
+    }
+    std::string value;
+    rocksdb::Status s = db_->Get(read, handle, d.key, &value);
+    if (s.ok()) {
+      values.emplace_back(std::move(value));
+    } else if (s.IsNotFound()) {
+      values.emplace_back(std::nullopt);
+    } else {
+      return Status::IOError("self-audit: reading a differing key: " + s.ToString());
+    }
+  }
+  std::vector<size_t> corrected;
+  bool ran = tailer_->RunAtSequence(seq, kTreeReachTimeout, [&](MerkleTree* tree) {
+    for (size_t i = 0; i < differing.size(); ++i) {
+      const DiffEntry& d = differing[i];
+      std::optional<Hash128> want;
+      if (values[i]) want = LeafHash(tree->hasher()(d.family, d.key), *values[i]);
+      if (tree->Find(d.family, d.key) == want) continue;
+      if (values[i]) {
+        if (!tree->Put(d.family, d.key, *values[i]).ok()) continue;  // a key-hash collision
+      } else {
+        tree->Erase(d.family, d.key);
+      }
+      corrected.push_back(i);
+    }
+    if (!corrected.empty()) tailer_->MarkCorrectedLocked();
+  });
+  if (!ran) {
+    return Status::Aborted("the tree did not stop at sequence " + std::to_string(seq) +
+                           " to be corrected (the tailer lags or rebuilt)");
+  }
+  result->mismatches = corrected.size();
+  for (size_t i = 0; i < corrected.size() && i < kAuditExamples; ++i) {
+    const DiffEntry& d = differing[corrected[i]];
+    result->examples.push_back(PrintableKey(FamilyName(families, d.family), d.key));
+  }
+  if (!corrected.empty()) server_->RequestSyncAll();
+  return Status::OK();
 }
 
 }  // namespace sdiff::plugin

@@ -22,6 +22,7 @@
 
 #include "engine/status.h"
 #include "net/master_server.h"
+#include "plugin/audit.h"
 #include "plugin/progress.h"
 #include "plugin/wal_tailer.h"
 
@@ -58,6 +59,23 @@ struct MasterOptions {
   // followers through the WAL like any other write. Needs server.secret
   // (Attach refuses it without one). Default: false.
   bool allow_writers = false;
+  // Replicate families whose data RocksDB changes without a WAL record (a
+  // compaction filter or filter factory, a TTL database, FIFO compaction).
+  // Attach refuses them by default: the tree and the followers keep what such
+  // a change drops until the self-audit finds it, so with this set followers
+  // may hold dropped data for up to audit_interval plus one audit's scan.
+  // Default: false.
+  bool accept_changes_outside_wal = false;
+  // The application never calls Transaction::Prepare() on this TransactionDB
+  // (two-phase commit). Attach refuses a database that allows two-phase
+  // commit (every TransactionDB) without it: RocksDB 7.8's WAL iterator, as
+  // Debian builds it, asserts on the WAL record of a prepared transaction
+  // of more than one write, which aborts the process. Plain transactions
+  // (Commit() without Prepare()) stream like any batch. Default: false.
+  bool no_two_phase_commit = false;
+  // The self-audit (plugin/audit.h): how often the tree is checked against
+  // the database, and how fast the check reads.
+  AuditOptions audit;
   // An empty follower of a master holding bootstrap_min_keys or more may copy
   // the database files instead of receiving the keys (plugin/db_files.h says
   // when a copy is refused). Default: true.
@@ -70,6 +88,9 @@ struct MasterStatus {
   size_t keys = 0;
   Hash128 root;
   uint64_t rebuilds = 0;
+  // A rebuild was asked for (an ingested file) and has not finished yet.
+  bool rebuild_pending = false;
+  AuditStats audit;
   net::MasterServerStats server;
 };
 
@@ -87,15 +108,31 @@ class Master {
   uint16_t port() const { return server_->port(); }
   const std::string& master_id() const { return master_id_; }
   MasterStatus status();
+  // Checks the tree against the database now (plugin/audit.h): scans a
+  // snapshot at sequence S and compares it with the tree as of S. Keys that
+  // differ are corrected in the tree, and every follower is asked to diff.
+  // OK with result->mismatches == 0: the tree equals the data. Fails when
+  // the scan fails or the tree did not stop at S (a rebuild passed it).
+  // One audit runs at a time; the periodic one (options.audit) calls this.
+  Status Audit(AuditResult* result);
 
  private:
   Master() = default;
+  Status AuditOnce(AuditResult* result);
+  // Confirms each differing key at a newer position and corrects the tree.
+  Status CorrectTree(const std::vector<DiffEntry>& differing, AuditResult* result);
 
   rocksdb::DB* db_ = nullptr;
   std::string master_id_;
+  std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<MasterListener> listener_;
   std::unique_ptr<WalTailer> tailer_;
   std::unique_ptr<net::MasterServer> server_;
+  AuditOptions audit_options_;
+  std::mutex audit_mu_;  // held for a whole audit: one at a time
+  std::mutex audit_stats_mu_;
+  AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
+  std::unique_ptr<PeriodicAudit> periodic_audit_;  // destroyed first
 };
 
 }  // namespace sdiff::plugin

@@ -10,6 +10,7 @@
 
 #include "net/secure_random.h"
 #include "plugin/db_files.h"
+#include "plugin/tree_scan.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -21,8 +22,13 @@ constexpr size_t kLingerBatches = 4;
 // over the WAL hands over what it has at its end anyway.
 constexpr size_t kHandOffBatches = 64;
 
-// Turns the records of one WAL batch into ops. Every record kind a WAL can
-// hold is handled; transaction markers carry no data of their own here.
+// Turns the records of one WAL record (a write group RocksDB merged into one
+// batch) into ops, and counts the sequence numbers the record consumes the
+// way RocksDB's memtable inserter does: one per data record outside a prepare
+// section, replicated family or not. WriteBatch::Count() is not that number:
+// it includes a prepare section's records (which take sequence numbers only at
+// the commit), and it is 0 for an empty batch or one holding only PutLogData,
+// which RocksDB gives the next sequence number without consuming it.
 class OpCollector : public rocksdb::WriteBatch::Handler {
  public:
   OpCollector(const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families, size_t count)
@@ -46,8 +52,7 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
   }
   rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
     // The WAL holds the operand; the replica gets the resolved value.
-    if (!families_.count(cf) || in_prepare_) return rocksdb::Status::OK();
-    merges_.push_back(ops_.size());
+    if (!in_prepare_ && families_.count(cf)) merges_.push_back(ops_.size());
     return Add(OpKind::kPut, cf, key, {});
   }
   rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
@@ -56,19 +61,25 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
   rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
     return rocksdb::Status::NotSupported("blob indexes are not replicated");
   }
-  void LogData(const rocksdb::Slice&) override {}
+  void LogData(const rocksdb::Slice&) override {}  // application blobs: no sequence, no data
   // A prepare section holds a transaction's writes before it commits: they are
-  // not data yet, and the section uses no sequence numbers of its own.
+  // not data yet, and take their sequence numbers only at the commit.
   rocksdb::Status MarkBeginPrepare(bool) override {
-    in_prepare_ = prepared_ = true;
+    in_prepare_ = true;
     return rocksdb::Status::OK();
   }
   rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override {
     in_prepare_ = false;
     return rocksdb::Status::OK();
   }
-  rocksdb::Status MarkCommit(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
+  // A commit's record holds the marker, not the prepared writes that it makes
+  // data (and that take sequence numbers here): what it wrote is unknown.
+  rocksdb::Status MarkCommit(const rocksdb::Slice&) override {
+    commits_ = true;
+    return rocksdb::Status::OK();
+  }
   rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&, const rocksdb::Slice&) override {
+    commits_ = true;
     return rocksdb::Status::OK();
   }
   rocksdb::Status MarkRollback(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
@@ -76,12 +87,15 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
 
   std::vector<Op>& ops() { return ops_; }
   const std::vector<size_t>& merges() const { return merges_; }
-  bool prepared() const { return prepared_; }
+  uint64_t sequences() const { return sequences_; }
+  bool commits() const { return commits_; }
 
  private:
   rocksdb::Status Add(OpKind kind, uint32_t cf, const rocksdb::Slice& key,
                       const rocksdb::Slice& value) {
-    if (!families_.count(cf) || in_prepare_) return rocksdb::Status::OK();  // not replicated
+    if (in_prepare_) return rocksdb::Status::OK();
+    ++sequences_;
+    if (!families_.count(cf)) return rocksdb::Status::OK();  // not replicated
     ops_.push_back(Op{kind, static_cast<FamilyTag>(cf), key.ToString(), value.ToString()});
     return rocksdb::Status::OK();
   }
@@ -89,15 +103,43 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
   const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families_;
   std::vector<Op> ops_;
   std::vector<size_t> merges_;
+  uint64_t sequences_ = 0;
   bool in_prepare_ = false;
-  bool prepared_ = false;
+  bool commits_ = false;
 };
+
+// Applies a batch's ops to *tree, in order. A range delete covers the keys in
+// [key, value) bytewise, as in RocksDB with the bytewise comparator, the only
+// one Master::Attach accepts.
+Status ApplyToTree(const std::vector<Op>& ops, MerkleTree* tree) {
+  for (const Op& op : ops) {
+    switch (op.kind) {
+      case OpKind::kPut: {
+        Status s = tree->Put(op.family, op.key, op.value);
+        if (!s.ok()) return s;
+        break;
+      }
+      case OpKind::kDelete:
+        tree->Erase(op.family, op.key);
+        break;
+      case OpKind::kDeleteRange: {
+        std::vector<std::string> covered;
+        tree->ForEach([&](FamilyTag family, std::string_view key, const Hash128&) {
+          if (family == op.family && key >= op.key && key < op.value) covered.emplace_back(key);
+        });
+        for (const std::string& key : covered) tree->Erase(op.family, key);
+        break;
+      }
+    }
+  }
+  return Status::OK();
+}
 
 // A bootstrap scan over a snapshot, family by family (ascending tag), key by key.
 struct BootstrapCursor {
   rocksdb::DB* db = nullptr;
   const rocksdb::Snapshot* snapshot = nullptr;
-  std::vector<std::pair<FamilyTag, rocksdb::ColumnFamilyHandle*>> families;
+  TaggedFamilies families;
   size_t family = 0;
   std::unique_ptr<rocksdb::Iterator> it;
 
@@ -146,43 +188,26 @@ Status WalTailer::Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandl
 
 WalTailer::~WalTailer() { Stop(); }
 
+TaggedFamilies WalTailer::TaggedFamilyList() const {
+  TaggedFamilies out;
+  for (const auto& [id, handle] : families_) out.emplace_back(static_cast<FamilyTag>(id), handle);
+  return out;
+}
+
 Status WalTailer::Rebuild() {
   FlushToSinks();  // what was tailed before the jump goes out before it, even if this fails
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   uint64_t seq = snapshot->GetSequenceNumber();
   MerkleTree tree;
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
-  ro.fill_cache = false;
-  Status result;
-  Progress progress{Progress::Kind::kTreeBuild};
-  if (options_.progress) {
-    for (const auto& [id, handle] : families_) {
-      uint64_t n = 0;
-      if (db_->GetIntProperty(handle, "rocksdb.estimate-num-keys", &n)) progress.total += n;
+  TreeScanOptions scan;
+  scan.progress = [this](const Progress& p) {
+    if (p.done > 0 && p.done % 1'000'000 < (1 << 16) && !p.finished) {
+      log_->info("building the tree: {} keys", p.done);
     }
-  }
-  for (const auto& [id, handle] : families_) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handle));
-    for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
-      result = tree.Put(static_cast<FamilyTag>(id), it->key().ToStringView(),
-                        it->value().ToStringView());
-      if (tree.size() % 1'000'000 == 0) log_->info("building the tree: {} keys", tree.size());
-      if (options_.progress && tree.size() % (1 << 16) == 0) {
-        progress.done = tree.size();
-        options_.progress(progress);
-      }
-    }
-    if (result.ok() && !it->status().ok()) {
-      result = Status::IOError("scanning '" + handle->GetName() + "': " + it->status().ToString());
-    }
-  }
+    if (options_.progress) options_.progress(p);
+  };
+  Status result = ScanIntoTree(db_, snapshot, TaggedFamilyList(), scan, &tree);
   db_->ReleaseSnapshot(snapshot);
-  if (options_.progress) {
-    progress.done = tree.size();
-    progress.finished = true;
-    options_.progress(progress);
-  }
   if (!result.ok()) return result;
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());
@@ -193,6 +218,7 @@ Status WalTailer::Rebuild() {
   window_bytes_ = 0;
   stats_.tailed_seq = seq;
   FlushToSinksLocked();  // snapshots that waited for a position the jump passed
+  RunTreeTasksLocked();
   return Status::OK();
 }
 
@@ -217,6 +243,7 @@ void WalTailer::RequestRebuild(std::string reason) {
   {
     std::lock_guard lock(wake_mu_);
     rebuild_reason_ = std::move(reason);
+    rebuild_pending_ = true;
   }
   wake_.notify_one();
 }
@@ -274,7 +301,11 @@ void WalTailer::Run() {
       if (stop_) return;
       rebuild_reason = std::exchange(rebuild_reason_, {});
     }
-    if (!rebuild_reason.empty()) gap(rebuild_reason);
+    if (!rebuild_reason.empty()) {
+      gap(rebuild_reason);
+      std::lock_guard lock(wake_mu_);
+      rebuild_pending_ = !rebuild_reason_.empty();  // asked again meanwhile
+    }
     bool progressed = false;
     size_t batches = 0;
     const uint64_t seen = db_->GetLatestSequenceNumber();
@@ -289,6 +320,15 @@ void WalTailer::Run() {
       if (!s.ok()) {
         it.reset();
         gap("no WAL from there: " + s.ToString());
+      } else if (it && !it->Valid() && it->status().ok()) {
+        // RocksDB writes a batch's WAL record before it publishes the
+        // batch's sequence, so a new iterator that finds no record from a
+        // published sequence on means the WAL lacks it: the last write had
+        // disableWAL. Waiting for a later write would leave the tree (and
+        // every follower) without it until then.
+        it.reset();
+        gap("the WAL holds nothing from there, though the database is at sequence " +
+            std::to_string(seen));
       }
     } else if (!it->Valid()) {
       it->Next();  // picks up what was appended since; keeps the iterator alive
@@ -296,21 +336,36 @@ void WalTailer::Run() {
     while (it && it->Valid() && (!in_hand_taken || advance()) && it->Valid()) {
       rocksdb::BatchResult r = it->GetBatch();
       in_hand_taken = true;
-      uint64_t count = std::max<uint64_t>(r.writeBatchPtr->Count(), 1);
-      uint64_t last = r.sequence + count - 1;
-      if (last < expected) continue;
-      if (r.sequence != expected) {
-        gap("next batch in the WAL starts at " + std::to_string(r.sequence));
+      WalRecord record;
+      Status s = ReadRecord(r.sequence, r.writeBatchPtr.get(), &record);
+      if (!s.ok()) {
+        log_->error("WAL record at sequence {}: {}", r.sequence, s.ToString());
+        gap(s.ToString());
         break;
       }
-      uint64_t consumed = 0;
-      Status s = Commit(r.sequence, r.writeBatchPtr.get(), &consumed);
+      if (record.commits && r.sequence >= expected) {
+        gap("a two-phase commit at sequence " + std::to_string(r.sequence) +
+            " (its prepared writes are not in its WAL record)");
+        break;
+      }
+      // Wholly before `expected`: the iterator's first record, or one that
+      // consumes no sequence number (an empty batch, PutLogData alone, a
+      // prepare section): nothing in it is data the tree lacks.
+      if (r.sequence + record.sequences <= expected) continue;
+      if (r.sequence != expected) {
+        gap(r.sequence < expected
+                ? "the WAL record at sequence " + std::to_string(r.sequence) + " spans it"
+                : "the next WAL record starts at " + std::to_string(r.sequence));
+        break;
+      }
+      const uint64_t next = r.sequence + record.sequences;
+      s = Commit(std::move(record));
       if (!s.ok()) {
         log_->error("batch at sequence {}: {}", r.sequence, s.ToString());
         gap(s.ToString());
         break;
       }
-      expected = r.sequence + consumed;
+      expected = next;
       progressed = true;
       ++batches;
     }
@@ -331,6 +386,10 @@ void WalTailer::Run() {
         it.reset();
         continue;
       }
+    }
+    {
+      std::lock_guard tree_lock(mu_);
+      RunTreeTasksLocked();  // those asked for the position the tree rests at
     }
     std::unique_lock lock(wake_mu_);
     auto stop_or_rebuild = [this] { return stop_ || !rebuild_reason_.empty(); };
@@ -359,15 +418,10 @@ void WalTailer::Run() {
   }
 }
 
-Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t* consumed) {
+Status WalTailer::ReadRecord(uint64_t seq, rocksdb::WriteBatch* wal_batch, WalRecord* out) {
   OpCollector collector(families_, wal_batch->Count());
   rocksdb::Status rs = wal_batch->Iterate(&collector);
   if (!rs.ok()) return Status::Corruption("cannot read the WAL batch: " + rs.ToString());
-  *consumed = std::max<uint64_t>(wal_batch->Count(), 1);
-  if (collector.prepared() && collector.ops().empty()) {
-    *consumed = 0;  // a prepare section alone: nothing committed, no sequence used
-    return Status::OK();
-  }
   std::vector<Op>& ops = collector.ops();
   for (size_t i : collector.merges()) {
     // Resolved as of now; later batches replay on top, so the replica converges.
@@ -382,34 +436,38 @@ Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t*
       return Status::IOError("reading merged key: " + g.ToString());
     }
   }
-  auto batch = std::make_shared<Batch>();
-  batch->seq = seq;
-  batch->count = std::max<uint64_t>(wal_batch->Count(), 1);
-  batch->ops = std::move(ops);
+  out->seq = seq;
+  out->sequences = collector.sequences();
+  out->commits = collector.commits();
+  out->ops = std::move(ops);
+  return Status::OK();
+}
 
-  std::lock_guard lock(mu_);
-  for (const Op& op : batch->ops) {
-    switch (op.kind) {
-      case OpKind::kPut: {
-        Status s = tree_.Put(op.family, op.key, op.value);
-        if (!s.ok()) return s;
-        break;
-      }
-      case OpKind::kDelete:
-        tree_.Erase(op.family, op.key);
-        break;
-      case OpKind::kDeleteRange: {
-        // The tree is in hash order: find the covered keys by a full walk.
-        std::vector<std::string> covered;
-        tree_.ForEach([&](FamilyTag family, std::string_view key, const Hash128&) {
-          if (family == op.family && key >= op.key && key < op.value) covered.emplace_back(key);
-        });
-        for (const std::string& key : covered) tree_.Erase(op.family, key);
-        break;
-      }
-    }
+Status WalTailer::Commit(WalRecord record) {
+  auto batch = std::make_shared<Batch>();
+  batch->seq = record.seq;
+  batch->count = record.sequences;
+  batch->ops = std::move(record.ops);
+
+  std::unique_lock lock(mu_, std::defer_lock);
+  const bool ranges = std::any_of(batch->ops.begin(), batch->ops.end(),
+                                  [](const Op& op) { return op.kind == OpKind::kDeleteRange; });
+  if (ranges) {
+    // A range delete walks the whole tree (it is in hash order, not key
+    // order). This thread is the tree's only writer, so it walks and edits a
+    // copy without the lock, which every session's ping needs, and swaps the
+    // copy in: no session waits for the walk, none sees half a batch.
+    MerkleTree working = tree_;
+    Status s = ApplyToTree(batch->ops, &working);
+    if (!s.ok()) return s;
+    lock.lock();
+    tree_ = std::move(working);
+  } else {
+    lock.lock();
+    Status s = ApplyToTree(batch->ops, &tree_);
+    if (!s.ok()) return s;
   }
-  tailed_seq_ = batch->seq + batch->count - 1;
+  tailed_seq_ = LastSeq(*batch);
   std::shared_ptr<const Batch> shared = batch;
   window_bytes_ += BatchBytes(*batch);
   window_.push_back(shared);
@@ -421,6 +479,7 @@ Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t*
   if (unsent_.size() >= kHandOffBatches) FlushToSinksLocked();
   stats_.tailed_seq = tailed_seq_;
   ++stats_.batches;
+  RunTreeTasksLocked();
   return Status::OK();
 }
 
@@ -437,14 +496,64 @@ void WalTailer::FlushToSinksLocked() {
   }
   std::erase_if(waiting_snapshots_, [this](const SnapshotRequest& r) {
     if (r.seq > tailed_seq_) return false;
-    r.sink->OnSnapshot(tree_.Snapshot());
+    r.sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
     return true;
   });
 }
 
+bool WalTailer::RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
+                              std::function<void(MerkleTree*)> fn) {
+  auto task = std::make_shared<TreeTask>();
+  task->seq = seq;
+  task->fn = std::move(fn);
+  std::unique_lock lock(mu_);
+  tree_tasks_.push_back(task);
+  lock.unlock();
+  {
+    std::lock_guard wake_lock(wake_mu_);
+    woken_ = true;  // an idle tailer runs it at once
+  }
+  wake_.notify_one();
+  lock.lock();
+  if (!tree_tasks_done_.wait_for(lock, timeout,
+                                 [&] { return task->state != TreeTask::State::kWaiting; })) {
+    std::erase(tree_tasks_, task);
+    return false;
+  }
+  return task->state == TreeTask::State::kDone;
+}
+
+void WalTailer::RunTreeTasksLocked() {
+  if (tree_tasks_.empty()) return;
+  size_t before = tree_tasks_.size();
+  std::erase_if(tree_tasks_, [this](const std::shared_ptr<TreeTask>& task) {
+    if (task->seq > tailed_seq_) return false;
+    if (task->seq == tailed_seq_) {
+      task->fn(&tree_);
+      task->state = TreeTask::State::kDone;
+    } else {
+      task->state = TreeTask::State::kPassed;
+    }
+    return true;
+  });
+  if (tree_tasks_.size() != before) tree_tasks_done_.notify_all();
+}
+
+void WalTailer::MarkCorrectedLocked() {
+  corrected_seq_ = tailed_seq_;
+  window_.clear();
+  window_bytes_ = 0;
+}
+
 WalTailerStats WalTailer::stats() {
+  bool rebuild_pending;
+  {
+    std::lock_guard lock(wake_mu_);
+    rebuild_pending = rebuild_pending_;
+  }
   std::lock_guard lock(mu_);
   WalTailerStats s = stats_;
+  s.rebuild_pending = rebuild_pending;
   s.keys = tree_.size();
   s.root = tree_.root_hash();
   return s;
@@ -473,8 +582,15 @@ MasterHooks WalTailer::SessionHooks() {
   };
   h.can_resume = [this](uint64_t seq) {
     std::lock_guard lock(mu_);
-    return seq == tailed_seq_ ||
-           (!window_.empty() && window_.front()->seq <= seq + 1 && seq < tailed_seq_);
+    if (seq <= corrected_seq_) return false;
+    if (seq == tailed_seq_) return true;
+    if (window_.empty() || seq > tailed_seq_ || window_.front()->seq > seq + 1) return false;
+    // The follower's position must end a batch this master streamed: inside
+    // one, it holds a history this master does not (a master that lost an
+    // unsynced WAL tail reuses its sequence numbers with other boundaries).
+    auto next = std::lower_bound(window_.begin(), window_.end(), seq + 1,
+                                 [](const auto& batch, uint64_t s) { return batch->seq < s; });
+    return next != window_.end() && (*next)->seq == seq + 1;
   };
   h.read = [this](const std::vector<KeyRef>& keys,
                   std::vector<std::optional<std::string>>* values) {
@@ -515,10 +631,7 @@ MasterHooks WalTailer::SessionHooks() {
     cursor->Close();
     cursor->db = db_;
     cursor->snapshot = db_->GetSnapshot();
-    cursor->families.clear();
-    for (const auto& [id, handle] : families_) {
-      cursor->families.emplace_back(static_cast<FamilyTag>(id), handle);
-    }
+    cursor->families = TaggedFamilyList();
     cursor->family = 0;
     if (resume) {
       while (cursor->family < cursor->families.size() &&
@@ -582,7 +695,7 @@ void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uin
     waiting_snapshots_.push_back({sink, seq});
     return;
   }
-  sink->OnSnapshot(tree_.Snapshot());
+  sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
 }
 
 void WalTailer::Unsubscribe(const net::BatchSink* sink) {

@@ -32,6 +32,7 @@
 #include "engine/merkle_tree.h"
 #include "net/master_server.h"
 #include "plugin/progress.h"
+#include "plugin/tree_scan.h"
 
 namespace spdlog {
 class logger;
@@ -66,6 +67,9 @@ struct WalTailerStats {
   Hash128 root;
   uint64_t batches = 0;
   uint64_t rebuilds = 0;  // trees rebuilt after a gap
+  // A rebuild was asked for (RequestRebuild: an ingested file) and has not
+  // finished: the tree lacks data the database holds.
+  bool rebuild_pending = false;
 };
 
 class WalTailer : public net::MasterHub {
@@ -82,6 +86,19 @@ class WalTailer : public net::MasterHub {
   // Data reached the DB outside the WAL (an ingested file): rebuild and diff.
   void RequestRebuild(std::string reason);
   WalTailerStats stats();
+  // The replicated families, tagged as in the tree. Constant.
+  TaggedFamilies TaggedFamilyList() const;
+  // Runs `fn` on the tailer's thread, under the tree's lock, with the live
+  // tree exactly as of `seq`: after the batch that ends there, before the
+  // next. Returns false, and `fn` never runs, if the tree jumped past `seq`
+  // (a rebuild) or `timeout` passed first. A database snapshot's sequence
+  // always ends a batch, so the tree stops there unless it jumps.
+  bool RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
+                     std::function<void(MerkleTree*)> fn);
+  // A correction of the tree (the self-audit's) at the current position: a
+  // follower at or before it cannot resume, since the stream it had did not
+  // carry the change. Call from a RunAtSequence function.
+  void MarkCorrectedLocked();  // REQUIRES(mu_)
   // Called after a gap rebuilt the tree (so the master can ask followers to diff).
   void set_on_rebuild(std::function<void()> fn) { on_rebuild_ = std::move(fn); }
 
@@ -99,13 +116,24 @@ class WalTailer : public net::MasterHub {
             WalTailerOptions options);
   Status Rebuild();  // tree from a fresh snapshot; the stream continues after it
   void Run();
-  // Converts one WAL batch; applies it to the tree and queues it for the
-  // followers. *consumed: the sequence numbers the batch used.
-  Status Commit(uint64_t seq, rocksdb::WriteBatch* batch, uint64_t* consumed);
+  // One WAL record, read: its ops (merges resolved) and the sequence numbers
+  // it consumes, which may be 0.
+  struct WalRecord {
+    uint64_t seq = 0;
+    uint64_t sequences = 0;
+    bool commits = false;  // holds a two-phase commit marker
+    std::vector<Op> ops;
+  };
+  Status ReadRecord(uint64_t seq, rocksdb::WriteBatch* wal_batch, WalRecord* out);
+  // Applies a record that consumes sequence numbers to the tree and queues it
+  // for the followers.
+  Status Commit(WalRecord record);
   // Hands the queued batches to every sink, as one group, then the snapshots
   // that waited for the tree to reach them.
   void FlushToSinks();
   void FlushToSinksLocked();  // REQUIRES(mu_)
+  // Runs the RunAtSequence functions that the tree has reached (or passed).
+  void RunTreeTasksLocked();  // REQUIRES(mu_)
 
   rocksdb::DB* db_;
   std::map<uint32_t, rocksdb::ColumnFamilyHandle*> families_;  // by column family ID
@@ -119,8 +147,9 @@ class WalTailer : public net::MasterHub {
   bool woken_ = false;  // GUARDED_BY(wake_mu_)
   // Set (under wake_mu_) while the tailer waits for NotifyWrite; read without it.
   std::atomic<bool> sleeping_{false};
-  bool stop_ = false;           // GUARDED_BY(wake_mu_)
-  std::string rebuild_reason_;  // GUARDED_BY(wake_mu_); non-empty: rebuild
+  bool stop_ = false;             // GUARDED_BY(wake_mu_)
+  std::string rebuild_reason_;    // GUARDED_BY(wake_mu_); non-empty: rebuild
+  bool rebuild_pending_ = false;  // GUARDED_BY(wake_mu_); asked for, not yet done
 
   std::mutex mu_;
   MerkleTree tree_;                                     // GUARDED_BY(mu_)
@@ -139,7 +168,17 @@ class WalTailer : public net::MasterHub {
     uint64_t seq;
   };
   std::vector<SnapshotRequest> waiting_snapshots_;  // GUARDED_BY(mu_)
-  WalTailerStats stats_;                            // GUARDED_BY(mu_)
+  struct TreeTask {
+    enum class State { kWaiting, kDone, kPassed };
+    uint64_t seq = 0;
+    std::function<void(MerkleTree*)> fn;
+    State state = State::kWaiting;  // GUARDED_BY(mu_)
+  };
+  std::vector<std::shared_ptr<TreeTask>> tree_tasks_;  // GUARDED_BY(mu_)
+  std::condition_variable tree_tasks_done_;            // with mu_
+  // Followers at or before this position cannot resume (MarkCorrectedLocked).
+  uint64_t corrected_seq_ = 0;  // GUARDED_BY(mu_)
+  WalTailerStats stats_;        // GUARDED_BY(mu_)
 };
 
 }  // namespace sdiff::plugin

@@ -255,7 +255,7 @@ class RecordingSink : public net::BatchSink {
     std::lock_guard lock(mu_);
     events_.push_back({std::move(batches), 0});
   }
-  void OnSnapshot(TreeView snapshot) override {
+  void OnSnapshot(TreeView snapshot, uint64_t) override {
     std::lock_guard lock(mu_);
     events_.push_back({{}, snapshot.size()});
   }
@@ -455,7 +455,9 @@ TEST_F(MasterTest, FollowerBeyondTheResumeWindowFallsBackToDiff) {
 
 TEST_F(MasterTest, WriteCommittedTransactionsStream) {
   OpenDb(/*transactions=*/true);
-  ASSERT_TRUE(Attach().ok());
+  MasterOptions options;
+  options.no_two_phase_commit = true;
+  ASSERT_TRUE(Attach(options).ok());
   MemoryFollowerStore* f = AddFollower();
   std::unique_ptr<rocksdb::Transaction> txn(txn_db_->BeginTransaction(rocksdb::WriteOptions()));
   ASSERT_TRUE(txn->Put(handles_[0], "t1", "v1").ok());
@@ -466,27 +468,19 @@ TEST_F(MasterTest, WriteCommittedTransactionsStream) {
   EXPECT_EQ(master_->status().rebuilds, 0u) << "committed transactions stream like batches";
 }
 
-// With an explicit Prepare(), RocksDB 7.8's log iterator reports a sequence
-// gap right after the prepare section (it claims sequence numbers that the
-// commit uses later). The tailer treats that as any gap: rebuild and diff.
-TEST_F(MasterTest, TwoPhaseTransactionsConvergeThroughADiff) {
+// A prepare record's Count() covers sequence numbers only its commit
+// consumes, and RocksDB 7.8's log iterator asserts (aborting the process, as
+// Debian builds it) on such a record read before the database's sequence
+// reaches them: the differential test hit it with a two-write Prepare()
+// followed by one plain write. So a TransactionDB needs the embedder's word
+// that it never prepares.
+TEST_F(MasterTest, ATransactionDbIsRefusedUnlessItNeverPrepares) {
   OpenDb(/*transactions=*/true);
-  ASSERT_TRUE(Attach().ok());
-  MemoryFollowerStore* f = AddFollower();
-  std::unique_ptr<rocksdb::Transaction> two(txn_db_->BeginTransaction(rocksdb::WriteOptions()));
-  ASSERT_TRUE(two->SetName("xid-1").ok());
-  ASSERT_TRUE(two->Put(handles_[0], "t3", "v3").ok());
-  ASSERT_TRUE(two->Prepare().ok());
-  ASSERT_TRUE(two->Commit().ok());
-  std::unique_ptr<rocksdb::Transaction> undone(txn_db_->BeginTransaction(rocksdb::WriteOptions()));
-  ASSERT_TRUE(undone->SetName("xid-2").ok());
-  ASSERT_TRUE(undone->Put(handles_[0], "never", "x").ok());
-  ASSERT_TRUE(undone->Prepare().ok());
-  ASSERT_TRUE(undone->Rollback().ok());
-  Put(0, "plain", "p");
-  ASSERT_TRUE(f->WaitForData(Scan(), kDeadline)) << f->Data().size() << " vs " << Scan().size();
-  EXPECT_FALSE(f->Data().count({0, "never"}));
-  EXPECT_EQ(f->Data().at({0, "t3"}), "v3");
+  Status s = Attach();
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("no_two_phase_commit"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("Prepare()"), std::string::npos) << s.message();
+  EXPECT_EQ(master_, nullptr);
 }
 
 TEST_F(MasterTest, WritePreparedTransactionDbIsRefused) {

@@ -60,7 +60,7 @@ void MemoryHub::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uin
   std::lock_guard lock(mu_);
   assert(master_.seq() >= seq);  // writes reach the in-memory tree as they are made
   (void)seq;
-  sink->OnSnapshot(master_.tree().Snapshot());
+  sink->OnSnapshot(master_.tree().Snapshot(), master_.seq());
 }
 
 void MemoryHub::Unsubscribe(const net::BatchSink* sink) {
