@@ -153,4 +153,22 @@ Status MetricsFlag::Start(net::MetricsServer::TextFun text,
   return Status::OK();
 }
 
+void AuditFlags::Add(CLI::App& app) {
+  app.add_option("--audit-interval", interval_s,
+                 "seconds between self-audits of the merkle tree against the database (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--audit-rate-mb", rate_mb,
+                 "MiB per second a self-audit reads at most (0: unlimited)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+plugin::AuditOptions AuditFlags::Options() const {
+  plugin::AuditOptions o;
+  o.interval = std::chrono::milliseconds(static_cast<int64_t>(interval_s * 1000));
+  o.max_bytes_per_second = static_cast<uint64_t>(rate_mb * (1 << 20));
+  return o;
+}
+
 }  // namespace sdiff::tools

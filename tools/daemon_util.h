@@ -13,6 +13,7 @@
 #include "engine/status.h"
 #include "net/metrics_server.h"
 #include "net/tls.h"
+#include "plugin/audit.h"
 
 namespace sdiff::tools {
 
@@ -62,6 +63,15 @@ struct MetricsFlag {
   // With the flag given, serves `text` on GET /metrics and prints
   // "metrics on port N" on stdout (the port the OS picked for port 0).
   Status Start(net::MetricsServer::TextFun text, std::unique_ptr<net::MetricsServer>* out) const;
+};
+
+// --audit-interval and --audit-rate-mb, as both daemons spell them: the
+// self-audit of the tree against the database (plugin/audit.h), on by default.
+struct AuditFlags {
+  double interval_s = 3600;
+  double rate_mb = 64;
+  void Add(CLI::App& app);
+  plugin::AuditOptions Options() const;
 };
 
 }  // namespace sdiff::tools

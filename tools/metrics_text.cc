@@ -52,6 +52,24 @@ std::string Quoted(std::string_view value) {
   return out + "\"";
 }
 
+// The self-audit's figures, the same for a master and a follower.
+void AuditMetrics(const plugin::AuditStats& audit, Exposition* e) {
+  e->One("sdiff_audits_total", "counter",
+         "Self-audits of the merkle tree against the database that finished.", audit.runs);
+  e->One("sdiff_audit_failures_total", "counter",
+         "Self-audits that could not finish (the log says why).", audit.failures);
+  e->One("sdiff_audit_mismatches_total", "counter",
+         "Keys whose tree entry differed from the database, found and corrected by self-audits.",
+         audit.mismatches);
+  e->One("sdiff_audit_last_mismatches", "gauge", "Keys the last self-audit corrected.",
+         audit.last_mismatches);
+  e->One("sdiff_audit_last_run_timestamp_seconds", "gauge",
+         "When the last self-audit finished, in seconds since the epoch; 0: none yet.",
+         audit.last_unix_ms / 1000.0);
+  e->One("sdiff_audit_last_duration_seconds", "gauge", "How long the last self-audit took.",
+         audit.last_seconds);
+}
+
 }  // namespace
 
 std::string MasterMetrics(const plugin::MasterStatus& status) {
@@ -98,6 +116,7 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
   e.One("sdiff_connections_rejected_total", "counter",
         "Connections refused or dropped: limits, failed or timed-out handshakes, slow followers.",
         server.rejected);
+  AuditMetrics(status.audit, &e);
   return e.Take();
 }
 
@@ -130,6 +149,7 @@ std::string FollowerMetrics(const plugin::FollowerStatus& status) {
         status.connects);
   e.One("sdiff_reconnects_total", "counter", "Connection attempts after the first.",
         status.reconnects);
+  AuditMetrics(status.audit, &e);
   return e.Take();
 }
 

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   double repair_interval_s = 0;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
+  tools::AuditFlags audit;
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   security.Add(app);
   metrics.Add(app);
+  audit.Add(app);
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-follower";
   tools::SetUpLogging(name);
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   options.progress = progress.Callback();
   options.client.repair_interval =
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
+  options.audit = audit.Options();
   Status s = security.Load(&options.client.secret, &options.client.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   std::unique_ptr<plugin::Follower> follower;

@@ -18,12 +18,14 @@ int main(int argc, char** argv) {
   bool allow_writers = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
+  tools::AuditFlags audit;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
   app.add_flag("--create-if-missing", create, "create the database if it does not exist");
   app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
       ->capture_default_str();
   security.Add(app);
   metrics.Add(app);
+  audit.Add(app);
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
                "(sdiff-ldb --master put/delete/load); needs --secret-file");
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   options.server.listen = listen;
   options.progress = progress.Callback();
   options.allow_writers = allow_writers;
+  options.audit = audit.Options();
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   tools::OpenDb db;
