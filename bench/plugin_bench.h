@@ -52,4 +52,16 @@ struct BootstrapBenchOptions {
 // An empty follower's bootstrap against `cp -r` of the master's directory.
 int RunBootstrapBench(const BootstrapBenchOptions& options);
 
+struct AuditBenchOptions {
+  uint64_t keys = 1'000'000;  // in the master before it attaches
+  uint64_t rate = 50'000;     // offered puts/s while measuring the stream
+  double seconds = 3;         // writing time per phase (the audited one lasts the audit)
+  uint64_t rate_mb = 64;      // the audit's pace (AuditOptions::max_bytes_per_second), MiB/s
+  bool json = false;
+};
+
+// The self-audit of a master: its time alone and beside a paced stream, the
+// stream's lag with and without it, and the tailer's cost of a range delete.
+int RunAuditBench(const AuditBenchOptions& options);
+
 }  // namespace sdiff::bench

@@ -69,6 +69,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 50))
       ->capture_default_str();
 
+  sdiff::bench::AuditBenchOptions audit;
+  CLI::App* audit_cmd = app.add_subcommand(
+      "audit", "RocksDB plugin: self-audit time and stream lag beside it; range delete cost");
+  audit_cmd->add_flag("--json", audit.json, "print one JSON object");
+  audit_cmd->add_option("--keys", audit.keys, "keys in the master")->capture_default_str();
+  audit_cmd->add_option("--rate", audit.rate, "offered puts/s")->capture_default_str();
+  audit_cmd->add_option("--seconds", audit.seconds, "writing time per phase")
+      ->capture_default_str();
+  audit_cmd->add_option("--rate-mb", audit.rate_mb, "the audit's pace, MiB/s (0: unlimited)")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -83,5 +94,6 @@ int main(int argc, char** argv) {
   if (stream_cmd->parsed()) return sdiff::bench::RunStreamBench(stream);
   if (stream_follower_cmd->parsed()) return sdiff::bench::RunStreamFollower(stream_follower);
   if (bootstrap_cmd->parsed()) return sdiff::bench::RunBootstrapBench(bootstrap);
+  if (audit_cmd->parsed()) return sdiff::bench::RunAuditBench(audit);
   return 2;
 }

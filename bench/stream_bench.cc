@@ -1,4 +1,4 @@
-// `sdiff-bench stream`: replication lag from master commit to follower apply,
+// `sdiff-bench stream` (and `audit`): replication lag from master commit to follower apply,
 // the follower in a process of its own.
 //
 // The parent opens a RocksDB, attaches a Master and spawns itself as
@@ -31,11 +31,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -322,6 +324,88 @@ uint64_t RoundRate(double rate) {
   return std::max<uint64_t>(5'000, static_cast<uint64_t>(rate / 5'000 + 0.5) * 5'000);
 }
 
+// Work run on another thread while a phase writes; `writes_done` turns true
+// when the writer has finished.
+using BesideWrites = std::function<void(const std::atomic<bool>& writes_done)>;
+
+// One phase: paced writes (with `beside` running meanwhile, if set), then the
+// child's report of its lags. Nothing when the child does not report.
+std::optional<StreamResult> MeasurePhase(Child* child, rocksdb::DB* db, plugin::Master* master,
+                                         uint64_t rate, double seconds, uint32_t phase,
+                                         std::mt19937_64* rng, const ValuePool& pool,
+                                         const BesideWrites& beside = {}) {
+  double cpu0 = CpuSeconds();
+  std::atomic<bool> writes_done{false};
+  std::thread side;
+  if (beside) side = std::thread([&] { beside(writes_done); });
+  WriterResult w = WritePaced(db, master, rate, seconds, phase, rng, pool);
+  writes_done = true;
+  if (side.joinable()) side.join();
+  StreamResult r;
+  r.offered = rate;
+  r.achieved = w.achieved_per_s;
+  r.written = w.written;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportWaitMs) + 10s;
+  std::optional<std::string> header, lags;
+  if (child->Send(fmt::format("report {} {} {}", phase, w.written, kReportWaitMs))) {
+    header = child->ReadLine(deadline);
+    if (header) lags = child->ReadLine(deadline);
+  }
+  if (!header || !lags || !ParseReport(*header, *lags, phase, w, &r)) {
+    fmt::print(stderr, "sdiff-bench: no report from the follower process for phase {}\n", phase);
+    return std::nullopt;
+  }
+  r.master_cpu_us = (CpuSeconds() - cpu0) * 1e6 / std::max<uint64_t>(1, w.written);
+  return r;
+}
+
+// The parent's side of `stream` and `audit`: a master DB in a temporary
+// directory, attached, with the follower process connected.
+struct StreamSetup {
+  TempDir dir;
+  std::unique_ptr<rocksdb::DB> db;
+  std::unique_ptr<plugin::Master> master;
+  std::unique_ptr<Child> child;
+
+  // Opens the DB (after `fill` writes to it, if set), attaches and spawns the
+  // follower. False (after a line on stderr) when the follower does not get ready.
+  bool Start(plugin::MasterOptions master_options,
+             const std::function<void(rocksdb::DB*)>& fill = {}) {
+    rocksdb::Options db_options;
+    db_options.create_if_missing = true;
+    db_options.WAL_ttl_seconds = 3600;
+    rocksdb::DB* raw = nullptr;
+    Check(rocksdb::DB::Open(db_options, dir.sub("master"), &raw), "opening the master DB");
+    db.reset(raw);
+    if (fill) fill(db.get());
+    master_options.server.listen = "127.0.0.1:0";
+    master_options.server.logger = BenchLogger("master");
+    Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
+    child = Child::Spawn({"sdiff-bench", "stream-follower",
+                          fmt::format("--master=127.0.0.1:{}", master->port()),
+                          "--db=" + dir.sub("follower")});
+    if (!child) {
+      fmt::print(stderr, "sdiff-bench: cannot spawn the follower process\n");
+      return false;
+    }
+    if (child->ReadLine(std::chrono::steady_clock::now() + kReadyDeadline) != "ready") {
+      fmt::print(stderr, "sdiff-bench: the follower process did not get ready\n");
+      return false;
+    }
+    return true;
+  }
+
+  // Stops the child, detaches and closes; true when the child exited cleanly.
+  bool Finish() {
+    bool clean = child->Stop(kExitDeadline);
+    child.reset();
+    master.reset();
+    Check(db->Close(), "closing the master DB");
+    if (!clean) fmt::print(stderr, "sdiff-bench: the follower process did not exit cleanly\n");
+    return clean;
+  }
+};
+
 }  // namespace
 
 int RunStreamFollower(const StreamFollowerOptions& options) {
@@ -380,32 +464,8 @@ int RunStreamFollower(const StreamFollowerOptions& options) {
 
 int RunStreamBench(const StreamBenchOptions& options) {
   signal(SIGPIPE, SIG_IGN);  // a dead child's stdin must not kill us
-  TempDir dir;
-  rocksdb::Options db_options;
-  db_options.create_if_missing = true;
-  db_options.WAL_ttl_seconds = 3600;
-  rocksdb::DB* raw = nullptr;
-  Check(rocksdb::DB::Open(db_options, dir.sub("master"), &raw), "opening the master DB");
-  std::unique_ptr<rocksdb::DB> db(raw);
-  plugin::MasterOptions master_options;
-  master_options.server.listen = "127.0.0.1:0";
-  master_options.server.logger = BenchLogger("master");
-  std::unique_ptr<plugin::Master> master;
-  Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
-
-  std::unique_ptr<Child> child = Child::Spawn({"sdiff-bench", "stream-follower",
-                                               fmt::format("--master=127.0.0.1:{}", master->port()),
-                                               "--db=" + dir.sub("follower")});
-  if (!child) {
-    fmt::print(stderr, "sdiff-bench: cannot spawn the follower process\n");
-    return 1;
-  }
-  std::optional<std::string> ready =
-      child->ReadLine(std::chrono::steady_clock::now() + kReadyDeadline);
-  if (ready != "ready") {
-    fmt::print(stderr, "sdiff-bench: the follower process did not get ready\n");
-    return 1;
-  }
+  StreamSetup setup;
+  if (!setup.Start({})) return 1;
 
   if (!options.json) {
     fmt::print(
@@ -429,25 +489,14 @@ int RunStreamBench(const StreamBenchOptions& options) {
   bool lost_contact = false;
   auto run = [&](uint64_t rate) {
     uint32_t phase = static_cast<uint32_t>(results.size());
-    double cpu0 = CpuSeconds();
-    WriterResult w = WritePaced(db.get(), master.get(), rate, options.seconds, phase, &rng, pool);
-    StreamResult r;
-    r.offered = rate;
-    r.achieved = w.achieved_per_s;
-    r.written = w.written;
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(kReportWaitMs) + 10s;
-    std::optional<std::string> header, lags;
-    if (child->Send(fmt::format("report {} {} {}", phase, w.written, kReportWaitMs))) {
-      header = child->ReadLine(deadline);
-      if (header) lags = child->ReadLine(deadline);
-    }
-    if (!header || !lags || !ParseReport(*header, *lags, phase, w, &r)) {
-      fmt::print(stderr, "sdiff-bench: no report from the follower process for phase {}\n", phase);
+    std::optional<StreamResult> measured =
+        MeasurePhase(setup.child.get(), setup.db.get(), setup.master.get(), rate, options.seconds,
+                     phase, &rng, pool);
+    if (!measured) {
       lost_contact = true;
       return false;
     }
-    r.master_cpu_us = (CpuSeconds() - cpu0) * 1e6 / std::max<uint64_t>(1, w.written);
+    const StreamResult& r = *measured;
     results.push_back(r);
     if (!options.json) {
       fmt::print(
@@ -485,12 +534,8 @@ int RunStreamBench(const StreamBenchOptions& options) {
     note(results.back());
   }
 
-  bool clean = child->Stop(kExitDeadline);
-  child.reset();
-  master.reset();
-  Check(db->Close(), "closing the master DB");
+  bool clean = setup.Finish();
   if (lost_contact) return 1;
-  if (!clean) fmt::print(stderr, "sdiff-bench: the follower process did not exit cleanly\n");
 
   if (options.json) {
     fmt::print("{{\"benchmark\": \"stream\", \"seconds\": {}, \"results\": [", options.seconds);
@@ -505,6 +550,128 @@ int RunStreamBench(const StreamBenchOptions& options) {
   } else {
     fmt::print("highest sustained offered rate: {} puts/s{}\n", best,
                failed == 0 ? " (no tried rate failed)" : "");
+  }
+  return clean ? 0 : 1;
+}
+
+}  // namespace sdiff::bench
+
+namespace sdiff::bench {
+namespace {
+
+// A 16-byte key whose first 8 bytes are `high` big-endian, so that key order
+// follows `high`.
+std::string OrderedKey(uint64_t high, uint64_t low) {
+  std::string key(kKeySize, '\0');
+  for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(high >> (56 - 8 * i));
+  std::memcpy(key.data() + 8, &low, 8);
+  return key;
+}
+
+// Deletes a range of the keyspace holding about `keys` of `total` keys.
+void DeleteNarrowRange(rocksdb::DB* db, std::mt19937_64* rng, uint64_t keys, uint64_t total) {
+  uint64_t begin = (*rng)() >> 1;
+  uint64_t width = (~uint64_t{0} / std::max<uint64_t>(total, 1)) * keys;
+  Check(db->DeleteRange(rocksdb::WriteOptions(), db->DefaultColumnFamily(), OrderedKey(begin, 0),
+                        OrderedKey(begin + width, 0)),
+        "range delete");
+}
+
+}  // namespace
+
+int RunAuditBench(const AuditBenchOptions& options) {
+  signal(SIGPIPE, SIG_IGN);
+  StreamSetup setup;
+  plugin::MasterOptions master_options;
+  master_options.audit.interval = std::chrono::milliseconds(0);  // on demand only
+  master_options.audit.max_bytes_per_second = options.rate_mb << 20;
+  std::mt19937_64 rng(7);
+  ValuePool pool(kValueSize, 11);
+  bool ready = setup.Start(master_options, [&](rocksdb::DB* db) {
+    rocksdb::WriteBatch batch;
+    for (uint64_t i = 0; i < options.keys; ++i) {
+      Check(batch.Put(OrderedKey(rng(), rng()), pool.Get(i)), "preload");
+      if (batch.Count() == 1000 || i + 1 == options.keys) {
+        Check(db->Write(rocksdb::WriteOptions(), &batch), "preload");
+        batch.Clear();
+      }
+    }
+  });
+  if (!ready) return 1;
+  rocksdb::DB* db = setup.db.get();
+  plugin::Master* master = setup.master.get();
+
+  // The stream alone, then an audit alone, then both together (the phase
+  // lasting as long as the audit).
+  std::optional<StreamResult> plain =
+      MeasurePhase(setup.child.get(), db, master, options.rate, options.seconds, 0, &rng, pool);
+  plugin::AuditResult idle, busy;
+  Status idle_status = master->Audit(&idle);
+  double seconds = std::max(options.seconds, idle.seconds * 1.2 + 0.5);
+  Status busy_status;
+  std::optional<StreamResult> audited =
+      MeasurePhase(setup.child.get(), db, master, options.rate, seconds, 1, &rng, pool,
+                   [&](const std::atomic<bool>&) { busy_status = master->Audit(&busy); });
+
+  // A range delete on the whole tree: how long the tailer takes to apply one
+  // (it walks every key), then the stream with one every 100 ms beside it.
+  std::vector<double> range_ms;
+  for (int i = 0; i < 5; ++i) {
+    int64_t t0 = MonotonicNs();
+    DeleteNarrowRange(db, &rng, 10, options.keys);
+    master->NotifyWrite();
+    while (master->status().tailed_seq < db->GetLatestSequenceNumber()) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    range_ms.push_back((MonotonicNs() - t0) / 1e6);
+  }
+  std::sort(range_ms.begin(), range_ms.end());
+  std::optional<StreamResult> ranged =
+      MeasurePhase(setup.child.get(), db, master, options.rate, options.seconds, 2, &rng, pool,
+                   [&](const std::atomic<bool>& writes_done) {
+                     std::mt19937_64 side_rng(13);
+                     while (!writes_done) {
+                       DeleteNarrowRange(db, &side_rng, 10, options.keys);
+                       master->NotifyWrite();
+                       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                     }
+                   });
+  bool clean = setup.Finish();
+  if (!plain || !audited || !ranged) return 1;
+  if (!idle_status.ok() || !busy_status.ok()) {
+    fmt::print(stderr, "sdiff-bench: the audit failed: {} / {}\n", idle_status.ToString(),
+               busy_status.ToString());
+    return 1;
+  }
+
+  if (options.json) {
+    fmt::print(
+        "{{\"benchmark\": \"audit\", \"keys\": {}, \"rate_mb\": {}, \"offered_puts_per_s\": {}, "
+        "\"audit_idle_s\": {:.3f}, \"audit_busy_s\": {:.3f}, \"audit_keys\": {}, "
+        "\"audit_mismatches\": {}, \"lag_p50_ms\": {:.3f}, \"lag_p99_ms\": {:.3f}, "
+        "\"lag_max_ms\": {:.3f}, \"audited_lag_p50_ms\": {:.3f}, \"audited_lag_p99_ms\": {:.3f}, "
+        "\"audited_lag_max_ms\": {:.3f}, \"range_delete_tail_ms_median\": {:.1f}, "
+        "\"ranged_lag_p99_ms\": {:.3f}, \"ranged_lag_max_ms\": {:.3f}}}\n",
+        options.keys, options.rate_mb, options.rate, idle.seconds, busy.seconds, busy.keys,
+        idle.mismatches + busy.mismatches, plain->p50_ms, plain->p99_ms, plain->max_ms,
+        audited->p50_ms, audited->p99_ms, audited->max_ms, range_ms[range_ms.size() / 2],
+        ranged->p99_ms, ranged->max_ms);
+  } else {
+    fmt::print("master of {} keys ({}-byte keys, {}-byte values), audit paced at {} MiB/s\n",
+               options.keys, kKeySize, kValueSize, options.rate_mb);
+    fmt::print("audit alone: {:.3f} s; beside {} puts/s: {:.3f} s; {} keys, {} mismatches\n",
+               idle.seconds, options.rate, busy.seconds, busy.keys,
+               idle.mismatches + busy.mismatches);
+    fmt::print("{:>22} {:>9} {:>9} {:>9}\n", "stream lag at " + std::to_string(options.rate),
+               "p50 ms", "p99 ms", "max ms");
+    fmt::print("{:>22} {:>9.3f} {:>9.3f} {:>9.3f}\n", "no audit", plain->p50_ms, plain->p99_ms,
+               plain->max_ms);
+    fmt::print("{:>22} {:>9.3f} {:>9.3f} {:>9.3f}\n", "audit running", audited->p50_ms,
+               audited->p99_ms, audited->max_ms);
+    fmt::print("{:>22} {:>9.3f} {:>9.3f} {:>9.3f}\n", "range delete / 100 ms", ranged->p50_ms,
+               ranged->p99_ms, ranged->max_ms);
+    fmt::print("one range delete, write to tailed (median of 5): {:.1f} ms\n",
+               range_ms[range_ms.size() / 2]);
   }
   return clean ? 0 : 1;
 }
