@@ -89,6 +89,10 @@ TEST_F(MasterFidelityTest, LogDataAloneOrAmongWritesReplicates) {
   MasterDb& m = OpenMaster();
   ASSERT_TRUE(m.Attach().ok());
   OpenFollower();
+  // A record the tailer's iterator reads after another; as the first record
+  // it reads, RocksDB's own seek passes over a record of no sequence numbers.
+  m.Put(0, "before", "0");
+  ASSERT_TRUE(m.WaitTailed());
   rocksdb::WriteBatch only_log;
   ASSERT_TRUE(only_log.PutLogData("an application's note").ok());
   ASSERT_TRUE(m.db->Write(rocksdb::WriteOptions(), &only_log).ok());
@@ -102,7 +106,7 @@ TEST_F(MasterFidelityTest, LogDataAloneOrAmongWritesReplicates) {
   ASSERT_TRUE(m.db->Write(rocksdb::WriteOptions(), &mixed).ok());
   m.Put(1, "after-mixed", "2");
   ASSERT_TRUE(m.WaitTailed());
-  EXPECT_EQ(m.master->status().keys, 4u) << "the tree lost a write";
+  EXPECT_EQ(m.master->status().keys, 5u) << "the tree lost a write";
   EXPECT_TRUE(Converged());
   EXPECT_EQ(m.master->status().rebuilds, 0u);
 }
