@@ -126,5 +126,28 @@ TEST(MetricsTextTest, FollowerSaysItsPosition) {
   }
 }
 
+TEST(MetricsTextTest, BothRolesReportTheSelfAudit) {
+  plugin::AuditStats audit;
+  audit.runs = 3;
+  audit.failures = 1;
+  audit.mismatches = 20;
+  audit.last_mismatches = 0;
+  audit.last_unix_ms = 1'700'000'000'500;
+  audit.last_seconds = 2.5;
+  plugin::MasterStatus master;
+  master.audit = audit;
+  plugin::FollowerStatus follower;
+  follower.audit = audit;
+  for (const std::string& text : {tools::MasterMetrics(master), tools::FollowerMetrics(follower)}) {
+    for (const char* line : {"# TYPE sdiff_audit_mismatches_total counter\n",
+                             "sdiff_audit_mismatches_total 20\n", "sdiff_audits_total 3\n",
+                             "sdiff_audit_failures_total 1\n", "sdiff_audit_last_mismatches 0\n",
+                             "sdiff_audit_last_run_timestamp_seconds 1700000000.5\n",
+                             "sdiff_audit_last_duration_seconds 2.5\n"}) {
+      EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sdiff

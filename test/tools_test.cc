@@ -73,6 +73,24 @@ TEST_F(ToolsTest, BadFlagsExitTwoWithOneLine) {
   }
 }
 
+TEST_F(ToolsTest, BadAuditFlagsExitTwoWithOneLine) {
+  const std::vector<std::vector<std::string>> daemons = {
+      {ProgramPath("sdiff-rocks-master"), "--db=/nonexistent"},
+      {ProgramPath("sdiff-rocks-follower"), "--db=/nonexistent", "--master=127.0.0.1:1"}};
+  for (const auto& daemon : daemons) {
+    const std::string& program = daemon[0];
+    for (const char* flag : {"--audit-interval=-1", "--audit-rate-mb=fast"}) {
+      std::vector<std::string> argv = daemon;
+      argv.push_back(flag);
+      RunResult r = RunProgram(argv, kDeadline);
+      ASSERT_TRUE(r.code.has_value()) << program;
+      EXPECT_EQ(*r.code, 2) << program << " " << flag << ": " << r.err;
+      EXPECT_EQ(Lines(r.err), 1u) << program << " " << flag << ": " << r.err;
+      EXPECT_NE(r.err.find("audit"), std::string::npos) << r.err;
+    }
+  }
+}
+
 TEST_F(ToolsTest, MissingOrLockedDatabaseIsOneLine) {
   RunResult missing = RunProgram(
       {ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/nowhere", "--listen=127.0.0.1:0"},
