@@ -79,7 +79,9 @@ void RecordAudit(const Status& status, const AuditResult& result, AuditStats* st
 class PeriodicAudit {
  public:
   PeriodicAudit(std::chrono::milliseconds interval, std::function<void()> audit);
-  ~PeriodicAudit();  // stops and joins; an audit under way finishes first
+  // Stops and joins; an audit under way finishes first, so its owner cancels
+  // the audit's scan before (TreeScanOptions::cancel).
+  ~PeriodicAudit();
   PeriodicAudit(const PeriodicAudit&) = delete;
   PeriodicAudit& operator=(const PeriodicAudit&) = delete;
 

@@ -97,6 +97,7 @@ void Follower::RemoveStaleStaging(const FollowerOptions& options) {
 }
 
 Follower::~Follower() {
+  stopping_ = true;  // an audit under way stops scanning
   periodic_audit_.reset();
   if (progress_) progress_->Stop();  // it reads the client's status
   client_.reset();                   // no write may be in flight when the DB closes
@@ -117,6 +118,7 @@ Status Follower::Audit(AuditResult* result) {
   auto start = std::chrono::steady_clock::now();
   TreeScanOptions scan;
   scan.max_bytes_per_second = audit_options_.max_bytes_per_second;
+  scan.cancel = &stopping_;
   Status s = store_->Audit(scan, result);
   result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   {

@@ -13,6 +13,7 @@
 // rocksdb::DB::OpenAsSecondary and TryCatchUpWithPrimary.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -137,6 +138,7 @@ class Follower {
   std::mutex audit_mu_;  // held for a whole audit: one at a time
   mutable std::mutex audit_stats_mu_;
   AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
+  std::atomic<bool> stopping_{false};              // cancels an audit's scan
   std::unique_ptr<PeriodicAudit> periodic_audit_;  // stopped first
 };
 

@@ -150,6 +150,7 @@ void MasterListener::OnExternalFileIngested(rocksdb::DB*,
 }
 
 Master::~Master() {
+  stopping_ = true;  // an audit under way stops scanning
   periodic_audit_.reset();
   if (listener_) {
     std::lock_guard lock(listener_->mu_);
@@ -223,6 +224,7 @@ Status Master::AuditOnce(AuditResult* result) {
   const TaggedFamilies families = tailer_->TaggedFamilyList();
   TreeScanOptions scan;
   scan.max_bytes_per_second = audit_options_.max_bytes_per_second;
+  scan.cancel = &stopping_;
   std::vector<DiffEntry> differing;
   // The tree stops at every snapshot's sequence unless a rebuild jumps over
   // it; a second try starts after the jump.

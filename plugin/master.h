@@ -13,6 +13,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -132,6 +133,7 @@ class Master {
   std::mutex audit_mu_;  // held for a whole audit: one at a time
   std::mutex audit_stats_mu_;
   AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
+  std::atomic<bool> stopping_{false};              // cancels an audit's scan
   std::unique_ptr<PeriodicAudit> periodic_audit_;  // destroyed first
 };
 

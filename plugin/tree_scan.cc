@@ -53,6 +53,10 @@ Status ScanIntoTree(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
         options.progress(progress);
       }
       if (bytes - paced >= kPaceEvery) {
+        if (options.cancel != nullptr && options.cancel->load()) {
+          result = Status::Aborted("the scan was cancelled (shutting down)");
+          break;
+        }
         Pace(start, bytes, options.max_bytes_per_second);
         paced = bytes;
       }

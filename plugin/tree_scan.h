@@ -3,6 +3,7 @@
 // and the reference tree of a self-audit are all built by it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -26,6 +27,9 @@ struct TreeScanOptions {
   // scan (a self-audit) leaves the disk and the CPU to the application's
   // writes. 0: as fast as it can. Default: 0.
   uint64_t max_bytes_per_second = 0;
+  // When set and true, the scan stops within about a MiB and fails with
+  // Aborted: a background scan must not hold up a shutdown. Default: none.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 using TaggedFamilies = std::vector<std::pair<FamilyTag, rocksdb::ColumnFamilyHandle*>>;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "plugin/wal_tailer.h"
 #include "test/support/replica_pair.h"
@@ -233,6 +234,26 @@ TEST_F(MasterFidelityTest, TheFollowersSelfAuditFindsAnEditBehindItsBack) {
   std::string value;
   ASSERT_TRUE(replica->Get({}, follower_->column_family("meta"), "k1", &value).ok());
   EXPECT_EQ(value, "master");
+}
+
+// Stopping a master must not wait for a periodic audit to scan the whole
+// database: the audit's scan is cancelled.
+TEST_F(MasterFidelityTest, AStoppingMasterCancelsItsAudit) {
+  MasterDb& m = OpenMaster();
+  rocksdb::WriteBatch batch;
+  for (int i = 0; i < 50'000; ++i) {
+    ASSERT_TRUE(batch.Put(m.handles[0], "k" + std::to_string(i), std::string(100, 'v')).ok());
+  }
+  ASSERT_TRUE(m.db->Write({}, &batch).ok());
+  MasterOptions options;
+  options.audit.interval = 1ms;
+  options.audit.max_bytes_per_second = 1 << 20;  // about 5 s for these 5 MB
+  ASSERT_TRUE(m.Attach(options).ok());
+  std::this_thread::sleep_for(200ms);  // the audit is scanning: it cannot finish in this time
+  EXPECT_EQ(m.master->status().audit.runs, 0u);
+  auto start = std::chrono::steady_clock::now();
+  m.Detach();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s) << "the master waited for its audit";
 }
 
 // A master that lost an unsynced WAL tail reuses its sequence numbers with

@@ -55,7 +55,9 @@ Status MasterDb::Attach(plugin::MasterOptions options) {
   options.server.listen = master_address();
   options.server.logger = QuietLogger();
   options.bootstrap_min_keys = 50;
-  options.audit.interval = std::chrono::milliseconds(0);
+  if (options.audit.interval == plugin::AuditOptions().interval) {
+    options.audit.interval = std::chrono::milliseconds(0);  // unless the test asks for one
+  }
   options.listener = listener;
   Status s = plugin::Master::Attach(db, handles, options, &master);
   if (s.ok()) port_ = master->port();

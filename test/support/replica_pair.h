@@ -35,7 +35,8 @@ class MasterDb {
   ~MasterDb();  // detaches, then closes
 
   // Attaches a Master that serves on loopback: the first time on a port the
-  // OS picks, after a Reopen on the same port. Quiet logs, no periodic audit,
+  // OS picks, after a Reopen on the same port. Quiet logs, no periodic audit
+  // (unless `options` sets another interval than the default),
   // bootstrap from 50 keys; `options` may change any of it.
   Status Attach(plugin::MasterOptions options = {});
   void Detach() { master.reset(); }
