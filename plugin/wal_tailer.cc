@@ -307,6 +307,7 @@ void WalTailer::Run() {
       rebuild_pending_ = !rebuild_reason_.empty();  // asked again meanwhile
     }
     bool progressed = false;
+    bool fresh = false;  // `it` was opened in this pass
     size_t batches = 0;
     const uint64_t seen = db_->GetLatestSequenceNumber();
     if (!it) {
@@ -320,16 +321,8 @@ void WalTailer::Run() {
       if (!s.ok()) {
         it.reset();
         gap("no WAL from there: " + s.ToString());
-      } else if (it && !it->Valid() && it->status().ok()) {
-        // RocksDB writes a batch's WAL record before it publishes the
-        // batch's sequence, so a new iterator that finds no record from a
-        // published sequence on means the WAL lacks it: the last write had
-        // disableWAL. Waiting for a later write would leave the tree (and
-        // every follower) without it until then.
-        it.reset();
-        gap("the WAL holds nothing from there, though the database is at sequence " +
-            std::to_string(seen));
       }
+      fresh = it != nullptr;
     } else if (!it->Valid()) {
       it->Next();  // picks up what was appended since; keeps the iterator alive
     }
@@ -370,6 +363,18 @@ void WalTailer::Run() {
       ++batches;
     }
     if (progressed) FlushToSinks();
+    if (it && !it->Valid() && fresh && !progressed) {
+      // RocksDB writes a batch's WAL record before it publishes the batch's
+      // sequence, and this iterator was opened once the database held
+      // `expected`: reaching its end (OK or TryAgain) with nothing from
+      // there means the WAL lacks it, the last write had disableWAL. Waiting
+      // for a later write would leave the tree and every follower without it
+      // until then; reopening would find the same end again, in a busy loop.
+      it.reset();
+      gap("the WAL holds nothing from there, though the database is at sequence " +
+          std::to_string(opened_at));
+      continue;
+    }
     if (it && !it->Valid()) {
       rocksdb::Status st = it->status();
       if (st.IsTryAgain()) {

@@ -2,6 +2,8 @@
 #include "test/support/replica_pair.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
 
 #include <thread>
 
@@ -53,7 +55,10 @@ void MasterDb::Reopen() {
 
 Status MasterDb::Attach(plugin::MasterOptions options) {
   options.server.listen = master_address();
-  options.server.logger = QuietLogger();
+  // SDIFF_TEST_LOG=1 shows the master's log, for replaying a failing seed.
+  const char* show = getenv("SDIFF_TEST_LOG");
+  options.server.logger =
+      show != nullptr && *show == '1' ? spdlog::default_logger() : QuietLogger();
   options.bootstrap_min_keys = 50;
   if (options.audit.interval == plugin::AuditOptions().interval) {
     options.audit.interval = std::chrono::milliseconds(0);  // unless the test asks for one
