@@ -1,8 +1,10 @@
 // The self-audit's comparison and its schedule.
 #include "plugin/audit.h"
 
+#include <fmt/ranges.h>
 #include <pthread.h>
 #include <rocksdb/db.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 
@@ -38,39 +40,73 @@ std::string PrintableKey(const std::string& family, std::string_view key) {
   return out;
 }
 
-void RecordAudit(const Status& status, const AuditResult& result, AuditStats* stats) {
-  if (!status.ok()) {
-    ++stats->failures;
-    return;
-  }
-  ++stats->runs;
-  stats->mismatches += result.mismatches;
-  stats->last_mismatches = result.mismatches;
-  stats->last_seconds = result.seconds;
-  stats->last_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-}
-
-PeriodicAudit::PeriodicAudit(std::chrono::milliseconds interval, std::function<void()> audit) {
-  thread_ = std::thread([this, interval, audit = std::move(audit)] {
+Auditor::Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Words words,
+                 AuditFn audit)
+    : options_(options), log_(std::move(log)), words_(std::move(words)), audit_(std::move(audit)) {
+  if (options_.interval.count() == 0) return;
+  thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "sdiff-audit");
     std::unique_lock lock(mu_);
-    while (!wake_.wait_for(lock, interval, [this] { return stop_; })) {
+    while (!wake_.wait_for(lock, options_.interval, [this] { return stop_; })) {
       lock.unlock();
-      audit();
+      AuditResult ignored;
+      Run(&ignored);  // logs and counts its outcome
       lock.lock();
     }
   });
 }
 
-PeriodicAudit::~PeriodicAudit() {
+Auditor::~Auditor() {
+  stopping_ = true;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard wait_for_a_run(run_mu_);  // one started by another thread
+}
+
+Status Auditor::Run(AuditResult* result) {
+  std::lock_guard one_at_a_time(run_mu_);
+  *result = AuditResult();
+  TreeScanOptions scan;
+  scan.max_bytes_per_second = options_.max_bytes_per_second;
+  scan.cancel = &stopping_;
+  auto start = std::chrono::steady_clock::now();
+  Status s = audit_(scan, result);
+  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    std::lock_guard lock(mu_);
+    if (!s.ok()) {
+      ++stats_.failures;
+    } else {
+      ++stats_.runs;
+      stats_.mismatches += result->mismatches;
+      stats_.last_mismatches = result->mismatches;
+      stats_.last_seconds = result->seconds;
+      stats_.last_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    }
+  }
+  if (!s.ok()) {
+    log_->warn("self-audit failed: {}", s.ToString());
+  } else if (result->mismatches > 0) {
+    log_->warn(
+        "self-audit: {} keys of {} differed from {} at sequence {} (first: {}); corrected, {}",
+        result->mismatches, words_.tree, words_.data, result->seq,
+        fmt::join(result->examples, ", "), words_.after);
+  } else {
+    log_->info("self-audit: {} equals {} at sequence {} ({} keys, {:.3f} s)", words_.tree,
+               words_.data, result->seq, result->keys, result->seconds);
+  }
+  return s;
+}
+
+AuditStats Auditor::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
 }
 
 }  // namespace sdiff::plugin

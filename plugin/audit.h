@@ -5,15 +5,18 @@
 // An audit scans a RocksDB snapshot at sequence S, builds a tree from it and
 // compares it with the live tree as it was at exactly S.
 //
-// Master::Audit and Follower::Audit run one; PeriodicAudit runs them on a
-// schedule. What each does with a mismatch is its own (the master corrects its
-// tree and has every follower diff; a follower rebuilds its tree and diffs).
+// Master::Audit and Follower::Audit run one through an Auditor, which also
+// runs them on a schedule. What each does with a mismatch is its own (the
+// master corrects its tree and has every follower diff; a follower corrects
+// its tree and asks the master for a diff).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -72,23 +75,38 @@ Status FindTreeMismatches(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
 // "family:key" with bytes outside printable ASCII escaped, long keys cut.
 std::string PrintableKey(const std::string& family, std::string_view key);
 
-// Adds one audit's outcome to the totals.
-void RecordAudit(const Status& status, const AuditResult& result, AuditStats* stats);
-
-// Calls `audit` every `interval` on its own thread until destroyed.
-class PeriodicAudit {
+// What a master and a follower share around their audits: one at a time,
+// timed, counted, logged, on a schedule, and cancelled on shutdown.
+class Auditor {
  public:
-  PeriodicAudit(std::chrono::milliseconds interval, std::function<void()> audit);
-  // Stops and joins; an audit under way finishes first, so its owner cancels
-  // the audit's scan before (TreeScanOptions::cancel).
-  ~PeriodicAudit();
-  PeriodicAudit(const PeriodicAudit&) = delete;
-  PeriodicAudit& operator=(const PeriodicAudit&) = delete;
+  // The work of one audit: scan with `scan`, compare, correct, fill *result.
+  using AuditFn = std::function<Status(const TreeScanOptions& scan, AuditResult* result)>;
+  struct Words {        // for the log lines
+    std::string tree;   // "the tree"
+    std::string data;   // "the database"
+    std::string after;  // what follows a correction: "followers will diff"
+  };
+  // Starts the schedule when options.interval is not 0.
+  Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Words words, AuditFn audit);
+  ~Auditor();  // cancels an audit under way (its scan stops within a MiB), joins
+  Auditor(const Auditor&) = delete;
+  Auditor& operator=(const Auditor&) = delete;
+
+  // Runs one audit now (after one under way). Thread-safe.
+  Status Run(AuditResult* result);
+  AuditStats stats() const;
 
  private:
-  std::mutex mu_;
+  const AuditOptions options_;
+  const std::shared_ptr<spdlog::logger> log_;
+  const Words words_;
+  const AuditFn audit_;
+  std::atomic<bool> stopping_{false};
+  std::mutex run_mu_;  // held for a whole audit
+  mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;  // GUARDED_BY(mu_)
+  AuditStats stats_;   // GUARDED_BY(mu_)
   std::thread thread_;
 };
 

@@ -23,7 +23,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.fail_before_write = std::move(options.fail_before_write);
 
   std::unique_ptr<Follower> follower(new Follower());
-  follower->log_ = options.client.logger ? options.client.logger : spdlog::default_logger();
+  auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
   if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);
   // A fresh copy is equal to the master already: readable now, its tree is
   // built on the client's thread before it connects.
@@ -39,14 +39,14 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   s = net::FollowerClient::Start(store, std::move(options.client), &follower->client_);
   if (!s.ok()) return s;
   if (follower->progress_) follower->progress_->Start(follower->client_.get());
-  follower->audit_options_ = options.audit;
-  if (options.audit.interval.count() > 0) {
-    follower->periodic_audit_ =
-        std::make_unique<PeriodicAudit>(options.audit.interval, [f = follower.get()] {
-          AuditResult ignored;
-          f->Audit(&ignored);  // logs and counts its outcome
-        });
-  }
+  follower->auditor_ = std::make_unique<Auditor>(
+      options.audit, log,
+      Auditor::Words{"the replica's tree", "its data", "asking the master for a diff"},
+      [f = follower.get()](const TreeScanOptions& scan, AuditResult* result) {
+        Status s = f->store_->Audit(scan, result);
+        if (s.ok() && result->mismatches > 0) f->client_->RequestSync();
+        return s;
+      });
   *out = std::move(follower);
   return Status::OK();
 }
@@ -97,8 +97,7 @@ void Follower::RemoveStaleStaging(const FollowerOptions& options) {
 }
 
 Follower::~Follower() {
-  stopping_ = true;  // an audit under way stops scanning
-  periodic_audit_.reset();
+  auditor_.reset();                  // an audit under way stops scanning
   if (progress_) progress_->Stop();  // it reads the client's status
   client_.reset();                   // no write may be in flight when the DB closes
   progress_.reset();
@@ -107,38 +106,11 @@ Follower::~Follower() {
 
 FollowerStatus Follower::status() const {
   FollowerStatus s = Compose(client_->status());
-  std::lock_guard lock(audit_stats_mu_);
-  s.audit = audit_stats_;
+  s.audit = auditor_->stats();
   return s;
 }
 
-Status Follower::Audit(AuditResult* result) {
-  std::lock_guard one_at_a_time(audit_mu_);
-  *result = AuditResult();
-  auto start = std::chrono::steady_clock::now();
-  TreeScanOptions scan;
-  scan.max_bytes_per_second = audit_options_.max_bytes_per_second;
-  scan.cancel = &stopping_;
-  Status s = store_->Audit(scan, result);
-  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  {
-    std::lock_guard lock(audit_stats_mu_);
-    RecordAudit(s, *result, &audit_stats_);
-  }
-  if (!s.ok()) {
-    log_->warn("self-audit failed: {}", s.ToString());
-  } else if (result->mismatches > 0) {
-    log_->warn(
-        "self-audit: {} keys of the replica's tree differed from its data (first: {}); "
-        "corrected, asking the master for a diff",
-        result->mismatches, fmt::join(result->examples, ", "));
-    client_->RequestSync();
-  } else {
-    log_->info("self-audit: the replica's tree equals its data ({} keys, {:.3f} s)", result->keys,
-               result->seconds);
-  }
-  return s;
-}
+Status Follower::Audit(AuditResult* result) { return auditor_->Run(result); }
 
 FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   FollowerStatus s;

@@ -133,13 +133,7 @@ class Follower {
   std::unique_ptr<RocksFollowerStore> store_;
   std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
   std::unique_ptr<net::FollowerClient> client_;
-  AuditOptions audit_options_;
-  std::shared_ptr<spdlog::logger> log_;
-  std::mutex audit_mu_;  // held for a whole audit: one at a time
-  mutable std::mutex audit_stats_mu_;
-  AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
-  std::atomic<bool> stopping_{false};              // cancels an audit's scan
-  std::unique_ptr<PeriodicAudit> periodic_audit_;  // stopped first
+  std::unique_ptr<Auditor> auditor_;  // stopped first
 };
 
 }  // namespace sdiff::plugin

@@ -103,7 +103,6 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
 
   std::unique_ptr<Master> master(new Master());
   master->db_ = db;
-  master->log_ = log;
   master->master_id_ = options.master_id;
   if (master->master_id_.empty()) {
     rocksdb::Status s = db->GetDbIdentity(master->master_id_);
@@ -131,14 +130,11 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
     options.listener->tailer_ = master->tailer_.get();
   }
   master->tailer_->Start();
-  master->audit_options_ = options.audit;
-  if (options.audit.interval.count() > 0) {
-    master->periodic_audit_ =
-        std::make_unique<PeriodicAudit>(options.audit.interval, [m = master.get()] {
-          AuditResult ignored;
-          m->Audit(&ignored);  // logs and counts its outcome
-        });
-  }
+  master->auditor_ = std::make_unique<Auditor>(
+      options.audit, log, Auditor::Words{"the tree", "the database", "followers will diff"},
+      [m = master.get()](const TreeScanOptions& scan, AuditResult* result) {
+        return m->AuditOnce(scan, result);
+      });
   *out = std::move(master);
   return Status::OK();
 }
@@ -150,8 +146,7 @@ void MasterListener::OnExternalFileIngested(rocksdb::DB*,
 }
 
 Master::~Master() {
-  stopping_ = true;  // an audit under way stops scanning
-  periodic_audit_.reset();
+  auditor_.reset();  // an audit under way stops scanning
   if (listener_) {
     std::lock_guard lock(listener_->mu_);
     listener_->tailer_ = nullptr;
@@ -170,10 +165,7 @@ MasterStatus Master::status() {
   st.root = t.root;
   st.rebuilds = t.rebuilds;
   st.rebuild_pending = t.rebuild_pending;
-  {
-    std::lock_guard lock(audit_stats_mu_);
-    st.audit = audit_stats_;
-  }
+  st.audit = auditor_->stats();
   st.server = server_->stats();
   return st;
 }
@@ -196,35 +188,10 @@ std::string FamilyName(const TaggedFamilies& families, FamilyTag tag) {
 
 }  // namespace
 
-Status Master::Audit(AuditResult* result) {
-  std::lock_guard one_at_a_time(audit_mu_);
-  *result = AuditResult();
-  auto start = std::chrono::steady_clock::now();
-  Status s = AuditOnce(result);
-  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  {
-    std::lock_guard lock(audit_stats_mu_);
-    RecordAudit(s, *result, &audit_stats_);
-  }
-  if (!s.ok()) {
-    log_->warn("self-audit failed: {}", s.ToString());
-  } else if (result->mismatches > 0) {
-    log_->warn(
-        "self-audit: {} keys of the tree differed from the database at sequence {} (first: {}); "
-        "corrected, followers will diff",
-        result->mismatches, result->seq, fmt::join(result->examples, ", "));
-  } else {
-    log_->info("self-audit: the tree equals the database at sequence {} ({} keys, {:.3f} s)",
-               result->seq, result->keys, result->seconds);
-  }
-  return s;
-}
+Status Master::Audit(AuditResult* result) { return auditor_->Run(result); }
 
-Status Master::AuditOnce(AuditResult* result) {
+Status Master::AuditOnce(const TreeScanOptions& scan, AuditResult* result) {
   const TaggedFamilies families = tailer_->TaggedFamilyList();
-  TreeScanOptions scan;
-  scan.max_bytes_per_second = audit_options_.max_bytes_per_second;
-  scan.cancel = &stopping_;
   std::vector<DiffEntry> differing;
   // The tree stops at every snapshot's sequence unless a rebuild jumps over
   // it; a second try starts after the jump.

@@ -119,22 +119,16 @@ class Master {
 
  private:
   Master() = default;
-  Status AuditOnce(AuditResult* result);
+  Status AuditOnce(const TreeScanOptions& scan, AuditResult* result);
   // Confirms each differing key at a newer position and corrects the tree.
   Status CorrectTree(const std::vector<DiffEntry>& differing, AuditResult* result);
 
   rocksdb::DB* db_ = nullptr;
   std::string master_id_;
-  std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<MasterListener> listener_;
   std::unique_ptr<WalTailer> tailer_;
   std::unique_ptr<net::MasterServer> server_;
-  AuditOptions audit_options_;
-  std::mutex audit_mu_;  // held for a whole audit: one at a time
-  std::mutex audit_stats_mu_;
-  AuditStats audit_stats_;                         // GUARDED_BY(audit_stats_mu_)
-  std::atomic<bool> stopping_{false};              // cancels an audit's scan
-  std::unique_ptr<PeriodicAudit> periodic_audit_;  // destroyed first
+  std::unique_ptr<Auditor> auditor_;  // destroyed first
 };
 
 }  // namespace sdiff::plugin
