@@ -14,10 +14,10 @@
 //                    PutStart        -> stage a put whose value follows: in a batch
 //                                       (kBatch), a repair (kRepairPut), a bootstrap
 //                                       entry (kBootstrapPut)
+//                    Ping            -> Pong
 //   kStreaming, assembling a write in pieces (nothing else may come between):
 //     kBatch         BatchPart of the batch, PutStart of a put in it, ValuePart
 //     kRepairPut, kBootstrapPut   ValuePart; the last one applies the put
-//                    Ping            -> Pong
 //   any              Reject          -> closed
 //   anything else is a protocol error: Reject, closed.
 #include "engine/client_session.h"
@@ -151,6 +151,7 @@ void ClientSession::Handle(Message& message) {
         master_seq_ = std::max(master_seq_, m->master_seq);
         NoteProgress();
         Send(Pong{applied_seq_, m->master_time_ms});
+        last_pong_ms_ = now_ms_;
         return;
       }
       break;
@@ -275,6 +276,7 @@ void ClientSession::AdvanceStream(uint64_t seq, uint64_t count) {
 
 // The next frame of the write being assembled: only its own pieces may come.
 void ClientSession::HandlePiece(Message& message) {
+  KeepAlive();
   if (auto* m = std::get_if<ValuePart>(&message); m != nullptr && put_open_) {
     return HandleValuePart(*m);
   }
@@ -394,6 +396,14 @@ void ClientSession::HandleValuePart(const ValuePart& part) {
     if (put_skipped_) staged_.reset();  // the progress is still written
     ApplyStaged(ApplyRequest::Source::kBootstrap);
   }
+}
+
+// A Pong the master did not ask for (echo 0): what it notes is that we are
+// alive and where we are.
+void ClientSession::KeepAlive() {
+  if (now_ms_ < 0 || (last_pong_ms_ >= 0 && now_ms_ - last_pong_ms_ < kKeepAliveMs)) return;
+  Send(Pong{applied_seq_, 0});
+  last_pong_ms_ = now_ms_;
 }
 
 // Writes what was assembled, in one atomic write with the state.

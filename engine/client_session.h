@@ -166,6 +166,7 @@ class ClientSession {
   void HandleValuePart(const ValuePart& part);
   void BeginStaged(Assembly assembly, uint64_t expected_bytes);
   bool ApplyStaged(ApplyRequest::Source source, uint64_t stream_seq = 0);
+  void KeepAlive();
   bool FlushStream();
   void HandleSyncStart(const SyncStart& start);
   void HandleNodes(const NodesRequest& request);
@@ -245,6 +246,10 @@ class ClientSession {
   FamilyTag put_family_ = 0;  // kBootstrapPut: the entry, for the progress
   std::string put_key_;
   uint64_t bootstrap_seq_ = 0;  // the bootstrap's snapshot sequence (Welcome)
+  // Pings queue behind a large write: a Pong now and then while its pieces
+  // arrive keeps the master from taking us for silent.
+  static constexpr int64_t kKeepAliveMs = 1000;
+  int64_t last_pong_ms_ = -1;
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

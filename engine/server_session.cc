@@ -9,6 +9,9 @@
 //                Pong           -> note the follower's applied sequence
 //                Write          -> WriteAck                        (writers only)
 //   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
+//   (output)     stream batches, repairs, bootstrap entries: encoded in order as
+//                TakeOutput is called; one above bulk_frame_bytes in pieces
+//                (BatchPart, PutStart, ValuePart), nothing between them
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
 // Roles: a follower streams (resume, diff or bootstrap); an inspector gets no

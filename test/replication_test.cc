@@ -242,6 +242,50 @@ TEST_F(ReplicationTest, WriteLargerThanTheBacklogLimitReplicatesWithoutReconnect
   EXPECT_EQ(m.master->status().server.rejected, 0u);
 }
 
+// Bootstrap and repair send a value larger than a frame in pieces too.
+TEST_F(ReplicationTest, LargeValuesBootstrapAndRepairInPieces) {
+  MasterDb& m = NewMaster("master", [](MasterOptions& o) {
+    o.server.connection.high_water_bytes = 1 << 20;
+    o.server.connection.low_water_bytes = 256 << 10;
+    o.server.bulk_frame_bytes = 64 << 10;
+  });
+  for (int i = 0; i < 60; ++i) m.Put(i % 3, "k" + std::to_string(i), "v");
+  m.Put(0, "huge", std::string(4 << 20, 'h'));
+  m.Put(2, "large", std::string(300 << 10, 'l'));
+  ASSERT_TRUE(m.WaitTailed());
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(Converges(m));
+  FollowerStatus s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kBootstrap) << s.last_error;
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+  // Damage the replica behind the follower's back: the catch-up diff after
+  // the resume repairs both values.
+  follower_.reset();
+  {
+    rocksdb::Options o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_ + "/follower", &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, o);
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/follower", cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "default") ASSERT_TRUE(db->Delete({}, handles[i], "huge").ok());
+      if (names[i] == "other") ASSERT_TRUE(db->Put({}, handles[i], "large", "stale").ok());
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  }
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(Converges(m));
+  ASSERT_TRUE(follower_->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kResume) << s.last_error;
+  EXPECT_EQ(s.last_diff_repaired, 2u);
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+}
+
 // The full sizes, opt-in (SDIFF_LARGE_TESTS=1): a 256 MiB value and a 512 MiB
 // batch by stream with the default limits, then the same data to a second,
 // empty follower by bootstrap, which sends the large value as pieces.
@@ -282,7 +326,9 @@ TEST_F(ReplicationTest, LargeValueAndBatchAtFullSize) {
   std::filesystem::remove_all(dir_ + "/follower");
   OpenFollower(m, /*clone_files=*/false);
   ASSERT_TRUE(matches(*follower_));
-  EXPECT_EQ(follower_->status().last_start, StartMode::kBootstrap);
+  s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kBootstrap) << s.last_error;
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
 }
 
 }  // namespace
