@@ -271,5 +271,29 @@ TEST_F(LargeWriteClientTest, BatchInPartsAppliesOnceWithItsSequence) {
   EXPECT_EQ(session_->applied_seq(), 3u);
 }
 
+TEST_F(LargeWriteClientTest, PongsKeepTheMasterListeningWhileAWriteArrives) {
+  auto pongs = [&] {
+    wire::FrameReader reader;
+    reader.Append(session_->TakeOutput());
+    int n = 0;
+    Message m;
+    bool got = false;
+    while (reader.Next(&m, &got).ok() && got) n += std::holds_alternative<Pong>(m) ? 1 : 0;
+    return n;
+  };
+  session_->OnTick(1000);
+  pongs();
+  Feed({BatchPart{.seq = 1, .count = 1, .bytes = 5},
+        PutStart{.context = PutContext::kBatch, .id = 1, .key = "k", .value_size = 4}});
+  EXPECT_EQ(pongs(), 1) << "the first piece: the master hears from us";
+  session_->OnTick(1500);
+  Feed({ValuePart{"a"}});
+  EXPECT_EQ(pongs(), 0) << "not more than about once a second";
+  session_->OnTick(2600);
+  Feed({ValuePart{"b"}});
+  EXPECT_EQ(pongs(), 1);
+  EXPECT_FALSE(session_->closed()) << session_->error().ToString();
+}
+
 }  // namespace
 }  // namespace sdiff::testing
