@@ -294,17 +294,22 @@ TEST_F(ReplicationTest, LargeValueAndBatchAtFullSize) {
   if (env == nullptr || std::string(env) != "1") {
     GTEST_SKIP() << "set SDIFF_LARGE_TESTS=1 to run (about 3 GiB of memory, a minute or more)";
   }
-  constexpr auto kLong = 600s;
-  MasterDb& m = NewMaster("master", [](MasterOptions& o) { o.bootstrap_min_keys = 5; });
+  constexpr auto kLong = 180s;
+  MasterDb& m = NewMaster("master", [](MasterOptions& o) {
+    o.bootstrap_min_keys = 5;
+    if (std::getenv("SDIFF_LARGE_TESTS_LOG") != nullptr) o.server.logger = spdlog::default_logger();
+  });
   m.Put(0, "before", "b");
   OpenFollower(m, /*clone_files=*/false);
   ASSERT_TRUE(Converges(m));
   auto matches = [&](Follower& f) {
     return f.WaitFor(
         [&](const FollowerStatus& s) {
+          // The tailer must have taken in every write (tailed_seq alone
+          // would let a follower match a master stuck before the batch).
           MasterStatus ms = m.master->status();
-          return s.connected && s.applied_seq >= ms.tailed_seq && s.keys == ms.keys &&
-                 f.tree().root_hash() == ms.root;
+          return ms.tailed_seq >= ms.db_seq && s.connected && s.applied_seq >= ms.tailed_seq &&
+                 s.keys == ms.keys && f.tree().root_hash() == ms.root;
         },
         std::chrono::duration_cast<std::chrono::milliseconds>(kLong));
   };
@@ -318,7 +323,9 @@ TEST_F(ReplicationTest, LargeValueAndBatchAtFullSize) {
   }
   m.master->NotifyWrite();
   m.Put(1, "after", "a");
-  ASSERT_TRUE(matches(*follower_));
+  ASSERT_TRUE(matches(*follower_))
+      << "tailed " << m.master->status().tailed_seq << " of " << m.master->status().db_seq
+      << ", follower applied " << follower_->status().applied_seq;
   FollowerStatus s = follower_->status();
   EXPECT_EQ(s.connects, 1u) << s.last_error;
   EXPECT_EQ(s.reconnects, 0u) << s.last_error;
@@ -327,7 +334,8 @@ TEST_F(ReplicationTest, LargeValueAndBatchAtFullSize) {
   OpenFollower(m, /*clone_files=*/false);
   ASSERT_TRUE(matches(*follower_));
   s = follower_->status();
-  EXPECT_EQ(s.last_start, StartMode::kBootstrap) << s.last_error;
+  EXPECT_EQ(s.last_start, StartMode::kBootstrap)
+      << s.last_error << "; master rebuilds " << m.master->status().rebuilds;
   EXPECT_EQ(s.connects, 1u) << s.last_error;
 }
 
