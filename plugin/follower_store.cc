@@ -436,10 +436,14 @@ class RocksFollowerStore::StagedBatch : public StagedWrite {
   };
 
   StagedBatch(RocksFollowerStore* store, uint64_t expected_bytes) : store_(store) {
-    // Reserved once, so that growing never holds the batch twice; beyond
-    // kMaxReserve (an announcement we cannot check yet) it grows as it comes.
+    // Reserved once, so that growing never holds the batch twice: the keys
+    // and values, and a sixteenth for the records' own bytes (a tag and
+    // lengths, up to 16 bytes an op: enough for ops of 256 bytes and more).
+    // Beyond kMaxReserve (an announcement we cannot check yet) it grows as
+    // it comes.
     constexpr uint64_t kMaxReserve = uint64_t{1} << 30;
-    rep_.reserve(kHeader + std::min(expected_bytes, kMaxReserve) + kSlack);
+    uint64_t expected = std::min(expected_bytes, kMaxReserve);
+    rep_.reserve(kHeader + expected + expected / 16 + kSlack);
     rep_.assign(kHeader, '\0');
   }
 
