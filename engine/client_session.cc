@@ -10,7 +10,14 @@
 //                    Repair          -> apply, minus keys streamed since the snapshot
 //                    SyncDone        -> consistent (or await the retry)
 //                    BootstrapChunk  -> apply, minus keys streamed since it began
+//                    BatchPart       -> stage; the last one applies the batch (kBatch)
+//                    PutStart        -> stage a put whose value follows: in a batch
+//                                       (kBatch), a repair (kRepairPut), a bootstrap
+//                                       entry (kBootstrapPut)
 //                    Ping            -> Pong
+//   kStreaming, assembling a write in pieces (nothing else may come between):
+//     kBatch         BatchPart of the batch, PutStart of a put in it, ValuePart
+//     kRepairPut, kBootstrapPut   ValuePart; the last one applies the put
 //   any              Reject          -> closed
 //   anything else is a protocol error: Reject, closed.
 #include "engine/client_session.h"
@@ -19,9 +26,37 @@
 
 #include "engine/client_handshake.h"
 #include "engine/sync.h"
+#include "engine/wire.h"
 
 namespace sdiff {
 namespace {
+
+// Without a stage hook: the pieces gathered as ops, written whole.
+class GatheredWrite : public StagedWrite {
+ public:
+  Status AddOps(std::vector<Op>& ops) override {
+    for (Op& op : ops) ops_.push_back(std::move(op));
+    return Status::OK();
+  }
+  Status StartPut(FamilyTag family, std::string_view key, uint64_t) override {
+    ops_.push_back(Op{OpKind::kPut, family, std::string(key), {}});
+    return Status::OK();
+  }
+  Status AddValue(std::string_view data) override {
+    ops_.back().value.append(data);
+    return Status::OK();
+  }
+  std::vector<Op>* ops() { return &ops_; }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+const std::vector<Op> kNoOps;
+
+// More than a master could hold in one write batch: a BatchPart announcing
+// more is malformed, not large.
+constexpr uint64_t kMaxBatchBytes = uint64_t{1} << 40;
 
 std::string KeyHashPath(const Hash128& key_hash) {
   uint8_t bytes[16];
@@ -66,7 +101,8 @@ void ClientSession::OnBytes(std::string_view bytes) {
       return;
     }
     if (!got) break;
-    if (auto* batch = std::get_if<Batch>(&message); batch != nullptr && streaming()) {
+    if (auto* batch = std::get_if<Batch>(&message);
+        batch != nullptr && streaming() && assembling_ == Assembly::kNone) {
       QueueBatch(*batch);
       if (closed()) return;
       if (pending_ops_.size() >= kMaxGroupOps || pending_bytes_ >= kMaxGroupBytes) {
@@ -85,6 +121,8 @@ void ClientSession::Handle(Message& message) {
   if (auto* reject = std::get_if<Reject>(&message)) {
     state_ = State::kClosed;
     error_ = Status::Aborted("master refused: " + reject->reason);
+    staged_.reset();
+    gathered_ = nullptr;
     events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
     return;
   }
@@ -96,6 +134,9 @@ void ClientSession::Handle(Message& message) {
       if (auto* m = std::get_if<Welcome>(&message)) return HandleWelcome(*m);
       break;
     case State::kStreaming:
+      if (assembling_ != Assembly::kNone) return HandlePiece(message);
+      if (auto* m = std::get_if<BatchPart>(&message)) return HandleBatchPart(*m);
+      if (auto* m = std::get_if<PutStart>(&message)) return HandlePutStart(*m);
       if (auto* m = std::get_if<Batch>(&message)) {
         QueueBatch(*m);
         FlushStream();
@@ -110,6 +151,7 @@ void ClientSession::Handle(Message& message) {
         master_seq_ = std::max(master_seq_, m->master_seq);
         NoteProgress();
         Send(Pong{applied_seq_, m->master_time_ms});
+        last_pong_ms_ = now_ms_;
         return;
       }
       break;
@@ -172,6 +214,7 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
       consistent_ = false;
       break;
     case StartMode::kBootstrap:
+      bootstrap_seq_ = welcome.master_seq;
       persisted_.master_id = welcome.master_id;
       persisted_.applied_seq = 0;
       persisted_.bootstrapping = true;
@@ -195,26 +238,182 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
 void ClientSession::QueueBatch(Batch& batch) {
   if (batch.seq < expected_seq_) {
     if (!FlushStream()) return;
-    return Fail(Status::ProtocolError("Batch at sequence " + std::to_string(batch.seq) +
-                                      " repeats the stream (expected " +
-                                      std::to_string(expected_seq_) + ")"));
+    CheckStreamSeq(batch.seq);
+    return;
   }
-  if (batch.seq > expected_seq_) {
-    // Writes are missing between the two: only a diff started after them can
-    // bring them back (one running now compares snapshots taken before).
-    consistent_ = false;
-    catch_up_sync_due_ = true;
-    gap_during_sync_ = in_sync_;
-  }
-  applied_seq_ = LastSeq(batch);
-  expected_seq_ = applied_seq_ + 1;
-  master_seq_ = std::max(master_seq_, applied_seq_);
+  AdvanceStream(batch.seq, batch.count);
   if (tracking_) Track(batch.ops);
   if (pending_batches_++ == 0) pending_first_seq_ = batch.seq;
   for (Op& op : batch.ops) {
     pending_bytes_ += op.key.size() + op.value.size();
     pending_ops_.push_back(std::move(op));
   }
+}
+
+// A batch must not start before the stream's next sequence.
+bool ClientSession::CheckStreamSeq(uint64_t seq) {
+  if (seq >= expected_seq_) return true;
+  Fail(Status::ProtocolError("Batch at sequence " + std::to_string(seq) +
+                             " repeats the stream (expected " + std::to_string(expected_seq_) +
+                             ")"));
+  return false;
+}
+
+void ClientSession::AdvanceStream(uint64_t seq, uint64_t count) {
+  if (seq > expected_seq_) {
+    // Writes are missing between the two: only a diff started after them can
+    // bring them back (one running now compares snapshots taken before).
+    consistent_ = false;
+    catch_up_sync_due_ = true;
+    gap_during_sync_ = in_sync_;
+  }
+  applied_seq_ = LastSeq(seq, count);
+  expected_seq_ = applied_seq_ + 1;
+  master_seq_ = std::max(master_seq_, applied_seq_);
+}
+
+// ---- writes in pieces ----
+
+// The next frame of the write being assembled: only its own pieces may come.
+void ClientSession::HandlePiece(Message& message) {
+  KeepAlive();
+  if (auto* m = std::get_if<ValuePart>(&message); m != nullptr && put_open_) {
+    return HandleValuePart(*m);
+  }
+  if (assembling_ == Assembly::kBatch && !put_open_) {
+    if (auto* m = std::get_if<BatchPart>(&message)) return HandleBatchPart(*m);
+    if (auto* m = std::get_if<PutStart>(&message)) return HandlePutStart(*m);
+  }
+  Fail(Status::ProtocolError(std::string(MessageName(message)) + " inside a " +
+                             (put_open_ ? "value" : "batch") + " sent in pieces"));
+}
+
+void ClientSession::BeginStaged(Assembly assembly, uint64_t expected_bytes) {
+  assembling_ = assembly;
+  staged_bytes_ = 0;
+  if (hooks_.stage) {
+    staged_ = hooks_.stage(expected_bytes);
+    gathered_ = nullptr;
+  } else {
+    auto gathered = std::make_unique<GatheredWrite>();
+    gathered_ = gathered->ops();
+    staged_ = std::move(gathered);
+  }
+}
+
+void ClientSession::HandleBatchPart(BatchPart& part) {
+  if (assembling_ == Assembly::kNone) {
+    if (!CheckStreamSeq(part.seq)) return;
+    // A batch holds at most what a RocksDB write batch can (a u32 of ops,
+    // u32 lengths): a larger announcement is not a batch a master has.
+    if (part.bytes > kMaxBatchBytes) {
+      return Fail(
+          Status::ProtocolError("BatchPart: a batch of " + std::to_string(part.bytes) + " bytes"));
+    }
+    BeginStaged(Assembly::kBatch, part.bytes);
+    part_seq_ = part.seq;
+    part_count_ = part.count;
+    part_bytes_ = part.bytes;
+  } else if (part.seq != part_seq_ || part.count != part_count_ || part.bytes != part_bytes_) {
+    return Fail(Status::ProtocolError("BatchPart of batch " + std::to_string(part.seq) +
+                                      " inside batch " + std::to_string(part_seq_)));
+  }
+  if (tracking_) Track(part.ops);
+  for (const Op& op : part.ops) staged_bytes_ += op.key.size() + op.value.size();
+  Status s = staged_->AddOps(part.ops);
+  if (!s.ok()) return Fail(s, RejectCode::kInternal);
+  if (!part.last) return;
+  if (staged_bytes_ != part_bytes_) {
+    return Fail(Status::ProtocolError("BatchPart: the batch holds " +
+                                      std::to_string(staged_bytes_) + " bytes, announced " +
+                                      std::to_string(part_bytes_)));
+  }
+  AdvanceStream(part_seq_, part_count_);
+  if (!ApplyStaged(ApplyRequest::Source::kStream, part_seq_)) return;
+  NoteProgress();
+  MaybeRequestCatchUpSync();
+}
+
+void ClientSession::HandlePutStart(const PutStart& start) {
+  bool fits = false;
+  switch (start.context) {
+    case PutContext::kBatch:
+      fits = assembling_ == Assembly::kBatch && start.id == part_seq_;
+      break;
+    case PutContext::kRepair:
+      fits = assembling_ == Assembly::kNone && in_sync_ && start.id == sync_id_;
+      break;
+    case PutContext::kBootstrap:
+      fits =
+          assembling_ == Assembly::kNone && persisted_.bootstrapping && start.id == bootstrap_seq_;
+      break;
+  }
+  if (!fits) return Fail(Status::ProtocolError("PutStart outside its batch, diff or bootstrap"));
+  if (start.context == PutContext::kBatch) {
+    if (tracking_) streamed_keys_.emplace(start.family, start.key);
+    put_skipped_ = false;
+  } else {
+    BeginStaged(
+        start.context == PutContext::kRepair ? Assembly::kRepairPut : Assembly::kBootstrapPut,
+        start.key.size() + start.value_size);
+    // The stream wrote this key since the snapshot: what we hold is newer.
+    put_skipped_ = Streamed(start.family, start.key);
+    put_family_ = start.family;
+    put_key_ = start.key;
+  }
+  put_open_ = true;
+  value_left_ = start.value_size;
+  staged_bytes_ += start.key.size() + start.value_size;  // ValueParts bring no more
+  if (put_skipped_) return;
+  Status s = staged_->StartPut(start.family, start.key, start.value_size);
+  if (!s.ok()) return Fail(s, RejectCode::kInternal);
+}
+
+void ClientSession::HandleValuePart(const ValuePart& part) {
+  if (part.data.size() > value_left_) {
+    return Fail(Status::ProtocolError("ValuePart: " + std::to_string(part.data.size()) +
+                                      " bytes where the value has " + std::to_string(value_left_) +
+                                      " left"));
+  }
+  value_left_ -= part.data.size();
+  if (!put_skipped_) {
+    Status s = staged_->AddValue(part.data);
+    if (!s.ok()) return Fail(s, RejectCode::kInternal);
+  }
+  if (value_left_ > 0) return;
+  put_open_ = false;
+  if (assembling_ == Assembly::kRepairPut) {
+    if (put_skipped_) {
+      staged_.reset();
+      assembling_ = Assembly::kNone;
+      return;
+    }
+    ++repaired_;
+    ApplyStaged(ApplyRequest::Source::kRepair);
+  } else if (assembling_ == Assembly::kBootstrapPut) {
+    persisted_.bootstrap_family = put_family_;
+    persisted_.bootstrap_key = std::move(put_key_);
+    if (put_skipped_) staged_.reset();  // the progress is still written
+    ApplyStaged(ApplyRequest::Source::kBootstrap);
+  }
+}
+
+// A Pong the master did not ask for (echo 0): what it notes is that we are
+// alive and where we are.
+void ClientSession::KeepAlive() {
+  if (now_ms_ < 0 || (last_pong_ms_ >= 0 && now_ms_ - last_pong_ms_ < kKeepAliveMs)) return;
+  Send(Pong{applied_seq_, 0});
+  last_pong_ms_ = now_ms_;
+}
+
+// Writes what was assembled, in one atomic write with the state.
+bool ClientSession::ApplyStaged(ApplyRequest::Source source, uint64_t stream_seq) {
+  std::unique_ptr<StagedWrite> staged = std::move(staged_);
+  std::vector<Op>* gathered = std::exchange(gathered_, nullptr);
+  assembling_ = Assembly::kNone;
+  if (staged == nullptr) return Apply(source, kNoOps, stream_seq);
+  if (gathered != nullptr) return Apply(source, *gathered, stream_seq);
+  return Apply(source, kNoOps, stream_seq, staged.get());
 }
 
 // Writes the pending stream batches, whole, in one atomic write with the state
@@ -353,9 +552,9 @@ void ClientSession::HandleBootstrap(const BootstrapChunk& chunk) {
 
 // Writes through the embedder, with the state to persist alongside.
 bool ClientSession::Apply(ApplyRequest::Source source, const std::vector<Op>& ops,
-                          uint64_t stream_seq) {
+                          uint64_t stream_seq, StagedWrite* staged) {
   persisted_.applied_seq = consistent_ ? applied_seq_ : 0;
-  Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq});
+  Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq, staged});
   if (!s.ok()) {
     Fail(Status::IOError("applying to the replica failed: " + s.ToString()), RejectCode::kInternal);
     return false;
@@ -443,6 +642,8 @@ void ClientSession::Fail(Status status, RejectCode code) {
   Send(Reject{code, status.message()});
   state_ = State::kClosed;
   error_ = std::move(status);
+  staged_.reset();  // a write in pieces not wholly received is never written
+  gathered_ = nullptr;
   events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
 }
 

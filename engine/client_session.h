@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -41,6 +42,21 @@ struct FollowerState {
   friend bool operator==(const FollowerState&, const FollowerState&) = default;
 };
 
+// A write too large for one frame (a batch in parts, a put whose value comes
+// in pieces), built up by the embedder as its frames arrive and written by
+// FollowerHooks::write in one atomic write (ApplyRequest::staged). Destroyed
+// unwritten when the connection ends first.
+class StagedWrite {
+ public:
+  virtual ~StagedWrite() = default;
+  // Whole ops, after everything added before; may move their contents out.
+  virtual Status AddOps(std::vector<Op>& ops) = 0;
+  // A put whose value arrives through AddValue, value_size bytes in all
+  // (checked by the session: at most wire::kMaxValueBytes, never more bytes).
+  virtual Status StartPut(FamilyTag family, std::string_view key, uint64_t value_size) = 0;
+  virtual Status AddValue(std::string_view data) = 0;
+};
+
 struct ApplyRequest {
   enum class Source { kStream, kRepair, kBootstrap, kStateOnly };
   Source source;
@@ -50,6 +66,9 @@ struct ApplyRequest {
   // write may hold several consecutive master batches, each whole; `state`
   // is as of the last.
   uint64_t stream_seq = 0;
+  // Not null: a staged write (FollowerHooks::stage) to write first, in the
+  // same atomic write as `ops` and `state`.
+  StagedWrite* staged = nullptr;
 };
 
 struct FollowerHooks {
@@ -57,6 +76,13 @@ struct FollowerHooks {
   // before any write that uses them. An error closes the session.
   std::function<Status(const std::vector<FamilyInfo>&)> families;
   std::function<Status(const ApplyRequest&)> write;
+  // Optional: a place to build a write that arrives in pieces, so that it is
+  // held once (in the form the embedder writes it), not also as ops. Null:
+  // the session gathers the ops and hands them to `write` whole.
+  // `expected_bytes`: its keys and values added up, as the master announced
+  // them (checked by the session once all have come; at most a batch's or a
+  // value's worth), for the embedder to reserve its buffer once.
+  std::function<std::unique_ptr<StagedWrite>(uint64_t expected_bytes)> stage;
   std::function<TreeView()> snapshot;
   std::function<void(uint8_t* out, size_t n)> random_bytes;
 };
@@ -115,7 +141,7 @@ class ClientSession {
   // No diff running or asked for, no bootstrap, nothing to send.
   bool idle() const {
     return !in_sync_ && !sync_requested_ && !sync_again_ && !persisted_.bootstrapping &&
-           out_.empty();
+           assembling_ == Assembly::kNone && out_.empty();
   }
   bool bootstrapping() const { return persisted_.bootstrapping; }
   const std::vector<FamilyInfo>& families() const { return families_; }
@@ -124,18 +150,31 @@ class ClientSession {
 
  private:
   enum class State { kIdle, kAwaitChallenge, kAwaitWelcome, kStreaming, kClosed };
+  // A write arriving in pieces: a batch in parts, or one large repair or
+  // bootstrap put. Nothing else may come between its frames.
+  enum class Assembly { kNone, kBatch, kRepairPut, kBootstrapPut };
 
   void Handle(Message& message);
   void HandleChallenge(const Challenge& challenge);
   void HandleWelcome(const Welcome& welcome);
   void QueueBatch(Batch& batch);  // takes the batch's ops
+  bool CheckStreamSeq(uint64_t seq);
+  void AdvanceStream(uint64_t seq, uint64_t count);
+  void HandlePiece(Message& message);
+  void HandleBatchPart(BatchPart& part);
+  void HandlePutStart(const PutStart& start);
+  void HandleValuePart(const ValuePart& part);
+  void BeginStaged(Assembly assembly, uint64_t expected_bytes);
+  bool ApplyStaged(ApplyRequest::Source source, uint64_t stream_seq = 0);
+  void KeepAlive();
   bool FlushStream();
   void HandleSyncStart(const SyncStart& start);
   void HandleNodes(const NodesRequest& request);
   void HandleRepair(const Repair& repair);
   void HandleSyncDone(const SyncDone& done);
   void HandleBootstrap(const BootstrapChunk& chunk);
-  bool Apply(ApplyRequest::Source source, const std::vector<Op>& ops, uint64_t stream_seq = 0);
+  bool Apply(ApplyRequest::Source source, const std::vector<Op>& ops, uint64_t stream_seq = 0,
+             StagedWrite* staged = nullptr);
   void Track(const std::vector<Op>& ops);
   bool Streamed(FamilyTag family, const std::string& key) const;
   void StopTracking();
@@ -192,6 +231,25 @@ class ClientSession {
   size_t pending_bytes_ = 0;
   size_t pending_batches_ = 0;
   uint64_t pending_first_seq_ = 0;
+
+  // The write arriving in pieces.
+  Assembly assembling_ = Assembly::kNone;
+  std::unique_ptr<StagedWrite> staged_;
+  std::vector<Op>* gathered_ = nullptr;  // without a stage hook: staged_'s ops
+  uint64_t part_seq_ = 0;                // kBatch: the batch's seq and count
+  uint64_t part_count_ = 0;
+  uint64_t part_bytes_ = 0;    // ... its keys and values, as announced
+  uint64_t staged_bytes_ = 0;  // keys and values received so far
+  bool put_open_ = false;      // a PutStart's value is arriving
+  bool put_skipped_ = false;   // ... for a key the stream wrote since: dropped
+  uint64_t value_left_ = 0;
+  FamilyTag put_family_ = 0;  // kBootstrapPut: the entry, for the progress
+  std::string put_key_;
+  uint64_t bootstrap_seq_ = 0;  // the bootstrap's snapshot sequence (Welcome)
+  // Pings queue behind a large write: a Pong now and then while its pieces
+  // arrive keeps the master from taking us for silent.
+  static constexpr int64_t kKeepAliveMs = 1000;
+  int64_t last_pong_ms_ = -1;
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

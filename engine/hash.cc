@@ -79,6 +79,28 @@ Hash128 LeafHash(const Hash128& key_hash, std::string_view value) {
   return Hash128{h.high64, h.low64};
 }
 
+struct LeafHashStream::State {
+  XXH3_state_t xxh;
+};
+
+LeafHashStream::LeafHashStream(const Hash128& key_hash) : state_(std::make_unique<State>()) {
+  uint8_t prefix[16];
+  key_hash.ToBytes(prefix);
+  XXH3_128bits_reset(&state_->xxh);
+  XXH3_128bits_update(&state_->xxh, prefix, sizeof(prefix));
+}
+
+LeafHashStream::~LeafHashStream() = default;
+
+void LeafHashStream::Update(std::string_view piece) {
+  XXH3_128bits_update(&state_->xxh, piece.data(), piece.size());
+}
+
+Hash128 LeafHashStream::Finish() const {
+  XXH128_hash_t h = XXH3_128bits_digest(&state_->xxh);
+  return Hash128{h.high64, h.low64};
+}
+
 uint64_t DataHash64(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
 
 }  // namespace sdiff

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,22 @@ int FirstDifferingDigit(const Hash128& a, const Hash128& b, int from = 0);
 
 Hash128 KeyHash(FamilyTag family, std::string_view key);
 Hash128 LeafHash(const Hash128& key_hash, std::string_view value);
+
+// LeafHash of a value given in pieces: Finish() equals LeafHash(key_hash,
+// the pieces joined), without the whole value in one place.
+class LeafHashStream {
+ public:
+  explicit LeafHashStream(const Hash128& key_hash);
+  ~LeafHashStream();
+  LeafHashStream(const LeafHashStream&) = delete;
+  LeafHashStream& operator=(const LeafHashStream&) = delete;
+  void Update(std::string_view piece);
+  Hash128 Finish() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // XXH3-64 of `bytes`, seed 0: the checksum of a FileChunk's data.
 uint64_t DataHash64(std::string_view bytes);

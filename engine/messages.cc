@@ -14,10 +14,10 @@ size_t BatchBytes(const Batch& batch) {
 const char* MessageName(const Message& m) {
   // In the order of the Message variant's alternatives.
   static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
-      "Hello", "Challenge",   "Auth",      "Welcome",        "Reject",
-      "Batch", "SyncRequest", "SyncStart", "SyncRoot",       "NodesRequest",
-      "Nodes", "Repair",      "SyncDone",  "BootstrapChunk", "Ping",
-      "Pong",  "Write",       "WriteAck",  "FileChunk",
+      "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
+      "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
+      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",         "Write",  "WriteAck",
+      "FileChunk",   "BatchPart",      "PutStart", "ValuePart",
   };
   return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
 }

@@ -9,6 +9,9 @@
 //   M: Repair{ops}...  M: SyncDone
 //   bootstrap of an empty follower: M: BootstrapChunk ... (last = true), then stream
 //   liveness: M: Ping  F: Pong
+//   a batch too large for one frame: M: BatchPart ... (last = true), with a put
+//   whose value alone is too large between two parts as PutStart, ValuePart ...;
+//   a repair or bootstrap entry with such a value: PutStart, ValuePart ...
 // An inspector (Hello.role kInspector) gets no stream: one diff, then it closes.
 // A writer (kWriter, where the master allows writers): W: Write  M: WriteAck ...
 // A cloner (kCloner, an empty follower before it opens its database) gets the
@@ -131,9 +134,46 @@ struct Batch {         // M -> F: one master WriteBatch, applied atomically
 size_t BatchBytes(const Batch& batch);
 // The last sequence number the batch consumes. A batch on the stream consumes
 // at least one (a count of 0, from an older peer, is read as 1).
-inline uint64_t LastSeq(const Batch& batch) {
-  return batch.seq + (batch.count == 0 ? 1 : batch.count) - 1;
-}
+inline uint64_t LastSeq(uint64_t seq, uint64_t count) { return seq + (count == 0 ? 1 : count) - 1; }
+inline uint64_t LastSeq(const Batch& batch) { return LastSeq(batch.seq, batch.count); }
+
+// M -> F: one piece of a batch whose frame would be too large. The parts of a
+// batch come in order, nothing else between them but the PutStart and
+// ValuePart frames of its large puts; the follower applies the batch
+// atomically when the part marked `last` arrives.
+struct BatchPart {
+  uint64_t seq = 0;    // the batch's first sequence, the same in every part
+  uint64_t count = 0;  // the same in every part
+  // The lengths of every key and value of the whole batch added up, the same
+  // in every part: the follower reserves its write once (and checks it).
+  uint64_t bytes = 0;
+  std::vector<Op> ops;  // the batch's next ops, each whole
+  bool last = false;
+  friend bool operator==(const BatchPart&, const BatchPart&) = default;
+};
+
+// Where a put sent in pieces belongs.
+enum class PutContext : uint8_t {
+  kBatch = 1,      // the batch whose parts are arriving: after its last part's ops
+  kRepair = 2,     // the running diff: one repair, applied alone
+  kBootstrap = 3,  // the bootstrap: one entry, applied alone
+};
+
+// M -> F: a put whose value is too large for one frame; ValuePart frames with
+// exactly value_size bytes in all follow at once.
+struct PutStart {
+  PutContext context = PutContext::kBatch;
+  uint64_t id = 0;  // kBatch: the batch's seq; kRepair: the sync_id; kBootstrap: the snapshot's seq
+  FamilyTag family = 0;
+  std::string key;
+  uint64_t value_size = 0;  // 1..2^32-1 (RocksDB's limit on a value)
+  friend bool operator==(const PutStart&, const PutStart&) = default;
+};
+
+struct ValuePart {   // M -> F: the next bytes of the value a PutStart began
+  std::string data;  // not empty
+  friend bool operator==(const ValuePart&, const ValuePart&) = default;
+};
 
 struct SyncRequest {  // F -> M: please diff
   friend bool operator==(const SyncRequest&, const SyncRequest&) = default;
@@ -240,7 +280,7 @@ bool IsPlainFileName(std::string_view name);
 
 using Message = std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart,
                              SyncRoot, NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping,
-                             Pong, Write, WriteAck, FileChunk>;
+                             Pong, Write, WriteAck, FileChunk, BatchPart, PutStart, ValuePart>;
 
 // M is one of Message's alternatives.
 template <typename M, typename V = Message>

@@ -9,6 +9,9 @@
 //                Pong           -> note the follower's applied sequence
 //                Write          -> WriteAck                        (writers only)
 //   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
+//   (output)     stream batches, repairs, bootstrap entries: encoded in order as
+//                TakeOutput is called; one above bulk_frame_bytes in pieces
+//                (BatchPart, PutStart, ValuePart), nothing between them
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
 // Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
@@ -18,6 +21,8 @@
 #include "engine/server_session.h"
 
 #include <algorithm>
+#include <memory>
+#include <span>
 #include <utility>
 
 namespace sdiff {
@@ -28,7 +33,12 @@ constexpr size_t kMaxPathsPerRequest = 4096;
 constexpr size_t kReadGroup = 256;          // keys per ReadFun call while repairing
 constexpr size_t kDeletesPerFrame = 65536;  // follower-only key hashes per Repair frame
 
-size_t OpBytes(const Op& op) { return op.key.size() + op.value.size() + 16; }
+constexpr size_t kValuePartOverhead = 16;  // a ValuePart frame's bytes beyond its data
+
+// What an op costs a frame: its bytes, and the memory the follower's decoder
+// charges for it (wire.h: a decoded frame takes at most max_frame), so that
+// a frame of bulk_frame_bytes worth of ops decodes within that limit.
+size_t OpBytes(const Op& op) { return op.key.size() + op.value.size() + sizeof(Op); }
 
 }  // namespace
 
@@ -233,12 +243,21 @@ void ServerSession::HandleWrite(const Write& write) {
   Send(ack);
 }
 
-void ServerSession::OnBatch(const Batch& batch) {
-  if (state_ != State::kStreaming || hello_.role != Role::kFollower) return;
-  uint64_t last = LastSeq(batch);
-  if (last <= sent_seq_) return;  // before the stream's start, or sent already
-  Send(batch);
+bool ServerSession::OnBatch(const Batch& batch) {
+  return OnBatch(std::make_shared<const Batch>(batch));
+}
+
+// Queued as it is: TakeOutput encodes it when the connection has room.
+bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
+  if (state_ != State::kStreaming || hello_.role != Role::kFollower) return false;
+  uint64_t last = LastSeq(*batch);
+  if (last <= sent_seq_) return false;  // before the stream's start, or sent already
+  Outgoing item;
+  item.batch = std::move(batch);
+  out_.push_back(std::move(item));
+  ++batches_held_;
   sent_seq_ = last;
+  return true;
 }
 
 void ServerSession::RequestSync() {
@@ -272,6 +291,9 @@ void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
   round_trips_ = 1;
   repaired_ = 0;
   next_to_send_ = 0;
+  read_group_ = kReadGroup;
+  repair_read_.clear();
+  repair_next_ = 0;
   deletes_sent_ = false;
   outstanding_.clear();
 }
@@ -335,42 +357,75 @@ void ServerSession::AskOrRepair() {
 }
 
 // One Repair frame: current values (or deletes) of keys the diff found, read
-// now, so that the frame is right at its place in the stream.
+// now, so that the frame is right at its place in the stream; at most
+// bulk_frame_bytes of ops (at least one). A value too large for a frame goes
+// on its own, as a PutStart and ValueParts.
 void ServerSession::EmitRepairFrame() {
   std::vector<KeyRef>& keys = comparer_->to_send();
   Repair repair;
   repair.sync_id = sync_id_;
+  std::optional<Op> large;
   size_t bytes = 0;
-  while (next_to_send_ < keys.size() && bytes < options_.bulk_frame_bytes) {
-    size_t end = std::min(keys.size(), next_to_send_ + kReadGroup);
-    std::vector<KeyRef> group(keys.begin() + next_to_send_, keys.begin() + end);
-    std::vector<std::optional<std::string>> values;
-    Status s = hooks_.read(group, &values);
-    if (!s.ok() || values.size() != group.size()) {
-      return Fail(RejectCode::kInternal,
-                  s.ok() ? Status::IOError("read returned the wrong number of values") : s);
+  for (;;) {
+    if (repair_next_ == repair_read_.size()) {
+      if (next_to_send_ == keys.size()) break;
+      if (!ReadRepairGroup()) return;
+      continue;
     }
-    for (size_t i = 0; i < group.size(); ++i) {
-      Op op;
-      op.kind = values[i] ? OpKind::kPut : OpKind::kDelete;
-      op.family = group[i].family;
-      op.key = std::move(group[i].key);
-      if (values[i]) op.value = std::move(*values[i]);
-      bytes += OpBytes(op);
-      repair.ops.push_back(std::move(op));
+    Op& op = repair_read_[repair_next_];
+    if (IsLargePut(op)) {
+      if (repair.ops.empty()) large = std::move(repair_read_[repair_next_++]);
+      break;
     }
-    next_to_send_ = end;
+    if (!repair.ops.empty() && bytes + OpBytes(op) > options_.bulk_frame_bytes) break;
+    bytes += OpBytes(op);
+    repair.ops.push_back(std::move(repair_read_[repair_next_++]));
   }
-  if (next_to_send_ == keys.size() && !deletes_sent_) {
+  bool read_all = next_to_send_ == keys.size() && repair_next_ == repair_read_.size();
+  if (read_all && !deletes_sent_ && !large) {
     std::vector<Hash128>& only = comparer_->follower_only();
-    size_t take = std::min(only.size(), kDeletesPerFrame);
+    size_t room = (options_.bulk_frame_bytes - std::min(bytes, options_.bulk_frame_bytes)) /
+                  (2 * sizeof(Hash128));
+    size_t take = std::min({only.size(), kDeletesPerFrame, std::max<size_t>(room, 1)});
     repair.delete_key_hashes.assign(only.end() - take, only.end());
     only.resize(only.size() - take);
     deletes_sent_ = only.empty();
   }
-  repaired_ += repair.ops.size() + repair.delete_key_hashes.size();
+  repaired_ += repair.ops.size() + repair.delete_key_hashes.size() + (large ? 1 : 0);
   if (!repair.ops.empty() || !repair.delete_key_hashes.empty()) Send(repair);
-  if (next_to_send_ == keys.size() && deletes_sent_) FinishSync();
+  if (large) QueueLargePut(PutContext::kRepair, sync_id_, std::move(*large));
+  if (read_all && deletes_sent_) FinishSync();
+}
+
+// Reads the next group of keys to repair into repair_read_.
+bool ServerSession::ReadRepairGroup() {
+  std::vector<KeyRef>& keys = comparer_->to_send();
+  size_t end = std::min(keys.size(), next_to_send_ + read_group_);
+  std::vector<KeyRef> group(keys.begin() + next_to_send_, keys.begin() + end);
+  std::vector<std::optional<std::string>> values;
+  Status s = hooks_.read(group, &values);
+  if (!s.ok() || values.size() != group.size()) {
+    Fail(RejectCode::kInternal,
+         s.ok() ? Status::IOError("read returned the wrong number of values") : s);
+    return false;
+  }
+  repair_read_.clear();
+  repair_next_ = 0;
+  size_t read_bytes = 0;
+  for (size_t i = 0; i < group.size(); ++i) {
+    Op op;
+    op.kind = values[i] ? OpKind::kPut : OpKind::kDelete;
+    op.family = group[i].family;
+    op.key = std::move(group[i].key);
+    if (values[i]) op.value = std::move(*values[i]);
+    read_bytes += OpBytes(op);
+    repair_read_.push_back(std::move(op));
+  }
+  next_to_send_ = end;
+  // A read holds every value of its group at once: after large values,
+  // read a key at a time, so the session holds about one value.
+  read_group_ = read_bytes > options_.bulk_frame_bytes ? 1 : std::min(kReadGroup, read_group_ * 2);
+  return true;
 }
 
 void ServerSession::FinishSync() {
@@ -397,13 +452,39 @@ void ServerSession::FinishSync() {
   if (std::exchange(sync_again_, false)) RequestSync();
 }
 
+// The next chunk of the snapshot's entries, up to the next entry too large for
+// a frame, which goes on its own as a PutStart and ValueParts.
 void ServerSession::EmitBootstrapChunk() {
+  if (bootstrap_next_ == bootstrap_entries_.size() && !bootstrap_scan_done_) {
+    bootstrap_entries_.clear();
+    bootstrap_next_ = 0;
+    bootstrap_scan_done_ = hooks_.scan_bootstrap(options_.bulk_frame_bytes, &bootstrap_entries_);
+  }
+  // Entries up to bulk_frame_bytes (at least one), up to a large one.
+  size_t end = bootstrap_next_;
+  size_t bytes = 0;
+  while (end < bootstrap_entries_.size() && !IsLargePut(bootstrap_entries_[end]) &&
+         (end == bootstrap_next_ ||
+          bytes + OpBytes(bootstrap_entries_[end]) <= options_.bulk_frame_bytes)) {
+    bytes += OpBytes(bootstrap_entries_[end++]);
+  }
+  bool large = end < bootstrap_entries_.size() && IsLargePut(bootstrap_entries_[end]);
+  bool more = end < bootstrap_entries_.size();
   BootstrapChunk chunk;
   chunk.seq = bootstrap_seq_;
-  chunk.last = hooks_.scan_bootstrap(options_.bulk_frame_bytes, &chunk.entries);
-  Send(chunk);
+  chunk.entries.assign(std::make_move_iterator(bootstrap_entries_.begin() + bootstrap_next_),
+                       std::make_move_iterator(bootstrap_entries_.begin() + end));
+  chunk.last = !more && bootstrap_scan_done_;
+  bootstrap_next_ = end;
+  if (!chunk.entries.empty() || !large) Send(chunk);
+  if (large) {
+    QueueLargePut(PutContext::kBootstrap, bootstrap_seq_,
+                  std::move(bootstrap_entries_[bootstrap_next_++]));
+  }
   if (chunk.last) {
     bootstrapping_ = false;
+    std::vector<Op>().swap(bootstrap_entries_);
+    bootstrap_next_ = 0;
     if (std::exchange(sync_again_, false)) RequestSync();
   }
 }
@@ -452,8 +533,35 @@ void ServerSession::EmitFileChunk() {
   }
 }
 
+bool ServerSession::IsLargePut(const Op& op) const {
+  return op.kind == OpKind::kPut && !op.value.empty() && OpBytes(op) > options_.bulk_frame_bytes;
+}
+
+void ServerSession::QueueLargePut(PutContext context, uint64_t id, Op op) {
+  auto one = std::make_shared<Batch>();
+  one->ops.push_back(std::move(op));
+  Outgoing item;
+  item.batch = std::move(one);
+  item.context = context;
+  item.id = id;
+  out_.push_back(std::move(item));
+}
+
+// Output in order, encoded until about bulk_frame_bytes are out; then, with
+// nothing left queued, the next bulk frame (repair, bootstrap, file).
 std::string ServerSession::TakeOutput() {
-  while (state_ == State::kStreaming && out_.size() < options_.bulk_frame_bytes) {
+  std::string result;
+  for (;;) {
+    while (!out_.empty() && result.size() < options_.bulk_frame_bytes) {
+      Outgoing& item = out_.front();
+      if (!EncodeSome(item, &result)) break;
+      if (item.batch && item.context == PutContext::kBatch) --batches_held_;
+      out_.pop_front();
+    }
+    if (!out_.empty() || result.size() >= options_.bulk_frame_bytes ||
+        state_ != State::kStreaming) {
+      break;
+    }
     if (sync_phase_ == SyncPhase::kRepairing) {
       EmitRepairFrame();
     } else if (bootstrapping_) {
@@ -464,7 +572,92 @@ std::string ServerSession::TakeOutput() {
       break;
     }
   }
-  return std::exchange(out_, {});
+  return result;
+}
+
+// Appends frames of `item` until it is done (true) or *out holds about
+// bulk_frame_bytes (false: the rest waits for the next TakeOutput).
+bool ServerSession::EncodeSome(Outgoing& item, std::string* out) {
+  if (!item.batch) {
+    if (out->empty()) {
+      out->swap(item.bytes);
+    } else {
+      out->append(item.bytes);
+    }
+    return true;
+  }
+  if (item.context != PutContext::kBatch) return EncodeLargePut(item, out);
+  return EncodeBatch(item, out);
+}
+
+// A batch within bulk_frame_bytes is one Batch frame. A larger one goes in
+// BatchParts of whole ops, at least one op each, and each put too large for a
+// frame between two parts, as a PutStart and ValueParts.
+bool ServerSession::EncodeBatch(Outgoing& item, std::string* out) {
+  const Batch& batch = *item.batch;
+  const size_t budget = options_.bulk_frame_bytes;
+  if (!item.started) {
+    size_t total = 0;
+    item.data_bytes = 0;
+    for (const Op& op : batch.ops) {
+      total += OpBytes(op);
+      item.data_bytes += op.key.size() + op.value.size();
+    }
+    if (total <= budget) {
+      wire::AppendFrame(batch, out);
+      return true;
+    }
+  }
+  while (out->size() < budget) {
+    size_t end = item.next_op;
+    size_t bytes = 0;
+    while (!item.put_open && end < batch.ops.size() && !IsLargePut(batch.ops[end]) &&
+           (end == item.next_op || bytes + OpBytes(batch.ops[end]) <= budget)) {
+      bytes += OpBytes(batch.ops[end++]);
+    }
+    bool last = end == batch.ops.size();
+    if (!item.put_open && (end > item.next_op || !item.started || last)) {
+      wire::AppendBatchPart(
+          batch.seq, batch.count, item.data_bytes,
+          std::span<const Op>(batch.ops).subspan(item.next_op, end - item.next_op), last, out);
+      item.started = true;
+      item.next_op = end;
+      if (last) return true;
+      continue;
+    }
+    // ops[next_op] is a large put, started or not.
+    if (!EncodeLargePut(item, out)) return false;
+    item.put_open = false;
+    item.value_offset = 0;
+    ++item.next_op;
+  }
+  return false;
+}
+
+// The large put at item.next_op: its PutStart, then ValueParts of at most
+// bulk_frame_bytes until the value is out (true) or *out is full (false).
+bool ServerSession::EncodeLargePut(Outgoing& item, std::string* out) {
+  const Op& op = item.batch->ops[item.next_op];
+  const size_t budget = std::max<size_t>(options_.bulk_frame_bytes, 1);
+  if (!item.put_open) {
+    PutStart start;
+    start.context = item.context;
+    start.id = item.context == PutContext::kBatch ? item.batch->seq : item.id;
+    start.family = op.family;
+    start.key = op.key;
+    start.value_size = op.value.size();
+    wire::AppendFrame(start, out);
+    item.put_open = true;
+  }
+  // A ValuePart frame (type, length, data) stays within the budget.
+  const size_t piece = budget > 2 * kValuePartOverhead ? budget - kValuePartOverhead : budget;
+  while (item.value_offset < op.value.size()) {
+    if (out->size() >= budget) return false;
+    size_t n = std::min(op.value.size() - item.value_offset, piece);
+    wire::AppendValuePart(std::string_view(op.value).substr(item.value_offset, n), out);
+    item.value_offset += n;
+  }
+  return true;
 }
 
 bool ServerSession::wants_write() const {
@@ -500,6 +693,11 @@ void ServerSession::Close(RejectCode code, std::string_view reason) {
 
 void ServerSession::Fail(RejectCode code, Status status) {
   if (closed()) return;
+  // Frames already made go out; batches and puts not wholly sent do not (the
+  // follower drops a batch or put it did not get whole), nor anything after.
+  out_.erase(std::find_if(out_.begin(), out_.end(), [](const Outgoing& o) { return o.batch; }),
+             out_.end());
+  batches_held_ = 0;
   Send(Reject{code, status.message()});
   state_ = State::kClosed;
   error_ = std::move(status);

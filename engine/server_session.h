@@ -12,7 +12,10 @@
 //  - after kWantSnapshot, call StartSync with the master tree as of the last
 //    batch fed to this session, so both sides diff the same stream position;
 //  - call TakeOutput whenever wants_write() and the connection has room: bulk
-//    work (bootstrap, repair) is produced a frame at a time, paced by the reader.
+//    work (bootstrap, repair) is produced a frame at a time, paced by the reader,
+//    and stream batches are encoded only then, from the shared batch: a batch
+//    or value larger than bulk_frame_bytes goes out in pieces of about that
+//    size (BatchPart, PutStart, ValuePart), never whole in one buffer.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +41,12 @@ struct ServerOptions {
   size_t max_frame = wire::kDefaultMaxFrame;
   uint8_t hash_bytes = 2;               // truncated hash width in diff summaries, 1..8
   uint64_t bootstrap_min_keys = 10000;  // empty followers of a master this big bootstrap
-  size_t bulk_frame_bytes = 1 << 20;    // target size of repair and bootstrap frames
+  // Target size of repair and bootstrap frames, of the output TakeOutput
+  // returns, and of the pieces of a batch or value too large for one frame
+  // (a batch whose ops add up to more goes in BatchParts; a put whose value
+  // alone is larger goes as a PutStart and ValueParts of this size).
+  // Default: 1 MiB. Must be below the follower's max_frame.
+  size_t bulk_frame_bytes = 1 << 20;
   // Data in one FileChunk (at most bulk_frame_bytes). Small enough that the
   // master's read, encode and checksum of a chunk, and the follower's decode,
   // checksum and write, each find it in the CPU cache: 256 KiB copies twice
@@ -117,7 +125,11 @@ class ServerSession {
   ServerSession& operator=(const ServerSession&) = delete;
 
   void OnBytes(std::string_view bytes);
-  void OnBatch(const Batch& batch);
+  // The session keeps `batch` (shared, not copied) until it has encoded it.
+  // Returns whether it was queued (false: before the stream's start, sent
+  // already, or not a streamed follower).
+  bool OnBatch(std::shared_ptr<const Batch> batch);
+  bool OnBatch(const Batch& batch);  // a copy, for tests and small embedders
   void RequestSync();
   // `snapshot_seq`: the sequence the snapshot stands at, when the tree jumped
   // past the stream (a rebuild): the diff brings the follower there, and the
@@ -127,8 +139,12 @@ class ServerSession {
   // Closes the session from the master's side with a reason sent to the peer.
   void Close(RejectCode code, std::string_view reason);
 
+  // About bulk_frame_bytes of output (more only by one frame), in order.
   std::string TakeOutput();
   bool wants_write() const;
+  // Stream batches queued and not yet wholly encoded: the memory this
+  // follower keeps alive that a fast one would have let go.
+  size_t batches_held() const { return batches_held_; }
   std::optional<ServerEvent> PollEvent();
 
   bool closed() const { return state_ == State::kClosed; }
@@ -157,14 +173,34 @@ class ServerSession {
   void HandleNodes(const Nodes& nodes);
   void HandleWrite(const Write& write);
   void AskOrRepair();
+  // One piece of the output: frames ready to send, or a batch (or a lone
+  // large put) encoded as the connection drains.
+  struct Outgoing {
+    std::string bytes;
+    std::shared_ptr<const Batch> batch;
+    PutContext context = PutContext::kBatch;  // kRepair, kBootstrap: batch holds the one put
+    uint64_t id = 0;                          // the PutStart's id for those
+    size_t next_op = 0;                       // ops before it are sent
+    size_t value_offset = 0;                  // of ops[next_op], once its PutStart is sent
+    bool put_open = false;                    // ops[next_op]'s PutStart is sent
+    bool started = false;                     // a BatchPart of it is sent
+    uint64_t data_bytes = 0;                  // its keys and values, once started
+  };
+  bool EncodeSome(Outgoing& item, std::string* out);
+  bool EncodeBatch(Outgoing& item, std::string* out);
+  bool EncodeLargePut(Outgoing& item, std::string* out);
+  bool IsLargePut(const Op& op) const;
+  void QueueLargePut(PutContext context, uint64_t id, Op op);
   void EmitRepairFrame();
+  bool ReadRepairGroup();
   void FinishSync();
   void EmitBootstrapChunk();
   void StartCloning(Welcome& welcome);
   void EmitFileChunk();
   template <MessageAlternative M>
   void Send(const M& message) {
-    wire::AppendFrame(message, &out_);
+    if (out_.empty() || out_.back().batch) out_.emplace_back();
+    wire::AppendFrame(message, &out_.back().bytes);
   }
   void Fail(RejectCode code, Status status);
   void Event(ServerEvent event) { events_.push_back(std::move(event)); }
@@ -173,7 +209,8 @@ class ServerSession {
   ServerOptions options_;
   MasterHooks hooks_;
   wire::FrameReader reader_;
-  std::string out_;
+  std::deque<Outgoing> out_;
+  size_t batches_held_ = 0;  // stream batches in out_
   std::deque<ServerEvent> events_;
   State state_ = State::kAwaitHello;
   Status error_;
@@ -193,6 +230,9 @@ class ServerSession {
   std::unique_ptr<DiffComparer> comparer_;
   std::deque<std::vector<std::string>> outstanding_;  // paths of unanswered NodesRequests
   size_t next_to_send_ = 0;                           // repair progress in comparer_->to_send()
+  size_t read_group_ = 0;        // keys per ReadFun call: fewer after large values
+  std::vector<Op> repair_read_;  // read, not yet sent
+  size_t repair_next_ = 0;
   bool deletes_sent_ = false;
   uint64_t repaired_ = 0;
   int round_trips_ = 0;
@@ -202,6 +242,9 @@ class ServerSession {
 
   bool bootstrapping_ = false;
   uint64_t bootstrap_seq_ = 0;
+  std::vector<Op> bootstrap_entries_;  // scanned, not yet sent (after a large one)
+  size_t bootstrap_next_ = 0;
+  bool bootstrap_scan_done_ = false;
 
   // A cloner's copy: the file and offset of the next FileChunk.
   std::unique_ptr<FileSource> files_;

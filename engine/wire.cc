@@ -53,7 +53,10 @@ static_assert(std::is_same_v<AlternativeOf<MessageType::kPong>, Pong>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kWrite>, Write>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kWriteAck>, WriteAck>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kFileChunk>, FileChunk>);
-static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kFileChunk));
+static_assert(std::is_same_v<AlternativeOf<MessageType::kBatchPart>, BatchPart>);
+static_assert(std::is_same_v<AlternativeOf<MessageType::kPutStart>, PutStart>);
+static_assert(std::is_same_v<AlternativeOf<MessageType::kValuePart>, ValuePart>);
+static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kValuePart));
 
 bool ValidHashBytes(uint8_t n) { return n >= 1 && n <= 8; }
 
@@ -101,7 +104,7 @@ void Encode(Writer& w, const Op& op) {
   w.Bytes(op.value);
 }
 
-void Encode(Writer& w, const std::vector<Op>& ops) {
+void Encode(Writer& w, std::span<const Op> ops) {
   w.Varint(ops.size());
   for (const Op& op : ops) Encode(w, op);
 }
@@ -267,6 +270,28 @@ void Encode(Writer& w, const FileChunk& m) {
   w.Bytes(m.data);
   w.Truncated(m.data_hash, kDataHashBytes);
   w.Bool(m.last);
+}
+
+void Encode(Writer& w, const BatchPart& m) {
+  w.Varint(m.seq);
+  w.Varint(m.count);
+  w.Varint(m.bytes);
+  Encode(w, m.ops);
+  w.Bool(m.last);
+}
+
+void Encode(Writer& w, const PutStart& m) {
+  assert(m.value_size >= 1 && m.value_size <= kMaxValueBytes);
+  w.Enum(m.context);
+  w.Varint(m.id);
+  w.Varint(m.family);
+  w.Bytes(m.key);
+  w.Varint(m.value_size);
+}
+
+void Encode(Writer& w, const ValuePart& m) {
+  assert(!m.data.empty());
+  w.Bytes(m.data);
 }
 
 // ---- decoding ----
@@ -678,6 +703,29 @@ bool Decode(Reader& r, FileChunk* m) {
   return true;
 }
 
+bool Decode(Reader& r, BatchPart* m) {
+  return r.Varint("seq", &m->seq) && r.Varint("count", &m->count) && r.Varint("bytes", &m->bytes) &&
+         Decode(r, "op count", "op", &m->ops) && r.Bool("last", &m->last);
+}
+
+bool Decode(Reader& r, PutStart* m) {
+  if (!(r.Enum("context", 1, 3, &m->context) && r.Varint("id", &m->id) &&
+        r.Family("family", &m->family) && r.Bytes("key", &m->key) &&
+        r.Varint("value_size", &m->value_size))) {
+    return false;
+  }
+  if (m->value_size < 1 || m->value_size > kMaxValueBytes) {
+    return r.Fail(fmt::format("value_size {} outside 1..{}", m->value_size, kMaxValueBytes));
+  }
+  return true;
+}
+
+bool Decode(Reader& r, ValuePart* m) {
+  if (!r.Bytes("data", &m->data)) return false;
+  if (m->data.empty()) return r.Fail("data is empty");
+  return true;
+}
+
 template <size_t I>
 Status DecodeAlternative(std::string_view body, size_t memory_limit, Message* message) {
   auto& value = message->emplace<I>();
@@ -712,18 +760,46 @@ uint32_t LoadLength(const char* p) {
 
 }  // namespace
 
-template <MessageAlternative M>
-void AppendFrame(const M& message, std::string* out) {
+namespace {
+
+// Appends a frame of `type` whose body `encode` writes, then fills in its length.
+template <typename Fn>
+void AppendFrameOf(MessageType type, std::string* out, Fn&& encode) {
   size_t start = out->size();
   out->append(kFrameHeaderSize, '\0');
   Writer w(out);
-  w.U8(static_cast<uint8_t>(AlternativeIndex<M>(static_cast<Message*>(nullptr)) + 1));
-  Encode(w, message);
+  w.U8(static_cast<uint8_t>(type));
+  encode(w);
   size_t length = out->size() - start - kFrameHeaderSize;
   assert(length <= std::numeric_limits<uint32_t>::max());  // the prefix is a u32
   for (size_t i = 0; i < kFrameHeaderSize; ++i) {
     (*out)[start + i] = static_cast<char>(length >> (8 * i));
   }
+}
+
+}  // namespace
+
+template <MessageAlternative M>
+void AppendFrame(const M& message, std::string* out) {
+  constexpr auto type =
+      static_cast<MessageType>(AlternativeIndex<M>(static_cast<Message*>(nullptr)) + 1);
+  AppendFrameOf(type, out, [&](Writer& w) { Encode(w, message); });
+}
+
+void AppendBatchPart(uint64_t seq, uint64_t count, uint64_t bytes, std::span<const Op> ops,
+                     bool last, std::string* out) {
+  AppendFrameOf(MessageType::kBatchPart, out, [&](Writer& w) {
+    w.Varint(seq);
+    w.Varint(count);
+    w.Varint(bytes);
+    Encode(w, ops);
+    w.Bool(last);
+  });
+}
+
+void AppendValuePart(std::string_view data, std::string* out) {
+  assert(!data.empty());
+  AppendFrameOf(MessageType::kValuePart, out, [&](Writer& w) { w.Bytes(data); });
 }
 
 // For the other translation units: one per alternative of Message.
@@ -746,6 +822,9 @@ template void AppendFrame(const Pong&, std::string*);
 template void AppendFrame(const Write&, std::string*);
 template void AppendFrame(const WriteAck&, std::string*);
 template void AppendFrame(const FileChunk&, std::string*);
+template void AppendFrame(const BatchPart&, std::string*);
+template void AppendFrame(const PutStart&, std::string*);
+template void AppendFrame(const ValuePart&, std::string*);
 
 void AppendFrame(const Message& message, std::string* out) {
   std::visit([out](const auto& m) { AppendFrame(m, out); }, message);

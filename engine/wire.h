@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -22,9 +23,13 @@
 
 namespace sdiff::wire {
 
-constexpr uint8_t kProtocolVersion = 1;
+// 2: large batches and values travel in pieces (BatchPart, PutStart, ValuePart).
+constexpr uint8_t kProtocolVersion = 2;
 constexpr size_t kFrameHeaderSize = 4;
 constexpr size_t kDefaultMaxFrame = 64 << 20;  // 64 MiB
+// The largest value a PutStart may announce: RocksDB's own limit (its write
+// batches store a value's length in 32 bits).
+constexpr uint64_t kMaxValueBytes = (uint64_t{1} << 32) - 1;
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -46,6 +51,9 @@ enum class MessageType : uint8_t {
   kWrite = 17,
   kWriteAck = 18,
   kFileChunk = 19,
+  kBatchPart = 20,
+  kPutStart = 21,
+  kValuePart = 22,
 };
 
 // Appends one whole frame (header, type, body) for `message` to `out`.
@@ -56,6 +64,13 @@ void AppendFrame(const Message& message, std::string* out);
 // it first would copy it (every key and value of a Batch or a Repair).
 template <MessageAlternative M>
 void AppendFrame(const M& message, std::string* out);
+
+// The frames of a batch or value sent in pieces, encoded from where the data
+// lies: a BatchPart of ops[...] and a ValuePart of a slice of a value, with no
+// copy into a message value first.
+void AppendBatchPart(uint64_t seq, uint64_t count, uint64_t bytes, std::span<const Op> ops,
+                     bool last, std::string* out);
+void AppendValuePart(std::string_view data, std::string* out);
 
 // Decodes a frame's type byte and body (the bytes after the length prefix).
 // Fails with Corruption on an unknown type, a truncated or over-long field,

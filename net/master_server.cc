@@ -120,8 +120,12 @@ class MasterServer::Driver : public ConnectionHandler,
     std::vector<Handoff> handoffs;
     handoffs.reserve(batches.size());
     size_t bytes = 0;
+    // A batch counts for at most a quarter of the mark: one large write
+    // waits for the link (the session holds it shared, not copied, and
+    // encodes it a frame at a time); only many writes waiting drop a follower.
+    const size_t cap = std::max<size_t>(server_->options_.connection.high_water_bytes / 4, 1);
     for (auto& batch : batches) {
-      size_t n = BatchBytes(*batch);
+      size_t n = std::min(BatchBytes(*batch), cap);
       bytes += n;
       handoffs.push_back(Handoff{std::move(batch), n, std::nullopt});
     }
@@ -187,21 +191,26 @@ class MasterServer::Driver : public ConnectionHandler,
           break;
       }
     }
-    // Output is taken only while the queue is short: TakeOutput also makes the
-    // next bulk frame, and taking it on every batch or tick would outrun a
-    // slow reader. Stream batches left in the session meanwhile stay counted
-    // in backlog_, which OnBatch bounds by the high-water mark; OnWritable
-    // pumps again once the queue drains.
+    // Output is taken only while the queue is short: TakeOutput encodes the
+    // stream and makes the next bulk frame, about bulk_frame_bytes a call, and
+    // taking it on every batch or tick would outrun a slow reader. Stream
+    // batches left in the session meanwhile stay counted in backlog_, which
+    // OnBatches bounds by the high-water mark; OnWritable pumps again once the
+    // queue drains.
     uint64_t sent = 0;
     const size_t low_water = server_->options_.connection.low_water_bytes;
     if (!session_.streaming() || c.queued_bytes() < low_water) {
-      backlog_ -= std::exchange(held_, 0);
       do {
         std::string out = session_.TakeOutput();
         if (out.empty()) break;
         sent += out.size();
         c.Send(std::move(out));
       } while (session_.wants_write() && c.queued_bytes() < low_water && !c.closing());
+    }
+    // Batches the session has wholly encoded no longer count (it encodes in order).
+    while (held_.size() > session_.batches_held()) {
+      backlog_ -= held_.front();
+      held_.pop_front();
     }
     if (sent != 0) server_->counters_.bytes_out.fetch_add(sent, std::memory_order_relaxed);
     // A small copy can be sent whole, and its session closed, in one pump.
@@ -224,7 +233,7 @@ class MasterServer::Driver : public ConnectionHandler,
   // millisecond, so the follower's lag can be told in time from its position.
   void NoteHanded(const Batch& batch) {
     if (session_.peer_role() != Role::kFollower) return;  // streamed nothing, reports nothing
-    uint64_t last = batch.seq + std::max<uint64_t>(batch.count, 1) - 1;
+    uint64_t last = LastSeq(batch);
     int64_t now = SteadyNowMs();
     if (!handed_.empty() && handed_.back().ms == now) {
       handed_.back().last_seq = last;
@@ -283,9 +292,14 @@ class MasterServer::Driver : public ConnectionHandler,
     }
     for (Handoff& h : handoffs) {
       if (h.batch) {
-        held_ += h.bytes;  // still counted in backlog_ until Pump takes it out
-        session_.OnBatch(*h.batch);
-        NoteHanded(*h.batch);
+        std::shared_ptr<const Batch> batch = h.batch;
+        // Still counted in backlog_ until the session has encoded it.
+        if (session_.OnBatch(std::move(h.batch))) {
+          held_.push_back(h.bytes);
+        } else {
+          backlog_ -= h.bytes;
+        }
+        NoteHanded(*batch);
       } else {
         session_.StartSync(std::move(*h.snapshot), h.snapshot_seq);
       }
@@ -300,8 +314,8 @@ class MasterServer::Driver : public ConnectionHandler,
   std::mutex handoff_mu_;
   std::vector<Handoff> handoffs_;   // GUARDED_BY(handoff_mu_)
   bool handoff_posted_ = false;     // GUARDED_BY(handoff_mu_): a TakeHandoffs is on its way
-  std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet taken from the session
-  size_t held_ = 0;                 // of which given to the session, not yet taken
+  std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet encoded by the session
+  std::deque<size_t> held_;         // strand: of which the session holds, oldest first
   int64_t opened_ms_ = 0;
   bool handshaken_ = false;  // strand: the session reached streaming
   // Set when a limit (handshake time, backlog) ends the connection; from any thread.
@@ -403,6 +417,7 @@ void MasterServer::Accept() {
             session.authenticator = authenticator_.get();
             session.ping_interval_ms = options_.ping_interval_ms;
             session.idle_timeout_ms = options_.idle_timeout_ms;
+            session.bulk_frame_bytes = options_.bulk_frame_bytes;
             auto driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
             connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true, driver,
                                                       options_.connection);

@@ -5,7 +5,9 @@
 // Limits, each enforced with a log line: at most max_connections sessions
 // (more are refused with Reject{kOverload}), a handshake must finish within
 // handshake_timeout, and a follower whose unsent backlog passes the
-// connection's high-water mark is disconnected (it repairs itself on return).
+// connection's high-water mark is disconnected (it repairs itself on return);
+// each batch counts for at most a quarter of the mark, so one large write
+// waits for the link, sent a piece at a time, rather than dropping anyone.
 #pragma once
 
 #include <atomic>
@@ -73,6 +75,9 @@ struct MasterServerOptions {
   // Overrides for the sessions (ping interval, idle timeout, hash width...).
   int64_t ping_interval_ms = 1000;
   int64_t idle_timeout_ms = 15000;
+  // Size of the pieces a large batch or value is sent in, and of repair and
+  // bootstrap frames (ServerOptions::bulk_frame_bytes). Default: 1 MiB.
+  size_t bulk_frame_bytes = 1 << 20;
 };
 
 // One connected peer as the master last heard of it.

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <set>
 #include <system_error>
 #include <utility>
@@ -70,6 +72,19 @@ bool IsLockError(const rocksdb::Status& s) {
   std::string text = s.ToString();
   return s.IsIOError() &&
          (text.find("lock") != std::string::npos || text.find("LOCK") != std::string::npos);
+}
+
+// Calls `fn` with each key on disk in [range.key, range.value) of `handle`.
+Status ForEachCovered(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, const Op& range,
+                      const std::function<void(const rocksdb::Slice&)>& fn) {
+  rocksdb::Slice upper(range.value);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> iter(db->NewIterator(read, handle));
+  for (iter->Seek(range.key); iter->Valid(); iter->Next()) fn(iter->key());
+  if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
+  return Status::OK();
 }
 
 // What an applied write does to the tree, replayed in order once the write is durable.
@@ -447,12 +462,154 @@ Status RocksFollowerStore::Prepare() {
   return Status::OK();
 }
 
+// A write arriving in pieces, kept as the records of a RocksDB write batch
+// (rep_: the 12-byte header, then the records) so that its data is held once.
+// Whole ops are encoded by a WriteBatch and their records appended; a large
+// put's record is a WriteBatch's record for an empty value with the value's
+// real length, then the value's bytes as they come (the record format is the
+// WAL's, fixed by RocksDB for compatibility). The tree changes wait, with
+// leaf hashes computed as the data passes, until the write is durable.
+class RocksFollowerStore::StagedBatch : public StagedWrite {
+ public:
+  struct Change {
+    bool put;
+    FamilyTag family;
+    std::string key;
+    Hash128 leaf_hash;  // puts
+  };
+
+  StagedBatch(RocksFollowerStore* store, uint64_t expected_bytes) : store_(store) {
+    // Reserved once, so that growing never holds the batch twice: the keys
+    // and values, and a sixteenth for the records' own bytes (a tag and
+    // lengths, up to 16 bytes an op: enough for ops of 256 bytes and more).
+    // Beyond kMaxReserve (an announcement we cannot check yet) it grows as
+    // it comes.
+    constexpr uint64_t kMaxReserve = uint64_t{1} << 30;
+    uint64_t expected = std::min(expected_bytes, kMaxReserve);
+    rep_.reserve(kHeader + expected + expected / 16 + kSlack);
+    rep_.assign(kHeader, '\0');
+  }
+
+  Status AddOps(std::vector<Op>& ops) override {
+    if (value_left_ != 0) return Status::InvalidArgument("ops staged inside a put's value");
+    std::lock_guard lock(store_->mu_);
+    rocksdb::WriteBatch records;
+    for (const Op& op : ops) {
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      Status s = store_->Handle(op.family, &handle);
+      if (!s.ok()) return s;
+      rocksdb::Status rs;
+      switch (op.kind) {
+        case OpKind::kPut:
+          rs = records.Put(handle, op.key, op.value);
+          changes_.push_back({true, op.family, op.key,
+                              LeafHash(store_->tree_.hasher()(op.family, op.key), op.value)});
+          break;
+        case OpKind::kDelete:
+          rs = records.Delete(handle, op.key);
+          changes_.push_back({false, op.family, op.key, {}});
+          break;
+        case OpKind::kDeleteRange: {
+          if (!(op.key < op.value)) break;  // an empty range deletes nothing
+          rs = records.DeleteRange(handle, op.key, op.value);
+          auto in_range = [&](std::string_view key) { return op.key <= key && key < op.value; };
+          size_t before = changes_.size();
+          for (size_t i = 0; i < before; ++i) {
+            if (changes_[i].put && changes_[i].family == op.family && in_range(changes_[i].key)) {
+              changes_.push_back({false, op.family, changes_[i].key, {}});
+            }
+          }
+          s = ForEachCovered(store_->db_.get(), handle, op, [&](const rocksdb::Slice& key) {
+            changes_.push_back({false, op.family, key.ToString(), {}});
+          });
+          if (!s.ok()) return s;
+          break;
+        }
+      }
+      if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
+    }
+    ops.clear();  // their data is in the records now
+    Append(records, records.GetDataSize());
+    return Status::OK();
+  }
+
+  Status StartPut(FamilyTag family, std::string_view key, uint64_t value_size) override {
+    if (value_left_ != 0) return Status::InvalidArgument("a put staged inside another's value");
+    std::lock_guard lock(store_->mu_);
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    Status s = store_->Handle(family, &handle);
+    if (!s.ok()) return s;
+    rocksdb::WriteBatch record;
+    rocksdb::Status rs = record.Put(handle, rocksdb::Slice(key.data(), key.size()), "");
+    if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
+    // The record ends with the empty value's length, a one-byte varint 0:
+    // put the real length in its place; the value's bytes follow.
+    Append(record, record.GetDataSize() - 1);
+    for (uint64_t v = value_size;; v >>= 7) {
+      rep_.push_back(static_cast<char>(v < 0x80 ? v : (v & 0x7f) | 0x80));
+      if (v < 0x80) break;
+    }
+    hash_ = std::make_unique<LeafHashStream>(store_->tree_.hasher()(family, key));
+    changes_.push_back({true, family, std::string(key), {}});
+    value_left_ = value_size;
+    return Status::OK();
+  }
+
+  Status AddValue(std::string_view data) override {
+    if (data.size() > value_left_) return Status::InvalidArgument("value longer than announced");
+    rep_.append(data);
+    hash_->Update(data);
+    value_left_ -= data.size();
+    if (value_left_ == 0) changes_.back().leaf_hash = hash_->Finish();
+    return Status::OK();
+  }
+
+  // The write batch, which takes the records; the staged write is spent.
+  Status Take(rocksdb::WriteBatch* out) {
+    if (value_left_ != 0) return Status::InvalidArgument("a staged put's value is incomplete");
+    for (int i = 0; i < 4; ++i) rep_[8 + i] = static_cast<char>(count_ >> (8 * i));
+    *out = rocksdb::WriteBatch(std::move(rep_));
+    return Status::OK();
+  }
+  const std::vector<Change>& changes() const { return changes_; }
+
+ private:
+  static constexpr size_t kHeader = 12;   // sequence (8 bytes), count (4)
+  static constexpr size_t kSlack = 4096;  // the state record and some headers
+
+  // Appends the first `bytes` of the records of `batch` (after its header).
+  void Append(const rocksdb::WriteBatch& batch, size_t bytes) {
+    rep_.append(batch.Data(), kHeader, bytes - kHeader);
+    count_ += batch.Count();
+  }
+
+  RocksFollowerStore* const store_;
+  std::string rep_;
+  uint32_t count_ = 0;
+  std::vector<Change> changes_;
+  std::unique_ptr<LeafHashStream> hash_;  // the open put's value
+  uint64_t value_left_ = 0;
+};
+
+Status RocksFollowerStore::Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const {
+  auto it = by_tag_.find(family);
+  if (it == by_tag_.end()) {
+    return Status::InvalidArgument("write to column family tag " + std::to_string(family) +
+                                   ", which the master did not announce");
+  }
+  *handle = it->second;
+  return Status::OK();
+}
+
 FollowerHooks RocksFollowerStore::Hooks() {
   FollowerHooks hooks;
   hooks.families = [this](const std::vector<FamilyInfo>& families) {
     return TakeFamilies(families);
   };
   hooks.write = [this](const ApplyRequest& request) { return Write(request); };
+  hooks.stage = [this](uint64_t expected_bytes) -> std::unique_ptr<StagedWrite> {
+    return std::make_unique<StagedBatch>(this, expected_bytes);
+  };
   hooks.snapshot = [this] { return tree(); };
   hooks.random_bytes = net::SecureRandomBytes;
   return hooks;
@@ -500,10 +657,16 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
     Status s = options_.fail_before_write();
     if (!s.ok()) return s;
   }
+  auto* staged = static_cast<StagedBatch*>(request.staged);  // only ours come back
+  rocksdb::WriteBatch batch;
+  if (staged != nullptr) {
+    Status s = staged->Take(&batch);
+    if (!s.ok()) return s;
+  }
   std::lock_guard lock(mu_);
   size_t bytes = 64;
   for (const Op& op : request.ops) bytes += op.key.size() + op.value.size() + 16;
-  rocksdb::WriteBatch batch(bytes);
+  if (staged == nullptr) batch = rocksdb::WriteBatch(bytes);
   std::vector<TreeChange> changes;
   changes.reserve(request.ops.size());
   std::deque<std::string> found;  // keys on disk that range deletes cover
@@ -525,12 +688,9 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   }
   for (const Op* op_ptr : order) {
     const Op& op = *op_ptr;
-    auto it = by_tag_.find(op.family);
-    if (it == by_tag_.end()) {
-      return Status::InvalidArgument("write to column family tag " + std::to_string(op.family) +
-                                     ", which the master did not announce");
-    }
-    rocksdb::ColumnFamilyHandle* handle = it->second;
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    Status s = Handle(op.family, &handle);
+    if (!s.ok()) return s;
     rocksdb::Status rs;
     switch (op.kind) {
       case OpKind::kPut:
@@ -552,15 +712,10 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
             changes.push_back({false, op.family, changes[i].key, {}});
           }
         }
-        rocksdb::Slice upper(op.value);
-        rocksdb::ReadOptions read;
-        read.iterate_upper_bound = &upper;
-        read.fill_cache = false;
-        std::unique_ptr<rocksdb::Iterator> iter(db_->NewIterator(read, handle));
-        for (iter->Seek(op.key); iter->Valid(); iter->Next()) {
-          changes.push_back({false, op.family, found.emplace_back(iter->key().ToString()), {}});
-        }
-        if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
+        Status s = ForEachCovered(db_.get(), handle, op, [&](const rocksdb::Slice& key) {
+          changes.push_back({false, op.family, found.emplace_back(key.ToString()), {}});
+        });
+        if (!s.ok()) return s;
         break;
       }
     }
@@ -576,6 +731,16 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
 
   state_ = request.state;
   Status result;
+  if (staged != nullptr) {
+    for (const StagedBatch::Change& c : staged->changes()) {
+      if (c.put) {
+        Status s = tree_.PutLeafHash(c.family, c.key, c.leaf_hash);
+        if (!s.ok() && result.ok()) result = s;
+      } else {
+        tree_.Erase(c.family, c.key);
+      }
+    }
+  }
   for (const TreeChange& c : changes) {
     if (c.put) {
       Status s = tree_.Put(c.family, c.key, c.value);

@@ -2,6 +2,10 @@
 // master batches, repairs and bootstrap chunks each in one WriteBatch together
 // with the replication state, and keeps the merkle tree of the replicated data.
 //
+// A batch or value too large for one frame is staged (Hooks().stage) in
+// RocksDB's own write batch format as its pieces arrive, and written with
+// its last piece: it is held once, not also as ops.
+//
 // Layout: each column family the master replicates, under the master's name,
 // plus one reserved family that is never replicated nor part of the tree:
 //   __sdiff / "state"    -> FollowerState   (EncodeState)
@@ -88,6 +92,7 @@ class RocksFollowerStore : public net::FollowerStore {
   Status Audit(const TreeScanOptions& scan, AuditResult* result);
 
  private:
+  class StagedBatch;
   explicit RocksFollowerStore(RocksFollowerStoreOptions options);
   Status OpenDb();
   Status LoadMeta();
@@ -98,6 +103,8 @@ class RocksFollowerStore : public net::FollowerStore {
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
+  // The handle of a family the master announced, or an error naming it. Requires mu_.
+  Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const;
 
   RocksFollowerStoreOptions options_;  // constant after construction
   std::shared_ptr<spdlog::logger> log_;

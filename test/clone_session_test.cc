@@ -492,7 +492,7 @@ class CloneClientTest : public CloneSessionTest {
   std::unique_ptr<CloneSession> Welcomed(StartMode mode = StartMode::kFiles) {
     auto clone = Clone();
     clone->Start();
-    clone->OnBytes(FrameOf(Challenge{1, std::string(32, 's'), ""}));
+    clone->OnBytes(FrameOf(Challenge{wire::kProtocolVersion, std::string(32, 's'), ""}));
     clone->TakeOutput();  // Hello, Auth
     clone->OnBytes(FrameOf(Welcome{"m1", 42, mode, 43, {{0, "default"}}}));
     return clone;
@@ -610,7 +610,7 @@ TEST_F(CloneClientTest, LastWithTheFileIncompleteIsRefused) {
 TEST_F(CloneClientTest, ChunkBeforeTheWelcomeIsRefused) {
   auto clone = Clone();
   clone->Start();
-  clone->OnBytes(FrameOf(Challenge{1, std::string(32, 's'), ""}));
+  clone->OnBytes(FrameOf(Challenge{wire::kProtocolVersion, std::string(32, 's'), ""}));
   clone->TakeOutput();
   clone->OnBytes(FrameOf(Chunk("a", 1, 0, "x", true)));
   EXPECT_TRUE(clone->closed());

@@ -6,7 +6,9 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "plugin/follower.h"
@@ -47,11 +49,12 @@ struct MasterDb {
     master.reset();
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   }
-  void Attach() {
+  void Attach(const std::function<void(MasterOptions&)>& tune = {}) {
     MasterOptions o;
     o.server.listen = "127.0.0.1:0";
     o.server.logger = testing::QuietLogger();
     o.bootstrap_min_keys = 50;
+    if (tune) tune(o);
     Status s = Master::Attach(db.get(), handles, o, &master);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
@@ -80,9 +83,10 @@ class ReplicationTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  MasterDb& NewMaster(const std::string& name) {
+  MasterDb& NewMaster(const std::string& name,
+                      const std::function<void(MasterOptions&)>& tune = {}) {
     masters_.push_back(std::make_unique<MasterDb>(dir_ + "/" + name));
-    masters_.back()->Attach();
+    masters_.back()->Attach(tune);
     return *masters_.back();
   }
 
@@ -209,6 +213,130 @@ TEST_F(ReplicationTest, FollowerOfAnotherMasterIsResyncedNotMixed) {
   ASSERT_TRUE(Converges(b));
   EXPECT_EQ(follower_->status().master_id, b.master->master_id());
   EXPECT_NE(follower_->status().last_start, StartMode::kResume);
+}
+
+// A write larger than the follower's backlog limit waits for the link, sent a
+// piece at a time, instead of dropping the follower again after every
+// reconnect; the writes after it follow.
+TEST_F(ReplicationTest, WriteLargerThanTheBacklogLimitReplicatesWithoutReconnecting) {
+  MasterDb& m = NewMaster("master", [](MasterOptions& o) {
+    o.server.connection.high_water_bytes = 1 << 20;
+    o.server.connection.low_water_bytes = 256 << 10;
+    o.server.bulk_frame_bytes = 64 << 10;
+  });
+  m.Put(0, "before", "b");
+  OpenFollower(m, /*clone_files=*/false);  // a refused cloner would count as rejected
+  ASSERT_TRUE(Converges(m));
+  m.Put(0, "huge", std::string(4 << 20, 'h'));  // 4 times the limit, in one value
+  rocksdb::WriteBatch batch;                    // and in one batch of many values
+  for (int i = 0; i < 40; ++i) {
+    batch.Put(m.handles[i % 3], "part" + std::to_string(i), std::string(100 << 10, 'a' + i % 26));
+  }
+  batch.Delete(m.handles[0], "before");
+  ASSERT_TRUE(m.db->Write(rocksdb::WriteOptions(), &batch).ok());
+  for (int i = 0; i < 20; ++i) m.Put(1, "after" + std::to_string(i), "a");
+  ASSERT_TRUE(Converges(m));
+  FollowerStatus s = follower_->status();
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+  EXPECT_EQ(s.reconnects, 0u) << s.last_error;
+  EXPECT_EQ(m.master->status().server.rejected, 0u);
+}
+
+// Bootstrap and repair send a value larger than a frame in pieces too.
+TEST_F(ReplicationTest, LargeValuesBootstrapAndRepairInPieces) {
+  MasterDb& m = NewMaster("master", [](MasterOptions& o) {
+    o.server.connection.high_water_bytes = 1 << 20;
+    o.server.connection.low_water_bytes = 256 << 10;
+    o.server.bulk_frame_bytes = 64 << 10;
+  });
+  for (int i = 0; i < 60; ++i) m.Put(i % 3, "k" + std::to_string(i), "v");
+  m.Put(0, "huge", std::string(4 << 20, 'h'));
+  m.Put(2, "large", std::string(300 << 10, 'l'));
+  ASSERT_TRUE(m.WaitTailed());
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(Converges(m));
+  FollowerStatus s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kBootstrap) << s.last_error;
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+  // Damage the replica behind the follower's back: the catch-up diff after
+  // the resume repairs both values.
+  follower_.reset();
+  {
+    rocksdb::Options o;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(o, dir_ + "/follower", &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, o);
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/follower", cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "default") ASSERT_TRUE(db->Delete({}, handles[i], "huge").ok());
+      if (names[i] == "other") ASSERT_TRUE(db->Put({}, handles[i], "large", "stale").ok());
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  }
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(Converges(m));
+  ASSERT_TRUE(follower_->WaitFor([](const FollowerStatus& s) { return s.diffs >= 1; }, kDeadline));
+  s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kResume) << s.last_error;
+  EXPECT_EQ(s.last_diff_repaired, 2u);
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+}
+
+// The full sizes, opt-in (SDIFF_LARGE_TESTS=1): a 256 MiB value and a 512 MiB
+// batch by stream with the default limits, then the same data to a second,
+// empty follower by bootstrap, which sends the large value as pieces.
+TEST_F(ReplicationTest, LargeValueAndBatchAtFullSize) {
+  const char* env = std::getenv("SDIFF_LARGE_TESTS");
+  if (env == nullptr || std::string(env) != "1") {
+    GTEST_SKIP() << "set SDIFF_LARGE_TESTS=1 to run (about 3 GiB of memory, a minute or more)";
+  }
+  constexpr auto kLong = 180s;
+  MasterDb& m = NewMaster("master", [](MasterOptions& o) {
+    o.bootstrap_min_keys = 5;
+    if (std::getenv("SDIFF_LARGE_TESTS_LOG") != nullptr) o.server.logger = spdlog::default_logger();
+  });
+  m.Put(0, "before", "b");
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(Converges(m));
+  auto matches = [&](Follower& f) {
+    return f.WaitFor(
+        [&](const FollowerStatus& s) {
+          // The tailer must have taken in every write (tailed_seq alone
+          // would let a follower match a master stuck before the batch).
+          MasterStatus ms = m.master->status();
+          return ms.tailed_seq >= ms.db_seq && s.connected && s.applied_seq >= ms.tailed_seq &&
+                 s.keys == ms.keys && f.tree().root_hash() == ms.root;
+        },
+        std::chrono::duration_cast<std::chrono::milliseconds>(kLong));
+  };
+  m.Put(0, "value256", std::string(256 << 20, 'v'));
+  {
+    rocksdb::WriteBatch batch;
+    for (int i = 0; i < 512; ++i) {
+      batch.Put(m.handles[i % 3], "batch" + std::to_string(i), std::string(1 << 20, 'a' + i % 26));
+    }
+    ASSERT_TRUE(m.db->Write(rocksdb::WriteOptions(), &batch).ok());
+  }
+  m.master->NotifyWrite();
+  m.Put(1, "after", "a");
+  ASSERT_TRUE(matches(*follower_))
+      << "tailed " << m.master->status().tailed_seq << " of " << m.master->status().db_seq
+      << ", follower applied " << follower_->status().applied_seq;
+  FollowerStatus s = follower_->status();
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
+  EXPECT_EQ(s.reconnects, 0u) << s.last_error;
+  follower_.reset();
+  std::filesystem::remove_all(dir_ + "/follower");
+  OpenFollower(m, /*clone_files=*/false);
+  ASSERT_TRUE(matches(*follower_));
+  s = follower_->status();
+  EXPECT_EQ(s.last_start, StartMode::kBootstrap)
+      << s.last_error << "; master rebuilds " << m.master->status().rebuilds;
+  EXPECT_EQ(s.connects, 1u) << s.last_error;
 }
 
 }  // namespace

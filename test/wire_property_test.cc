@@ -204,7 +204,19 @@ rc::Gen<Message> GenMessage() {
       AsMessage(gen::build<WriteAck>(gen::set(&WriteAck::id, GenU64()),
                                      gen::set(&WriteAck::seq, GenU64()),
                                      gen::set(&WriteAck::error, GenBytes()))),
-      AsMessage(GenFileChunk()));
+      AsMessage(GenFileChunk()),
+      AsMessage(gen::build<BatchPart>(
+          gen::set(&BatchPart::seq, GenU64()), gen::set(&BatchPart::count, GenU64()),
+          gen::set(&BatchPart::bytes, GenU64()), gen::set(&BatchPart::ops, GenOps()),
+          gen::set(&BatchPart::last))),
+      AsMessage(gen::build<PutStart>(
+          gen::set(&PutStart::context, GenEnum<PutContext>(1, 3)),
+          gen::set(&PutStart::id, GenU64()), gen::set(&PutStart::family, GenFamily()),
+          gen::set(&PutStart::key, GenBytes()),
+          gen::set(&PutStart::value_size, gen::inRange<uint64_t>(1, wire::kMaxValueBytes + 1)))),
+      AsMessage(gen::build<ValuePart>(
+          gen::set(&ValuePart::data,
+                   gen::suchThat(GenBytes(), [](const std::string& d) { return !d.empty(); })))));
 }
 
 // ---- what a decoded message holds ----
@@ -276,6 +288,12 @@ struct Footprint {
             Add(x.error);
           } else if constexpr (std::is_same_v<T, FileChunk>) {
             Add(x.name);
+            Add(x.data);
+          } else if constexpr (std::is_same_v<T, BatchPart>) {
+            Add(x.ops);
+          } else if constexpr (std::is_same_v<T, PutStart>) {
+            Add(x.key);
+          } else if constexpr (std::is_same_v<T, ValuePart>) {
             Add(x.data);
           }
         },

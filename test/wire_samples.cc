@@ -121,6 +121,21 @@ std::vector<Message> SampleMessages() {
                           .data = "",
                           .data_hash = kMax,
                           .last = true});
+  out.push_back(BatchPart{
+      .seq = kMax - 3,
+      .count = 4,
+      .bytes = 1 << 30,
+      .ops = {{OpKind::kPut, 2, "k", AllByteValues(100)}, {OpKind::kDeleteRange, 0, "a", "z"}},
+      .last = false});
+  out.push_back(BatchPart{.seq = 5, .count = 1, .bytes = 0, .ops = {}, .last = true});
+  out.push_back(PutStart{.context = PutContext::kBatch,
+                         .id = 7,
+                         .family = 65535,
+                         .key = AllByteValues(5),
+                         .value_size = kMaxValueBytes});
+  out.push_back(PutStart{
+      .context = PutContext::kBootstrap, .id = kMax, .family = 0, .key = "", .value_size = 1});
+  out.push_back(ValuePart{.data = AllByteValues(300)});
   return out;
 }
 

@@ -300,7 +300,7 @@ TEST(WireDecodeTest, TrailingBytesRejected) {
 
 TEST(WireDecodeTest, UnknownTypeRejected) {
   ExpectCorrupt("\0"s, "frame: unknown message type 0");
-  ExpectCorrupt("\x14"s, "frame: unknown message type 20");
+  ExpectCorrupt("\x17"s, "frame: unknown message type 23");
   ExpectCorrupt("\xff"s, "frame: unknown message type 255");
 }
 
@@ -436,7 +436,51 @@ TEST(WireDecodeTest, FileChunkDataMustLieWithinTheFile) {
                 "offset 18446744073709551615 plus 2 bytes of data passes file_size");
 }
 
+TEST(WireTest, PiecesKnownBytes) {
+  // BatchPart: seq, count, bytes, op count, ops, last.
+  EXPECT_EQ(TypeAndBody(BatchPart{.seq = 5,
+                                  .count = 2,
+                                  .bytes = 300,
+                                  .ops = {{OpKind::kDelete, 0, "k", ""}},
+                                  .last = true}),
+            "\x14"s + "\x05\x02\xac\x02"s + "\x01"s + "\x02\0\x01k\0"s + "\x01"s);
+  // PutStart: context, id, family, key, value_size.
+  EXPECT_EQ(
+      TypeAndBody(PutStart{
+          .context = PutContext::kRepair, .id = 3, .family = 300, .key = "k", .value_size = 128}),
+      "\x15"s + "\x02\x03\xac\x02\x01k\x80\x01"s);
+  EXPECT_EQ(TypeAndBody(ValuePart{.data = "xyz"}), "\x16"s + "\x03xyz"s);
+}
+
+TEST(WireTest, AppendBatchPartEncodesASliceOfOps) {
+  std::vector<Op> ops = {{OpKind::kPut, 0, "a", "1"}, {OpKind::kPut, 1, "b", "2"}};
+  std::string direct;
+  AppendBatchPart(9, 3, 4, std::span<const Op>(ops).subspan(1), false, &direct);
+  EXPECT_EQ(direct, FrameOf(BatchPart{.seq = 9, .count = 3, .bytes = 4, .ops = {ops[1]}}));
+  std::string value;
+  AppendValuePart("abc", &value);
+  EXPECT_EQ(value, FrameOf(ValuePart{.data = "abc"}));
+}
+
+TEST(WireDecodeTest, PutStartValueSizeMustBeOneTo4GiBMinusOne) {
+  std::string head = Type(MessageType::kPutStart) + "\x01\x01\x00\x01k"s;
+  ExpectCorrupt(head + Varint(0), "PutStart: value_size 0 outside 1..4294967295");
+  ExpectCorrupt(head + Varint(uint64_t{1} << 32), "value_size 4294967296 outside");
+  EXPECT_TRUE(Decode(head + Varint((uint64_t{1} << 32) - 1)).ok());
+  ExpectCorrupt(Type(MessageType::kPutStart) + "\x04\x01\x00\x01k\x01"s,
+                "PutStart: context 4 is not a defined value");
+}
+
+TEST(WireDecodeTest, EmptyValuePartRejected) {
+  ExpectCorrupt(Type(MessageType::kValuePart) + "\0"s, "ValuePart: data is empty");
+  ExpectCorrupt(Type(MessageType::kValuePart) + "\x05"s + "abc"s,
+                "ValuePart: data length 5 exceeds remaining 3 bytes");
+}
+
 TEST(WireDecodeTest, MessageNames) {
+  EXPECT_STREQ(MessageName(BatchPart{}), "BatchPart");
+  EXPECT_STREQ(MessageName(PutStart{}), "PutStart");
+  EXPECT_STREQ(MessageName(ValuePart{}), "ValuePart");
   EXPECT_STREQ(MessageName(FileChunk{}), "FileChunk");
   EXPECT_STREQ(RoleName(Role::kCloner), "cloner");
   EXPECT_STREQ(MessageName(Hello{}), "Hello");
