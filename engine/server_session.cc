@@ -41,7 +41,9 @@ std::string FollowerProofMessage(std::string_view client_nonce, std::string_view
 }
 
 ServerSession::ServerSession(ServerOptions options, MasterHooks hooks)
-    : options_(std::move(options)), hooks_(std::move(hooks)), reader_(options_.max_frame) {}
+    : options_(std::move(options)),
+      hooks_(std::move(hooks)),
+      reader_(std::min(options_.max_frame, wire::kMaxHandshakeFrame)) {}
 
 void ServerSession::OnBytes(std::string_view bytes) {
   if (closed()) return;
@@ -50,6 +52,9 @@ void ServerSession::OnBytes(std::string_view bytes) {
     Handle(message);
     return !closed();
   });
+  if (!s.ok() && (state_ == State::kAwaitHello || state_ == State::kAwaitAuth)) {
+    s = Status::Corruption(s.message() + " (the limit before authentication)");
+  }
   if (!s.ok()) Fail(RejectCode::kProtocol, s);
 }
 
@@ -127,6 +132,9 @@ void ServerSession::HandleAuth(const Auth& auth) {
       return Fail(RejectCode::kAuth, Status::ProtocolError("authentication failed: wrong secret"));
     }
   }
+  // The peer has authenticated (or, with no secret, finished the handshake):
+  // from here on it may send frames of the normal size.
+  reader_.set_max_frame(options_.max_frame);
   uint64_t current = hooks_.current_seq();
   Welcome welcome;
   welcome.master_id = options_.master_id;
