@@ -113,14 +113,62 @@ TEST(MerkleTreeTest, DiffReportsEachKind) {
 
 Hash128 ConstantHasher(FamilyTag, std::string_view) { return Hash128{1, 2}; }
 
-TEST(MerkleTreeTest, FullKeyHashCollisionIsRefused) {
+// The tree a set of entries gives, whatever the order they were put in.
+MerkleTree TreeOf(const std::vector<std::pair<std::string, std::string>>& entries,
+                  FamilyTag family = 0) {
   MerkleTree tree(&ConstantHasher);
-  ASSERT_TRUE(tree.Put(0, "a", "1").ok());
-  Status s = tree.Put(0, "b", "1");
-  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  for (const auto& [key, value] : entries) EXPECT_TRUE(tree.Put(family, key, value).ok());
+  return tree;
+}
+
+TEST(MerkleTreeTest, CollidingKeysLeaveTheLeastInTheTrieWhateverTheOrder) {
+  MerkleTree ab = TreeOf({{"a", "1"}, {"b", "2"}});
+  MerkleTree ba = TreeOf({{"b", "2"}, {"a", "1"}});
+  for (const MerkleTree* tree : {&ab, &ba}) {
+    EXPECT_EQ(tree->size(), 1u);
+    EXPECT_EQ(tree->left_out(), 1u);
+    EXPECT_EQ(tree->Find(0, "a"), LeafHash(Hash128{1, 2}, "1"));
+    EXPECT_FALSE(tree->Find(0, "b"));
+    EXPECT_EQ(tree->root_hash(), LeafHash(Hash128{1, 2}, "1"));
+  }
+  EXPECT_TRUE(Diff(ab, ba).empty());
+  // Families order before keys.
+  MerkleTree families(&ConstantHasher);
+  ASSERT_TRUE(families.Put(1, "a", "x").ok());
+  ASSERT_TRUE(families.Put(0, "z", "y").ok());
+  EXPECT_TRUE(families.Find(0, "z"));
+  EXPECT_FALSE(families.Find(1, "a"));
+}
+
+TEST(MerkleTreeTest, ErasingTheKeyInTheTrieBringsInTheNextLeast) {
+  MerkleTree tree = TreeOf({{"c", "3"}, {"a", "1"}, {"b", "2"}, {"b", "2'"}});
+  TreeView before = tree.Snapshot();
+  EXPECT_EQ(tree.left_out(), 2u);
+  EXPECT_TRUE(tree.Erase(0, "a"));
   EXPECT_EQ(tree.size(), 1u);
-  EXPECT_FALSE(tree.Find(0, "b"));
-  EXPECT_TRUE(tree.Put(0, "a", "2").ok());  // the same key still overwrites
+  EXPECT_EQ(tree.left_out(), 1u);
+  EXPECT_EQ(tree.Find(0, "b"), LeafHash(Hash128{1, 2}, "2'"));  // its latest value
+  EXPECT_EQ(tree.root_hash(), TreeOf({{"b", "2'"}, {"c", "3"}}).root_hash());
+  EXPECT_EQ(before.Find(0, "a"), LeafHash(Hash128{1, 2}, "1"));  // a view keeps what it saw
+  EXPECT_TRUE(tree.Erase(0, "c"));                               // a key aside
+  EXPECT_EQ(tree.left_out(), 0u);
+  EXPECT_EQ(tree.Find(0, "b"), LeafHash(Hash128{1, 2}, "2'"));
+  EXPECT_FALSE(tree.Erase(0, "c"));
+  EXPECT_TRUE(tree.Erase(0, "b"));
+  EXPECT_EQ(tree.size(), 0u);
+  EXPECT_TRUE(tree.root_hash().is_zero());
+}
+
+TEST(MerkleTreeTest, EraseRangeRemovesKeysAsideToo) {
+  MerkleTree tree = TreeOf({{"a", "1"}, {"b", "2"}, {"c", "3"}});
+  tree.EraseRange(0, "a", "c");
+  EXPECT_EQ(tree.size(), 1u);
+  EXPECT_EQ(tree.left_out(), 0u);
+  EXPECT_EQ(tree.root_hash(), TreeOf({{"c", "3"}}).root_hash());
+  tree.EraseRange(1, "a", "z");  // another family: nothing
+  EXPECT_EQ(tree.size(), 1u);
+  tree.Clear();
+  EXPECT_EQ(tree.left_out(), 0u);
 }
 
 }  // namespace
