@@ -20,6 +20,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.sync_writes = options.sync_writes;
   store_options.logger = options.client.logger;
   store_options.fail_before_write = std::move(options.fail_before_write);
+  store_options.key_hasher = options.key_hasher;
 
   std::unique_ptr<Follower> follower(new Follower());
   if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);

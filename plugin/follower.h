@@ -57,6 +57,9 @@ struct FollowerOptions {
   // empty and the master bootstraps or diffs it. Open blocks for the copy
   // (or for client.connect_timeout when the master is unreachable). Default: true.
   bool clone_files = true;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
 };
 
 struct FollowerStatus {

@@ -62,6 +62,9 @@ struct MasterOptions {
   // the database files instead of receiving the keys (plugin/db_files.h says
   // when a copy is refused). Default: true.
   bool serve_files = true;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
 };
 
 struct MasterStatus {
@@ -70,6 +73,7 @@ struct MasterStatus {
   size_t keys = 0;
   Hash128 root;
   uint64_t rebuilds = 0;
+  size_t left_out_keys = 0;  // see WalTailerStats::left_out_keys
   net::MasterServerStats server;
 };
 

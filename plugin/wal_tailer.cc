@@ -150,7 +150,7 @@ Status WalTailer::Rebuild() {
   FlushToSinks();  // what was tailed before the jump goes out before it, even if this fails
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   uint64_t seq = snapshot->GetSequenceNumber();
-  MerkleTree tree;
+  MerkleTree tree(options_.key_hasher);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   ro.fill_cache = false;
@@ -186,6 +186,10 @@ Status WalTailer::Rebuild() {
   if (!result.ok()) return result;
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());
+  if (tree.left_out() > 0) {
+    log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
+               tree.left_out());
+  }
   std::lock_guard lock(mu_);
   tree_ = std::move(tree);
   tailed_seq_ = seq;
@@ -391,22 +395,18 @@ Status WalTailer::Commit(uint64_t seq, rocksdb::WriteBatch* wal_batch, uint64_t*
   for (const Op& op : batch->ops) {
     switch (op.kind) {
       case OpKind::kPut: {
+        size_t left_out = tree_.left_out();
         Status s = tree_.Put(op.family, op.key, op.value);
         if (!s.ok()) return s;
+        if (tree_.left_out() > left_out) ReportCollision(op);
         break;
       }
       case OpKind::kDelete:
         tree_.Erase(op.family, op.key);
         break;
-      case OpKind::kDeleteRange: {
-        // The tree is in hash order: find the covered keys by a full walk.
-        std::vector<std::string> covered;
-        tree_.ForEach([&](FamilyTag family, std::string_view key, const Hash128&) {
-          if (family == op.family && key >= op.key && key < op.value) covered.emplace_back(key);
-        });
-        for (const std::string& key : covered) tree_.Erase(op.family, key);
+      case OpKind::kDeleteRange:
+        tree_.EraseRange(op.family, op.key, op.value);  // a walk of the whole tree
         break;
-      }
     }
   }
   tailed_seq_ = batch->seq + batch->count - 1;
@@ -442,10 +442,21 @@ void WalTailer::FlushToSinksLocked() {
   });
 }
 
+// Once per key that newly collides (not on each later write of it): the
+// stream carries it as any key, the tree keeps the lesser of the two.
+void WalTailer::ReportCollision(const Op& op) {
+  log_->warn(
+      "the key hash of a key in family {} ({} bytes, key hash {}) collides with another key's: "
+      "the greater of the two is left out of the merkle tree on every replica; both still "
+      "replicate ({} keys left out)",
+      op.family, op.key.size(), options_.key_hasher(op.family, op.key).ToHex(), tree_.left_out());
+}
+
 WalTailerStats WalTailer::stats() {
   std::lock_guard lock(mu_);
   WalTailerStats s = stats_;
   s.keys = tree_.size();
+  s.left_out_keys = tree_.left_out();
   s.root = tree_.root_hash();
   return s;
 }

@@ -57,6 +57,9 @@ struct WalTailerOptions {
   bool allow_writers = false;
   // Empty followers may copy the database files (MasterHooks::open_files).
   bool serve_files = true;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
   std::shared_ptr<spdlog::logger> logger;
 };
 
@@ -66,6 +69,9 @@ struct WalTailerStats {
   Hash128 root;
   uint64_t batches = 0;
   uint64_t rebuilds = 0;  // trees rebuilt after a gap
+  // Keys whose 128-bit key hash collides with a lesser key's: they stream and
+  // replicate, but the tree (here and on every follower) holds the lesser only.
+  size_t left_out_keys = 0;
 };
 
 class WalTailer : public net::MasterHub {
@@ -102,6 +108,7 @@ class WalTailer : public net::MasterHub {
   // Converts one WAL batch; applies it to the tree and queues it for the
   // followers. *consumed: the sequence numbers the batch used.
   Status Commit(uint64_t seq, rocksdb::WriteBatch* batch, uint64_t* consumed);
+  void ReportCollision(const Op& op);  // REQUIRES(mu_)
   // Hands the queued batches to every sink, as one group, then the snapshots
   // that waited for the tree to reach them.
   void FlushToSinks();
