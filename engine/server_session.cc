@@ -52,7 +52,11 @@ void ServerSession::OnBytes(std::string_view bytes) {
     Handle(message);
     return !closed();
   });
-  if (!s.ok() && (state_ == State::kAwaitHello || state_ == State::kAwaitAuth)) {
+  // A frame over the handshake's limit: say which limit it was, as it is not
+  // the max_frame an operator configured.
+  if (!s.ok() && reader_.max_frame() < options_.max_frame &&
+      s.message().starts_with("frame: length") &&
+      s.message().find("exceeds limit") != std::string::npos) {
     s = Status::Corruption(s.message() + " (the limit before authentication)");
   }
   if (!s.ok()) Fail(RejectCode::kProtocol, s);

@@ -847,6 +847,7 @@ TEST_F(ServerSessionTest, HelloFieldsOverTheirLimitsAreRejected) {
     Reject reject = LastReject(Out());
     EXPECT_EQ(reject.code, RejectCode::kProtocol);
     EXPECT_NE(reject.reason.find(c.field + " length"), std::string::npos) << reject.reason;
+    EXPECT_EQ(reject.reason.find("before authentication"), std::string::npos) << reject.reason;
   }
 }
 
