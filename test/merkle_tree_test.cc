@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sdiff {
@@ -169,6 +172,67 @@ TEST(MerkleTreeTest, EraseRangeRemovesKeysAsideToo) {
   EXPECT_EQ(tree.size(), 1u);
   tree.Clear();
   EXPECT_EQ(tree.left_out(), 0u);
+}
+
+// Keys k0..k23 fall in four buckets of one key hash each (by their number mod 4).
+Hash128 BucketHasher(FamilyTag family, std::string_view key) {
+  return Hash128{family, static_cast<uint64_t>(std::stoi(std::string(key.substr(1))) % 4)};
+}
+
+// Random puts, erases and range deletes over colliding keys: the tree kept up
+// to date equals one built from the final data in any order, and holds the
+// least key of each bucket with its latest value.
+TEST(MerkleTreeTest, CollidingKeysGiveTheTreeOfTheDataWhateverTheHistory) {
+  std::mt19937_64 rng(20261203);
+  for (int round = 0; round < 200; ++round) {
+    MerkleTree tree(&BucketHasher);
+    std::map<std::pair<FamilyTag, std::string>, std::string> data;
+    for (int op = 0; op < 60; ++op) {
+      FamilyTag family = static_cast<FamilyTag>(rng() % 2);
+      std::string key = "k" + std::to_string(rng() % 24);
+      switch (rng() % 5) {
+        case 0:
+        case 1:
+        case 2: {
+          std::string value = std::to_string(rng() % 1000);
+          ASSERT_TRUE(tree.Put(family, key, value).ok());
+          data[{family, key}] = value;
+          break;
+        }
+        case 3:
+          EXPECT_EQ(tree.Erase(family, key), data.erase({family, key}) > 0) << key;
+          break;
+        case 4: {
+          std::string end = "k" + std::to_string(rng() % 24);
+          tree.EraseRange(family, key, end);
+          auto first = data.lower_bound({family, key});
+          auto last = data.lower_bound({family, end});
+          if (key < end) data.erase(first, last);
+          break;
+        }
+      }
+    }
+    std::vector<std::pair<std::pair<FamilyTag, std::string>, std::string>> entries(data.begin(),
+                                                                                   data.end());
+    std::shuffle(entries.begin(), entries.end(), rng);
+    MerkleTree rebuilt(&BucketHasher);
+    for (const auto& [fk, value] : entries)
+      ASSERT_TRUE(rebuilt.Put(fk.first, fk.second, value).ok());
+    // Expected: per key hash, the least key (data is ordered) with its value.
+    std::map<std::pair<uint64_t, uint64_t>, Hash128> least;
+    for (const auto& [fk, value] : data) {
+      Hash128 h = BucketHasher(fk.first, fk.second);
+      least.emplace(std::make_pair(h.hi, h.lo), LeafHash(h, value));
+    }
+    Hash128 root;
+    for (const auto& [h, leaf] : least) root ^= leaf;
+    ASSERT_EQ(tree.root_hash(), root) << "round " << round;
+    ASSERT_EQ(rebuilt.root_hash(), root) << "round " << round;
+    ASSERT_EQ(tree.size(), least.size());
+    ASSERT_EQ(tree.left_out(), data.size() - least.size());
+    ASSERT_EQ(rebuilt.left_out(), data.size() - least.size());
+    ASSERT_TRUE(Diff(tree, rebuilt).empty());
+  }
 }
 
 }  // namespace
