@@ -80,7 +80,9 @@ void ClientSession::Start() {
   hello.key_count = hooks_.snapshot().size();
   hello.bootstrapping = persisted_.bootstrapping;
   hello.bootstrap_family = persisted_.bootstrap_family;
-  hello.bootstrap_key = persisted_.bootstrap_key;
+  // A longer key goes as its prefix: the master resumes there and re-sends a
+  // few keys we have, rather than the Hello outgrowing the handshake's limit.
+  hello.bootstrap_key = persisted_.bootstrap_key.substr(0, wire::kMaxBootstrapKeyBytes);
   Send(hello);
   state_ = State::kAwaitChallenge;
 }

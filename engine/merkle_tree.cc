@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 
 namespace sdiff {
 namespace {
@@ -481,8 +482,17 @@ Status MerkleTree::Insert(FamilyTag family, std::string_view key, const Hash128&
       }
       Hash128 other = hasher_(leaf->family, leaf->key());
       int at = FirstDifferingDigit(key_hash, other, depth);
-      if (at == kHashDigits) {
-        return Status::InvalidArgument("key hash collides with another key's; key not stored");
+      if (at == kHashDigits) {  // a collision: the least key stays in the trie
+        if (std::make_pair(family, key) > std::make_pair(leaf->family, leaf->key())) {
+          aside_.insert_or_assign(std::make_pair(family, std::string(key)), leaf_hash);
+          return Status::OK();
+        }
+        aside_.emplace(std::make_pair(leaf->family, std::string(leaf->key())), leaf->hash);
+        Hash128 delta = leaf->hash ^ leaf_hash;
+        *slot = LeafSlot(NewLeaf(family, key, leaf_hash), DigitOf(s));
+        Unref(s);
+        for (int i = 0; i < path_len; ++i) path[i]->hash ^= delta;
+        return Status::OK();
       }
       Slot fresh = LeafSlot(NewLeaf(family, key, leaf_hash), 0);
       *slot = MakePair(at, s, other.digit(at), fresh, key_hash.digit(at), DigitOf(s));
@@ -524,12 +534,45 @@ Status MerkleTree::Insert(FamilyTag family, std::string_view key, const Hash128&
 }
 
 bool MerkleTree::Erase(FamilyTag family, std::string_view key) {
-  if (!Find(family, key)) return false;  // so that an absent key copies nothing
+  if (!Find(family, key)) {  // so that an absent key copies nothing
+    if (aside_.empty()) return false;
+    auto it = aside_.find(std::make_pair(family, std::string(key)));
+    if (it == aside_.end()) return false;
+    aside_.erase(it);
+    return true;
+  }
   Hash128 key_hash = hasher_(family, key);
   Hash128 removed;
   EraseAt(&root_, key_hash, &removed);
   --size_;
+  if (!aside_.empty()) PromoteAside(key_hash);
   return true;
+}
+
+// Linear in the keys aside, which only colliding keys are: none in practice.
+void MerkleTree::PromoteAside(const Hash128& key_hash) {
+  for (auto it = aside_.begin(); it != aside_.end(); ++it) {
+    if (hasher_(it->first.first, it->first.second) == key_hash) {
+      auto [family, key] = it->first;
+      Hash128 leaf_hash = it->second;
+      aside_.erase(it);
+      Insert(family, key, key_hash, leaf_hash);
+      return;
+    }
+  }
+}
+
+void MerkleTree::EraseRange(FamilyTag family, std::string_view begin, std::string_view end) {
+  // Aside first, so that erasing a trie key promotes none that is in range.
+  if (!aside_.empty() && begin < end) {
+    aside_.erase(aside_.lower_bound(std::make_pair(family, std::string(begin))),
+                 aside_.lower_bound(std::make_pair(family, std::string(end))));
+  }
+  std::vector<std::string> covered;
+  ForEach([&](FamilyTag f, std::string_view key, const Hash128&) {
+    if (f == family && key >= begin && key < end) covered.emplace_back(key);
+  });
+  for (const std::string& key : covered) Erase(family, key);
 }
 
 // Removes the leaf for key_hash, known to be present, below *slot. Leaves *slot
@@ -563,6 +606,7 @@ void MerkleTree::Clear() {
   Unref(root_);
   root_ = 0;
   size_ = 0;
+  aside_.clear();
 }
 
 }  // namespace sdiff

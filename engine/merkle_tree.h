@@ -18,9 +18,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/hash.h"
@@ -106,18 +108,35 @@ class TreeView {
 // are skipped, so the cost follows the number of differences, not the size.
 std::vector<DiffEntry> Diff(const TreeView& a, const TreeView& b);
 
+// Key-hash collisions: two distinct keys with the same 128-bit key hash cannot
+// both sit in the trie. Of such keys the trie holds the least by (family, key);
+// the others are kept aside (key and leaf hash, outside every view) and take
+// its place, least first, when it is erased. So the tree's content depends only
+// on the set of entries written, never on their order: a tree kept up to date
+// write by write equals one built from a scan of the same data, and master and
+// follower, holding the same data, hold the same tree. A key kept aside is not
+// in the tree (Find, ForEach, diffs and root hashes do not see it); its value
+// still lives in the database and the stream still carries it.
 class MerkleTree : public TreeView {
  public:
   using TreeView::TreeView;
 
-  // Inserts or overwrites. Fails only if two distinct keys share all 128 bits
-  // of their key hash, which the trie cannot separate; the tree is unchanged.
+  // Inserts or overwrites. A key whose key hash collides with another's is
+  // kept aside as above (left_out() counts them). Always OK: the Status is
+  // kept for the callers that stop on a failed insert.
   Status Put(FamilyTag family, std::string_view key, std::string_view value);
   // Same, with the leaf hash already computed (LeafHash(key hash, value)).
   Status PutLeafHash(FamilyTag family, std::string_view key, const Hash128& leaf_hash);
-  // Removes the key; returns false (and changes nothing) if it was absent.
+  // Removes the key (from the trie or from aside); returns false (and changes
+  // nothing) if it was absent.
   bool Erase(FamilyTag family, std::string_view key);
+  // Removes every key of `family` in [begin, end), aside ones included.
+  // O(n): the trie is in hash order, so it walks the whole tree.
+  void EraseRange(FamilyTag family, std::string_view begin, std::string_view end);
   void Clear();
+
+  // Keys kept aside because their key hash collides with a key in the trie.
+  size_t left_out() const { return aside_.size(); }
 
   // An O(1) immutable view of the current contents.
   TreeView Snapshot() const { return TreeView(*this); }
@@ -126,6 +145,12 @@ class MerkleTree : public TreeView {
   Status Insert(FamilyTag family, std::string_view key, const Hash128& key_hash,
                 const Hash128& leaf_hash);
   void EraseAt(uint64_t* slot, const Hash128& key_hash, Hash128* removed);
+  // After the trie's key for key_hash was erased: the least key aside with
+  // that hash, if any, takes its place.
+  void PromoteAside(const Hash128& key_hash);
+
+  // Colliding keys not in the trie, by (family, key): their leaf hashes.
+  std::map<std::pair<FamilyTag, std::string>, Hash128> aside_;
 };
 
 }  // namespace sdiff

@@ -51,7 +51,9 @@ std::string FollowerProofMessage(std::string_view client_nonce, std::string_view
 }
 
 ServerSession::ServerSession(ServerOptions options, MasterHooks hooks)
-    : options_(std::move(options)), hooks_(std::move(hooks)), reader_(options_.max_frame) {}
+    : options_(std::move(options)),
+      hooks_(std::move(hooks)),
+      reader_(std::min(options_.max_frame, wire::kMaxHandshakeFrame)) {}
 
 void ServerSession::OnBytes(std::string_view bytes) {
   if (closed()) return;
@@ -60,6 +62,13 @@ void ServerSession::OnBytes(std::string_view bytes) {
     Handle(message);
     return !closed();
   });
+  // A frame over the handshake's limit: say which limit it was, as it is not
+  // the max_frame an operator configured.
+  if (!s.ok() && reader_.max_frame() < options_.max_frame &&
+      s.message().starts_with("frame: length") &&
+      s.message().find("exceeds limit") != std::string::npos) {
+    s = Status::Corruption(s.message() + " (the limit before authentication)");
+  }
   if (!s.ok()) Fail(RejectCode::kProtocol, s);
 }
 
@@ -137,6 +146,9 @@ void ServerSession::HandleAuth(const Auth& auth) {
       return Fail(RejectCode::kAuth, Status::ProtocolError("authentication failed: wrong secret"));
     }
   }
+  // The peer has authenticated (or, with no secret, finished the handshake):
+  // from here on it may send frames of the normal size.
+  reader_.set_max_frame(options_.max_frame);
   uint64_t current = hooks_.current_seq();
   Welcome welcome;
   welcome.master_id = options_.master_id;

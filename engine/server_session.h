@@ -38,6 +38,8 @@ namespace sdiff {
 struct ServerOptions {
   std::string master_id;             // identity of the master database
   std::vector<FamilyInfo> families;  // what the master replicates
+  // The largest frame accepted once the peer has authenticated; before,
+  // wire::kMaxHandshakeFrame (or this, if smaller).
   size_t max_frame = wire::kDefaultMaxFrame;
   uint8_t hash_bytes = 2;               // truncated hash width in diff summaries, 1..8
   uint64_t bootstrap_min_keys = 10000;  // empty followers of a master this big bootstrap
@@ -154,6 +156,11 @@ class ServerSession {
   uint64_t follower_applied_seq() const { return follower_applied_seq_; }
   uint64_t sent_seq() const { return sent_seq_; }  // last batch sequence sent
   uint64_t syncs_completed() const { return syncs_completed_; }
+  // The frame limit now in force: wire::kMaxHandshakeFrame until the peer
+  // has authenticated, ServerOptions::max_frame after.
+  size_t max_frame() const { return reader_.max_frame(); }
+  // Memory held for the peer's unparsed bytes (a partial frame).
+  size_t input_buffer_bytes() const { return reader_.buffer_capacity(); }
   // No diff running or wanted, no bootstrap or clone, nothing to send.
   bool idle() const {
     return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && !files_ &&

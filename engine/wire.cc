@@ -31,6 +31,14 @@ constexpr size_t kMinFamilyBytes = 2;   // tag, name length
 constexpr size_t kMinPathBytes = 1;     // length
 constexpr size_t kMinSummaryBytes = 1;  // kind (kEmpty)
 
+// The largest Hello (type byte and body) must fit the handshake's frame limit:
+// versions and role, the nonce, master_id, two varints, the bool, the family
+// (3 bytes at most), the bootstrap key; each string after its 1- or 2-byte length.
+constexpr size_t kMaxHelloFrame = 1 + 3 + (1 + kMaxNonceBytes) + (2 + kMaxMasterIdBytes) +
+                                  2 * kMaxVarintBytes + 1 + 3 + (2 + kMaxBootstrapKeyBytes);
+static_assert(kMaxHelloFrame <= kMaxHandshakeFrame);
+static_assert(kMaxBootstrapKeyBytes < (1 << 14));  // its length takes 2 varint bytes at most
+
 // The frame's type byte is the Message alternative's index plus one.
 template <MessageType t>
 using AlternativeOf = std::variant_alternative_t<static_cast<size_t>(t) - 1, Message>;
@@ -140,6 +148,8 @@ void Encode(Writer& w, const NodeSummary& s, uint8_t hash_bytes) {
 }
 
 void Encode(Writer& w, const Hello& m) {
+  assert(m.client_nonce.size() <= kMaxNonceBytes && m.master_id.size() <= kMaxMasterIdBytes &&
+         m.bootstrap_key.size() <= kMaxBootstrapKeyBytes);
   w.U8(m.min_version);
   w.U8(m.max_version);
   w.Enum(m.role);
@@ -564,7 +574,7 @@ bool Decode(Reader& r, Hello* m) {
          r.Varint("applied_seq", &m->applied_seq) && r.Varint("key_count", &m->key_count) &&
          r.Bool("bootstrapping", &m->bootstrapping) &&
          r.Family("bootstrap_family", &m->bootstrap_family) &&
-         r.Bytes("bootstrap_key", &m->bootstrap_key);
+         r.Bytes("bootstrap_key", &m->bootstrap_key, kMaxBootstrapKeyBytes);
 }
 
 bool Decode(Reader& r, Challenge* m) {

@@ -30,6 +30,16 @@ constexpr size_t kDefaultMaxFrame = 64 << 20;  // 64 MiB
 // The largest value a PutStart may announce: RocksDB's own limit (its write
 // batches store a value's length in 32 bits).
 constexpr uint64_t kMaxValueBytes = (uint64_t{1} << 32) - 1;
+// Until a peer has authenticated (proved the shared secret or, with none,
+// finished the handshake), a master accepts frames of at most this size and
+// reads the socket in pieces no larger: the largest Hello and Auth fit (see
+// the static_assert in wire.cc), so a connection that never authenticates
+// holds a few KiB, not a 64 MiB frame.
+constexpr size_t kMaxHandshakeFrame = 4 << 10;  // 4 KiB
+// Hello.bootstrap_key is at most this long. A follower whose last bootstrapped
+// key is longer sends a prefix of it: the master resumes at that prefix and
+// re-sends the few keys between it and the key, which the follower already has.
+constexpr size_t kMaxBootstrapKeyBytes = 2 << 10;  // 2 KiB
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -103,6 +113,13 @@ class FrameReader {
   Status Drain(std::string_view bytes, const std::function<bool(Message&)>& handle);
 
   size_t buffered() const { return buffer_.size() - consumed_; }
+  // Memory the buffered bytes hold: with max_frame F and appends of at most A
+  // bytes, at most F + 4 + A.
+  size_t buffer_capacity() const { return buffer_.capacity(); }
+  size_t max_frame() const { return max_frame_; }
+  // The limit for frames not yet started (a server raises it once its peer
+  // has authenticated).
+  void set_max_frame(size_t max_frame) { max_frame_ = max_frame; }
 
  private:
   void Compact();  // drops consumed bytes once they outnumber the pending ones

@@ -6,7 +6,6 @@
 namespace sdiff::net {
 namespace {
 
-constexpr size_t kReadChunk = 64 << 10;
 // Queued frames are joined into one write up to this many bytes.
 constexpr size_t kJoinLimit = 256 << 10;
 
@@ -96,7 +95,7 @@ void Connection::Open() {
 void Connection::Read() {
   if ((closing_ && !draining_) || reading_ || finished_) return;
   reading_ = true;
-  read_buffer_.resize(kReadChunk);
+  read_buffer_.resize(options_.read_bytes);
   WithStream([&](auto& s) {
     s.async_read_some(
         asio::buffer(read_buffer_),

@@ -36,6 +36,10 @@ struct ConnectionOptions {
   size_t high_water_bytes = 64 << 20;  // Default: 64 MiB
   // Below this the handler is asked for more bulk output (OnWritable).
   size_t low_water_bytes = 1 << 20;  // Default: 1 MiB
+  // Bytes asked of the socket per read: the read buffer's size. A master
+  // starts at wire::kMaxHandshakeFrame and raises it (set_read_bytes) once
+  // the peer has authenticated.
+  size_t read_bytes = 64 << 10;  // Default: 64 KiB
   std::chrono::milliseconds tick_interval{100};
   // How long a closing connection may spend sending what it still holds.
   std::chrono::milliseconds flush_timeout{1000};
@@ -78,6 +82,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Send(std::string bytes);                          // strand; queued until OnOpen
   size_t queued_bytes() const { return queued_bytes_; }  // strand
   bool closing() const { return closing_; }              // strand
+  // Strand. The size of reads from the next one on.
+  void set_read_bytes(size_t bytes) { options_.read_bytes = bytes; }
+  size_t read_buffer_bytes() const { return read_buffer_.capacity(); }  // strand
 
   // Ends the connection: with `flush`, after sending what is queued and then
   // reading (and dropping) what the peer still sends until it closes too,

@@ -63,6 +63,7 @@ class MasterServer::Driver : public ConnectionHandler,
     s.applied_seq = applied_seq_.load(std::memory_order_relaxed);
     s.lag_seqs = s.applied_seq > 0 && master_seq > s.applied_seq ? master_seq - s.applied_seq : 0;
     s.lag_ms = lag_ms_.load(std::memory_order_relaxed);
+    s.input_buffer_bytes = input_buffer_bytes_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -70,6 +71,7 @@ class MasterServer::Driver : public ConnectionHandler,
     opened_ms_ = SteadyNowMs();
     session_.OnTick(opened_ms_);
     Pump(c);
+    NoteInputBuffers(c);
   }
 
   void OnBytes(Connection& c, std::string_view bytes) override {
@@ -77,6 +79,7 @@ class MasterServer::Driver : public ConnectionHandler,
     session_.OnBytes(bytes);
     NoteApplied();
     Pump(c);
+    NoteInputBuffers(c);
   }
 
   void OnTick(Connection& c, int64_t now_ms) override {
@@ -221,6 +224,8 @@ class MasterServer::Driver : public ConnectionHandler,
         server_->log_->info("{} {} connected", RoleName(session_.peer_role()), c.peer());
       }
       streaming_.store(true, std::memory_order_relaxed);
+      // Authenticated: reads may now be as large as the server's own limit.
+      c.set_read_bytes(server_->options_.connection.read_bytes);
     }
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
   }
@@ -240,6 +245,12 @@ class MasterServer::Driver : public ConnectionHandler,
     } else {
       handed_.push_back({last, now});
     }
+  }
+
+  // Strand: what the peer's unread input holds, for stats().
+  void NoteInputBuffers(const Connection& c) {
+    input_buffer_bytes_.store(c.read_buffer_bytes() + session_.input_buffer_bytes(),
+                              std::memory_order_relaxed);
   }
 
   // Strand, after bytes from the follower (its Pongs carry its position).
@@ -328,6 +339,7 @@ class MasterServer::Driver : public ConnectionHandler,
   std::atomic<bool> streaming_{false};
   std::atomic<uint64_t> applied_seq_{0};
   std::atomic<int64_t> lag_ms_{0};
+  std::atomic<size_t> input_buffer_bytes_{0};
 };
 
 MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
@@ -337,6 +349,10 @@ MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
       work_(asio::make_work_guard(io_)),
       acceptor_(asio::make_strand(io_)) {
   options_.connection.handshake_timeout = options_.handshake_timeout;
+  // Until a peer authenticates, reads are no larger than the frames it may send.
+  handshake_connection_ = options_.connection;
+  handshake_connection_.read_bytes =
+      std::min(options_.connection.read_bytes, wire::kMaxHandshakeFrame);
 }
 
 Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
@@ -420,7 +436,7 @@ void MasterServer::Accept() {
             session.bulk_frame_bytes = options_.bulk_frame_bytes;
             auto driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
             connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true, driver,
-                                                      options_.connection);
+                                                      handshake_connection_);
             driver->Attach(connection);
             drivers_.insert(driver);
             counters_.accepted.fetch_add(1, std::memory_order_relaxed);
@@ -433,7 +449,7 @@ void MasterServer::Accept() {
               "too many connections (max " + std::to_string(options_.max_connections) + ")";
           auto connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true,
                                                          std::make_shared<RefuseHandler>(reason),
-                                                         options_.connection);
+                                                         handshake_connection_);
           log_->warn("refusing connection from {}: {}", connection->peer(), reason);
           connection->Start();
         }

@@ -8,6 +8,8 @@
 // connection's high-water mark is disconnected (it repairs itself on return);
 // each batch counts for at most a quarter of the mark, so one large write
 // waits for the link, sent a piece at a time, rather than dropping anyone.
+// Until a peer has authenticated, its frames and reads are bounded by
+// wire::kMaxHandshakeFrame: an unauthenticated connection holds a few KiB.
 #pragma once
 
 #include <atomic>
@@ -94,6 +96,10 @@ struct SessionStats {
   // so the figure is that fresh, and during a diff (when the follower also
   // sends Nodes) it may read high by up to one ping interval.
   int64_t lag_ms = 0;
+  // Memory held for the peer's unread input: the connection's read buffer and
+  // the session's partial frame. Until the peer authenticates both are bounded
+  // by wire::kMaxHandshakeFrame, so at most a few KiB.
+  size_t input_buffer_bytes = 0;
 };
 
 struct MasterServerStats {
@@ -134,6 +140,7 @@ class MasterServer {
 
   MasterHub* hub_;
   MasterServerOptions options_;
+  ConnectionOptions handshake_connection_;  // options_.connection with small reads
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<asio::ssl::context> tls_;

@@ -63,6 +63,9 @@ struct FollowerOptions {
   // The self-audit of the replica's tree against its data (plugin/audit.h).
   // Default: every hour, at most 64 MiB/s.
   AuditOptions audit;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
 };
 
 struct FollowerStatus {

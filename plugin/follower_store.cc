@@ -232,7 +232,8 @@ Status AdoptClone(const std::string& path, const std::string& master_id,
 
 RocksFollowerStore::RocksFollowerStore(RocksFollowerStoreOptions options)
     : options_(std::move(options)),
-      log_(options_.logger ? options_.logger : spdlog::default_logger()) {}
+      log_(options_.logger ? options_.logger : spdlog::default_logger()),
+      tree_(options_.key_hasher) {}
 
 Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
                                 std::unique_ptr<RocksFollowerStore>* out) {
@@ -743,10 +744,17 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   }
   for (const TreeChange& c : changes) {
     if (c.put) {
+      size_t left_out = tree_.left_out();
       Status s = tree_.Put(c.family, c.key, c.value);
-      // Two keys with one 128-bit hash: the data is written, the tree cannot
-      // hold both; report it (the session closes) rather than hide it.
       if (!s.ok() && result.ok()) result = s;
+      if (tree_.left_out() > left_out) {
+        // Two keys with one 128-bit key hash: the data is written, the tree
+        // holds the lesser key only, as the master's does.
+        log_->warn(
+            "{}: a key in family {} ({} bytes) has another key's key hash; the greater "
+            "of the two is left out of the tree, as on the master",
+            options_.db_path, c.family, c.key.size());
+      }
     } else {
       tree_.Erase(c.family, c.key);
     }

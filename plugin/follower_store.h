@@ -59,6 +59,9 @@ struct RocksFollowerStoreOptions {
   // client's thread before it connects: the database is readable sooner
   // (a freshly cloned replica). Default: false (Open builds it).
   bool defer_tree = false;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
 };
 
 class RocksFollowerStore : public net::FollowerStore {

@@ -117,6 +117,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   t.progress = options.progress;
   t.allow_writers = options.allow_writers;
   t.serve_files = options.serve_files;
+  t.key_hasher = options.key_hasher;
   t.logger = log;
   Status s = WalTailer::Create(db, std::move(families), t, &master->tailer_);
   if (!s.ok()) return s;
@@ -166,6 +167,7 @@ MasterStatus Master::status() {
   st.rebuilds = t.rebuilds;
   st.rebuild_pending = t.rebuild_pending;
   st.audit = auditor_->stats();
+  st.left_out_keys = t.left_out_keys;
   st.server = server_->stats();
   return st;
 }

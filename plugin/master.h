@@ -81,6 +81,9 @@ struct MasterOptions {
   // the database files instead of receiving the keys (plugin/db_files.h says
   // when a copy is refused). Default: true.
   bool serve_files = true;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
 };
 
 struct MasterStatus {
@@ -92,6 +95,7 @@ struct MasterStatus {
   // A rebuild was asked for (an ingested file) and has not finished yet.
   bool rebuild_pending = false;
   AuditStats audit;
+  size_t left_out_keys = 0;  // see WalTailerStats::left_out_keys
   net::MasterServerStats server;
 };
 

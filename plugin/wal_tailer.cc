@@ -108,28 +108,28 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
   bool commits_ = false;
 };
 
-// Applies a batch's ops to *tree, in order. A range delete covers the keys in
-// [key, value) bytewise, as in RocksDB with the bytewise comparator, the only
-// one Master::Attach accepts.
-Status ApplyToTree(const std::vector<Op>& ops, MerkleTree* tree) {
+// Applies a batch's ops to *tree, in order; `collided` hears of each put
+// that left a key out of the tree (a key-hash collision), with the tree's new
+// count of such keys. A range delete covers the keys in [key, value)
+// bytewise, as RocksDB does with the bytewise comparator, the only one
+// Master::Attach accepts; the tree walks every key for it.
+Status ApplyToTree(const std::vector<Op>& ops, MerkleTree* tree,
+                   const std::function<void(const Op&, size_t left_out)>& collided) {
   for (const Op& op : ops) {
     switch (op.kind) {
       case OpKind::kPut: {
+        size_t left_out = tree->left_out();
         Status s = tree->Put(op.family, op.key, op.value);
         if (!s.ok()) return s;
+        if (tree->left_out() > left_out) collided(op, tree->left_out());
         break;
       }
       case OpKind::kDelete:
         tree->Erase(op.family, op.key);
         break;
-      case OpKind::kDeleteRange: {
-        std::vector<std::string> covered;
-        tree->ForEach([&](FamilyTag family, std::string_view key, const Hash128&) {
-          if (family == op.family && key >= op.key && key < op.value) covered.emplace_back(key);
-        });
-        for (const std::string& key : covered) tree->Erase(op.family, key);
+      case OpKind::kDeleteRange:
+        tree->EraseRange(op.family, op.key, op.value);
         break;
-      }
     }
   }
   return Status::OK();
@@ -198,7 +198,7 @@ Status WalTailer::Rebuild() {
   FlushToSinks();  // what was tailed before the jump goes out before it, even if this fails
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   uint64_t seq = snapshot->GetSequenceNumber();
-  MerkleTree tree;
+  MerkleTree tree(options_.key_hasher);
   TreeScanOptions scan;
   scan.progress = [this](const Progress& p) {
     if (p.done > 0 && p.done % 1'000'000 < (1 << 16) && !p.finished) {
@@ -211,6 +211,14 @@ Status WalTailer::Rebuild() {
   if (!result.ok()) return result;
   log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
              tree.root_hash().ToHex());
+  if (tree.left_out() > 0) {
+    log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
+               tree.left_out());
+  }
+  if (tree.left_out() > 0) {
+    log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
+               tree.left_out());
+  }
   std::lock_guard lock(mu_);
   tree_ = std::move(tree);
   tailed_seq_ = seq;
@@ -454,6 +462,7 @@ Status WalTailer::Commit(WalRecord record) {
   batch->count = record.sequences;
   batch->ops = std::move(record.ops);
 
+  auto report = [this](const Op& op, size_t left_out) { ReportCollision(op, left_out); };
   std::unique_lock lock(mu_, std::defer_lock);
   const bool ranges = std::any_of(batch->ops.begin(), batch->ops.end(),
                                   [](const Op& op) { return op.kind == OpKind::kDeleteRange; });
@@ -463,13 +472,13 @@ Status WalTailer::Commit(WalRecord record) {
     // copy without the lock, which every session's ping needs, and swaps the
     // copy in: no session waits for the walk, none sees half a batch.
     MerkleTree working = tree_;
-    Status s = ApplyToTree(batch->ops, &working);
+    Status s = ApplyToTree(batch->ops, &working, report);
     if (!s.ok()) return s;
     lock.lock();
     tree_ = std::move(working);
   } else {
     lock.lock();
-    Status s = ApplyToTree(batch->ops, &tree_);
+    Status s = ApplyToTree(batch->ops, &tree_, report);
     if (!s.ok()) return s;
   }
   tailed_seq_ = LastSeq(*batch);
@@ -550,6 +559,16 @@ void WalTailer::MarkCorrectedLocked() {
   window_bytes_ = 0;
 }
 
+// Once per key that newly collides (not on each later write of it): the
+// stream carries it as any key, the tree keeps the lesser of the two.
+void WalTailer::ReportCollision(const Op& op, size_t left_out) {
+  log_->warn(
+      "the key hash of a key in family {} ({} bytes, key hash {}) collides with another key's: "
+      "the greater of the two is left out of the merkle tree on every replica; both still "
+      "replicate ({} keys left out)",
+      op.family, op.key.size(), options_.key_hasher(op.family, op.key).ToHex(), left_out);
+}
+
 WalTailerStats WalTailer::stats() {
   bool rebuild_pending;
   {
@@ -560,6 +579,7 @@ WalTailerStats WalTailer::stats() {
   WalTailerStats s = stats_;
   s.rebuild_pending = rebuild_pending;
   s.keys = tree_.size();
+  s.left_out_keys = tree_.left_out();
   s.root = tree_.root_hash();
   return s;
 }

@@ -58,6 +58,9 @@ struct WalTailerOptions {
   bool allow_writers = false;
   // Empty followers may copy the database files (MasterHooks::open_files).
   bool serve_files = true;
+  // Testing seam: how the tree hashes keys, to force key-hash collisions.
+  // Master and followers must agree. Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
   std::shared_ptr<spdlog::logger> logger;
 };
 
@@ -70,6 +73,9 @@ struct WalTailerStats {
   // A rebuild was asked for (RequestRebuild: an ingested file) and has not
   // finished: the tree lacks data the database holds.
   bool rebuild_pending = false;
+  // Keys whose 128-bit key hash collides with a lesser key's: they stream and
+  // replicate, but the tree (here and on every follower) holds the lesser only.
+  size_t left_out_keys = 0;
 };
 
 class WalTailer : public net::MasterHub {
@@ -128,6 +134,9 @@ class WalTailer : public net::MasterHub {
   // Applies a record that consumes sequence numbers to the tree and queues it
   // for the followers.
   Status Commit(WalRecord record);
+  // Logs a key that newly collides with another's key hash; `left_out`: the
+  // keys the tree now leaves out.
+  void ReportCollision(const Op& op, size_t left_out);
   // Hands the queued batches to every sink, as one group, then the snapshots
   // that waited for the tree to reach them.
   void FlushToSinks();

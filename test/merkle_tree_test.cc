@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sdiff {
@@ -113,14 +116,123 @@ TEST(MerkleTreeTest, DiffReportsEachKind) {
 
 Hash128 ConstantHasher(FamilyTag, std::string_view) { return Hash128{1, 2}; }
 
-TEST(MerkleTreeTest, FullKeyHashCollisionIsRefused) {
+// The tree a set of entries gives, whatever the order they were put in.
+MerkleTree TreeOf(const std::vector<std::pair<std::string, std::string>>& entries,
+                  FamilyTag family = 0) {
   MerkleTree tree(&ConstantHasher);
-  ASSERT_TRUE(tree.Put(0, "a", "1").ok());
-  Status s = tree.Put(0, "b", "1");
-  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  for (const auto& [key, value] : entries) EXPECT_TRUE(tree.Put(family, key, value).ok());
+  return tree;
+}
+
+TEST(MerkleTreeTest, CollidingKeysLeaveTheLeastInTheTrieWhateverTheOrder) {
+  MerkleTree ab = TreeOf({{"a", "1"}, {"b", "2"}});
+  MerkleTree ba = TreeOf({{"b", "2"}, {"a", "1"}});
+  for (const MerkleTree* tree : {&ab, &ba}) {
+    EXPECT_EQ(tree->size(), 1u);
+    EXPECT_EQ(tree->left_out(), 1u);
+    EXPECT_EQ(tree->Find(0, "a"), LeafHash(Hash128{1, 2}, "1"));
+    EXPECT_FALSE(tree->Find(0, "b"));
+    EXPECT_EQ(tree->root_hash(), LeafHash(Hash128{1, 2}, "1"));
+  }
+  EXPECT_TRUE(Diff(ab, ba).empty());
+  // Families order before keys.
+  MerkleTree families(&ConstantHasher);
+  ASSERT_TRUE(families.Put(1, "a", "x").ok());
+  ASSERT_TRUE(families.Put(0, "z", "y").ok());
+  EXPECT_TRUE(families.Find(0, "z"));
+  EXPECT_FALSE(families.Find(1, "a"));
+}
+
+TEST(MerkleTreeTest, ErasingTheKeyInTheTrieBringsInTheNextLeast) {
+  MerkleTree tree = TreeOf({{"c", "3"}, {"a", "1"}, {"b", "2"}, {"b", "2'"}});
+  TreeView before = tree.Snapshot();
+  EXPECT_EQ(tree.left_out(), 2u);
+  EXPECT_TRUE(tree.Erase(0, "a"));
   EXPECT_EQ(tree.size(), 1u);
-  EXPECT_FALSE(tree.Find(0, "b"));
-  EXPECT_TRUE(tree.Put(0, "a", "2").ok());  // the same key still overwrites
+  EXPECT_EQ(tree.left_out(), 1u);
+  EXPECT_EQ(tree.Find(0, "b"), LeafHash(Hash128{1, 2}, "2'"));  // its latest value
+  EXPECT_EQ(tree.root_hash(), TreeOf({{"b", "2'"}, {"c", "3"}}).root_hash());
+  EXPECT_EQ(before.Find(0, "a"), LeafHash(Hash128{1, 2}, "1"));  // a view keeps what it saw
+  EXPECT_TRUE(tree.Erase(0, "c"));                               // a key aside
+  EXPECT_EQ(tree.left_out(), 0u);
+  EXPECT_EQ(tree.Find(0, "b"), LeafHash(Hash128{1, 2}, "2'"));
+  EXPECT_FALSE(tree.Erase(0, "c"));
+  EXPECT_TRUE(tree.Erase(0, "b"));
+  EXPECT_EQ(tree.size(), 0u);
+  EXPECT_TRUE(tree.root_hash().is_zero());
+}
+
+TEST(MerkleTreeTest, EraseRangeRemovesKeysAsideToo) {
+  MerkleTree tree = TreeOf({{"a", "1"}, {"b", "2"}, {"c", "3"}});
+  tree.EraseRange(0, "a", "c");
+  EXPECT_EQ(tree.size(), 1u);
+  EXPECT_EQ(tree.left_out(), 0u);
+  EXPECT_EQ(tree.root_hash(), TreeOf({{"c", "3"}}).root_hash());
+  tree.EraseRange(1, "a", "z");  // another family: nothing
+  EXPECT_EQ(tree.size(), 1u);
+  tree.Clear();
+  EXPECT_EQ(tree.left_out(), 0u);
+}
+
+// Keys k0..k23 fall in four buckets of one key hash each (by their number mod 4).
+Hash128 BucketHasher(FamilyTag family, std::string_view key) {
+  return Hash128{family, static_cast<uint64_t>(std::stoi(std::string(key.substr(1))) % 4)};
+}
+
+// Random puts, erases and range deletes over colliding keys: the tree kept up
+// to date equals one built from the final data in any order, and holds the
+// least key of each bucket with its latest value.
+TEST(MerkleTreeTest, CollidingKeysGiveTheTreeOfTheDataWhateverTheHistory) {
+  std::mt19937_64 rng(20261203);
+  for (int round = 0; round < 200; ++round) {
+    MerkleTree tree(&BucketHasher);
+    std::map<std::pair<FamilyTag, std::string>, std::string> data;
+    for (int op = 0; op < 60; ++op) {
+      FamilyTag family = static_cast<FamilyTag>(rng() % 2);
+      std::string key = "k" + std::to_string(rng() % 24);
+      switch (rng() % 5) {
+        case 0:
+        case 1:
+        case 2: {
+          std::string value = std::to_string(rng() % 1000);
+          ASSERT_TRUE(tree.Put(family, key, value).ok());
+          data[{family, key}] = value;
+          break;
+        }
+        case 3:
+          EXPECT_EQ(tree.Erase(family, key), data.erase({family, key}) > 0) << key;
+          break;
+        case 4: {
+          std::string end = "k" + std::to_string(rng() % 24);
+          tree.EraseRange(family, key, end);
+          auto first = data.lower_bound({family, key});
+          auto last = data.lower_bound({family, end});
+          if (key < end) data.erase(first, last);
+          break;
+        }
+      }
+    }
+    std::vector<std::pair<std::pair<FamilyTag, std::string>, std::string>> entries(data.begin(),
+                                                                                   data.end());
+    std::shuffle(entries.begin(), entries.end(), rng);
+    MerkleTree rebuilt(&BucketHasher);
+    for (const auto& [fk, value] : entries)
+      ASSERT_TRUE(rebuilt.Put(fk.first, fk.second, value).ok());
+    // Expected: per key hash, the least key (data is ordered) with its value.
+    std::map<std::pair<uint64_t, uint64_t>, Hash128> least;
+    for (const auto& [fk, value] : data) {
+      Hash128 h = BucketHasher(fk.first, fk.second);
+      least.emplace(std::make_pair(h.hi, h.lo), LeafHash(h, value));
+    }
+    Hash128 root;
+    for (const auto& [h, leaf] : least) root ^= leaf;
+    ASSERT_EQ(tree.root_hash(), root) << "round " << round;
+    ASSERT_EQ(rebuilt.root_hash(), root) << "round " << round;
+    ASSERT_EQ(tree.size(), least.size());
+    ASSERT_EQ(tree.left_out(), data.size() - least.size());
+    ASSERT_EQ(rebuilt.left_out(), data.size() - least.size());
+    ASSERT_TRUE(Diff(tree, rebuilt).empty());
+  }
 }
 
 }  // namespace

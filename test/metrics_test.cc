@@ -67,6 +67,7 @@ TEST(MetricsTextTest, MasterListsEachStreamingFollower) {
   plugin::MasterStatus status;
   status.tailed_seq = 42;
   status.keys = 7;
+  status.left_out_keys = 1;
   status.server.bytes_out = 1000;
   status.server.rejected = 2;
   net::SessionStats follower;
@@ -85,6 +86,7 @@ TEST(MetricsTextTest, MasterListsEachStreamingFollower) {
            "sdiff_info{role=\"master\"} 1\n",
            "sdiff_master_sequence 42\n",
            "sdiff_tree_keys 7\n",
+           "sdiff_tree_left_out_keys 1\n",
            "sdiff_connected_followers 1\n",
            "sdiff_connections 2\n",
            "sdiff_follower_applied_sequence{peer=\"127.0.0.1:5000\"} 40\n",

@@ -353,6 +353,74 @@ TEST_F(NetTest, OversizeLengthPrefixClosesTheConnection) {
   EXPECT_NE(reject->reason.find("exceeds limit"), std::string::npos) << reject->reason;
 }
 
+// Until a peer authenticates, the master takes frames of at most
+// wire::kMaxHandshakeFrame and reads in pieces no larger: 64 peers that never
+// authenticate cost it kilobytes, and a follower still gets in.
+TEST_F(NetTest, UnauthenticatedPeersHoldKilobytesAndAFollowerStillConnects) {
+  master_secret_ = "the master's secret, 16+ bytes";
+  handshake_timeout_ = 60s;  // the peers below stay connected for the whole test
+  FillMaster(10);
+  MasterServerOptions o;
+  constexpr int kPeers = 64;
+  o.max_connections = 2 * kPeers + 1;  // room for the follower: this is about memory
+  StartMaster(o);
+
+  // A length prefix announcing 32 MiB (under the normal 64 MiB limit), then
+  // the body's first bytes: refused at once, with the reason.
+  const std::string huge_prefix("\x00\x00\x00\x02", 4);
+  std::vector<std::unique_ptr<RawPeer>> huge;
+  for (int i = 0; i < kPeers; ++i) {
+    huge.push_back(std::make_unique<RawPeer>(port_));
+    huge.back()->Send(huge_prefix + std::string(1024, '\x01'));
+  }
+  for (auto& peer : huge) {
+    auto reject = LastReject(peer->ReadUntilClosed());
+    ASSERT_TRUE(reject);
+    EXPECT_EQ(reject->code, RejectCode::kProtocol);
+    EXPECT_NE(reject->reason.find("exceeds limit " + std::to_string(wire::kMaxHandshakeFrame)),
+              std::string::npos)
+        << reject->reason;
+  }
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().connections == 0; }));
+
+  // Frames as large as the handshake allows, trickled and never finished:
+  // these connections stay, and hold no more than their bound.
+  uint64_t bytes_in = master_->stats().bytes_in;
+  std::vector<std::unique_ptr<RawPeer>> tricklers;
+  uint32_t n = wire::kMaxHandshakeFrame;
+  const std::string prefix = {static_cast<char>(n), static_cast<char>(n >> 8), 0, 0};
+  for (int i = 0; i < kPeers; ++i) {
+    tricklers.push_back(std::make_unique<RawPeer>(port_));
+    tricklers.back()->Send(prefix);
+  }
+  constexpr int kRounds = 8, kPiece = 256;
+  for (int round = 0; round < kRounds; ++round) {
+    for (auto& peer : tricklers) peer->Send(std::string(kPiece, '\x01'));
+    std::this_thread::sleep_for(5ms);
+  }
+  bytes_in += kPeers * (prefix.size() + kRounds * kPiece);
+  ASSERT_TRUE(WaitUntil([&] { return master_->stats().bytes_in >= bytes_in; }))
+      << master_->stats().bytes_in << " of " << bytes_in;
+
+  MasterServerStats stats = master_->stats();
+  ASSERT_EQ(stats.connections, static_cast<size_t>(kPeers));
+  size_t total = 0;
+  for (const SessionStats& s : stats.sessions) {
+    EXPECT_FALSE(s.streaming);
+    // A read buffer and a partial frame, each about kMaxHandshakeFrame.
+    EXPECT_LE(s.input_buffer_bytes, 3 * wire::kMaxHandshakeFrame) << s.peer;
+    total += s.input_buffer_bytes;
+  }
+  EXPECT_LE(total, kPeers * 3 * wire::kMaxHandshakeFrame);  // 768 KiB, not 64 x 64 MiB
+
+  MemoryFollowerStore good;
+  auto client = StartFollower(&good, master_secret_);
+  ASSERT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+  hub_.Put("after", "1");
+  EXPECT_TRUE(good.WaitForData(hub_.Data(), kDeadline));
+  EXPECT_EQ(master_->stats().connections, static_cast<size_t>(kPeers) + 1);
+}
+
 TEST_F(NetTest, WrongProtocolVersionIsRejected) {
   StartMaster();
   RawPeer peer(port_);

@@ -795,6 +795,98 @@ TEST_F(ServerSessionTest, OversizeLengthPrefixClosesBeforeTheBodyArrives) {
   EXPECT_EQ(LastReject(Out()).code, RejectCode::kProtocol);
 }
 
+// A Hello built byte by byte, so that its fields may break the limits the
+// encoder asserts: `nonce`, `master_id` and `bootstrap_key` go as given.
+std::string RawHello(std::string_view nonce, std::string_view master_id,
+                     std::string_view bootstrap_key) {
+  auto varint = [](std::string* out, uint64_t v) {
+    for (; v >= 0x80; v >>= 7) out->push_back(static_cast<char>(v | 0x80));
+    out->push_back(static_cast<char>(v));
+  };
+  auto bytes = [&](std::string* out, std::string_view b) {
+    varint(out, b.size());
+    out->append(b);
+  };
+  std::string body = {1, static_cast<char>(wire::kProtocolVersion),
+                      static_cast<char>(wire::kProtocolVersion), 1};  // type, versions, role
+  bytes(&body, nonce);
+  bytes(&body, master_id);
+  body.append({0, 0, 0, 0});  // applied_seq, key_count, bootstrapping, family
+  bytes(&body, bootstrap_key);
+  uint32_t n = static_cast<uint32_t>(body.size());
+  std::string frame = {static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 24)};
+  return frame + body;
+}
+
+TEST_F(ServerSessionTest, HelloOverTheHandshakeFrameLimitClosesBeforeItsBody) {
+  // 64 KiB is far below the session's max_frame (64 MiB) but not allowed
+  // before the peer has authenticated: the length prefix alone ends it.
+  std::string hello = RawHello(std::string(kNonceBytes, 'c'), "", std::string(64 << 10, 'k'));
+  session().OnBytes(std::string_view(hello).substr(0, wire::kFrameHeaderSize));
+  EXPECT_TRUE(session().closed());
+  EXPECT_TRUE(session().error().IsCorruption()) << session().error().ToString();
+  Reject reject = LastReject(Out());
+  EXPECT_EQ(reject.code, RejectCode::kProtocol);
+  EXPECT_NE(reject.reason.find("exceeds limit " + std::to_string(wire::kMaxHandshakeFrame)),
+            std::string::npos)
+      << reject.reason;
+  EXPECT_NE(reject.reason.find("before authentication"), std::string::npos) << reject.reason;
+  EXPECT_LE(session().input_buffer_bytes(), 2 * wire::kMaxHandshakeFrame);
+}
+
+TEST_F(ServerSessionTest, HelloFieldsOverTheirLimitsAreRejected) {
+  const std::string nonce(kNonceBytes, 'c');
+  struct Case {
+    std::string hello;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {RawHello(std::string(65, 'c'), "", ""), "client_nonce"},
+      {RawHello(nonce, std::string(256, 'm'), ""), "master_id"},
+      {RawHello(nonce, "", std::string(wire::kMaxBootstrapKeyBytes + 1, 'k')), "bootstrap_key"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    ASSERT_LE(c.hello.size(), wire::kMaxHandshakeFrame);  // the field's limit catches it
+    NewSession();
+    session().OnBytes(c.hello);
+    EXPECT_TRUE(session().closed());
+    Reject reject = LastReject(Out());
+    EXPECT_EQ(reject.code, RejectCode::kProtocol);
+    EXPECT_NE(reject.reason.find(c.field + " length"), std::string::npos) << reject.reason;
+    EXPECT_EQ(reject.reason.find("before authentication"), std::string::npos) << reject.reason;
+  }
+}
+
+TEST_F(ServerSessionTest, LargestHelloFitsTheHandshakeFrameLimit) {
+  Hello hello = FollowerHello();
+  hello.master_id = std::string(255, 'm');
+  hello.applied_seq = ~uint64_t{0};
+  hello.key_count = ~uint64_t{0};
+  hello.bootstrap_family = 0xFFFF;
+  hello.bootstrap_key = std::string(wire::kMaxBootstrapKeyBytes, 'k');
+  ASSERT_LE(Frame(hello).size() - wire::kFrameHeaderSize, wire::kMaxHandshakeFrame);
+  Feed(hello);
+  EXPECT_EQ(Names(Out()), "Challenge");
+}
+
+TEST_F(ServerSessionTest, FrameLimitRisesOnlyOnceAuthenticated) {
+  options_.authenticator = &authenticator_;
+  std::string big_prefix = {0, 0, 1, 0};  // 64 KiB follow
+  Feed(FollowerHello());
+  Out();
+  EXPECT_EQ(session().max_frame(), wire::kMaxHandshakeFrame);  // a Challenge is not enough
+  session().OnBytes(big_prefix);
+  EXPECT_TRUE(session().closed());
+
+  NewSession();
+  ConnectWelcome();
+  EXPECT_EQ(session().max_frame(), options_.max_frame);
+  session().OnBytes(big_prefix);  // the body may follow
+  EXPECT_FALSE(session().closed()) << session().error().ToString();
+}
+
 TEST_F(ServerSessionTest, HelloSplitAcrossCallsIsAssembled) {
   std::string bytes = Frame(FollowerHello());
   for (char c : bytes) session().OnBytes(std::string_view(&c, 1));
@@ -1076,6 +1168,15 @@ TEST_F(ClientSessionTest, StartSendsHelloCarryingPersistedState) {
   EXPECT_EQ(session().follower_state(), state_);
   session().Start();  // a second Start sends nothing
   EXPECT_TRUE(Out().empty());
+}
+
+TEST_F(ClientSessionTest, StartSendsAPrefixOfABootstrapKeyOverTheHelloLimit) {
+  std::string key(wire::kMaxBootstrapKeyBytes + 100, 'k');
+  key.back() = 'z';
+  state_ = FollowerState{"m1", 0, true, 0, key};
+  Hello hello = Start();
+  EXPECT_EQ(hello.bootstrap_key, key.substr(0, wire::kMaxBootstrapKeyBytes));
+  EXPECT_EQ(session().follower_state().bootstrap_key, key);  // what it has is unchanged
 }
 
 TEST_F(ClientSessionTest, StartOfNewFollowerSendsEmptyState) {

@@ -141,7 +141,7 @@ rc::Gen<Message> GenMessage() {
           gen::set(&Hello::master_id, GenBytes(255)), gen::set(&Hello::applied_seq, GenU64()),
           gen::set(&Hello::key_count, GenU64()), gen::set(&Hello::bootstrapping),
           gen::set(&Hello::bootstrap_family, GenFamily()),
-          gen::set(&Hello::bootstrap_key, GenBytes()))),
+          gen::set(&Hello::bootstrap_key, GenBytes(wire::kMaxBootstrapKeyBytes)))),
       AsMessage(gen::build<Challenge>(gen::set(&Challenge::version),
                                       gen::set(&Challenge::server_nonce, GenBytes(64)),
                                       gen::set(&Challenge::server_proof, GenBytes(64)))),

@@ -81,6 +81,9 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
         status.tailed_seq);
   e.One("sdiff_db_sequence", "gauge", "The database's latest sequence.", status.db_seq);
   e.One("sdiff_tree_keys", "gauge", "Keys in the master's merkle tree.", status.keys);
+  e.One("sdiff_tree_left_out_keys", "gauge",
+        "Keys left out of the tree: their key hash collides with a lesser key's.",
+        status.left_out_keys);
   e.One("sdiff_tree_rebuilds_total", "counter",
         "Trees rebuilt from a snapshot after a WAL gap or an ingested file.", status.rebuilds);
   auto is_follower = [](const net::SessionStats& s) {
