@@ -89,9 +89,8 @@ class TreeView {
   // The leaf hash stored for the key, if present.
   std::optional<Hash128> Find(FamilyTag family, std::string_view key) const;
   // Visits every leaf in key-hash order.
-  void ForEach(
-      const std::function<void(FamilyTag, std::string_view key, const Hash128& leaf_hash)>& fn)
-      const;
+  void ForEach(const std::function<void(FamilyTag, std::string_view key, const Hash128& leaf_hash)>&
+                   fn) const;
   NodeRef root() const { return NodeRef(root_, hasher_); }
   KeyHasher hasher() const { return hasher_; }
 
