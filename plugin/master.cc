@@ -69,22 +69,16 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
         "so it cannot be replicated; use TxnDBWritePolicy::WRITE_COMMITTED");
   }
   rocksdb::DBOptions db_options = db->GetDBOptions();
-  if (db_options.allow_2pc && !options.no_two_phase_commit) {
-    // A prepare record's Count() covers sequence numbers that only its
-    // commit consumes; RocksDB 7.8's log iterator asserts on such a record
-    // read before the database's sequence reaches them (Debian builds it
-    // with assertions: the application's process aborts).
+  if (db_options.wal_compression != rocksdb::kNoCompression) {
     return Status::InvalidArgument(
-        "the database allows two-phase commit (a TransactionDB): RocksDB 7.8's WAL iterator "
-        "aborts the process on the WAL record of a transaction's Prepare(); if the application "
-        "never calls Transaction::Prepare(), set MasterOptions::no_two_phase_commit");
+        "wal_compression is on: the tailer reads the WAL files itself and does not decompress "
+        "them; turn wal_compression off");
   }
   if (db_options.unordered_write) {
     return Status::InvalidArgument("unordered_write is on: the WAL order is not the commit order");
   }
   if (db_options.manual_wal_flush) {
-    // RocksDB's log iterator cannot read what sits in the WAL buffer; in 7.8
-    // it even asserts (aborts the process) on a log it finds empty.
+    // What sits in the WAL buffer is published but not in the file.
     return Status::InvalidArgument(
         "manual_wal_flush is on: committed writes reach the WAL file only at the application's "
         "FlushWAL(), so they cannot be tailed; turn manual_wal_flush off");

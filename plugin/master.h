@@ -67,13 +67,6 @@ struct MasterOptions {
   // may hold dropped data for up to audit_interval plus one audit's scan.
   // Default: false.
   bool accept_changes_outside_wal = false;
-  // The application never calls Transaction::Prepare() on this TransactionDB
-  // (two-phase commit). Attach refuses a database that allows two-phase
-  // commit (every TransactionDB) without it: RocksDB 7.8's WAL iterator, as
-  // Debian builds it, asserts on the WAL record of a prepared transaction
-  // of more than one write, which aborts the process. Plain transactions
-  // (Commit() without Prepare()) stream like any batch. Default: false.
-  bool no_two_phase_commit = false;
   // The self-audit (plugin/audit.h): how often the tree is checked against
   // the database, and how fast the check reads.
   AuditOptions audit;

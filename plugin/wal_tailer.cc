@@ -11,6 +11,7 @@
 #include "net/secure_random.h"
 #include "plugin/db_files.h"
 #include "plugin/tree_scan.h"
+#include "plugin/wal_reader.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -21,6 +22,8 @@ constexpr size_t kLingerBatches = 4;
 // The most batches Commit queues before it hands them to the sinks; a pass
 // over the WAL hands over what it has at its end anyway.
 constexpr size_t kHandOffBatches = 64;
+// A WriteBatch's rep starts with its sequence (8 bytes) and count (4).
+constexpr size_t kBatchHeaderSize = 12;
 
 // Turns the records of one WAL record (a write group RocksDB merged into one
 // batch) into ops, and counts the sequence numbers the record consumes the
@@ -29,31 +32,40 @@ constexpr size_t kHandOffBatches = 64;
 // it includes a prepare section's records (which take sequence numbers only at
 // the commit), and it is 0 for an empty batch or one holding only PutLogData,
 // which RocksDB gives the next sequence number without consuming it.
+//
+// Two-phase commits (a TransactionDB, WRITE_COMMITTED): Prepare() writes the
+// transaction's records between BeginPrepare and EndPrepare(xid) markers,
+// consuming no sequence number. Commit() writes a Commit(xid) marker after
+// the commit-time batch, and RocksDB then inserts the prepared records right
+// after it, with the next sequence numbers; the WAL does not repeat them. So
+// the collector keeps each prepare section, and a commit splices the
+// prepared records in at its marker.
 class OpCollector : public rocksdb::WriteBatch::Handler {
  public:
-  OpCollector(const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families, size_t count)
-      : families_(families) {
-    ops_.reserve(count);
-  }
+  // `prepared`: sections prepared by earlier records, not yet ended.
+  // `data_wanted`: false for a record the tree already holds, read only for
+  // its prepare sections and commit markers.
+  OpCollector(const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families,
+              const std::map<std::string, WalWrites>& prepared, bool data_wanted)
+      : families_(families), prepared_(prepared), data_wanted_(data_wanted) {}
 
   rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
                         const rocksdb::Slice& value) override {
-    return Add(OpKind::kPut, cf, key, value);
+    return Add(OpKind::kPut, cf, key, value, false);
   }
   rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
-    return Add(OpKind::kDelete, cf, key, {});
+    return Add(OpKind::kDelete, cf, key, {}, false);
   }
   rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
-    return Add(OpKind::kDelete, cf, key, {});
+    return Add(OpKind::kDelete, cf, key, {}, false);
   }
   rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice& begin,
                                 const rocksdb::Slice& end) override {
-    return Add(OpKind::kDeleteRange, cf, begin, end);
+    return Add(OpKind::kDeleteRange, cf, begin, end, false);
   }
   rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
-    // The WAL holds the operand; the replica gets the resolved value.
-    if (!in_prepare_ && families_.count(cf)) merges_.push_back(ops_.size());
-    return Add(OpKind::kPut, cf, key, {});
+    // The WAL holds the operand; the replica gets the value resolved at commit.
+    return Add(OpKind::kPut, cf, key, {}, true);
   }
   rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
     return rocksdb::Status::NotSupported("wide-column entities are not replicated");
@@ -62,51 +74,83 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
     return rocksdb::Status::NotSupported("blob indexes are not replicated");
   }
   void LogData(const rocksdb::Slice&) override {}  // application blobs: no sequence, no data
-  // A prepare section holds a transaction's writes before it commits: they are
-  // not data yet, and take their sequence numbers only at the commit.
-  rocksdb::Status MarkBeginPrepare(bool) override {
+  rocksdb::Status MarkBeginPrepare(bool unprepared) override {
+    if (unprepared) {
+      return rocksdb::Status::NotSupported("write-unprepared transactions are not replicated");
+    }
     in_prepare_ = true;
+    section_ = WalWrites();
     return rocksdb::Status::OK();
   }
-  rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override {
+  rocksdb::Status MarkEndPrepare(const rocksdb::Slice& xid) override {
     in_prepare_ = false;
+    record_.prepares.emplace_back(xid.ToString(), std::move(section_));
+    section_ = WalWrites();
     return rocksdb::Status::OK();
   }
-  // A commit's record holds the marker, not the prepared writes that it makes
-  // data (and that take sequence numbers here): what it wrote is unknown.
-  rocksdb::Status MarkCommit(const rocksdb::Slice&) override {
-    commits_ = true;
+  rocksdb::Status MarkCommit(const rocksdb::Slice& xid) override { return Commit(xid); }
+  rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice& xid,
+                                          const rocksdb::Slice&) override {
+    return Commit(xid);
+  }
+  rocksdb::Status MarkRollback(const rocksdb::Slice& xid) override {
+    record_.ended.push_back(xid.ToString());
     return rocksdb::Status::OK();
   }
-  rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&, const rocksdb::Slice&) override {
-    commits_ = true;
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status MarkRollback(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
   rocksdb::Status MarkNoop(bool) override { return rocksdb::Status::OK(); }
 
-  std::vector<Op>& ops() { return ops_; }
-  const std::vector<size_t>& merges() const { return merges_; }
-  uint64_t sequences() const { return sequences_; }
-  bool commits() const { return commits_; }
+  // The record read: ops, merges, sequences, prepares, ended and unknown_commit.
+  WalRecord& record() { return record_; }
 
  private:
   rocksdb::Status Add(OpKind kind, uint32_t cf, const rocksdb::Slice& key,
-                      const rocksdb::Slice& value) {
-    if (in_prepare_) return rocksdb::Status::OK();
-    ++sequences_;
+                      const rocksdb::Slice& value, bool merge) {
+    WalWrites& into = in_prepare_ ? section_ : record_;
+    ++into.sequences;
     if (!families_.count(cf)) return rocksdb::Status::OK();  // not replicated
-    ops_.push_back(Op{kind, static_cast<FamilyTag>(cf), key.ToString(), value.ToString()});
+    if (!in_prepare_ && !data_wanted_) return rocksdb::Status::OK();
+    if (merge) into.merges.push_back(into.ops.size());
+    into.ops.push_back(Op{kind, static_cast<FamilyTag>(cf), key.ToString(), value.ToString()});
+    return rocksdb::Status::OK();
+  }
+
+  rocksdb::Status Commit(const rocksdb::Slice& xid_slice) {
+    std::string xid = xid_slice.ToString();
+    const WalWrites* section = nullptr;
+    for (const auto& [name, writes] : record_.prepares) {
+      if (name == xid) section = &writes;  // prepared and committed in one record
+    }
+    if (section == nullptr) {
+      auto found = prepared_.find(xid);
+      if (found != prepared_.end()) section = &found->second;
+    }
+    if (section == nullptr) {
+      record_.unknown_commit = true;  // prepared before the WAL the tailer read
+    } else {
+      record_.sequences += section->sequences;
+      if (data_wanted_) {
+        for (size_t i : section->merges) record_.merges.push_back(record_.ops.size() + i);
+        record_.ops.insert(record_.ops.end(), section->ops.begin(), section->ops.end());
+      }
+    }
+    record_.ended.push_back(std::move(xid));
     return rocksdb::Status::OK();
   }
 
   const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& families_;
-  std::vector<Op> ops_;
-  std::vector<size_t> merges_;
-  uint64_t sequences_ = 0;
+  const std::map<std::string, WalWrites>& prepared_;
+  const bool data_wanted_;
+  WalRecord record_;
+  WalWrites section_;  // the prepare section being read
   bool in_prepare_ = false;
-  bool commits_ = false;
 };
+
+uint64_t DecodeFixed64(const char* p) {
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | u[i];
+  return v;
+}
 
 // Applies a batch's ops to *tree, in order; `collided` hears of each put
 // that left a key out of the tree (a key-hash collision), with the tree's new
@@ -215,10 +259,6 @@ Status WalTailer::Rebuild() {
     log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
                tree.left_out());
   }
-  if (tree.left_out() > 0) {
-    log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
-               tree.left_out());
-  }
   std::lock_guard lock(mu_);
   tree_ = std::move(tree);
   tailed_seq_ = seq;
@@ -269,7 +309,14 @@ void WalTailer::NotifyWrite() {
 }
 
 void WalTailer::Run() {
-  std::unique_ptr<rocksdb::TransactionLogIterator> it;
+  // Only a database that allows two-phase commits can hold prepare sections,
+  // and a section may sit in any live WAL file: read them all from the oldest.
+  const bool two_phase = db_->GetDBOptions().allow_2pc;
+  std::unique_ptr<WalReader> reader;  // null: Seek to `expected` first
+  // A record read whose sequence numbers the database has not published yet
+  // (RocksDB writes the WAL first): it waits until `held_until` is published.
+  std::unique_ptr<rocksdb::WriteBatch> held;
+  uint64_t held_until = 0;
   uint64_t expected;
   {
     std::lock_guard lock(mu_);
@@ -278,7 +325,8 @@ void WalTailer::Run() {
   auto gap = [&](const std::string& why) {
     log_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
                why);
-    it.reset();
+    reader.reset();
+    held.reset();
     Status s = Rebuild();
     if (!s.ok()) log_->error("rebuilding the tree failed: {}", s.ToString());
     {
@@ -287,20 +335,6 @@ void WalTailer::Run() {
       expected = tailed_seq_ + 1;
     }
     if (on_rebuild_) on_rebuild_();
-  };
-  // The iterator steps past the batch in hand (already taken with GetBatch)
-  // only once the DB has committed a later sequence, whose record is then in
-  // the WAL. Reading to the end of the file while a write is landing makes
-  // RocksDB's iterator fail with TryAgain for good, and a new iterator
-  // rescans the whole WAL file: tens of ms for a large one, which was the
-  // stream's lag tail at 50k puts/s.
-  bool in_hand_taken = false;
-  uint64_t opened_at = 0;  // the DB's latest sequence when `it` was opened
-  auto advance = [&] {
-    if (db_->GetLatestSequenceNumber() < expected) return false;
-    it->Next();
-    in_hand_taken = false;
-    return true;
   };
   for (;;) {
     std::string rebuild_reason;
@@ -315,54 +349,83 @@ void WalTailer::Run() {
       rebuild_pending_ = !rebuild_reason_.empty();  // asked again meanwhile
     }
     bool progressed = false;
-    bool fresh = false;  // `it` was opened in this pass
     size_t batches = 0;
+    // RocksDB writes a batch's WAL record, flushed to the file, before it
+    // publishes the batch's sequence numbers: every logged write up to `seen`
+    // is readable now.
     const uint64_t seen = db_->GetLatestSequenceNumber();
-    if (!it) {
-      // Ask only once the DB holds `expected`. Asked earlier, RocksDB answers
-      // "not yet written", and a write landing right after that answer made
-      // it look like a WAL that is gone. Asked now, a failure is one.
-      in_hand_taken = false;
-      rocksdb::Status s;
-      if (seen >= expected) s = db_->GetUpdatesSince(expected, &it);
-      opened_at = seen;
+    if (!reader) {
+      reader = std::make_unique<WalReader>(db_, log_);
+      prepared_.clear();  // read again from the files
+      Status s = reader->Seek(expected, two_phase);
       if (!s.ok()) {
-        it.reset();
-        gap("no WAL from there: " + s.ToString());
+        gap("cannot read the WAL: " + s.ToString());
+        continue;
       }
-      fresh = it != nullptr;
-    } else if (!it->Valid()) {
-      it->Next();  // picks up what was appended since; keeps the iterator alive
     }
-    while (it && it->Valid() && (!in_hand_taken || advance()) && it->Valid()) {
-      rocksdb::BatchResult r = it->GetBatch();
-      in_hand_taken = true;
+    bool at_end = false;
+    while (!held || seen >= held_until) {
+      if (!held) {
+        std::string rep;
+        Status error;
+        WalReader::Result r = reader->Next(seen >= expected, &rep, &error);
+        if (r == WalReader::Result::kEnd) {
+          at_end = true;
+          break;
+        }
+        if (r == WalReader::Result::kError) {
+          gap(error.message());
+          break;
+        }
+        if (rep.size() < kBatchHeaderSize) {
+          gap("a WAL record of " + std::to_string(rep.size()) + " bytes");
+          break;
+        }
+        held = std::make_unique<rocksdb::WriteBatch>(std::move(rep));
+        held_until = 0;
+      }
+      const uint64_t seq = DecodeFixed64(held->Data().data());
       WalRecord record;
-      Status s = ReadRecord(r.sequence, r.writeBatchPtr.get(), &record);
+      Status s = ReadRecord(seq, *held, seq >= expected, &record);
       if (!s.ok()) {
-        log_->error("WAL record at sequence {}: {}", r.sequence, s.ToString());
+        log_->error("WAL record at sequence {}: {}", seq, s.ToString());
         gap(s.ToString());
         break;
       }
-      if (record.commits && r.sequence >= expected) {
-        gap("a two-phase commit at sequence " + std::to_string(r.sequence) +
-            " (its prepared writes are not in its WAL record)");
+      // Before `expected` (the tree has it) or consuming no sequence number
+      // (an empty batch, PutLogData alone, a prepare section): nothing in it
+      // is data the tree lacks. A logged write missing before it shows at
+      // the next record that consumes one.
+      if (record.sequences == 0 || seq + record.sequences <= expected) {
+        KeepPrepared(record);
+        held.reset();
+        continue;
+      }
+      if (seq != expected) {
+        gap(seq < expected ? "the WAL record at sequence " + std::to_string(seq) + " spans it"
+                           : "the next WAL record starts at " + std::to_string(seq));
         break;
       }
-      // Wholly before `expected`: the iterator's first record, or one that
-      // consumes no sequence number (an empty batch, PutLogData alone, a
-      // prepare section): nothing in it is data the tree lacks.
-      if (r.sequence + record.sequences <= expected) continue;
-      if (r.sequence != expected) {
-        gap(r.sequence < expected
-                ? "the WAL record at sequence " + std::to_string(r.sequence) + " spans it"
-                : "the next WAL record starts at " + std::to_string(r.sequence));
+      if (record.unknown_commit) {
+        gap("a two-phase commit at sequence " + std::to_string(seq) +
+            " of a transaction prepared before the WAL files the tailer read");
         break;
       }
-      const uint64_t next = r.sequence + record.sequences;
+      const uint64_t next = seq + record.sequences;
+      if (db_->GetLatestSequenceNumber() < next - 1) {
+        held_until = next - 1;  // written, not yet published: the next pass
+        break;
+      }
+      s = ResolveMerges(&record);
+      if (!s.ok()) {
+        gap(s.ToString());
+        break;
+      }
+      KeepPrepared(record);
+      held.reset();
       s = Commit(std::move(record));
       if (!s.ok()) {
-        log_->error("batch at sequence {}: {}", r.sequence, s.ToString());
+        log_->error("batch at sequence {}: {}", seq, s.ToString());
         gap(s.ToString());
         break;
       }
@@ -371,34 +434,14 @@ void WalTailer::Run() {
       ++batches;
     }
     if (progressed) FlushToSinks();
-    if (it && !it->Valid() && fresh && !progressed) {
-      // RocksDB writes a batch's WAL record before it publishes the batch's
-      // sequence, and this iterator was opened once the database held
-      // `expected`: reaching its end (OK or TryAgain) with nothing from
-      // there means the WAL lacks it, the last write had disableWAL. Waiting
-      // for a later write would leave the tree and every follower without it
-      // until then; reopening would find the same end again, in a busy loop.
-      it.reset();
+    if (at_end && seen >= expected) {
+      // Every logged write up to `seen` is in the files read, and none holds
+      // `expected`: the write that took it had disableWAL, or was an
+      // ingested file given a sequence number. Waiting for a later write
+      // would leave the tree and every follower without it until then.
       gap("the WAL holds nothing from there, though the database is at sequence " +
-          std::to_string(opened_at));
+          std::to_string(seen));
       continue;
-    }
-    if (it && !it->Valid()) {
-      rocksdb::Status st = it->status();
-      if (st.IsTryAgain()) {
-        it.reset();  // the WAL moved to a new file: reopen from `expected`
-        continue;
-      }
-      if (!st.ok()) gap(st.ToString());
-      // At its end with nothing wrong, though the DB holds `expected` and
-      // wrote more since it was opened: the WAL lacks `expected` (a write
-      // with disableWAL), and RocksDB's iterator, having found no start,
-      // never moves on. A new one reports the gap.
-      uint64_t latest = db_->GetLatestSequenceNumber();
-      if (st.ok() && latest >= expected && latest != opened_at) {
-        it.reset();
-        continue;
-      }
     }
     {
       std::lock_guard tree_lock(mu_);
@@ -431,29 +474,36 @@ void WalTailer::Run() {
   }
 }
 
-Status WalTailer::ReadRecord(uint64_t seq, rocksdb::WriteBatch* wal_batch, WalRecord* out) {
-  OpCollector collector(families_, wal_batch->Count());
-  rocksdb::Status rs = wal_batch->Iterate(&collector);
+Status WalTailer::ReadRecord(uint64_t seq, const rocksdb::WriteBatch& wal_batch, bool data_wanted,
+                             WalRecord* out) {
+  OpCollector collector(families_, prepared_, data_wanted);
+  rocksdb::Status rs = wal_batch.Iterate(&collector);
   if (!rs.ok()) return Status::Corruption("cannot read the WAL batch: " + rs.ToString());
-  std::vector<Op>& ops = collector.ops();
-  for (size_t i : collector.merges()) {
+  *out = std::move(collector.record());
+  out->seq = seq;
+  return Status::OK();
+}
+
+Status WalTailer::ResolveMerges(WalRecord* record) {
+  for (size_t i : record->merges) {
     // Resolved as of now; later batches replay on top, so the replica converges.
+    Op& op = record->ops[i];
     std::string value;
-    rocksdb::Status g =
-        db_->Get(rocksdb::ReadOptions(), families_[ops[i].family], ops[i].key, &value);
+    rocksdb::Status g = db_->Get(rocksdb::ReadOptions(), families_[op.family], op.key, &value);
     if (g.ok()) {
-      ops[i].value = std::move(value);
+      op.value = std::move(value);
     } else if (g.IsNotFound()) {
-      ops[i].kind = OpKind::kDelete;
+      op.kind = OpKind::kDelete;
     } else {
       return Status::IOError("reading merged key: " + g.ToString());
     }
   }
-  out->seq = seq;
-  out->sequences = collector.sequences();
-  out->commits = collector.commits();
-  out->ops = std::move(ops);
   return Status::OK();
+}
+
+void WalTailer::KeepPrepared(WalRecord& record) {
+  for (auto& [xid, writes] : record.prepares) prepared_[xid] = std::move(writes);
+  for (const std::string& xid : record.ended) prepared_.erase(xid);
 }
 
 Status WalTailer::Commit(WalRecord record) {

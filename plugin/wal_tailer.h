@@ -1,6 +1,6 @@
 // WalTailer: the master's view of a live RocksDB. It builds the merkle tree
-// from a snapshot at sequence S, then follows the WAL from S+1 with one
-// long-lived GetUpdatesSince iterator, turning each committed WriteBatch into
+// from a snapshot at sequence S, then follows the WAL from S+1, reading the
+// WAL files itself (WalReader), and turns each committed WriteBatch into
 // an engine Batch, applying it to the tree and handing it to every subscribed
 // follower session, in sequence order. It is the net::MasterHub the master
 // server reads from.
@@ -78,6 +78,21 @@ struct WalTailerStats {
   size_t left_out_keys = 0;
 };
 
+// Writes read from a WAL record or a prepare section.
+struct WalWrites {
+  std::vector<Op> ops;         // in the replicated families
+  std::vector<size_t> merges;  // indexes of ops that are merges, resolved at commit
+  uint64_t sequences = 0;      // data records in any family: sequence numbers they take
+};
+
+// One WAL record, as the tailer reads it.
+struct WalRecord : WalWrites {
+  uint64_t seq = 0;                                         // its first sequence number
+  std::vector<std::pair<std::string, WalWrites>> prepares;  // the sections it prepares, by xid
+  std::vector<std::string> ended;                           // the xids it commits or rolls back
+  bool unknown_commit = false;  // it commits a section the tailer never read
+};
+
 class WalTailer : public net::MasterHub {
  public:
   // `families`: the column families to replicate (the DB's own handles).
@@ -122,15 +137,14 @@ class WalTailer : public net::MasterHub {
             WalTailerOptions options);
   Status Rebuild();  // tree from a fresh snapshot; the stream continues after it
   void Run();
-  // One WAL record, read: its ops (merges resolved) and the sequence numbers
-  // it consumes, which may be 0.
-  struct WalRecord {
-    uint64_t seq = 0;
-    uint64_t sequences = 0;
-    bool commits = false;  // holds a two-phase commit marker
-    std::vector<Op> ops;
-  };
-  Status ReadRecord(uint64_t seq, rocksdb::WriteBatch* wal_batch, WalRecord* out);
+  // One WAL record, read: its ops and the sequence numbers it consumes
+  // (see OpCollector). `data_wanted`: false when the tree already holds it.
+  Status ReadRecord(uint64_t seq, const rocksdb::WriteBatch& wal_batch, bool data_wanted,
+                    WalRecord* out);
+  // Reads the values of the record's merges, as of now.
+  Status ResolveMerges(WalRecord* record);
+  // Keeps the record's prepare sections and forgets those it ends.
+  void KeepPrepared(WalRecord& record);
   // Applies a record that consumes sequence numbers to the tree and queues it
   // for the followers.
   Status Commit(WalRecord record);
@@ -188,6 +202,9 @@ class WalTailer : public net::MasterHub {
   // Followers at or before this position cannot resume (MarkCorrectedLocked).
   uint64_t corrected_seq_ = 0;  // GUARDED_BY(mu_)
   WalTailerStats stats_;        // GUARDED_BY(mu_)
+  // Prepared transactions not yet committed or rolled back, by xid. Owned by
+  // the tailer thread.
+  std::map<std::string, WalWrites> prepared_;
 };
 
 }  // namespace sdiff::plugin

@@ -320,9 +320,7 @@ TEST_F(CloneTest, MasterWithAMergeOperatorBootstrapsInstead) {
 TEST_F(CloneTest, TransactionDbMasterBootstrapsInstead) {
   ASSERT_NO_FATAL_FAILURE(OpenMaster(/*merge_operator=*/false, /*transactions=*/true));
   ASSERT_NO_FATAL_FAILURE(Fill(300));
-  MasterOptions options;
-  options.no_two_phase_commit = true;
-  ASSERT_NO_FATAL_FAILURE(Attach(options));
+  ASSERT_NO_FATAL_FAILURE(Attach(MasterOptions()));
   ASSERT_NO_FATAL_FAILURE(OpenFollower(Options()));
   EXPECT_FALSE(follower_->status().cloned);
   ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed());
