@@ -276,8 +276,12 @@ TEST_F(ReplicationTest, LargeValuesBootstrapAndRepairInPieces) {
     ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/follower", cfs, &handles, &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
     for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "default") ASSERT_TRUE(db->Delete({}, handles[i], "huge").ok());
-      if (names[i] == "other") ASSERT_TRUE(db->Put({}, handles[i], "large", "stale").ok());
+      if (names[i] == "default") {
+        ASSERT_TRUE(db->Delete({}, handles[i], "huge").ok());
+      }
+      if (names[i] == "other") {
+        ASSERT_TRUE(db->Put({}, handles[i], "large", "stale").ok());
+      }
     }
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   }
