@@ -1,6 +1,8 @@
 // The read loop, write queue, ticks and closing of one connection.
 #include "net/connection.h"
 
+#include <openssl/crypto.h>
+
 #include <utility>
 
 namespace sdiff::net {
@@ -34,7 +36,10 @@ Connection::Connection(tcp::socket socket, asio::ssl::context* tls, bool server_
       options_(options),
       tick_timer_(stream_.get_executor()),
       flush_timer_(stream_.get_executor()),
-      peer_(Describe(stream_.next_layer())) {}
+      peer_(Describe(stream_.next_layer())) {
+  records_error_ = RecordChannel::Create(options_.secret, server_side_, &records_);
+  OPENSSL_cleanse(options_.secret.data(), options_.secret.size());
+}
 
 Connection::~Connection() = default;
 
@@ -84,7 +89,11 @@ void Connection::Start() {
 // drops handler_, and the handler's frames are still on the stack.
 void Connection::Open() {
   if (closing_) return Finish();
+  if (!records_error_.ok()) return CloseOnStrand(records_error_, false);
   opened_ = true;
+  // The record layer's hello goes first, before anything sent meanwhile.
+  queued_bytes_ += records_->hello().size();
+  queue_.push_front(records_->hello());
   auto handler = handler_;
   handler->OnOpen(*this);
   Write();  // what was sent before the handshake finished
@@ -113,17 +122,32 @@ void Connection::Read() {
                                            : Status::IOError("read failed: " + ec.message()),
                                        false);
           }
-          auto handler = self->handler_;
-          handler->OnBytes(*self, std::string_view(self->read_buffer_.data(), n));
+          self->plain_.clear();
+          Status s =
+              self->records_->Open(std::string_view(self->read_buffer_.data(), n), &self->plain_);
+          if (!self->plain_.empty()) {
+            auto handler = self->handler_;
+            handler->OnBytes(*self, self->plain_);
+          }
+          if (!s.ok()) {
+            if (s.IsAborted()) return self->CloseOnStrand(s, false);  // the peer's alert
+            // Tell the peer why (a wrong secret shows there, not only here),
+            // with nothing else from us after it.
+            self->queue_.push_back(RecordChannel::Alert(s.message()));
+            self->queued_bytes_ += self->queue_.back().size();
+            return self->CloseOnStrand(s, true);
+          }
           self->Read();
         });
   });
 }
 
 void Connection::Send(std::string bytes) {
-  if (bytes.empty() || closing_) return;
-  queued_bytes_ += bytes.size();
-  queue_.push_back(std::move(bytes));
+  if (bytes.empty() || closing_ || records_ == nullptr) return;
+  std::string sealed;
+  records_->Seal(bytes, &sealed);
+  queued_bytes_ += sealed.size();
+  queue_.push_back(std::move(sealed));
   if (queued_bytes_ > options_.high_water_bytes && !closing_) {
     return CloseOnStrand(
         Status::Aborted("peer is not reading: " + std::to_string(queued_bytes_) +

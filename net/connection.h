@@ -1,7 +1,10 @@
 // Connection: one TCP (optionally TLS) connection on its own strand, moving
 // bytes between the socket and a handler. One read loop, at most one write in
-// flight, a bounded outgoing queue, a periodic tick. It knows bytes and
-// deadlines, never messages: the handler (a session driver) does the protocol.
+// flight, a bounded outgoing queue, a periodic tick. It knows bytes, records
+// and deadlines, never messages: the handler (a session driver) does the
+// protocol. Every byte travels in a RecordChannel's records (checksummed, or
+// MACed under the shared secret), so a corrupted or tampered byte closes the
+// connection before the handler sees it.
 //
 // Threads: every handler call and every member marked "strand" runs on the
 // connection's strand; Close and Post may be called from any thread.
@@ -25,6 +28,7 @@
 #include <string_view>
 
 #include "engine/status.h"
+#include "net/record_channel.h"
 
 namespace sdiff::net {
 
@@ -47,6 +51,9 @@ struct ConnectionOptions {
   // is the handler's to time. MasterServer and FollowerClient set this from
   // their own handshake_timeout.
   std::chrono::milliseconds handshake_timeout{5000};
+  // The shared secret that keys the record layer's MACs; empty: checksums.
+  // Both ends must agree (net/record_channel.h).
+  std::string secret;
 };
 
 class Connection;
@@ -84,7 +91,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing() const { return closing_; }              // strand
   // Strand. The size of reads from the next one on.
   void set_read_bytes(size_t bytes) { options_.read_bytes = bytes; }
-  size_t read_buffer_bytes() const { return read_buffer_.capacity(); }  // strand
+  // Strand: the read buffer and the part of a record held until it is whole.
+  size_t read_buffer_bytes() const {
+    return read_buffer_.capacity() + (records_ ? records_->buffered_bytes() : 0);
+  }
 
   // Ends the connection: with `flush`, after sending what is queued and then
   // reading (and dropping) what the peer still sends until it closes too,
@@ -117,6 +127,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer flush_timer_;
   std::string peer_;
   std::string read_buffer_;
+  std::unique_ptr<RecordChannel> records_;  // null if it could not be made
+  Status records_error_;
+  std::string plain_;  // the payloads of one read's records
   std::deque<std::string> queue_;  // front is being written when writing_
   size_t queued_bytes_ = 0;
   bool writing_ = false;

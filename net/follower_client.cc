@@ -174,6 +174,7 @@ FollowerClient::FollowerClient(FollowerStore* store, FollowerClientOptions optio
       retry_timer_(strand_),
       jitter_(std::random_device{}()) {
   options_.connection.handshake_timeout = options_.handshake_timeout;
+  options_.connection.secret = options_.secret;  // keys the record layer
 }
 
 Status FollowerClient::Start(FollowerStore* store, FollowerClientOptions options,

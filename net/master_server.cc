@@ -349,6 +349,7 @@ MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
       work_(asio::make_work_guard(io_)),
       acceptor_(asio::make_strand(io_)) {
   options_.connection.handshake_timeout = options_.handshake_timeout;
+  options_.connection.secret = options_.secret;  // keys the record layer
   // Until a peer authenticates, reads are no larger than the frames it may send.
   handshake_connection_ = options_.connection;
   handshake_connection_.read_bytes =

@@ -57,7 +57,8 @@ class RunnerHandler : public ConnectionHandler {
 
 }  // namespace
 
-Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol) {
+Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol,
+                        std::string_view secret) {
   std::string host;
   uint16_t port = 0;
   Status s = ParseHostPort(options.master, &host, &port);
@@ -104,6 +105,7 @@ Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protoco
   int64_t deadline_ms = options.deadline.count() > 0 ? SteadyNowMs() + options.deadline.count() : 0;
   auto handler = std::make_shared<RunnerHandler>(protocol, &io, deadline_ms);
   ConnectionOptions connection = options.connection;
+  connection.secret = std::string(secret);  // keys the record layer
   auto c = std::make_shared<Connection>(std::move(socket), tls.get(), /*server_side=*/false,
                                         handler, connection);
   c->VerifyServerName(host);

@@ -42,7 +42,9 @@ struct ClientRunOptions {
 // OK only if the protocol finished without error. Errors are one line: the
 // address cannot be resolved or reached, TLS failed, the master closed the
 // connection (with its reason, from the protocol when it has one), the
-// deadline passed.
-Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol);
+// deadline passed. `secret` keys the record layer as it keys the handshake's
+// proofs (empty: none).
+Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol,
+                        std::string_view secret);
 
 }  // namespace sdiff::net

@@ -98,7 +98,7 @@ Status WriteThroughMaster(const WriterClientOptions& options, const NextWrite& n
   std::unique_ptr<HmacAuthenticator> authenticator;
   if (!options.secret.empty()) authenticator = std::make_unique<HmacAuthenticator>(options.secret);
   WriterProtocol protocol(options, authenticator.get(), next, summary);
-  return RunClientSession(options.connect, &protocol);
+  return RunClientSession(options.connect, &protocol, options.secret);
 }
 
 }  // namespace sdiff::net

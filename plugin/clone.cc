@@ -187,7 +187,7 @@ Status CloneFromMaster(const CloneFromMasterOptions& options, CloneResult* resul
   {
     FileWriter writer(staging, options.progress);
     CloneProtocol protocol(authenticator.get(), &writer);
-    s = net::RunClientSession(options.connect, &protocol);
+    s = net::RunClientSession(options.connect, &protocol, options.secret);
     if (!s.ok() && protocol.session().refused_role()) s = Status::NotFound(s.message());
     result->files = writer.files();
     result->bytes = writer.bytes();

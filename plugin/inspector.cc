@@ -255,12 +255,12 @@ Status InspectMaster(rocksdb::DB* db, const FamilyResolver& families, const Insp
   // families, the tree is built with no connection open, and a second session
   // diffs it (rebuilding only if the families changed in between).
   FamiliesProbe probe(authenticator.get());
-  Status s = net::RunClientSession(options.connect, &probe);
+  Status s = net::RunClientSession(options.connect, &probe, options.secret);
   if (!s.ok()) return s;
   InspectorProtocol protocol(db, families, options.repair, authenticator.get(), result);
   s = protocol.Prebuild(probe.families());
   if (!s.ok()) return s;
-  return net::RunClientSession(options.connect, &protocol);
+  return net::RunClientSession(options.connect, &protocol, options.secret);
 }
 
 }  // namespace sdiff::plugin

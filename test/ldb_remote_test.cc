@@ -413,6 +413,9 @@ class ScriptedMaster {
             acceptor_.accept(socket_, ec);
             if (ec) return;
             reader_ = wire::FrameReader();
+            // The record layer: our hello first, then every frame in records.
+            if (!net::RecordChannel::Create("", /*server_side=*/true, &records_).ok()) return;
+            boost::asio::write(socket_, boost::asio::buffer(records_->hello()), ec);
             script(*this);
             socket_.close(ec);
           }
@@ -435,14 +438,17 @@ class ScriptedMaster {
       boost::system::error_code ec;
       size_t n = socket_.read_some(boost::asio::buffer(buffer), ec);
       if (ec) return false;
-      reader_.Append({buffer, n});
+      std::string plain;
+      if (!records_->Open({buffer, n}, &plain).ok()) return false;
+      reader_.Append(plain);
     }
   }
   bool Send(const Message& message) {
-    std::string frame;
+    std::string frame, sealed;
     wire::AppendFrame(message, &frame);
+    records_->Seal(frame, &sealed);
     boost::system::error_code ec;
-    boost::asio::write(socket_, boost::asio::buffer(frame), ec);
+    boost::asio::write(socket_, boost::asio::buffer(sealed), ec);
     return !ec;
   }
   // Hello, Challenge (no secret), Auth, then `welcome`.
@@ -459,6 +465,7 @@ class ScriptedMaster {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::ip::tcp::socket socket_{io_};
   wire::FrameReader reader_;
+  std::unique_ptr<net::RecordChannel> records_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
