@@ -71,13 +71,14 @@ class LdbAuditTest : public DaemonTest {
     return *master_;
   }
 
-  RunResult Audit(const std::string& master, std::vector<std::string> extra = {}) {
+  // sdiff-ldb --master=MASTER [--secret-file=FILE] audit; no flag for an empty file.
+  RunResult Audit(const std::string& master, const std::string& secret_file) {
     std::vector<std::string> args = {ProgramPath("sdiff-ldb"), "--master=" + master};
-    if (extra.empty()) extra = {"--secret-file=" + secret_file_};
-    args.insert(args.end(), extra.begin(), extra.end());
+    if (!secret_file.empty()) args.push_back("--secret-file=" + secret_file);
     args.push_back("audit");
     return RunProgram(args, kDeadline);
   }
+  RunResult Audit(const std::string& master) { return Audit(master, secret_file_); }
 
   std::string secret_file_;
   DropPrefixFilter filter_;
@@ -145,13 +146,13 @@ TEST_F(LdbAuditTest, RefusalsAreOneLineAndExitTwo) {
   ASSERT_TRUE(m.WaitTailed());
 
   WriteSecret(dir_ + "/wrong", "another secret, also long enough");
-  RunResult wrong = Audit(m.master_address(), {"--secret-file=" + dir_ + "/wrong"});
+  RunResult wrong = Audit(m.master_address(), dir_ + "/wrong");
   EXPECT_EQ(wrong.code, 2);
   EXPECT_EQ(wrong.out, "");
   EXPECT_EQ(Lines(wrong.err), 1u) << wrong.err;
   EXPECT_NE(wrong.err.find("wrong secret"), std::string::npos) << wrong.err;
 
-  RunResult none = Audit(m.master_address(), {"--hex"});  // no --secret-file
+  RunResult none = Audit(m.master_address(), "");  // no --secret-file
   EXPECT_EQ(none.code, 2);
   EXPECT_EQ(Lines(none.err), 1u) << none.err;
   EXPECT_NE(none.err.find("authentication required"), std::string::npos) << none.err;
@@ -231,7 +232,7 @@ class AuditServerTest : public LdbAuditTest {
 
 TEST_F(AuditServerTest, MasterThatDoesNotAuditRefusesTheRole) {
   StartServer();
-  RunResult r = Audit(address(), {"--hex"});
+  RunResult r = Audit(address(), "");
   EXPECT_EQ(r.code, 2) << r.out << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(Lines(r.err), 1u) << r.err;
@@ -241,7 +242,7 @@ TEST_F(AuditServerTest, MasterThatDoesNotAuditRefusesTheRole) {
 TEST_F(AuditServerTest, FailedAuditExitsTwoWithTheMastersReason) {
   hub_.audit = [](AuditReport*) { return Status::Aborted("the scan was cancelled"); };
   StartServer();
-  RunResult r = Audit(address(), {"--hex"});
+  RunResult r = Audit(address(), "");
   EXPECT_EQ(r.code, 2) << r.out << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(Lines(r.err), 1u) << r.err;
