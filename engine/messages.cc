@@ -14,10 +14,10 @@ size_t BatchBytes(const Batch& batch) {
 const char* MessageName(const Message& m) {
   // In the order of the Message variant's alternatives.
   static constexpr std::array<const char*, std::variant_size_v<Message>> kNames = {
-      "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject", "Batch",
-      "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",  "Repair",
-      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",         "Write",  "WriteAck",
-      "FileChunk",   "BatchPart",      "PutStart", "ValuePart",
+      "Hello",       "Challenge",      "Auth",     "Welcome",      "Reject",      "Batch",
+      "SyncRequest", "SyncStart",      "SyncRoot", "NodesRequest", "Nodes",       "Repair",
+      "SyncDone",    "BootstrapChunk", "Ping",     "Pong",         "Write",       "WriteAck",
+      "FileChunk",   "BatchPart",      "PutStart", "ValuePart",    "AuditReport",
   };
   return m.valueless_by_exception() ? "(no message)" : kNames[m.index()];
 }
@@ -38,6 +38,8 @@ const char* RoleName(Role role) {
       return "writer";
     case Role::kCloner:
       return "cloner";
+    case Role::kAuditor:
+      return "auditor";
   }
   return "unknown role";
 }

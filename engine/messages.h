@@ -16,6 +16,8 @@
 // A writer (kWriter, where the master allows writers): W: Write  M: WriteAck ...
 // A cloner (kCloner, an empty follower before it opens its database) gets the
 // master's database files: M: FileChunk ... (last = true), then M closes.
+// An auditor (kAuditor, `sdiff-ldb --master audit`, where the master audits on
+// demand) asks for one self-audit: M: AuditReport, then M closes.
 #pragma once
 
 #include <cstddef>
@@ -69,7 +71,13 @@ struct FamilyInfo {
   friend bool operator==(const FamilyInfo&, const FamilyInfo&) = default;
 };
 
-enum class Role : uint8_t { kFollower = 1, kInspector = 2, kWriter = 3, kCloner = 4 };
+enum class Role : uint8_t {
+  kFollower = 1,
+  kInspector = 2,
+  kWriter = 3,
+  kCloner = 4,
+  kAuditor = 5,
+};
 enum class StartMode : uint8_t { kResume = 1, kDiff = 2, kBootstrap = 3, kFiles = 4 };
 enum class RejectCode : uint8_t {
   kProtocol = 1,  // a malformed or unexpected message
@@ -274,13 +282,28 @@ struct FileChunk {
   friend bool operator==(const FileChunk&, const FileChunk&) = default;
 };
 
+// M -> auditor: the outcome of the self-audit it asked for (the master's tree
+// checked against its database at one sequence); then the master closes.
+struct AuditReport {
+  uint64_t seq = 0;         // the sequence the tree and the data were compared at
+  uint64_t keys = 0;        // keys scanned
+  uint64_t mismatches = 0;  // keys whose tree entry differed from the data (now corrected)
+  // The first few of them, printable ("family:key", other bytes escaped):
+  // at most wire::kMaxAuditExamples, each at most wire::kMaxAuditExampleBytes.
+  std::vector<std::string> examples;
+  uint64_t micros = 0;  // how long the audit took
+  std::string error;    // empty: the audit ran; else why it could not (the rest is 0)
+  friend bool operator==(const AuditReport&, const AuditReport&) = default;
+};
+
 // A name a FileChunk may carry: 1..255 bytes, no '/' or NUL, not "." or "..",
 // so that it names a file inside the directory the copy is written to.
 bool IsPlainFileName(std::string_view name);
 
-using Message = std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart,
-                             SyncRoot, NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping,
-                             Pong, Write, WriteAck, FileChunk, BatchPart, PutStart, ValuePart>;
+using Message =
+    std::variant<Hello, Challenge, Auth, Welcome, Reject, Batch, SyncRequest, SyncStart, SyncRoot,
+                 NodesRequest, Nodes, Repair, SyncDone, BootstrapChunk, Ping, Pong, Write, WriteAck,
+                 FileChunk, BatchPart, PutStart, ValuePart, AuditReport>;
 
 // M is one of Message's alternatives.
 template <typename M, typename V = Message>
@@ -293,7 +316,7 @@ concept MessageAlternative = IsMessageAlternative<M>::value;
 
 // Human-readable message name, for errors and logs.
 const char* MessageName(const Message& m);
-// "follower", "inspector", "writer" or "cloner", for logs.
+// "follower", "inspector", "writer", "cloner" or "auditor", for logs.
 const char* RoleName(Role role);
 
 }  // namespace sdiff

@@ -9,6 +9,7 @@
 //                Pong           -> note the follower's applied sequence
 //                Write          -> WriteAck                        (writers only)
 //   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
+//   (OnAuditDone) auditor       -> AuditReport                     -> kClosed, OK
 //   (output)     stream batches, repairs, bootstrap entries: encoded in order as
 //                TakeOutput is called; one above bulk_frame_bytes in pieces
 //                (BatchPart, PutStart, ValuePart), nothing between them
@@ -17,7 +18,9 @@
 // Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
 // stream and is diffed once, at once; a writer gets neither and sends Writes;
 // a cloner gets neither: Welcome (mode kFiles), the master's files, and a
-// clean close; it may send only Pongs.
+// clean close; it may send only Pongs. An auditor gets neither: Welcome, and
+// once the embedder has run the audit (kRunAudit), an AuditReport and a clean
+// close; it too may send only Pongs (the master pings it while it waits).
 #include "engine/server_session.h"
 
 #include <algorithm>
@@ -39,6 +42,9 @@ constexpr size_t kValuePartOverhead = 16;  // a ValuePart frame's bytes beyond i
 // charges for it (wire.h: a decoded frame takes at most max_frame), so that
 // a frame of bulk_frame_bytes worth of ops decodes within that limit.
 size_t OpBytes(const Op& op) { return op.key.size() + op.value.size() + sizeof(Op); }
+
+// Writers, cloners and auditors get no diff, and may not ask for one.
+bool TakesPartInDiffs(Role role) { return role == Role::kFollower || role == Role::kInspector; }
 
 }  // namespace
 
@@ -91,8 +97,8 @@ void ServerSession::Handle(Message& message) {
         return;
       }
       if (auto* write = std::get_if<Write>(&message)) return HandleWrite(*write);
-      // Writers and cloners take part in no diff.
-      if (hello_.role == Role::kWriter || hello_.role == Role::kCloner) break;
+      // Only followers and inspectors take part in a diff.
+      if (!TakesPartInDiffs(hello_.role)) break;
       if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
       if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
       if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
@@ -120,6 +126,9 @@ void ServerSession::HandleHello(Hello& hello) {
   }
   if (hello.role == Role::kCloner && !hooks_.open_files) {
     return Fail(RejectCode::kRole, Status::ProtocolError("this master does not serve its files"));
+  }
+  if (hello.role == Role::kAuditor && !hooks_.audit) {
+    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not audit on demand"));
   }
   hello_ = std::move(hello);
   server_nonce_ = RandomBytes(kNonceBytes);
@@ -181,6 +190,10 @@ void ServerSession::HandleAuth(const Auth& auth) {
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
   if (follower) Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
+  if (hello_.role == Role::kAuditor) {
+    audit_running_ = true;
+    Event({ServerEvent::Kind::kRunAudit, current, 0, false, 0, Status::OK()});
+  }
   if (hello_.role == Role::kInspector ||
       (follower && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
     RequestSync();
@@ -273,7 +286,7 @@ bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
 }
 
 void ServerSession::RequestSync() {
-  if (hello_.role == Role::kWriter || hello_.role == Role::kCloner) return;
+  if (!TakesPartInDiffs(hello_.role)) return;
   if (state_ != State::kStreaming || bootstrapping_ || sync_phase_ != SyncPhase::kIdle) {
     if (sync_phase_ != SyncPhase::kWantSnapshot) sync_again_ = true;
     return;
@@ -701,6 +714,25 @@ void ServerSession::OnTick(int64_t now_ms) {
 
 void ServerSession::Close(RejectCode code, std::string_view reason) {
   Fail(code, Status::Aborted(reason));
+}
+
+void ServerSession::OnAuditDone(const Status& status, AuditReport report) {
+  if (!std::exchange(audit_running_, false) || closed()) return;
+  if (!status.ok()) {
+    report = AuditReport{};
+    report.error = status.ToString();
+  }
+  // Within the frame's limits whatever the hook filled in.
+  if (report.examples.size() > wire::kMaxAuditExamples) {
+    report.examples.resize(wire::kMaxAuditExamples);
+  }
+  for (std::string& example : report.examples) {
+    if (example.size() > wire::kMaxAuditExampleBytes) example.resize(wire::kMaxAuditExampleBytes);
+  }
+  Send(report);
+  state_ = State::kClosed;
+  error_ = Status::OK();
+  Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
 }
 
 void ServerSession::Fail(RejectCode code, Status status) {

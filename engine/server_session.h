@@ -103,6 +103,12 @@ struct MasterHooks {
   // Cloners: a copy of the database files, or why there is none (the master's
   // configuration does not allow it). Null: cloners are refused.
   std::function<Status(std::unique_ptr<FileSource>* out)> open_files;
+  // Auditors (Hello.role kAuditor): checks the master's tree against its
+  // database now and fills *report (its error field aside). Null: auditors
+  // are refused. The session never calls it: an audit scans the whole
+  // database, so the embedder runs it off its I/O threads when the session
+  // asks (kRunAudit) and hands the outcome to OnAuditDone.
+  std::function<Status(AuditReport* report)> audit;
 };
 
 struct ServerEvent {
@@ -110,6 +116,7 @@ struct ServerEvent {
     kStreamFrom,    // seq: feed OnBatch from this sequence on (followers only)
     kWantSnapshot,  // call StartSync with a tree covering seq (the stream's position)
     kSyncDone,      // a diff finished: repaired keys, complete or retried
+    kRunAudit,      // run MasterHooks::audit (off the I/O thread), then call OnAuditDone
     kClosed,        // status says why; send what TakeOutput still holds, then close
   };
   Kind kind;
@@ -140,6 +147,11 @@ class ServerSession {
   void OnTick(int64_t now_ms);
   // Closes the session from the master's side with a reason sent to the peer.
   void Close(RejectCode code, std::string_view reason);
+  // The outcome of the audit asked for by kRunAudit: sent to the auditor
+  // (a failed audit as the report's error), then the session ends without
+  // error. Ignored unless an audit was asked for (the session may have
+  // closed meanwhile).
+  void OnAuditDone(const Status& status, AuditReport report);
 
   // About bulk_frame_bytes of output (more only by one frame), in order.
   std::string TakeOutput();
@@ -161,10 +173,10 @@ class ServerSession {
   size_t max_frame() const { return reader_.max_frame(); }
   // Memory held for the peer's unparsed bytes (a partial frame).
   size_t input_buffer_bytes() const { return reader_.buffer_capacity(); }
-  // No diff running or wanted, no bootstrap or clone, nothing to send.
+  // No diff running or wanted, no bootstrap, clone or audit, nothing to send.
   bool idle() const {
     return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && !files_ &&
-           out_.empty();
+           !audit_running_ && out_.empty();
   }
   // Round trips of the last diff (SyncStart..last Nodes), for benchmarks.
   int last_sync_round_trips() const { return last_round_trips_; }
@@ -228,6 +240,7 @@ class ServerSession {
   uint64_t sent_seq_ = 0;
   uint64_t follower_applied_seq_ = 0;
   std::optional<uint64_t> failed_write_;  // a writer's first refused write: later ones are too
+  bool audit_running_ = false;            // kRunAudit emitted, OnAuditDone not yet called
 
   // The diff in progress.
   SyncPhase sync_phase_ = SyncPhase::kIdle;

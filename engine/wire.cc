@@ -30,6 +30,7 @@ constexpr size_t kMinOpBytes = 4;       // kind, family, key length, value lengt
 constexpr size_t kMinFamilyBytes = 2;   // tag, name length
 constexpr size_t kMinPathBytes = 1;     // length
 constexpr size_t kMinSummaryBytes = 1;  // kind (kEmpty)
+constexpr size_t kMinExampleBytes = 1;  // length (empty)
 
 // The largest Hello (type byte and body) must fit the handshake's frame limit:
 // versions and role, the nonce, master_id, two varints, the bool, the family
@@ -64,7 +65,8 @@ static_assert(std::is_same_v<AlternativeOf<MessageType::kFileChunk>, FileChunk>)
 static_assert(std::is_same_v<AlternativeOf<MessageType::kBatchPart>, BatchPart>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kPutStart>, PutStart>);
 static_assert(std::is_same_v<AlternativeOf<MessageType::kValuePart>, ValuePart>);
-static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kValuePart));
+static_assert(std::is_same_v<AlternativeOf<MessageType::kAuditReport>, AuditReport>);
+static_assert(std::variant_size_v<Message> == static_cast<size_t>(MessageType::kAuditReport));
 
 bool ValidHashBytes(uint8_t n) { return n >= 1 && n <= 8; }
 
@@ -302,6 +304,20 @@ void Encode(Writer& w, const PutStart& m) {
 void Encode(Writer& w, const ValuePart& m) {
   assert(!m.data.empty());
   w.Bytes(m.data);
+}
+
+void Encode(Writer& w, const AuditReport& m) {
+  assert(m.examples.size() <= kMaxAuditExamples);
+  w.Varint(m.seq);
+  w.Varint(m.keys);
+  w.Varint(m.mismatches);
+  w.Varint(m.examples.size());
+  for (const std::string& example : m.examples) {
+    assert(example.size() <= kMaxAuditExampleBytes);
+    w.Bytes(example);
+  }
+  w.Varint(m.micros);
+  w.Bytes(m.error);
 }
 
 // ---- decoding ----
@@ -568,7 +584,7 @@ bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s) {
 
 bool Decode(Reader& r, Hello* m) {
   return r.U8("min_version", &m->min_version) && r.U8("max_version", &m->max_version) &&
-         r.Enum("role", 1, 4, &m->role) &&
+         r.Enum("role", 1, 5, &m->role) &&
          r.Bytes("client_nonce", &m->client_nonce, kMaxNonceBytes) &&
          r.Bytes("master_id", &m->master_id, kMaxMasterIdBytes) &&
          r.Varint("applied_seq", &m->applied_seq) && r.Varint("key_count", &m->key_count) &&
@@ -736,6 +752,25 @@ bool Decode(Reader& r, ValuePart* m) {
   return true;
 }
 
+bool Decode(Reader& r, AuditReport* m) {
+  size_t n;
+  if (!(r.Varint("seq", &m->seq) && r.Varint("keys", &m->keys) &&
+        r.Varint("mismatches", &m->mismatches) &&
+        r.Count("example count", kMinExampleBytes, sizeof(std::string), &n))) {
+    return false;
+  }
+  if (n > kMaxAuditExamples) {
+    return r.Fail(fmt::format("example count {} exceeds limit {}", n, kMaxAuditExamples));
+  }
+  m->examples.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    r.SetElement("example", i);
+    if (!r.Bytes("key", &m->examples[i], kMaxAuditExampleBytes)) return false;
+  }
+  r.SetElement(nullptr);
+  return r.Varint("micros", &m->micros) && r.Bytes("error", &m->error);
+}
+
 template <size_t I>
 Status DecodeAlternative(std::string_view body, size_t memory_limit, Message* message) {
   auto& value = message->emplace<I>();
@@ -835,6 +870,7 @@ template void AppendFrame(const FileChunk&, std::string*);
 template void AppendFrame(const BatchPart&, std::string*);
 template void AppendFrame(const PutStart&, std::string*);
 template void AppendFrame(const ValuePart&, std::string*);
+template void AppendFrame(const AuditReport&, std::string*);
 
 void AppendFrame(const Message& message, std::string* out) {
   std::visit([out](const auto& m) { AppendFrame(m, out); }, message);

@@ -40,6 +40,10 @@ constexpr size_t kMaxHandshakeFrame = 4 << 10;  // 4 KiB
 // key is longer sends a prefix of it: the master resumes at that prefix and
 // re-sends the few keys between it and the key, which the follower already has.
 constexpr size_t kMaxBootstrapKeyBytes = 2 << 10;  // 2 KiB
+// An AuditReport names at most this many differing keys, each in at most this
+// many bytes: a report is a summary, never a list of every difference.
+constexpr size_t kMaxAuditExamples = 16;
+constexpr size_t kMaxAuditExampleBytes = 1 << 10;  // 1 KiB
 
 enum class MessageType : uint8_t {
   kHello = 1,
@@ -64,6 +68,7 @@ enum class MessageType : uint8_t {
   kBatchPart = 20,
   kPutStart = 21,
   kValuePart = 22,
+  kAuditReport = 23,
 };
 
 // Appends one whole frame (header, type, body) for `message` to `out`.

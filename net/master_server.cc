@@ -47,7 +47,7 @@ class MasterServer::Driver : public ConnectionHandler,
                              public std::enable_shared_from_this<Driver> {
  public:
   Driver(MasterServer* server, ServerOptions options, MasterHooks hooks)
-      : server_(server), session_(std::move(options), std::move(hooks)) {}
+      : server_(server), audit_(hooks.audit), session_(std::move(options), std::move(hooks)) {}
 
   void Attach(const std::shared_ptr<Connection>& connection) {
     connection_ = connection;
@@ -190,6 +190,9 @@ class MasterServer::Driver : public ConnectionHandler,
           server_->counters_.keys_repaired.fetch_add(event->repaired, std::memory_order_relaxed);
           break;
         }
+        case ServerEvent::Kind::kRunAudit:
+          RunAudit();
+          break;
         case ServerEvent::Kind::kClosed:
           break;
       }
@@ -230,8 +233,25 @@ class MasterServer::Driver : public ConnectionHandler,
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
   }
 
+  // Strand. An audit scans the whole database (seconds at a million keys):
+  // it runs on the server's blocking worker, never on an io_context thread,
+  // and its outcome comes back to this strand.
+  void RunAudit() {
+    std::weak_ptr<Connection> weak = connection_;
+    asio::post(server_->blocking_, [self = shared_from_this(), weak] {
+      AuditReport report;
+      Status s = self->audit_(&report);
+      auto c = weak.lock();
+      if (!c) return;  // the auditor left; the audit's work stands all the same
+      c->Post([self, c, s = std::move(s), report = std::move(report)]() mutable {
+        self->session_.OnAuditDone(s, std::move(report));
+        self->Pump(*c);
+      });
+    });
+  }
+
   // Strand. The session ended itself without error: it did its job (a
-  // cloner that was sent all its files).
+  // cloner that was sent all its files, an auditor its report).
   bool SessionFinished() const { return session_.closed() && session_.error().ok(); }
 
   // Strand. When the stream handed batches to the session, coalesced per
@@ -319,6 +339,7 @@ class MasterServer::Driver : public ConnectionHandler,
   }
 
   MasterServer* server_;
+  const std::function<Status(AuditReport*)> audit_;  // MasterHooks::audit; runs off the strand
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
   std::string peer_;  // constant after Attach
@@ -397,6 +418,7 @@ Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
                      o.secret.empty() ? "; no shared secret: any local process can follow"
                                       : "; followers must prove the shared secret");
   server->Accept();
+  asio::post(server->blocking_, [] { pthread_setname_np(pthread_self(), "sdiff-blocking"); });
   for (int i = 0; i < std::max(1, o.threads); ++i) {
     server->threads_.emplace_back([io = &server->io_] {
       pthread_setname_np(pthread_self(), "sdiff-master");  // as top -H and perf show it
@@ -481,6 +503,10 @@ void MasterServer::Stop() {
     acceptor_.close(ignored);
   });
   for (const auto& d : drivers) d->Shutdown();
+  // Audits not started are dropped (their sessions are closing); one under
+  // way finishes first, while the io_context still runs to take its report.
+  blocking_.stop();
+  blocking_.join();
   work_.reset();
   for (std::thread& t : threads_) t.join();
   threads_.clear();

@@ -10,6 +10,9 @@
 // waits for the link, sent a piece at a time, rather than dropping anyone.
 // Until a peer has authenticated, its frames and reads are bounded by
 // wire::kMaxHandshakeFrame: an unauthenticated connection holds a few KiB.
+// Blocking work a session asks for (an auditor's self-audit, which scans the
+// whole database) runs on one worker thread of the server's, one job at a
+// time, never on an io_context thread.
 #pragma once
 
 #include <atomic>
@@ -146,6 +149,10 @@ class MasterServer {
   std::unique_ptr<asio::ssl::context> tls_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  // Blocking work a session asks for (MasterHooks::audit), one job at a
+  // time, off the io_context's threads. Declared after io_: its queued jobs
+  // hold connections, which must go before the io_context does.
+  asio::thread_pool blocking_{1};
   tcp::acceptor acceptor_;  // on its own strand: accepts and Stop's close never race
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;

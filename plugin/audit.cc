@@ -57,19 +57,24 @@ Auditor::Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Word
 }
 
 Auditor::~Auditor() {
+  Cancel();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard wait_for_a_run(run_mu_);  // one started by another thread
+}
+
+void Auditor::Cancel() {
   stopping_ = true;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::lock_guard wait_for_a_run(run_mu_);  // one started by another thread
 }
 
 Status Auditor::Run(AuditResult* result) {
   std::lock_guard one_at_a_time(run_mu_);
   *result = AuditResult();
+  if (stopping_) return Status::Aborted("the self-audit is stopping (shutting down)");
   TreeScanOptions scan;
   scan.max_bytes_per_second = options_.max_bytes_per_second;
   scan.cancel = &stopping_;

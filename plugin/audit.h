@@ -88,12 +88,16 @@ class Auditor {
   };
   // Starts the schedule when options.interval is not 0.
   Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Words words, AuditFn audit);
-  ~Auditor();  // cancels an audit under way (its scan stops within a MiB), joins
+  ~Auditor();  // Cancel()s, then waits for an audit under way to return
   Auditor(const Auditor&) = delete;
   Auditor& operator=(const Auditor&) = delete;
 
   // Runs one audit now (after one under way). Thread-safe.
   Status Run(AuditResult* result);
+  // Ends the schedule and stops an audit under way (its scan stops within a
+  // MiB); every Run after it fails at once. Thread-safe; the owner calls it
+  // before taking away what the audit reads (the tree, the server).
+  void Cancel();
   AuditStats stats() const;
 
  private:

@@ -7,7 +7,9 @@
 #include <rocksdb/snapshot.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <typeinfo>
 
@@ -50,6 +52,53 @@ Status CheckFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family,
 }
 
 }  // namespace
+
+// The tailer serves followers, inspectors, writers and cloners; this adds
+// auditors to its hooks without changing it. An auditor's audit is the
+// master's own (one at a time with the periodic one, same rate limit).
+class Master::AuditingHub : public net::MasterHub {
+ public:
+  explicit AuditingHub(WalTailer* tailer) : tailer_(tailer) {}
+
+  // Until it is set (Attach sets it once the tailer runs), auditors are told
+  // to come back; the owner stops the server before the auditor goes.
+  void set_auditor(Auditor* auditor) { auditor_.store(auditor, std::memory_order_release); }
+
+  ServerOptions SessionOptions() override { return tailer_->SessionOptions(); }
+  MasterHooks SessionHooks() override {
+    MasterHooks hooks = tailer_->SessionHooks();
+    hooks.audit = [this](AuditReport* report) { return Audit(report); };
+    return hooks;
+  }
+  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override {
+    tailer_->Subscribe(std::move(sink), from_seq);
+  }
+  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override {
+    tailer_->RequestSnapshot(sink, seq);
+  }
+  void Unsubscribe(const net::BatchSink* sink) override { tailer_->Unsubscribe(sink); }
+
+ private:
+  // On the server's blocking worker (MasterHooks::audit).
+  Status Audit(AuditReport* report) {
+    Auditor* auditor = auditor_.load(std::memory_order_acquire);
+    if (auditor == nullptr) {
+      return Status::Aborted("the master is still starting; its self-audit is not ready");
+    }
+    AuditResult result;
+    Status s = auditor->Run(&result);
+    if (!s.ok()) return s;
+    report->seq = result.seq;
+    report->keys = result.keys;
+    report->mismatches = result.mismatches;
+    report->examples = std::move(result.examples);
+    report->micros = static_cast<uint64_t>(std::llround(result.seconds * 1e6));
+    return Status::OK();
+  }
+
+  WalTailer* const tailer_;
+  std::atomic<Auditor*> auditor_{nullptr};
+};
 
 Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
                       MasterOptions options, std::unique_ptr<Master>* out) {
@@ -116,7 +165,8 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   Status s = WalTailer::Create(db, std::move(families), t, &master->tailer_);
   if (!s.ok()) return s;
   options.server.logger = log;
-  s = net::MasterServer::Start(master->tailer_.get(), options.server, &master->server_);
+  master->hub_ = std::make_unique<AuditingHub>(master->tailer_.get());
+  s = net::MasterServer::Start(master->hub_.get(), options.server, &master->server_);
   if (!s.ok()) return s;
   master->tailer_->set_on_rebuild([m = master.get()] { m->server_->RequestSyncAll(); });
   if (options.listener) {
@@ -130,6 +180,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
       [m = master.get()](const TreeScanOptions& scan, AuditResult* result) {
         return m->AuditOnce(scan, result);
       });
+  master->hub_->set_auditor(master->auditor_.get());
   *out = std::move(master);
   return Status::OK();
 }
@@ -141,13 +192,15 @@ void MasterListener::OnExternalFileIngested(rocksdb::DB*,
 }
 
 Master::~Master() {
-  auditor_.reset();  // an audit under way stops scanning
+  if (auditor_) auditor_->Cancel();  // an audit under way stops scanning
   if (listener_) {
     std::lock_guard lock(listener_->mu_);
     listener_->tailer_ = nullptr;
   }
-  // Sessions first (they read through the tailer), then the tailer.
+  // Sessions first (they read through the tailer, and an auditor's audit runs
+  // on the server's worker until Stop returns), then the auditor, then the tailer.
   if (server_) server_->Stop();
+  auditor_.reset();
   if (tailer_) tailer_->Stop();
 }
 

@@ -111,7 +111,9 @@ class Master {
   // differ are corrected in the tree, and every follower is asked to diff.
   // OK with result->mismatches == 0: the tree equals the data. Fails when
   // the scan fails or the tree did not stop at S (a rebuild passed it).
-  // One audit runs at a time; the periodic one (options.audit) calls this.
+  // One audit runs at a time; the periodic one (options.audit) calls this,
+  // and so does an auditor's request (`sdiff-ldb --master audit`), which the
+  // server runs on its blocking worker.
   Status Audit(AuditResult* result);
 
  private:
@@ -119,13 +121,16 @@ class Master {
   Status AuditOnce(const TreeScanOptions& scan, AuditResult* result);
   // Confirms each differing key at a newer position and corrects the tree.
   Status CorrectTree(const std::vector<DiffEntry>& differing, AuditResult* result);
+  // The tailer's hub, serving auditors (sdiff-ldb --master audit) as well.
+  class AuditingHub;
 
   rocksdb::DB* db_ = nullptr;
   std::string master_id_;
   std::shared_ptr<MasterListener> listener_;
   std::unique_ptr<WalTailer> tailer_;
+  std::unique_ptr<AuditingHub> hub_;  // outlives server_, which calls it
   std::unique_ptr<net::MasterServer> server_;
-  std::unique_ptr<Auditor> auditor_;  // destroyed first
+  std::unique_ptr<Auditor> auditor_;
 };
 
 }  // namespace sdiff::plugin

@@ -1,7 +1,8 @@
-// The inspector and writer roles of the protocol, sans-I/O: an inspector is
-// diffed once and streamed nothing; a writer's Writes are committed through
-// the master's write hook and acknowledged in order, and only where the
-// master takes writers.
+// The inspector, writer and auditor roles of the protocol, sans-I/O: an
+// inspector is diffed once and streamed nothing; a writer's Writes are
+// committed through the master's write hook and acknowledged in order, and
+// only where the master takes writers; an auditor asks for one self-audit,
+// which the embedder runs, and gets its report.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/audit_session.h"
 #include "engine/server_session.h"
 #include "engine/testing/fake_authenticator.h"
 #include "engine/testing/link.h"
@@ -301,6 +303,249 @@ TEST_F(WriterTest, WriteFromAFollowerClosesTheSession) {
   server->OnBytes(frames);
   EXPECT_TRUE(server->closed());
   EXPECT_TRUE(master_.data().empty());
+}
+
+// ---- auditor ----
+
+class AuditorTest : public RolesTest {
+ protected:
+  // A master session that audits on demand (or refuses auditors). Its hook
+  // only counts: the session must leave running it to the embedder.
+  std::unique_ptr<ServerSession> Server(bool audits, const Authenticator* auth = nullptr) {
+    ServerOptions options = master_.Options();
+    options.authenticator = auth;
+    MasterHooks hooks = master_.Hooks(&rng_);
+    if (audits) {
+      hooks.audit = [this](AuditReport*) {
+        ++hook_calls_;
+        return Status::OK();
+      };
+    }
+    return std::make_unique<ServerSession>(options, hooks);
+  }
+
+  AuditSession Auditor(const Authenticator* auth = nullptr) {
+    return AuditSession(
+        AuditorOptions{.authenticator = auth, .random_bytes = [this](uint8_t* out, size_t n) {
+                         for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
+                       }});
+  }
+
+  static void Exchange(ServerSession& server, AuditSession& auditor) {
+    for (int round = 0; round < 100; ++round) {
+      std::string to_master = auditor.TakeOutput();
+      if (!to_master.empty()) server.OnBytes(to_master);
+      std::string to_auditor = server.TakeOutput();
+      if (!to_auditor.empty()) auditor.OnBytes(to_auditor);
+      if (to_master.empty() && to_auditor.empty()) return;
+    }
+    FAIL() << "the sessions did not settle";
+  }
+
+  // The kRunAudit events the session emitted (and the last one's sequence).
+  static int AuditsAskedFor(ServerSession& server, uint64_t* seq = nullptr) {
+    int n = 0;
+    while (auto event = server.PollEvent()) {
+      if (event->kind != ServerEvent::Kind::kRunAudit) continue;
+      ++n;
+      if (seq != nullptr) *seq = event->seq;
+    }
+    return n;
+  }
+
+  int hook_calls_ = 0;
+};
+
+TEST_F(AuditorTest, AuditorGetsTheReportOfTheAuditTheEmbedderRan) {
+  WriteKeys(0, 5);
+  auto server = Server(true);
+  AuditSession auditor = Auditor();
+  auditor.Start();
+  Exchange(*server, auditor);
+  uint64_t seq = 0;
+  ASSERT_EQ(AuditsAskedFor(*server, &seq), 1);
+  EXPECT_EQ(seq, master_.seq());
+  EXPECT_EQ(hook_calls_, 0);  // the embedder runs it, off its I/O thread
+  EXPECT_FALSE(auditor.done());
+  EXPECT_FALSE(server->closed());
+  EXPECT_EQ(auditor.master_id(), "m1");
+
+  AuditReport report{.seq = master_.seq(),
+                     .keys = 5,
+                     .mismatches = 2,
+                     .examples = {"default:key1", "default:key\\x00"},
+                     .micros = 1500,
+                     .error = ""};
+  server->OnAuditDone(Status::OK(), report);
+  Exchange(*server, auditor);
+  ASSERT_TRUE(auditor.done()) << auditor.error().ToString();
+  EXPECT_TRUE(auditor.error().ok());
+  EXPECT_EQ(auditor.report(), report);
+  // The session ends itself, without error: the auditor got what it came for.
+  EXPECT_TRUE(server->closed());
+  EXPECT_TRUE(server->error().ok()) << server->error().ToString();
+  EXPECT_EQ(AuditsAskedFor(*server), 0);
+}
+
+TEST_F(AuditorTest, FailedAuditIsTheReportsError) {
+  auto server = Server(true);
+  AuditSession auditor = Auditor();
+  auditor.Start();
+  Exchange(*server, auditor);
+  ASSERT_EQ(AuditsAskedFor(*server), 1);
+  server->OnAuditDone(Status::Aborted("the scan was cancelled"),
+                      AuditReport{.seq = 9, .keys = 3, .examples = {"half-done"}});
+  Exchange(*server, auditor);
+  ASSERT_TRUE(auditor.done());
+  ASSERT_TRUE(auditor.report().has_value());
+  EXPECT_NE(auditor.report()->error.find("the scan was cancelled"), std::string::npos)
+      << auditor.report()->error;
+  EXPECT_EQ(auditor.report()->keys, 0u);  // nothing of a failed audit is reported as found
+  EXPECT_TRUE(auditor.report()->examples.empty());
+}
+
+TEST_F(AuditorTest, ReportIsCutToTheWireLimits) {
+  auto server = Server(true);
+  AuditSession auditor = Auditor();
+  auditor.Start();
+  Exchange(*server, auditor);
+  ASSERT_EQ(AuditsAskedFor(*server), 1);
+  AuditReport report;
+  report.mismatches = 100;
+  report.examples.assign(wire::kMaxAuditExamples + 4,
+                         std::string(wire::kMaxAuditExampleBytes + 10, 'k'));
+  server->OnAuditDone(Status::OK(), report);
+  Exchange(*server, auditor);
+  ASSERT_TRUE(auditor.done()) << auditor.error().ToString();
+  ASSERT_EQ(auditor.report()->examples.size(), wire::kMaxAuditExamples);
+  EXPECT_EQ(auditor.report()->examples[0].size(), wire::kMaxAuditExampleBytes);
+  EXPECT_EQ(auditor.report()->mismatches, 100u);
+}
+
+TEST_F(AuditorTest, MasterWithoutTheHookRefusesAuditors) {
+  auto server = Server(false);
+  AuditSession auditor = Auditor();
+  auditor.Start();
+  Exchange(*server, auditor);
+  EXPECT_TRUE(server->closed());
+  EXPECT_EQ(AuditsAskedFor(*server), 0);
+  ASSERT_TRUE(auditor.closed());
+  EXPECT_FALSE(auditor.done());
+  EXPECT_NE(auditor.error().ToString().find("does not audit on demand"), std::string::npos)
+      << auditor.error().ToString();
+}
+
+TEST_F(AuditorTest, WrongSecretIsRefusedBeforeTheAudit) {
+  FakeAuthenticator master_secret("right"), auditor_secret("wrong");
+  auto server = Server(true, &master_secret);
+  AuditSession auditor = Auditor(&auditor_secret);
+  auditor.Start();
+  Exchange(*server, auditor);
+  EXPECT_TRUE(auditor.closed());
+  EXPECT_FALSE(auditor.error().ok());
+  EXPECT_TRUE(server->closed());
+  EXPECT_EQ(AuditsAskedFor(*server), 0);
+}
+
+TEST_F(AuditorTest, NoProofIsRefusedWhereTheMasterHasASecret) {
+  FakeAuthenticator master_secret("right");
+  auto server = Server(true, &master_secret);
+  AuditSession auditor = Auditor();  // no secret: an empty proof
+  auditor.Start();
+  Exchange(*server, auditor);
+  EXPECT_TRUE(server->closed());
+  EXPECT_NE(server->error().ToString().find("authentication required"), std::string::npos)
+      << server->error().ToString();
+  EXPECT_TRUE(auditor.closed());
+  EXPECT_EQ(AuditsAskedFor(*server), 0);
+}
+
+TEST_F(AuditorTest, RightSecretIsAudited) {
+  FakeAuthenticator secret("right");
+  auto server = Server(true, &secret);
+  AuditSession auditor = Auditor(&secret);
+  auditor.Start();
+  Exchange(*server, auditor);
+  EXPECT_EQ(AuditsAskedFor(*server), 1);
+  server->OnAuditDone(Status::OK(), AuditReport{.keys = 7});
+  Exchange(*server, auditor);
+  ASSERT_TRUE(auditor.done()) << auditor.error().ToString();
+  EXPECT_EQ(auditor.report()->keys, 7u);
+}
+
+// An audit of a large database takes longer than the idle timeout: the
+// master's Pings and the auditor's Pongs keep both sides waiting.
+TEST_F(AuditorTest, LongAuditKeepsTheConnectionAlive) {
+  auto server = Server(true);
+  AuditSession auditor = Auditor();
+  server->OnTick(0);
+  auditor.OnTick(0);
+  auditor.Start();
+  Exchange(*server, auditor);
+  ASSERT_EQ(AuditsAskedFor(*server), 1);
+  for (int64_t now = 1000; now <= 60000; now += 1000) {
+    server->OnTick(now);
+    auditor.OnTick(now);
+    Exchange(*server, auditor);
+  }
+  ASSERT_FALSE(server->closed()) << server->error().ToString();
+  ASSERT_FALSE(auditor.closed()) << auditor.error().ToString();
+  server->OnAuditDone(Status::OK(), AuditReport{});
+  Exchange(*server, auditor);
+  EXPECT_TRUE(auditor.done());
+}
+
+TEST_F(AuditorTest, SilentMasterTimesOut) {
+  auto server = Server(true);
+  AuditSession auditor = Auditor();
+  auditor.OnTick(0);
+  auditor.Start();
+  Exchange(*server, auditor);
+  auditor.OnTick(16000);  // no Ping came
+  ASSERT_TRUE(auditor.closed());
+  EXPECT_NE(auditor.error().ToString().find("nothing from the master"), std::string::npos)
+      << auditor.error().ToString();
+}
+
+// An auditor takes part in no diff and writes nothing.
+TEST_F(AuditorTest, AuditorMaySendOnlyPongs) {
+  for (const Message& extra : {Message{SyncRequest{}}, Message{Write{.id = 1}},
+                               Message{SyncRoot{.sync_id = 1, .equal = true}}}) {
+    auto server = Server(true);
+    std::string frames;
+    Hello hello{.min_version = wire::kProtocolVersion,
+                .max_version = wire::kProtocolVersion,
+                .role = Role::kAuditor,
+                .client_nonce = std::string(32, 'n')};
+    wire::AppendFrame(hello, &frames);
+    wire::AppendFrame(Auth{}, &frames);
+    wire::AppendFrame(Pong{}, &frames);
+    server->OnBytes(frames);
+    ASSERT_FALSE(server->closed()) << server->error().ToString();
+    frames.clear();
+    wire::AppendFrame(extra, &frames);
+    server->OnBytes(frames);
+    EXPECT_TRUE(server->closed()) << MessageName(extra);
+    EXPECT_FALSE(server->error().ok()) << MessageName(extra);
+    // The audit asked for is answered no more.
+    server->TakeOutput();
+    server->OnAuditDone(Status::OK(), AuditReport{});
+    EXPECT_TRUE(server->TakeOutput().empty()) << MessageName(extra);
+  }
+}
+
+// A report before the Welcome, or anything but a Ping or the report after
+// it, breaks the protocol.
+TEST_F(AuditorTest, UnexpectedFrameClosesTheAuditor) {
+  AuditSession auditor = Auditor();
+  auditor.Start();
+  std::string frame;
+  wire::AppendFrame(AuditReport{}, &frame);
+  auditor.OnBytes(frame);
+  ASSERT_TRUE(auditor.closed());
+  EXPECT_FALSE(auditor.done());
+  EXPECT_NE(auditor.error().ToString().find("unexpected AuditReport"), std::string::npos)
+      << auditor.error().ToString();
 }
 
 }  // namespace

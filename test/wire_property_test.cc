@@ -137,7 +137,7 @@ rc::Gen<Message> GenMessage() {
   return gen::oneOf(
       AsMessage(gen::build<Hello>(
           gen::set(&Hello::min_version), gen::set(&Hello::max_version),
-          gen::set(&Hello::role, GenEnum<Role>(1, 4)), gen::set(&Hello::client_nonce, GenBytes(64)),
+          gen::set(&Hello::role, GenEnum<Role>(1, 5)), gen::set(&Hello::client_nonce, GenBytes(64)),
           gen::set(&Hello::master_id, GenBytes(255)), gen::set(&Hello::applied_seq, GenU64()),
           gen::set(&Hello::key_count, GenU64()), gen::set(&Hello::bootstrapping),
           gen::set(&Hello::bootstrap_family, GenFamily()),
@@ -216,7 +216,17 @@ rc::Gen<Message> GenMessage() {
           gen::set(&PutStart::value_size, gen::inRange<uint64_t>(1, wire::kMaxValueBytes + 1)))),
       AsMessage(gen::build<ValuePart>(
           gen::set(&ValuePart::data,
-                   gen::suchThat(GenBytes(), [](const std::string& d) { return !d.empty(); })))));
+                   gen::suchThat(GenBytes(), [](const std::string& d) { return !d.empty(); })))),
+      AsMessage(gen::build<AuditReport>(
+          gen::set(&AuditReport::seq, GenU64()), gen::set(&AuditReport::keys, GenU64()),
+          gen::set(&AuditReport::mismatches, GenU64()),
+          gen::set(&AuditReport::examples,
+                   gen::mapcat(gen::inRange<size_t>(0, wire::kMaxAuditExamples + 1),
+                               [](size_t n) {
+                                 return gen::container<std::vector<std::string>>(
+                                     n, GenBytes(wire::kMaxAuditExampleBytes));
+                               })),
+          gen::set(&AuditReport::micros, GenU64()), gen::set(&AuditReport::error, GenBytes()))));
 }
 
 // ---- what a decoded message holds ----
@@ -295,6 +305,9 @@ struct Footprint {
             Add(x.key);
           } else if constexpr (std::is_same_v<T, ValuePart>) {
             Add(x.data);
+          } else if constexpr (std::is_same_v<T, AuditReport>) {
+            Add(x.examples);
+            Add(x.error);
           }
         },
         m);

@@ -48,6 +48,7 @@ std::vector<Message> SampleMessages() {
                       .bootstrap_key = "k\0ey\xff"s});
   out.push_back(Hello{.min_version = 1,
                       .max_version = 1,
+                      .role = Role::kAuditor,
                       .client_nonce = AllByteValues(64),
                       .master_id = {},
                       .bootstrap_key = {}});
@@ -136,6 +137,16 @@ std::vector<Message> SampleMessages() {
   out.push_back(PutStart{
       .context = PutContext::kBootstrap, .id = kMax, .family = 0, .key = "", .value_size = 1});
   out.push_back(ValuePart{.data = AllByteValues(300)});
+  out.push_back(
+      AuditReport{.seq = kMax,
+                  .keys = 1000000,
+                  .mismatches = 3,
+                  .examples = {"default:k\\x00", std::string(kMaxAuditExampleBytes, 'e'), ""},
+                  .micros = 1234567,
+                  .error = ""});
+  AuditReport failed;
+  failed.error = "Aborted: the scan was cancelled\n\0"s;
+  out.push_back(failed);
   return out;
 }
 

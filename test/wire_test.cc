@@ -300,7 +300,7 @@ TEST(WireDecodeTest, TrailingBytesRejected) {
 
 TEST(WireDecodeTest, UnknownTypeRejected) {
   ExpectCorrupt("\0"s, "frame: unknown message type 0");
-  ExpectCorrupt("\x17"s, "frame: unknown message type 23");
+  ExpectCorrupt("\x18"s, "frame: unknown message type 24");
   ExpectCorrupt("\xff"s, "frame: unknown message type 255");
 }
 
@@ -308,7 +308,8 @@ TEST(WireDecodeTest, UndefinedEnumValuesRejected) {
   std::string hello_tail = std::string(7, '\0');  // client_nonce .. bootstrap_key, all empty
   ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x00"s + hello_tail,
                 "Hello: role 0 is not a defined value");
-  ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x05"s + hello_tail, "role 5");
+  EXPECT_TRUE(Decode(Type(MessageType::kHello) + "\x01\x01\x05"s + hello_tail).ok());  // auditor
+  ExpectCorrupt(Type(MessageType::kHello) + "\x01\x01\x06"s + hello_tail, "role 6");
   ExpectCorrupt(Type(MessageType::kReject) + "\x08\0"s, "Reject: code 8 is not a defined value");
   ExpectCorrupt(Type(MessageType::kWelcome) + "\0\0\x05\0\0"s, "Welcome: mode 5");
   ExpectCorrupt(Type(MessageType::kBatch) + "\x01\x01\x01"s + "\x04\0\0\0"s,
@@ -477,7 +478,44 @@ TEST(WireDecodeTest, EmptyValuePartRejected) {
                 "ValuePart: data length 5 exceeds remaining 3 bytes");
 }
 
+TEST(WireTest, AuditReportKnownBytes) {
+  // seq, keys, mismatches, example count, examples, micros, error.
+  EXPECT_EQ(
+      TypeAndBody(AuditReport{
+          .seq = 300, .keys = 5, .mismatches = 1, .examples = {"d:k"}, .micros = 128, .error = ""}),
+      "\x17"s + "\xac\x02\x05\x01"s + "\x01\x03"s + "d:k" + "\x80\x01"s + "\0"s);
+  AuditReport failed;
+  failed.error = "x";
+  EXPECT_EQ(TypeAndBody(failed), "\x17"s + "\0\0\0\0\0"s + "\x01x"s);
+}
+
+// An AuditReport summarises: a few examples of bounded size, never a list a
+// master could fill with every differing key.
+TEST(WireDecodeTest, AuditReportExamplesAreBounded) {
+  std::string head = Type(MessageType::kAuditReport) + "\x01\x02\x03"s;
+  std::string tail = "\0\0"s;  // micros, error
+  std::string sixteen;
+  for (size_t i = 0; i < kMaxAuditExamples; ++i) sixteen += "\x01k"s;
+  EXPECT_TRUE(Decode(head + Varint(kMaxAuditExamples) + sixteen + tail).ok());
+  ExpectCorrupt(head + Varint(kMaxAuditExamples + 1) + sixteen + "\x01k"s + tail,
+                "AuditReport: example count 17 exceeds limit 16");
+  ExpectCorrupt(head + Varint(1) + Varint(kMaxAuditExampleBytes + 1) +
+                    std::string(kMaxAuditExampleBytes + 1, 'k') + tail,
+                "AuditReport: example 0: key length 1025 exceeds limit 1024");
+  EXPECT_TRUE(Decode(head + Varint(1) + Varint(kMaxAuditExampleBytes) +
+                     std::string(kMaxAuditExampleBytes, 'k') + tail)
+                  .ok());
+  ExpectCorrupt(head + Varint(1000000) + "\x01k"s,
+                "AuditReport: example count 1000000 exceeds remaining 2 bytes");
+  ExpectCorrupt(head + Varint(1) + "\x05kk"s, "AuditReport: example 0: key length 5 exceeds");
+  ExpectCorrupt(head + Varint(0) + "\0"s, "AuditReport: error varint truncated");
+  ExpectCorrupt(head + Varint(0) + "\0\x04"s + "ab",
+                "AuditReport: error length 4 exceeds remaining 2");
+}
+
 TEST(WireDecodeTest, MessageNames) {
+  EXPECT_STREQ(MessageName(AuditReport{}), "AuditReport");
+  EXPECT_STREQ(RoleName(Role::kAuditor), "auditor");
   EXPECT_STREQ(MessageName(BatchPart{}), "BatchPart");
   EXPECT_STREQ(MessageName(PutStart{}), "PutStart");
   EXPECT_STREQ(MessageName(ValuePart{}), "ValuePart");

@@ -465,6 +465,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       return RunDiff(r, out, err);
     case LdbCommand::kRepair:
     case LdbCommand::kLoad:
+    case LdbCommand::kAudit:
       break;  // the flag parser lets these through only with --master
   }
   return ReportError(err, "this command needs --master");

@@ -37,9 +37,11 @@ class DB;
 namespace sdiff::tools {
 
 // Exit statuses, as diff(1).
-inline constexpr int kExitOk = 0;         // done; diff: identical
-inline constexpr int kExitDifferent = 1;  // diff: differences; get: no such key
-inline constexpr int kExitError = 2;      // anything went wrong
+inline constexpr int kExitOk = 0;  // done; diff: identical; audit: tree equals data
+// diff: differences; get: no such key; audit: the master's tree differed from
+// its data (and has been repaired)
+inline constexpr int kExitDifferent = 1;
+inline constexpr int kExitError = 2;  // anything went wrong
 
 // One database opened with every column family. Never creates anything.
 class LdbDb {
@@ -134,7 +136,7 @@ Status DecodeArg(std::string_view arg, bool hex, std::string* out);
 // when the family is not "default". No newline.
 std::string FormatDiffLine(const DiffLine& line, bool key_hex);
 
-enum class LdbCommand { kPut, kGet, kDelete, kScan, kRoot, kDiff, kRepair, kLoad };
+enum class LdbCommand { kPut, kGet, kDelete, kScan, kRoot, kDiff, kRepair, kLoad, kAudit };
 
 struct LdbRequest {
   LdbCommand command = LdbCommand::kScan;
@@ -149,7 +151,8 @@ struct LdbRequest {
   std::string value;       // put: as typed (hex if value_hex)
 
   // --master HOST:PORT: diff and repair compare --db with this master; put,
-  // delete and load write through it (a master started with --allow-writers).
+  // delete and load write through it (a master started with --allow-writers);
+  // audit has it check its tree against its database.
   std::string master;
   std::string secret;    // from --secret-file; empty: none
   net::TlsOptions tls;   // --tls-ca, --tls-cert, --tls-key
@@ -158,7 +161,7 @@ struct LdbRequest {
 };
 
 // The commands that talk to a master (ldb_remote.cc): diff, repair, put,
-// delete and load with request.master set.
+// delete, load and audit with request.master set.
 int RunRemoteLdb(const LdbRequest& request, std::ostream& out, std::ostream& err);
 
 // Runs one command: its output to `out`, a summary (diff) or an error, as one

@@ -1,6 +1,7 @@
 // sdiff-ldb's commands against a running master: diff and repair (the
-// inspector role: one diff of the local database with the master's) and put,
-// delete and load (the writer role, through a master that allows writers).
+// inspector role: one diff of the local database with the master's), put,
+// delete and load (the writer role, through a master that allows writers) and
+// audit (the auditor role: the master checks its tree against its database).
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 #include <rocksdb/db.h>
@@ -9,6 +10,7 @@
 #include <iostream>
 #include <optional>
 
+#include "net/audit_client.h"
 #include "net/writer_client.h"
 #include "plugin/inspector.h"
 #include "tools/ldb_commands.h"
@@ -146,6 +148,24 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+// audit: one summary line, then the keys the master corrected (the first
+// few); exit 1 when there were any.
+int RunAudit(const LdbRequest& r, std::ostream& out, std::ostream& err) {
+  net::AuditClientOptions options;
+  options.connect.master = r.master;
+  options.connect.tls = r.tls;
+  options.secret = r.secret;
+  AuditReport report;
+  Status s = net::AuditMaster(options, &report);
+  if (!s.ok()) return ReportError(err, s.message());
+  fmt::print(out, "audit of {} at sequence {}: {} keys scanned, {} mismatches, {:.3f} s{}\n",
+             r.master, report.seq, report.keys, report.mismatches,
+             static_cast<double>(report.micros) / 1e6,
+             report.mismatches == 0 ? "" : " (tree corrected; followers will diff)");
+  for (const std::string& example : report.examples) fmt::print(out, "mismatch {}\n", example);
+  return report.mismatches == 0 ? kExitOk : kExitDifferent;
+}
+
 }  // namespace
 
 int RunRemoteLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
@@ -161,8 +181,11 @@ int RunRemoteLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
         return ReportError(err, "give --db or --master for put and delete, not both");
       }
       return RunWrite(r, out, err);
+    case LdbCommand::kAudit:
+      if (!r.db.empty()) return ReportError(err, "audit checks the master itself; drop --db");
+      return RunAudit(r, out, err);
     default:
-      return ReportError(err, "with --master, only diff, repair, put, delete and load run");
+      return ReportError(err, "with --master, only diff, repair, put, delete, load and audit run");
   }
 }
 

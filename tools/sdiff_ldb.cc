@@ -1,6 +1,6 @@
 // sdiff-ldb: an ldb-style tool for a master's or follower's RocksDB (put, get,
 // delete, scan, merkle root, diff of two databases) and for a running master
-// (diff and repair against it, writes through it). Flag parsing only; the
+// (diff and repair against it, writes through it, its self-audit). Flag parsing only; the
 // commands are in ldb_commands.{h,cc} and ldb_remote.cc.
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -12,8 +12,10 @@
 namespace {
 
 constexpr char kFooter[] = R"(
-Exit status, as diff(1): 0 done (diff: identical), 1 diff found differences
-or get found no such key, 2 error (one line on stderr).
+Exit status, as diff(1): 0 done (diff: identical; audit: the master's tree
+equals its data), 1 diff found differences, get found no such key, or audit
+found (and the master repaired) keys where its tree differed from its data,
+2 error (one line on stderr).
 
 Output: keys and values are printed with printable ASCII as-is and other bytes
 (and the backslash) as \xNN, or as 0x-prefixed hex with --hex, --key_hex or
@@ -40,6 +42,10 @@ flags the master needs):
                     prints what it changed (--dry-run: what it would change)
   put, delete, load write through a master started with --allow-writers; load
                     reads KEY<TAB>VALUE lines from FILE ("-": stdin)
+  audit             the master checks its merkle tree against its database now
+                    (its self-audit) and repairs what differs; prints the
+                    sequence, keys scanned, mismatches, seconds and the first
+                    differing keys; exit 0 equal, 1 repaired, 2 error
 )";
 
 }  // namespace
@@ -56,7 +62,8 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global flags may also follow the command
   app.add_option("--db", request.db, "the database directory (never created)");
   app.add_option("--master", request.master,
-                 "HOST:PORT of a running master: diff/repair against it, or write through it");
+                 "HOST:PORT of a running master: diff/repair against it, write through it, or "
+                 "audit it");
   sdiff::tools::SecurityFlags security;
   security.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
@@ -83,6 +90,8 @@ int main(int argc, char** argv) {
   repair->add_flag("--dry-run", request.dry_run, "print what would change; change nothing");
   CLI::App* load = app.add_subcommand("load", "put KEY<TAB>VALUE lines of FILE through --master");
   load->add_option("FILE", request.file, "the file (\"-\": standard input)")->required();
+  CLI::App* audit = app.add_subcommand(
+      "audit", "have --master check its tree against its database; exit 1 if it repaired any");
 
   try {
     app.parse(argc, argv);
@@ -102,13 +111,14 @@ int main(int argc, char** argv) {
   if (diff->parsed()) request.command = LdbCommand::kDiff;
   if (repair->parsed()) request.command = LdbCommand::kRepair;
   if (load->parsed()) request.command = LdbCommand::kLoad;
+  if (audit->parsed()) request.command = LdbCommand::kAudit;
 
   auto usage = [](const char* message) { return sdiff::tools::ReportError(std::cerr, message); };
   bool remote = !request.master.empty();
-  if (!remote && request.db.empty()) return usage("--db is required (or --master, see --help)");
-  if ((repair->parsed() || load->parsed()) && !remote) {
-    return usage("repair and load need --master=HOST:PORT");
+  if ((repair->parsed() || load->parsed() || audit->parsed()) && !remote) {
+    return usage("repair, load and audit need --master=HOST:PORT");
   }
+  if (!remote && request.db.empty()) return usage("--db is required (or --master, see --help)");
   if (diff->parsed() && remote == (db2->count() > 0)) {
     return usage("diff needs exactly one of --db2 and --master");
   }

@@ -97,6 +97,7 @@ void Link::Pump() {
           stats_.round_trips += event->round_trips;
           stats_.repaired += event->repaired;
           break;
+        case ServerEvent::Kind::kRunAudit:  // a link joins a follower, never an auditor
         case ServerEvent::Kind::kClosed:
           break;
       }
