@@ -36,7 +36,7 @@ Status AuditMaster(const AuditClientOptions& options, AuditReport* report) {
   std::unique_ptr<HmacAuthenticator> authenticator;
   if (!options.secret.empty()) authenticator = std::make_unique<HmacAuthenticator>(options.secret);
   AuditProtocol protocol(authenticator.get());
-  Status s = RunClientSession(options.connect, &protocol);
+  Status s = RunClientSession(options.connect, &protocol, options.secret);
   if (!s.ok()) return s;
   *report = *protocol.session().report();
   if (!report->error.empty()) {

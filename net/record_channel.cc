@@ -46,15 +46,14 @@ bool DeriveKey(std::string_view secret, std::string_view salt, std::string_view 
   EVP_KDF_free(kdf);
   if (ctx == nullptr) return false;
   char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<char*>(secret.data()),
-                                        secret.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()),
-                                        salt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()),
-                                        info.size()),
-      OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_octet_string(
+                             OSSL_KDF_PARAM_KEY, const_cast<char*>(secret.data()), secret.size()),
+                         OSSL_PARAM_construct_octet_string(
+                             OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()), salt.size()),
+                         OSSL_PARAM_construct_octet_string(
+                             OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()), info.size()),
+                         OSSL_PARAM_construct_end()};
   bool ok = EVP_KDF_derive(ctx, key, kKeySize, params) == 1;
   EVP_KDF_CTX_free(ctx);
   return ok;
@@ -76,8 +75,7 @@ struct RecordChannel::Keys {
   }
   static EVP_CIPHER_CTX* NewContext(const unsigned char key[kKeySize]) {
     EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-    if (ctx != nullptr &&
-        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key, nullptr) == 1) {
+    if (ctx != nullptr && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key, nullptr) == 1) {
       return ctx;
     }
     EVP_CIPHER_CTX_free(ctx);
@@ -128,14 +126,14 @@ std::string RecordChannel::Tag(bool sending, uint64_t number, std::string_view p
   unsigned char tag[kMacTagSize];
   int n = 0;
   unsigned char none[1];
-  bool ok = EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 &&
-            EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(length.data()),
-                              static_cast<int>(length.size())) == 1 &&
-            EVP_EncryptUpdate(ctx, nullptr, &n,
-                              reinterpret_cast<const unsigned char*>(payload.data()),
-                              static_cast<int>(payload.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx, none, &n) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kMacTagSize, tag) == 1;
+  bool ok =
+      EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 &&
+      EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(length.data()),
+                        static_cast<int>(length.size())) == 1 &&
+      EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(payload.data()),
+                        static_cast<int>(payload.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx, none, &n) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kMacTagSize, tag) == 1;
   // A failing OpenSSL call yields an empty tag: no record verifies, the
   // connection closes.
   return ok ? std::string(reinterpret_cast<char*>(tag), kMacTagSize) : std::string();
@@ -167,18 +165,18 @@ Status RecordChannel::ReadHello() {
   const uint8_t version = static_cast<uint8_t>(in_[8]);
   const uint8_t mode = static_cast<uint8_t>(in_[9]);
   if (version != kVersion) {
-    return Status::ProtocolError("the peer speaks record layer version " +
-                                 std::to_string(version) + "; this sdiff speaks " +
-                                 std::to_string(kVersion));
+    return Status::ProtocolError("the peer speaks record layer version " + std::to_string(version) +
+                                 "; this sdiff speaks " + std::to_string(kVersion));
   }
   if (mode != kModeChecksum && mode != kModeSecret) {
     return Status::ProtocolError("the peer's record layer mode " + std::to_string(mode) +
                                  " is unknown");
   }
   if ((mode == kModeSecret) != secret_mode_) {
-    return Status::ProtocolError(secret_mode_
-                                     ? "wrong secret: the peer has no shared secret, we have one"
-                                     : "wrong secret: the peer has a shared secret, we have none");
+    return Status::ProtocolError(
+        secret_mode_ ? "wrong secret: authentication required, and the peer has no shared secret"
+                     : "wrong secret: authentication required: the peer expects a shared secret "
+                       "(--secret-file), and we have none");
   }
   if (secret_mode_) {
     unsigned char key[kKeySize];
@@ -219,8 +217,8 @@ Status RecordChannel::Open(std::string_view bytes, std::string* plain) {
       break;
     }
     if (length > kMaxRecordPayload) {
-      result = Status::ProtocolError("a record of " + std::to_string(length) +
-                                     " bytes (at most " + std::to_string(kMaxRecordPayload) +
+      result = Status::ProtocolError("a record of " + std::to_string(length) + " bytes (at most " +
+                                     std::to_string(kMaxRecordPayload) +
                                      "): the bytes were corrupted on the way, or the peer is "
                                      "not sdiff");
       break;
