@@ -3,6 +3,7 @@
 
 #include "bench/diff_bench.h"
 #include "bench/plugin_bench.h"
+#include "bench/records_bench.h"
 #include "bench/tree_bench.h"
 
 int main(int argc, char** argv) {
@@ -80,6 +81,18 @@ int main(int argc, char** argv) {
   audit_cmd->add_option("--rate-mb", audit.rate_mb, "the audit's pace, MiB/s (0: unlimited)")
       ->capture_default_str();
 
+  sdiff::bench::RecordsBenchOptions records;
+  CLI::App* records_cmd = app.add_subcommand(
+      "records", "record layer: CPU to seal and open, checksums and MACs, per send size");
+  records_cmd->add_flag("--json", records.json, "print one JSON object");
+  records_cmd->add_option("--megabytes", records.megabytes, "bytes per measurement, MiB")
+      ->check(CLI::Range(size_t{1}, size_t{100'000}))
+      ->capture_default_str();
+  records_cmd->add_option("--sends", records.sends, "send sizes in bytes, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -95,5 +108,6 @@ int main(int argc, char** argv) {
   if (stream_follower_cmd->parsed()) return sdiff::bench::RunStreamFollower(stream_follower);
   if (bootstrap_cmd->parsed()) return sdiff::bench::RunBootstrapBench(bootstrap);
   if (audit_cmd->parsed()) return sdiff::bench::RunAuditBench(audit);
+  if (records_cmd->parsed()) return sdiff::bench::RunRecordsBench(records);
   return 2;
 }
