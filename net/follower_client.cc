@@ -85,6 +85,13 @@ class FollowerClient::Driver : public ConnectionHandler,
       s.connected = false;
       s.last_error = reason.ToString();
     });
+    // Only a connection that lasted starts the backoff again: one that ends
+    // soon after its handshake (a full disk here, a master that drops us)
+    // would otherwise reconnect, and log, many times a second.
+    if (welcomed_ms_ != 0 &&
+        SteadyNowMs() - welcomed_ms_ >= client_->options_.backoff_max.count()) {
+      client_->attempts_ = 0;
+    }
     client_->ScheduleReconnect();
   }
 
@@ -114,7 +121,7 @@ class FollowerClient::Driver : public ConnectionHandler,
           client_->log_->info("connected to master {}: {} (our sequence {}, master's {})",
                               client_->options_.master, ModeName(event->mode),
                               session_.applied_seq(), session_.master_seq());
-          client_->attempts_ = 0;
+          welcomed_ms_ = SteadyNowMs();
           client_->Update([&](FollowerClientStatus& s) {
             s.connected = true;
             ++s.connects;
@@ -157,6 +164,7 @@ class FollowerClient::Driver : public ConnectionHandler,
 
   FollowerClient* client_;
   ClientSession session_;
+  int64_t welcomed_ms_ = 0;  // strand: when the handshake finished; 0: it did not
   std::weak_ptr<Connection> connection_;
   int64_t opened_ms_ = 0;
   int64_t next_repair_ms_ = 0;

@@ -105,7 +105,8 @@ class FollowerClient {
   asio::steady_timer retry_timer_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
-  std::atomic<int> attempts_{0};          // since the last successful handshake
+  // Since the last connection that lasted backoff_max after its handshake.
+  std::atomic<int> attempts_{0};
   bool prepared_ = false;                 // strand: store_->Prepare() succeeded
   std::function<void()> cancel_attempt_;  // strand: aborts a connect in progress
   std::mt19937_64 jitter_;

@@ -21,6 +21,8 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.sync_writes = options.sync_writes;
   store_options.logger = options.client.logger;
   store_options.fail_before_write = std::move(options.fail_before_write);
+  store_options.min_free_bytes = options.min_free_bytes;
+  store_options.free_bytes = options.free_bytes;
   store_options.key_hasher = options.key_hasher;
 
   std::unique_ptr<Follower> follower(new Follower());

@@ -51,6 +51,10 @@ struct FollowerOptions {
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
+  // See RocksFollowerStoreOptions::min_free_bytes. Default: 256 MiB.
+  uint64_t min_free_bytes = 256 << 20;
+  // Testing seam: see RocksFollowerStoreOptions::free_bytes.
+  std::function<uint64_t(const std::string& path)> free_bytes;
   // Reports bootstraps, file copies and repairs (see plugin/progress.h). Default: none.
   ProgressFn progress;
   // A follower with no database yet first asks the master for a copy of its

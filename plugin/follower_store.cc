@@ -2,6 +2,7 @@
 // that apply master writes atomically with the replication state.
 #include "plugin/follower_store.h"
 
+#include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -653,6 +654,35 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
 }
 
 // One WriteBatch with the ops and the state; the tree follows only once it is written.
+Status RocksFollowerStore::CheckRoom(size_t bytes) {
+  if (options_.min_free_bytes == 0) return Status::OK();
+  uint64_t free = 0;
+  if (options_.free_bytes) {
+    free = options_.free_bytes(options_.db_path);
+  } else {
+    std::error_code ec;
+    std::filesystem::space_info space = std::filesystem::space(options_.db_path, ec);
+    if (ec) return Status::OK();  // cannot tell: let RocksDB try
+    free = space.available;
+  }
+  const uint64_t need = options_.min_free_bytes + 2 * uint64_t{bytes};
+  if (free >= need) {
+    if (short_of_room_) {
+      log_->info("{}: the disk has room again ({} MiB free); applying", options_.db_path,
+                 free >> 20);
+    }
+    short_of_room_ = false;
+    return Status::OK();
+  }
+  const std::string why = fmt::format(
+      "the disk holding {} has {} MiB free; the follower keeps {} MiB free and stops applying "
+      "until there is room",
+      options_.db_path, free >> 20, options_.min_free_bytes >> 20);
+  if (!short_of_room_) log_->error("{}", why);
+  short_of_room_ = true;
+  return Status::IOError(why);
+}
+
 Status RocksFollowerStore::Write(const ApplyRequest& request) {
   if (options_.fail_before_write) {
     Status s = options_.fail_before_write();
@@ -725,6 +755,8 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   rocksdb::Status rs = batch.Put(meta_, kStateKey, EncodeState(request.state));
   if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
 
+  Status room = CheckRoom(batch.GetDataSize());
+  if (!room.ok()) return room;
   rocksdb::WriteOptions write;
   write.sync = options_.sync_writes;
   rs = db_->Write(write, &batch);

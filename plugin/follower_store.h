@@ -55,6 +55,15 @@ struct RocksFollowerStoreOptions {
   // Testing seam: called before each write; a non-OK result fails that write
   // as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
+  // The follower stops applying while the disk holding its database has less
+  // than this free, plus twice the write in hand: RocksDB's own handling of a
+  // full disk (7.8, as Debian builds it) can abort the process on the write
+  // after a failed one. Applying resumes by itself once there is room (the
+  // client reconnects, backing off). 0: no check. Default: 256 MiB.
+  uint64_t min_free_bytes = 256 << 20;
+  // Testing seam: the free bytes on the disk holding `path`. Default:
+  // std::filesystem::space's `available`.
+  std::function<uint64_t(const std::string& path)> free_bytes;
   // Open leaves the tree empty and Prepare() builds it, on the follower
   // client's thread before it connects: the database is readable sooner
   // (a freshly cloned replica). Default: false (Open builds it).
@@ -106,6 +115,8 @@ class RocksFollowerStore : public net::FollowerStore {
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
+  // Whether the disk has room for a write of `bytes` (see min_free_bytes).
+  Status CheckRoom(size_t bytes);  // REQUIRES(mu_)
   // The handle of a family the master announced, or an error naming it. Requires mu_.
   Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const;
 
@@ -120,8 +131,9 @@ class RocksFollowerStore : public net::FollowerStore {
   std::map<FamilyTag, std::string> families_;                                 // GUARDED_BY(mu_)
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> by_tag_;                  // GUARDED_BY(mu_)
   FollowerState state_;                                                       // GUARDED_BY(mu_)
-  MerkleTree tree_;                                                           // GUARDED_BY(mu_)
-  bool tree_built_ = false;                                                   // GUARDED_BY(mu_)
+  bool short_of_room_ = false;  // GUARDED_BY(mu_); the last CheckRoom failed
+  MerkleTree tree_;             // GUARDED_BY(mu_)
+  bool tree_built_ = false;     // GUARDED_BY(mu_)
 };
 
 // Marks a database copied from the master's files (plugin/clone.h) as a

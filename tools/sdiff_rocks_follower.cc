@@ -21,6 +21,12 @@ int main(int argc, char** argv) {
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
+  double min_free_mb = 256;
+  app.add_option("--min-free-mb", min_free_mb,
+                 "MiB the follower keeps free on its disk: it stops applying below that, and "
+                 "resumes by itself once there is room (0: no check)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
       ->check(CLI::NonNegativeNumber);
@@ -36,6 +42,7 @@ int main(int argc, char** argv) {
   options.client.repair_interval =
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
   options.audit = audit.Options();
+  options.min_free_bytes = static_cast<uint64_t>(min_free_mb * (1 << 20));
   Status s = security.Load(&options.client.secret, &options.client.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   std::unique_ptr<plugin::Follower> follower;
