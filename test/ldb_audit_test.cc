@@ -33,17 +33,6 @@ constexpr char kSecret[] = "a shared secret of more than sixteen bytes";
 
 size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 
-// Drops every key that starts with "drop" when a compaction reaches it: data
-// that changes without a WAL record, which only the self-audit can find.
-class DropPrefixFilter : public rocksdb::CompactionFilter {
- public:
-  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice&, std::string*,
-              bool*) const override {
-    return key.starts_with("drop");
-  }
-  const char* Name() const override { return "DropPrefixFilter"; }
-};
-
 class LdbAuditTest : public DaemonTest {
  protected:
   void SetUp() override {

@@ -27,15 +27,7 @@ using testing::WaitConverged;
 
 constexpr auto kDeadline = 15s;
 
-// Drops every key that starts with "drop" when a compaction reaches it.
-class DropPrefixFilter : public rocksdb::CompactionFilter {
- public:
-  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice&, std::string*,
-              bool*) const override {
-    return key.starts_with("drop");
-  }
-  const char* Name() const override { return "DropPrefixFilter"; }
-};
+using testing::DropPrefixFilter;
 
 class MasterFidelityTest : public ::testing::Test {
  protected:

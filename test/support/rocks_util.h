@@ -2,6 +2,7 @@
 // operator, and a whole-database scan to compare a master with its replica.
 #pragma once
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/merge_operator.h>
 
 #include <map>
@@ -20,6 +21,17 @@ class logger;
 }  // namespace spdlog
 
 namespace sdiff::testing {
+
+// Drops every key that starts with "drop" when a compaction reaches it: data
+// that changes without a WAL record, which only the self-audit can find.
+class DropPrefixFilter : public rocksdb::CompactionFilter {
+ public:
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice&, std::string*,
+              bool*) const override {
+    return key.starts_with("drop");
+  }
+  const char* Name() const override { return "DropPrefixFilter"; }
+};
 
 // A logger that drops every line, so test output shows only failures.
 std::shared_ptr<spdlog::logger> QuietLogger();
