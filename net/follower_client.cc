@@ -79,8 +79,12 @@ class FollowerClient::Driver : public ConnectionHandler,
 
   void OnClose(Connection&, const Status& why) override {
     Status reason = session_.closed() ? session_.error() : why;
-    client_->log_->warn("disconnected from master {}: {}", client_->options_.master,
-                        reason.ToString());
+    if (client_->stopped_) {  // our own clean stop: nothing to warn about
+      client_->log_->info("disconnected from master {}: stopping", client_->options_.master);
+    } else {
+      client_->log_->warn("disconnected from master {}: {}", client_->options_.master,
+                          reason.ToString());
+    }
     client_->Update([&](FollowerClientStatus& s) {
       s.connected = false;
       s.last_error = reason.ToString();

@@ -106,8 +106,13 @@ class MasterServer::Driver : public ConnectionHandler,
     bool refused = !finished && (dropped_ || (session_.closed() && !session_.error().IsAborted()) ||
                                  (!handshaken_ && !server_->stopped_));
     auto& log = server_->log_;
+    // A peer that closed its session itself (a follower stopping) or our
+    // own shutdown: an ordinary end, not a warning.
+    bool ordinary = !refused && reason.IsAborted();
     if (finished) {
       log->info("{} {} done", RoleName(session_.peer_role()), c.peer());
+    } else if (ordinary) {
+      log->info("{} {} closed: {}", RoleName(session_.peer_role()), c.peer(), reason.ToString());
     } else if (refused || !session_.streaming()) {
       log->warn("closed connection from {}: {}", c.peer(), reason.ToString());
     } else {
