@@ -129,7 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string read_buffer_;
   std::unique_ptr<RecordChannel> records_;  // null if it could not be made
   Status records_error_;
-  std::string plain_;  // the payloads of one read's records
+  std::string plain_;              // the payloads of one read's records
   std::deque<std::string> queue_;  // front is being written when writing_
   size_t queued_bytes_ = 0;
   bool writing_ = false;

@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
-#include <mutex>
 
 #include "engine/wire.h"
 #include "net/follower_client.h"
@@ -471,8 +471,8 @@ TEST_P(NetTamperTest, AFlippedByteEndsTheConnectionAndNothingCorruptLands) {
   for (int i = 0; i < 1000 && (!saw_error || follower->status().connects < 5); ++i) {
     hub_.Put("stream" + std::to_string(i), std::string(500, static_cast<char>('a' + i % 26)));
     check();
-    saw_error = saw_error ||
-                follower->status().last_error.find(expected_error) != std::string::npos;
+    saw_error =
+        saw_error || follower->status().last_error.find(expected_error) != std::string::npos;
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_TRUE(saw_error) << follower->status().last_error;

@@ -120,7 +120,8 @@ TEST(RecordChannelSecretTest, OneSideWithoutASecretIsRefused) {
   EXPECT_NE(s.message().find("the peer has no shared secret"), std::string::npos) << s.ToString();
   Pair q = MakePair("secret", "");
   s = q.server->Open(Wire(*q.client, "hello"), &got);
-  EXPECT_NE(s.message().find("the peer expects a shared secret"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("the peer expects a shared secret"), std::string::npos)
+      << s.ToString();
 }
 
 // Without a secret the checksum stops corruption, not an attacker; with
