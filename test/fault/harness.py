@@ -443,7 +443,10 @@ def main():
         run = Run(args, seed)
         try:
             run.go()
-        except Failure as e:
+        except BaseException as e:  # a Failure, or a bug here: no daemon outlives the harness
+            if not isinstance(e, Failure):
+                run.cleanup(keep=True)
+                raise
             print(f"FAIL seed {seed}: {e}\n  faults:\n    " + "\n    ".join(run.faults) +
                   f"\n  replay: {sys.argv[0]} --bin {args.bin} --seed {seed} --runs 1"
                   f" --seconds {args.seconds}\n  logs kept in {run.dir}", flush=True)
