@@ -111,32 +111,33 @@ Status RecordChannel::Create(std::string_view secret, bool server_side,
 
 RecordChannel::~RecordChannel() { OPENSSL_cleanse(secret_.data(), secret_.size()); }
 
-std::string RecordChannel::Tag(bool sending, uint64_t number, std::string_view payload) {
+size_t RecordChannel::Tag(bool sending, uint64_t number, std::string_view payload,
+                          char tag[kMaxTagSize]) {
+  static_assert(kChecksumTagSize <= kMaxTagSize && kMacTagSize <= kMaxTagSize);
   if (!secret_mode_) {
     uint64_t h = XXH3_64bits_withSeed(payload.data(), payload.size(), number);
-    std::string tag(kChecksumTagSize, '\0');
     for (size_t i = 0; i < kChecksumTagSize; ++i) tag[i] = static_cast<char>(h >> (8 * i));
-    return tag;
+    return kChecksumTagSize;
   }
   EVP_CIPHER_CTX* ctx = sending ? keys_->send : keys_->receive;
   unsigned char nonce[12] = {};
   for (int i = 0; i < 8; ++i) nonce[i] = static_cast<unsigned char>(number >> (8 * i));
-  std::string length;
-  PutFixed32(static_cast<uint32_t>(payload.size()), &length);
-  unsigned char tag[kMacTagSize];
+  const uint32_t size = static_cast<uint32_t>(payload.size());
+  const unsigned char length[4] = {
+      static_cast<unsigned char>(size), static_cast<unsigned char>(size >> 8),
+      static_cast<unsigned char>(size >> 16), static_cast<unsigned char>(size >> 24)};
   int n = 0;
   unsigned char none[1];
   bool ok =
       EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 &&
-      EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(length.data()),
-                        static_cast<int>(length.size())) == 1 &&
+      EVP_EncryptUpdate(ctx, nullptr, &n, length, sizeof(length)) == 1 &&
       EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(payload.data()),
                         static_cast<int>(payload.size())) == 1 &&
       EVP_EncryptFinal_ex(ctx, none, &n) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kMacTagSize, tag) == 1;
-  // A failing OpenSSL call yields an empty tag: no record verifies, the
+  // A failing OpenSSL call yields no tag: no record verifies, the
   // connection closes.
-  return ok ? std::string(reinterpret_cast<char*>(tag), kMacTagSize) : std::string();
+  return ok ? kMacTagSize : 0;
 }
 
 void RecordChannel::Seal(std::string_view plain, std::string* out) {
@@ -148,7 +149,8 @@ void RecordChannel::Seal(std::string_view plain, std::string* out) {
     plain.remove_prefix(payload.size());
     PutFixed32(static_cast<uint32_t>(payload.size()), out);
     out->append(payload);
-    *out += Tag(/*sending=*/true, out_count_++, payload);
+    char tag[kMaxTagSize];
+    out->append(tag, Tag(/*sending=*/true, out_count_++, payload, tag));
   }
 }
 
@@ -226,9 +228,9 @@ Status RecordChannel::Open(std::string_view bytes, std::string* plain) {
     if (in_.size() - pos < kLengthSize + length + tag_size) break;
     std::string_view payload(in_.data() + pos + kLengthSize, length);
     std::string_view tag(payload.data() + length, tag_size);
-    std::string expected = Tag(/*sending=*/false, in_count_, payload);
-    if (expected.size() != tag.size() ||
-        CRYPTO_memcmp(expected.data(), tag.data(), tag.size()) != 0) {
+    char expected[kMaxTagSize];
+    if (Tag(/*sending=*/false, in_count_, payload, expected) != tag.size() ||
+        CRYPTO_memcmp(expected, tag.data(), tag.size()) != 0) {
       result = Status::Corruption(
           secret_mode_ ? "record " + std::to_string(in_count_) +
                              " fails its MAC: wrong secret, or the bytes were changed on the way"

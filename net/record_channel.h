@@ -67,7 +67,9 @@ class RecordChannel {
   struct Keys;
   RecordChannel() = default;
   Status ReadHello();
-  std::string Tag(bool sending, uint64_t number, std::string_view payload);
+  // Writes the tag of a record to `tag`; returns its size, 0 if OpenSSL failed.
+  static constexpr size_t kMaxTagSize = 16;
+  size_t Tag(bool sending, uint64_t number, std::string_view payload, char tag[kMaxTagSize]);
 
   bool secret_mode_ = false;
   bool server_side_ = false;
