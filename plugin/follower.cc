@@ -19,6 +19,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.db_path = options.db_path;
   store_options.create_if_missing = options.create_if_missing;
   store_options.sync_writes = options.sync_writes;
+  store_options.env = options.env;
   store_options.logger = options.client.logger;
   store_options.fail_before_write = std::move(options.fail_before_write);
   store_options.min_free_bytes = options.min_free_bytes;
@@ -69,6 +70,7 @@ void Follower::MaybeClone(const FollowerOptions& options) {
   clone.secret = options.client.secret;
   clone.progress = options.progress;
   CloneResult result;
+  log->info("empty: asking master {} for a copy of its files", options.client.master);
   auto start = std::chrono::steady_clock::now();
   Status s = CloneFromMaster(clone, &result);
   double ms =

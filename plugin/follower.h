@@ -34,6 +34,7 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 }  // namespace rocksdb
 
 namespace sdiff::plugin {
@@ -47,6 +48,8 @@ struct FollowerOptions {
   // fsync each applied write. Default: false (a machine crash can lose the
   // last writes, never a part of one; the follower then resumes before them).
   bool sync_writes = false;
+  // Testing seam: the Env the database is opened with. Default: RocksDB's.
+  rocksdb::Env* env = nullptr;
   net::FollowerClientOptions client;  // master address, secret, TLS, backoff
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.

@@ -234,6 +234,8 @@ Status AdoptClone(const std::string& path, const std::string& master_id,
 RocksFollowerStore::RocksFollowerStore(RocksFollowerStoreOptions options)
     : options_(std::move(options)),
       log_(options_.logger ? options_.logger : spdlog::default_logger()),
+      reserve_(DiskReserveOptions{options_.db_path, options_.min_free_bytes, "the follower",
+                                  "stops applying", options_.free_bytes, log_}),
       tree_(options_.key_hasher) {}
 
 Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
@@ -301,6 +303,7 @@ Status RocksFollowerStore::OpenDb() {
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options_.create_if_missing;
   db_options.create_missing_column_families = true;
+  if (options_.env != nullptr) db_options.env = options_.env;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   rocksdb::Status rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
@@ -654,35 +657,6 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
 }
 
 // One WriteBatch with the ops and the state; the tree follows only once it is written.
-Status RocksFollowerStore::CheckRoom(size_t bytes) {
-  if (options_.min_free_bytes == 0) return Status::OK();
-  uint64_t free = 0;
-  if (options_.free_bytes) {
-    free = options_.free_bytes(options_.db_path);
-  } else {
-    std::error_code ec;
-    std::filesystem::space_info space = std::filesystem::space(options_.db_path, ec);
-    if (ec) return Status::OK();  // cannot tell: let RocksDB try
-    free = space.available;
-  }
-  const uint64_t need = options_.min_free_bytes + 2 * uint64_t{bytes};
-  if (free >= need) {
-    if (short_of_room_) {
-      log_->info("{}: the disk has room again ({} MiB free); applying", options_.db_path,
-                 free >> 20);
-    }
-    short_of_room_ = false;
-    return Status::OK();
-  }
-  const std::string why = fmt::format(
-      "the disk holding {} has {} MiB free; the follower keeps {} MiB free and stops applying "
-      "until there is room",
-      options_.db_path, free >> 20, options_.min_free_bytes >> 20);
-  if (!short_of_room_) log_->error("{}", why);
-  short_of_room_ = true;
-  return Status::IOError(why);
-}
-
 Status RocksFollowerStore::Write(const ApplyRequest& request) {
   if (options_.fail_before_write) {
     Status s = options_.fail_before_write();
@@ -755,7 +729,7 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   rocksdb::Status rs = batch.Put(meta_, kStateKey, EncodeState(request.state));
   if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
 
-  Status room = CheckRoom(batch.GetDataSize());
+  Status room = reserve_.Check(batch.GetDataSize());
   if (!room.ok()) return room;
   rocksdb::WriteOptions write;
   write.sync = options_.sync_writes;

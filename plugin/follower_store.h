@@ -28,10 +28,12 @@
 #include "engine/status.h"
 #include "net/follower_client.h"
 #include "plugin/audit.h"
+#include "plugin/disk_reserve.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 }  // namespace rocksdb
 
 namespace spdlog {
@@ -51,6 +53,8 @@ struct RocksFollowerStoreOptions {
   // last writes, but the state written with them goes too, so the follower
   // resumes from before them and never skips anything.
   bool sync_writes = false;
+  // Testing seam: the Env the database is opened with. Default: RocksDB's.
+  rocksdb::Env* env = nullptr;
   std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
   // Testing seam: called before each write; a non-OK result fails that write
   // as a failing disk would. Default: none.
@@ -115,8 +119,6 @@ class RocksFollowerStore : public net::FollowerStore {
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
-  // Whether the disk has room for a write of `bytes` (see min_free_bytes).
-  Status CheckRoom(size_t bytes);  // REQUIRES(mu_)
   // The handle of a family the master announced, or an error naming it. Requires mu_.
   Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const;
 
@@ -131,9 +133,9 @@ class RocksFollowerStore : public net::FollowerStore {
   std::map<FamilyTag, std::string> families_;                                 // GUARDED_BY(mu_)
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> by_tag_;                  // GUARDED_BY(mu_)
   FollowerState state_;                                                       // GUARDED_BY(mu_)
-  bool short_of_room_ = false;  // GUARDED_BY(mu_); the last CheckRoom failed
-  MerkleTree tree_;             // GUARDED_BY(mu_)
-  bool tree_built_ = false;     // GUARDED_BY(mu_)
+  DiskReserve reserve_;                                                       // see min_free_bytes
+  MerkleTree tree_;                                                           // GUARDED_BY(mu_)
+  bool tree_built_ = false;                                                   // GUARDED_BY(mu_)
 };
 
 // Marks a database copied from the master's files (plugin/clone.h) as a

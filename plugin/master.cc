@@ -159,6 +159,9 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   t.diff_on_connect = options.diff_on_connect;
   t.progress = options.progress;
   t.allow_writers = options.allow_writers;
+  t.sync_writes = options.sync_writes;
+  t.min_free_bytes = options.min_free_bytes;
+  t.free_bytes = options.free_bytes;
   t.serve_files = options.serve_files;
   t.key_hasher = options.key_hasher;
   t.logger = log;

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -60,6 +61,18 @@ struct MasterOptions {
   // followers through the WAL like any other write. Needs server.secret
   // (Attach refuses it without one). Default: false.
   bool allow_writers = false;
+  // A writer's batch is acknowledged only once it is durable in the master's
+  // WAL (WriteOptions::sync): a power loss after the ack cannot lose it.
+  // Without it an acknowledged write survives a crash of the process (it is
+  // in the OS's page cache) but not of the machine. Costs an fsync per
+  // batch. Default: false. (sdiff-rocks-master --sync)
+  bool sync_writes = false;
+  // Writes through the master are refused while the database's disk has
+  // less than this free (plugin/disk_reserve.h); the application's own
+  // writes are its own. 0: no check. Default: 256 MiB.
+  uint64_t min_free_bytes = 256 << 20;
+  // Testing seam: see DiskReserveOptions::free_bytes.
+  std::function<uint64_t(const std::string& path)> free_bytes;
   // Replicate families whose data RocksDB changes without a WAL record (a
   // compaction filter or filter factory, a TTL database, FIFO compaction).
   // Attach refuses them by default: the tree and the followers keep what such

@@ -207,7 +207,9 @@ WalTailer::WalTailer(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> 
                      WalTailerOptions options)
     : db_(db),
       options_(std::move(options)),
-      log_(options_.logger ? options_.logger : spdlog::default_logger()) {
+      log_(options_.logger ? options_.logger : spdlog::default_logger()),
+      reserve_(DiskReserveOptions{db->GetName(), options_.min_free_bytes, "the master",
+                                  "refuses writes through it", options_.free_bytes, log_}) {
   for (auto* h : families) families_[h->GetID()] = h;
 }
 
@@ -806,7 +808,11 @@ Status WalTailer::ApplyWrite(const std::vector<Op>& ops, uint64_t* seq) {
     }
     if (!s.ok()) return Status::InvalidArgument("writer's batch: " + s.ToString());
   }
-  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+  Status room = reserve_.Check(batch.GetDataSize());
+  if (!room.ok()) return room;
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_writes;
+  rocksdb::Status s = db_->Write(write, &batch);
   if (!s.ok()) return Status::IOError("writing to the master's database: " + s.ToString());
   *seq = db_->GetLatestSequenceNumber();
   NotifyWrite();

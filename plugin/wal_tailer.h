@@ -31,6 +31,7 @@
 
 #include "engine/merkle_tree.h"
 #include "net/master_server.h"
+#include "plugin/disk_reserve.h"
 #include "plugin/progress.h"
 #include "plugin/tree_scan.h"
 
@@ -56,6 +57,13 @@ struct WalTailerOptions {
   ProgressFn progress;          // tree builds; optional
   // Clients in the writer role may write through the master (MasterHooks::write).
   bool allow_writers = false;
+  // A writer's batch is synced to the WAL before it is acknowledged.
+  bool sync_writes = false;
+  // A writer's batch is refused while the database's disk has less than this
+  // free (plugin/disk_reserve.h). 0: no check.
+  uint64_t min_free_bytes = 0;
+  // Testing seam: see DiskReserveOptions::free_bytes.
+  std::function<uint64_t(const std::string& path)> free_bytes;
   // Empty followers may copy the database files (MasterHooks::open_files).
   bool serve_files = true;
   // Testing seam: how the tree hashes keys, to force key-hash collisions.
@@ -164,6 +172,7 @@ class WalTailer : public net::MasterHub {
   std::shared_ptr<spdlog::logger> log_;
   std::function<void()> on_rebuild_;
   std::thread thread_;
+  DiskReserve reserve_;  // checked before each writer's batch
 
   std::mutex wake_mu_;
   std::condition_variable wake_;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "net/writer_client.h"
 #include "plugin/follower.h"
 #include "test/support/replica_pair.h"
 #include "test/support/wait.h"
@@ -54,6 +55,52 @@ TEST(DiskSpaceTest, AFollowerShortOfRoomStopsApplyingAndCatchesUpOnItsOwn) {
     free = uint64_t{1} << 40;  // room again
     EXPECT_TRUE(testing::WaitConverged(master, follower.get(), 15s));
     follower.reset();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A master whose disk is short of room refuses writes through it with the
+// reason, commits nothing of them, and takes them again once there is room.
+TEST(DiskSpaceTest, AMasterShortOfRoomRefusesWritesThroughItUntilThereIsRoom) {
+  char tmpl[] = "/tmp/sdiff-disk-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  {
+    testing::MasterDb master(dir + "/master");
+    std::atomic<uint64_t> free{32 << 20};  // less than the reserve
+    MasterOptions options;
+    options.allow_writers = true;
+    options.server.secret = "disk-space-test-secret-0123456789";
+    options.min_free_bytes = 64 << 20;
+    options.free_bytes = [&free](const std::string&) { return free.load(); };
+    ASSERT_TRUE(master.Attach(options).ok());
+
+    net::WriterClientOptions writer;
+    writer.connect.master = master.master_address();
+    writer.secret = options.server.secret;
+    auto put = [&](const std::string& key, net::WriteSummary* summary) {
+      return net::WriteThroughMaster(
+          writer,
+          [key](const std::vector<FamilyInfo>& families, std::vector<Op>* ops, bool* more) {
+            ops->push_back(Op{OpKind::kPut, families.at(0).tag, key, "value"});
+            *more = false;
+            return Status::OK();
+          },
+          summary);
+    };
+    net::WriteSummary refused;
+    Status s = put("refused", &refused);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("refuses writes through it until there is room"), std::string::npos)
+        << s.ToString();
+    EXPECT_EQ(refused.writes, 0u);
+    EXPECT_TRUE(master.Scan().empty());
+
+    free = uint64_t{1} << 40;  // room again
+    net::WriteSummary taken;
+    s = put("taken", &taken);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(taken.writes, 1u);
+    EXPECT_EQ(master.Scan(), (testing::FamilyContents{{{"default", "taken"}, "value"}}));
   }
   std::filesystem::remove_all(dir);
 }

@@ -171,4 +171,12 @@ plugin::AuditOptions AuditFlags::Options() const {
   return o;
 }
 
+void MinFreeFlag::Add(CLI::App& app, const std::string& refusal) {
+  app.add_option("--min-free-mb", mb,
+                 "MiB kept free on the database's disk: below that the daemon " + refusal +
+                     ", and goes on by itself once there is room (0: no check)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
 }  // namespace sdiff::tools

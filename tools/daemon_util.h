@@ -6,6 +6,7 @@
 #include <rocksdb/db.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,15 @@ struct AuditFlags {
   double rate_mb = 64;
   void Add(CLI::App& app);
   plugin::AuditOptions Options() const;
+};
+
+// --min-free-mb, as both daemons spell it: the free space kept on the
+// database's disk (plugin/disk_reserve.h). `refusal` says what the daemon
+// stops doing below it.
+struct MinFreeFlag {
+  double mb = 256;
+  void Add(CLI::App& app, const std::string& refusal);
+  uint64_t bytes() const { return static_cast<uint64_t>(mb * (1 << 20)); }
 };
 
 }  // namespace sdiff::tools

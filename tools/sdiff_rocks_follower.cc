@@ -21,12 +21,14 @@ int main(int argc, char** argv) {
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
-  double min_free_mb = 256;
-  app.add_option("--min-free-mb", min_free_mb,
-                 "MiB the follower keeps free on its disk: it stops applying below that, and "
-                 "resumes by itself once there is room (0: no check)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  tools::MinFreeFlag min_free;
+  min_free.Add(app, "stops applying");
+  app.add_flag("--clone,!--no-clone", options.clone_files,
+               "when the replica is empty, copy the master's database files if it offers "
+               "them (default), or (--no-clone) always receive its keys");
+  app.add_flag("--sync", options.sync_writes,
+               "fsync every applied batch: a power loss then loses no batch the replica "
+               "applied (without it, the replica resumes from before the lost ones)");
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
       ->check(CLI::NonNegativeNumber);
@@ -42,7 +44,7 @@ int main(int argc, char** argv) {
   options.client.repair_interval =
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
   options.audit = audit.Options();
-  options.min_free_bytes = static_cast<uint64_t>(min_free_mb * (1 << 20));
+  options.min_free_bytes = min_free.bytes();
   Status s = security.Load(&options.client.secret, &options.client.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   std::unique_ptr<plugin::Follower> follower;

@@ -16,9 +16,11 @@ int main(int argc, char** argv) {
   std::string db_path, listen = "127.0.0.1:8123";
   bool create = false;
   bool allow_writers = false;
+  bool sync = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
+  tools::MinFreeFlag min_free;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
   app.add_flag("--create-if-missing", create, "create the database if it does not exist");
   app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
@@ -26,9 +28,13 @@ int main(int argc, char** argv) {
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);
+  min_free.Add(app, "refuses writes through it (--allow-writers)");
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
                "(sdiff-ldb --master put/delete/load); needs --secret-file");
+  app.add_flag("--sync", sync,
+               "acknowledge a write through this master only once it is fsynced in the WAL, "
+               "so a power loss cannot lose it; needs --allow-writers");
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-master";
   tools::SetUpLogging(name);
@@ -38,11 +44,19 @@ int main(int argc, char** argv) {
                "sdiff-rocks-master");
     return 2;
   }
+  if (sync && !allow_writers) {
+    fmt::print(stderr,
+               "{}: --sync applies to writes through this master: it needs --allow-writers\n",
+               name);
+    return 2;
+  }
   tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the master
   plugin::MasterOptions options;
   options.server.listen = listen;
   options.progress = progress.Callback();
   options.allow_writers = allow_writers;
+  options.sync_writes = sync;
+  options.min_free_bytes = min_free.bytes();
   options.audit = audit.Options();
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
