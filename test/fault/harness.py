@@ -1,12 +1,22 @@
 #!/usr/bin/env python3
 """Fault harness: real sdiff daemons on loopback, seeded faults, then proof.
 
-One run starts a real sdiff-rocks-master and several sdiff-rocks-followers,
-each follower behind a proxy, writes through the master with
-`sdiff-ldb --master ... load/delete`, and injects faults at seeded moments:
-SIGKILL and restarts of followers and of the master, and on each follower's
-link cuts, stalls, a 1 MB/s throttle and byte flips. Then the writes and
-faults stop and it checks, with RocksDB's own `ldb` as the oracle:
+One run starts a real sdiff-rocks-master (--sync: a write is acknowledged
+once fsynced) holding more keys than a follower may bootstrap or copy from,
+and several sdiff-rocks-followers, each behind a proxy: follower 0 copies
+the master's files when it starts empty (--sync), follower 1 is bootstrapped
+(--no-clone). It writes through the master with `sdiff-ldb --master ...
+load/delete`, and injects faults at seeded moments:
+  - SIGKILL and restarts of followers and of the master;
+  - SIGKILL of a follower timed to its start from nothing (wiped, its link
+    throttled: while it copies the master's files or is bootstrapped) and to
+    its catching up after a stop (while it resumes or repairs by diff);
+  - on each follower's link: cuts, stalls, a 1 MB/s throttle, byte flips;
+  - as root: a full disk. The master's and follower 0's databases live on
+    size-limited tmpfs mounts that the harness fills to below the daemon's
+    --min-free-mb for a few seconds, then frees.
+Then the writes and faults stop and it checks, with RocksDB's own `ldb` as
+the oracle:
   - every follower's full scan (every column family but sdiff's own) equals
     the master's;
   - every write the master acknowledged (sdiff-ldb exit 0) is in the master,
@@ -15,10 +25,12 @@ faults stop and it checks, with RocksDB's own `ldb` as the oracle:
   - every database opens with plain `ldb` (no repair needed).
 A run prints its seed and its faults; `--seed N --runs 1` replays one.
 
-Usage: harness.py --bin BUILD/bin [--runs N] [--seed FIRST] [--seconds S]
+Usage: harness.py --bin BUILD/bin [--runs N] [--seed FIRST] [--seconds S] [--jobs J]
 Exit 0 when every run passed; 1 on the first divergence (with its seed).
+--jobs runs that many seeds at once (each its own daemons, ports and mounts).
 """
 import argparse
+import concurrent.futures
 import os
 import random
 import re
@@ -33,6 +45,10 @@ import time
 
 SECRET = "the fault harness's shared secret"
 DEADLINE = 90.0  # seconds for a daemon to start or a replica to converge
+PRELOAD_KEYS = 20000  # more than a master's bootstrap_min_keys (10000)
+# Full-disk faults: tmpfs sizes and the daemons' --min-free-mb.
+MASTER_DISK_MB, MASTER_RESERVE_MB = 1024, 128
+FOLLOWER_DISK_MB, FOLLOWER_RESERVE_MB = 512, 64
 
 
 class Failure(Exception):
@@ -188,6 +204,62 @@ class Proxy:
                 pass
 
 
+class Disk:
+    """A size-limited tmpfs mounted at `path` (root only) that can be filled
+    to below a reserve and freed again."""
+
+    def __init__(self, path, size_mb):
+        self.path, self.size_mb = path, size_mb
+        self.filler = os.path.join(path, "filler")
+        os.makedirs(path)
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", path],
+                             capture_output=True)
+        if out.returncode != 0:
+            raise Failure(f"cannot mount a tmpfs at {path}: {out.stderr.decode().strip()}")
+        self.lock = threading.Lock()
+        self.timer = None
+
+    def fill(self, leave_mb, seconds):
+        """Leaves leave_mb free for `seconds`; returns the MiB written."""
+        with self.lock:
+            free = shutil.disk_usage(self.path).free
+            n = max(0, free - leave_mb * (1 << 20))
+            with open(self.filler, "ab") as f:
+                chunk = b"\0" * (1 << 20)
+                while n > 0:
+                    f.write(chunk[:min(n, len(chunk))])
+                    n -= min(n, len(chunk))
+            if self.timer:
+                self.timer.cancel()
+            self.timer = threading.Timer(seconds, self.free)
+            self.timer.daemon = True
+            self.timer.start()
+            return (free >> 20) - leave_mb
+
+    def free(self):
+        with self.lock:
+            if os.path.exists(self.filler):
+                os.remove(self.filler)
+
+    def unmount(self):
+        if self.timer:
+            self.timer.cancel()
+        self.free()
+        subprocess.run(["umount", "-l", self.path], capture_output=True)
+
+
+def can_mount():
+    if os.geteuid() != 0:
+        return False
+    probe = tempfile.mkdtemp(prefix="sdiff-fault-probe-")
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe],
+                        capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["umount", probe], capture_output=True)
+    os.rmdir(probe)
+    return ok
+
+
 def ldb(bin_ldb, db, *args, secondary=None):
     argv = [bin_ldb, f"--db={db}"]
     if secondary:
@@ -231,6 +303,16 @@ def first_difference(a, b):
     return None
 
 
+def session_phase(log):
+    """Where a follower's log says it is: its session's start mode and
+    whether a diff finished since, e.g. "(bootstrapping, no diff finished)"."""
+    modes = re.findall(r"connected to master \S+: ([a-z ]+) \(", log)
+    if not modes:
+        return "(before its handshake)"
+    done = "diff with master repaired" in log.split("connected to master")[-1]
+    return f"({modes[-1]}, {'a diff finished' if done else 'no diff finished'})"
+
+
 class Run:
     def __init__(self, args, seed):
         self.args, self.seed = args, seed
@@ -242,6 +324,7 @@ class Run:
         # was lost (the master killed after the commit) may have landed.
         self.acked = {}
         self.bin = args.bin
+        self.refused_for_room = 0  # writes the master refused, its disk short of room
 
     def log(self, what):
         self.faults.append(f"{time.monotonic() - self.t0:6.2f}s {what}")
@@ -249,9 +332,10 @@ class Run:
             print(f"seed {self.seed}: {self.faults[-1]}", flush=True)
 
     def master_daemon(self, port):
-        return Daemon("master", [f"{self.bin}/sdiff-rocks-master", f"--db={self.dir}/master",
+        return Daemon("master", [f"{self.bin}/sdiff-rocks-master", f"--db={self.master_db}",
                                  "--create-if-missing", f"--listen=127.0.0.1:{port}",
-                                 f"--secret-file={self.secret}", "--allow-writers"],
+                                 f"--secret-file={self.secret}", "--allow-writers", "--sync",
+                                 f"--min-free-mb={MASTER_RESERVE_MB}"],
                       f"{self.dir}/master.log")
 
     def start_master(self, port):
@@ -263,10 +347,13 @@ class Run:
         return int(m.group(1))
 
     def follower_daemon(self, i):
+        # Follower 0: copies the master's files when empty, fsyncs what it
+        # applies, and may sit on a small disk. Follower 1 and later: bootstrapped.
+        flags = ["--sync", f"--min-free-mb={FOLLOWER_RESERVE_MB}"] if i == 0 else ["--no-clone"]
         return Daemon(f"follower {i}", [f"{self.bin}/sdiff-rocks-follower",
-                                        f"--db={self.dir}/follower{i}",
+                                        f"--db={self.follower_db[i]}",
                                         f"--master=127.0.0.1:{self.proxies[i].port}",
-                                        f"--secret-file={self.secret}"],
+                                        f"--secret-file={self.secret}"] + flags,
                       f"{self.dir}/follower{i}.log")
 
     # ---- writes through the master ----
@@ -294,19 +381,31 @@ class Run:
             for k, v in batch.items():
                 self.note(k, v, ok)
 
+    def preload(self):
+        """Enough keys that an empty follower is copied or bootstrapped, not diffed."""
+        path = f"{self.dir}/preload.tsv"
+        with open(path, "w") as f:
+            for i in range(PRELOAD_KEYS):
+                f.write(f"p{i:05d}\t{'preloaded value ' * 6}{i}\n")
+        if not self.ldb_master("load", path, timeout=120):
+            raise Failure("cannot preload the master through sdiff-ldb load")
+        self.log(f"preloaded {PRELOAD_KEYS} keys")
+
     def note(self, key, value, acknowledged):
         if acknowledged:
             self.acked[key] = [value, set()]
         elif key in self.acked:
             self.acked[key][1].add(value)
 
-    def ldb_master(self, *args):
+    def ldb_master(self, *args, timeout=30):
         argv = [f"{self.bin}/sdiff-ldb", f"--master=127.0.0.1:{self.master_port}",
                 f"--secret-file={self.secret}"] + list(args)
         try:
-            out = subprocess.run(argv, capture_output=True, timeout=30)
+            out = subprocess.run(argv, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return False
+        if b"refuses writes through it until there is room" in out.stderr:
+            self.refused_for_room += 1
         return out.returncode == 0
 
     # ---- the run ----
@@ -317,8 +416,17 @@ class Run:
         with open(self.secret, "w") as f:
             f.write(SECRET)
         os.chmod(self.secret, 0o600)
+        self.disks = {}
+        self.master_db = f"{self.dir}/master"
+        self.follower_db = [f"{self.dir}/follower{i}" for i in range(self.args.followers)]
+        if self.args.disks:
+            self.disks["master"] = Disk(f"{self.dir}/master-disk", MASTER_DISK_MB)
+            self.disks["follower 0"] = Disk(f"{self.dir}/follower0-disk", FOLLOWER_DISK_MB)
+            self.master_db = f"{self.dir}/master-disk/db"
+            self.follower_db[0] = f"{self.dir}/follower0-disk/db"
         self.master_log_from = 0
         self.master_port = self.start_master(0)
+        self.preload()
         self.proxies = [Proxy(self.master_port, random.Random(self.seed * 7 + i))
                         for i in range(self.args.followers)]
         self.followers = [self.follower_daemon(i) for i in range(self.args.followers)]
@@ -334,6 +442,8 @@ class Run:
             self.stop_writes.set()
             writer.join()
         self.log(f"writes stopped: {len(self.acked)} keys acknowledged")
+        for disk in self.disks.values():
+            disk.free()
         for p in self.proxies:
             p.set("pass", 0)
         for f in self.followers:
@@ -348,11 +458,26 @@ class Run:
             self.master.check_alive()
             for f in self.followers:
                 f.check_alive()
-            fault = self.rng.choice(["kill follower", "kill follower", "restart follower",
-                                     "kill master", "restart master", "cut", "stall",
-                                     "throttle", "tamper"])
+            faults = ["kill follower", "kill follower", "restart follower", "kill master",
+                      "restart master", "cut", "stall", "throttle", "tamper",
+                      "kill starting follower", "kill catching-up follower"]
+            if self.disks:
+                faults += ["fill master disk", "fill follower disk"]
+            fault = self.rng.choice(faults)
             i = self.rng.randrange(len(self.followers))
-            if fault == "kill follower":
+            if fault == "kill starting follower":
+                self.kill_starting(i)
+            elif fault == "kill catching-up follower":
+                self.kill_catching_up(i)
+            elif fault.startswith("fill"):
+                who = "master" if fault == "fill master disk" else "follower 0"
+                reserve = MASTER_RESERVE_MB if who == "master" else FOLLOWER_RESERVE_MB
+                seconds = self.rng.uniform(1.0, 4.0)
+                leave = self.rng.randrange(reserve // 4, reserve // 2)
+                filled = self.disks[who].fill(leave, seconds)
+                self.log(f"fill {who}'s disk ({filled} MiB) to {leave} MiB free "
+                         f"(its reserve: {reserve}) for {seconds:.1f} s")
+            elif fault == "kill follower":
                 self.log(f"SIGKILL follower {i}")
                 self.followers[i].kill()
                 time.sleep(self.rng.uniform(0.05, 1.0))
@@ -375,6 +500,51 @@ class Run:
                 self.log(f"{fault} follower {i}'s link for {seconds:.1f} s")
                 self.proxies[i].set(fault, seconds)
 
+    def since(self, daemon, offset):
+        return daemon.log_text()[offset:]
+
+    def kill_starting(self, i):
+        """Wipes follower i and kills it while it starts from nothing over a
+        throttled link: follower 0 while it copies the master's files,
+        follower 1 while it is bootstrapped."""
+        f = self.followers[i]
+        f.kill()
+        shutil.rmtree(self.follower_db[i], ignore_errors=True)
+        self.proxies[i].set("throttle", 4.0)
+        offset = len(f.log_text())
+        f.start()
+        start = "asking master" if i == 0 else "connecting to master"
+        wait_for(lambda: start in self.since(f, offset), DEADLINE, f"follower {i} to start")
+        time.sleep(self.rng.uniform(0.0, 1.5))
+        text = self.since(f, offset)
+        if i == 0 and not re.search(r"copied the master's files|not copying|copying the master's "
+                                    r"files failed", text):
+            phase = "while copying the master's files"
+        else:
+            phase = session_phase(text)
+        f.kill()
+        self.log(f"SIGKILL wiped follower {i} {phase}")
+        time.sleep(self.rng.uniform(0.05, 0.5))
+        f.start()
+
+    def kill_catching_up(self, i):
+        """Stops follower i while writes go on, then kills it soon after it
+        reconnects over a throttled link: while it resumes or repairs by diff."""
+        f = self.followers[i]
+        f.stop()
+        time.sleep(self.rng.uniform(0.5, 2.0))
+        self.proxies[i].set("throttle", 3.0)
+        offset = len(f.log_text())
+        f.start()
+        wait_for(lambda: "connected to master" in self.since(f, offset), DEADLINE,
+                 f"follower {i} to reconnect")
+        time.sleep(self.rng.uniform(0.0, 1.0))
+        phase = session_phase(self.since(f, offset))
+        f.kill()
+        self.log(f"SIGKILL follower {i} catching up {phase}")
+        time.sleep(self.rng.uniform(0.05, 0.5))
+        f.start()
+
     def check(self):
         sec = f"{self.dir}/secondary"
         os.makedirs(sec)
@@ -384,10 +554,10 @@ class Run:
             self.master.check_alive()
             for f in self.followers:
                 f.check_alive()
-            master = scan(f"{self.dir}/master", sec)
+            master = scan(self.master_db, sec)
             for i in range(len(self.followers)):
                 try:
-                    why[i] = first_difference(master, scan(f"{self.dir}/follower{i}", sec))
+                    why[i] = first_difference(master, scan(self.follower_db[i], sec))
                 except Failure as e:  # not created yet, say
                     why[i] = str(e)
             return master if not any(why.values()) else None
@@ -405,13 +575,17 @@ class Run:
             if got != hexed(value) and got not in {hexed(m) for m in maybe}:
                 raise Failure(f"acknowledged write of {key} is not in the master "
                               f"({'absent' if got is None else 'another value'})")
+        if self.disks:
+            said = self.followers[0].log_text().count("stops applying until there is room")
+            self.log(f"full disks: the master refused {self.refused_for_room} writes for room, "
+                     f"follower 0 stopped applying for room {said} times")
         for f in self.followers:
             f.stop()
         self.master.stop()
         # Each database opens as a primary, no repair, and still agrees.
-        master = scan(f"{self.dir}/master")
+        master = scan(self.master_db)
         for i in range(len(self.followers)):
-            d = first_difference(master, scan(f"{self.dir}/follower{i}"))
+            d = first_difference(master, scan(self.follower_db[i]))
             if d:
                 raise Failure(f"after the stop, follower {i}: {d}")
         for p in self.proxies:
@@ -423,8 +597,34 @@ class Run:
                 d.kill()
         for p in getattr(self, "proxies", []):
             p.stop()
+        for disk in getattr(self, "disks", {}).values():
+            if keep:  # the logs and databases stay readable: copy them off the tmpfs
+                shutil.copytree(disk.path, disk.path + "-kept", dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("filler"))
+            disk.unmount()
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def one_run(args, seed):
+    """Runs one seed; returns (seed, None, summary) or (seed, failure text, None)."""
+    run = Run(args, seed)
+    try:
+        run.go()
+    except BaseException as e:  # a Failure, or a bug here: no daemon outlives the harness
+        run.cleanup(keep=True)
+        if not isinstance(e, Failure):
+            raise
+        return seed, (f"FAIL seed {seed}: {e}\n  faults:\n    " + "\n    ".join(run.faults) +
+                      f"\n  replay: {sys.argv[0]} --bin {args.bin} --seed {seed} --runs 1"
+                      f" --seconds {args.seconds}\n  logs kept in {run.dir}"), None
+    faults = sum(1 for f in run.faults if re.sub(r"^\s*[\d.]+s ", "", f).startswith(FAULT_WORDS))
+    run.cleanup(keep=False)
+    return seed, None, (faults, len(run.acked))
+
+
+# The log lines of a run that are faults (the rest: set-up and checks).
+FAULT_WORDS = ("SIGKILL", "restart", "cut", "stall", "throttle", "tamper", "fill")
 
 
 def main():
@@ -434,29 +634,48 @@ def main():
     parser.add_argument("--seed", type=int, default=1, help="the first run's seed")
     parser.add_argument("--seconds", type=float, default=15, help="faults per run, seconds")
     parser.add_argument("--followers", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--disks", choices=["auto", "yes", "no"], default="auto",
+                        help="full-disk faults on tmpfs mounts (needs root; auto: if possible)")
     parser.add_argument("--deadline", type=float, default=DEADLINE,
                         help="seconds for the followers to converge after the faults")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    mountable = can_mount()
+    if args.disks == "yes" and not mountable:
+        print("harness: --disks yes needs root and tmpfs mounts", file=sys.stderr)
+        return 2
+    args.disks = mountable if args.disks == "auto" else args.disks == "yes"
+    if not args.disks:
+        print("harness: not root: no full-disk faults", flush=True)
     totals = {"runs": 0, "faults": 0}
-    for seed in range(args.seed, args.seed + args.runs):
-        run = Run(args, seed)
-        try:
-            run.go()
-        except BaseException as e:  # a Failure, or a bug here: no daemon outlives the harness
-            if not isinstance(e, Failure):
-                run.cleanup(keep=True)
-                raise
-            print(f"FAIL seed {seed}: {e}\n  faults:\n    " + "\n    ".join(run.faults) +
-                  f"\n  replay: {sys.argv[0]} --bin {args.bin} --seed {seed} --runs 1"
-                  f" --seconds {args.seconds}\n  logs kept in {run.dir}", flush=True)
-            run.cleanup(keep=True)
-            return 1
-        faults = sum(1 for f in run.faults if "stopped" not in f and "equals" not in f)
-        totals["runs"] += 1
-        totals["faults"] += faults
-        print(f"seed {seed}: ok, {faults} faults, {len(run.acked)} keys acknowledged", flush=True)
-        run.cleanup(keep=False)
+    seeds = range(args.seed, args.seed + args.runs)
+    failed = None
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        pending = set()
+        it = iter(seeds)
+        while True:
+            while failed is None and len(pending) < args.jobs:
+                seed = next(it, None)
+                if seed is None:
+                    break
+                pending.add(pool.submit(one_run, args, seed))
+            if not pending:
+                break
+            done, pending = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                seed, failure, summary = future.result()
+                if failure:
+                    print(failure, flush=True)
+                    failed = failed or failure
+                    continue
+                faults, acked = summary
+                totals["runs"] += 1
+                totals["faults"] += faults
+                print(f"seed {seed}: ok, {faults} faults, {acked} keys acknowledged", flush=True)
+    if failed:
+        return 1
     print(f"{totals['runs']} runs, {totals['faults']} faults injected, divergences: 0")
     return 0
 
