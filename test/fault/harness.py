@@ -224,11 +224,16 @@ class Disk:
         with self.lock:
             free = shutil.disk_usage(self.path).free
             n = max(0, free - leave_mb * (1 << 20))
-            with open(self.filler, "ab") as f:
+            fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
                 chunk = b"\0" * (1 << 20)
                 while n > 0:
-                    f.write(chunk[:min(n, len(chunk))])
-                    n -= min(n, len(chunk))
+                    n -= os.write(fd, chunk[:min(n, len(chunk))])
+            except OSError:  # the daemon wrote meanwhile: give back leave_mb
+                size = os.fstat(fd).st_size
+                os.ftruncate(fd, max(0, size - leave_mb * (1 << 20)))
+            finally:
+                os.close(fd)
             if self.timer:
                 self.timer.cancel()
             self.timer = threading.Timer(seconds, self.free)
