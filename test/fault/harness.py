@@ -330,6 +330,10 @@ class Run:
         self.acked = {}
         self.bin = args.bin
         self.refused_for_room = 0  # writes the master refused, its disk short of room
+        # The master is an application embedding it (test/fault/app_writer.cc),
+        # writing on its own besides sdiff-ldb's writes, or sdiff-rocks-master.
+        self.app = {"app": True, "daemon": False}.get(args.master, seed % 2 == 1)
+        self.app_starts = 0
 
     def log(self, what):
         self.faults.append(f"{time.monotonic() - self.t0:6.2f}s {what}")
@@ -337,11 +341,15 @@ class Run:
             print(f"seed {self.seed}: {self.faults[-1]}", flush=True)
 
     def master_daemon(self, port):
-        return Daemon("master", [f"{self.bin}/sdiff-rocks-master", f"--db={self.master_db}",
-                                 "--create-if-missing", f"--listen=127.0.0.1:{port}",
-                                 f"--secret-file={self.secret}", "--allow-writers", "--sync",
-                                 f"--min-free-mb={MASTER_RESERVE_MB}"],
-                      f"{self.dir}/master.log")
+        common = [f"--db={self.master_db}", f"--listen=127.0.0.1:{port}",
+                  f"--secret-file={self.secret}", "--sync", f"--min-free-mb={MASTER_RESERVE_MB}"]
+        if self.app:  # an application embedding the master, writing on its own
+            self.app_starts += 1
+            return Daemon("master (app)", [f"{self.bin}/sdiff-fault-app",
+                                           f"--seed={self.seed * 1000 + self.app_starts}"] + common,
+                          f"{self.dir}/master.log")
+        return Daemon("master", [f"{self.bin}/sdiff-rocks-master", "--create-if-missing",
+                                 "--allow-writers"] + common, f"{self.dir}/master.log")
 
     def start_master(self, port):
         self.master = self.master_daemon(port)
@@ -446,6 +454,8 @@ class Run:
         finally:
             self.stop_writes.set()
             writer.join()
+        if self.app:  # the application stops writing too
+            self.master.proc.send_signal(signal.SIGUSR1)
         self.log(f"writes stopped: {len(self.acked)} keys acknowledged")
         for disk in self.disks.values():
             disk.free()
@@ -467,7 +477,9 @@ class Run:
                       "restart master", "cut", "stall", "throttle", "tamper",
                       "kill starting follower", "kill catching-up follower"]
             if self.disks:
-                faults += ["fill master disk", "fill follower disk"]
+                # An application's own writes on a full disk are its business
+                # (RocksDB 7.8 may abort it): only sdiff-rocks-master's disk fills.
+                faults += ["fill follower disk"] + ([] if self.app else ["fill master disk"])
             fault = self.rng.choice(faults)
             i = self.rng.randrange(len(self.followers))
             if fault == "kill starting follower":
@@ -504,6 +516,47 @@ class Run:
                 seconds = self.rng.uniform(0.5, 3.0)
                 self.log(f"{fault} follower {i}'s link for {seconds:.1f} s")
                 self.proxies[i].set(fault, seconds)
+
+    def check_app_writes(self, master):
+        """Every write the application saw committed ("A n" in its output) is
+        in the master, unless a later write of the key (acknowledged or not)
+        replaced it."""
+        acked, pending, writes = {}, {}, 0
+        def orphan(ops):  # written, never acknowledged: may have landed
+            for family, key, value in ops:
+                acked.setdefault((family, key), [None, set(), False])[1].add(value)
+        for line in self.master.log_text().split("\n")[:-1]:  # the last: maybe cut
+            if line == "app started":
+                for ops in pending.values():
+                    orphan(ops)
+                pending = {}
+                continue
+            parts = line.split(" ")
+            if parts[0] == "W" and len(parts) == 5:
+                value = None if parts[4] == "-" else parts[4]
+                pending.setdefault(parts[1], []).append((parts[2], parts[3], value))
+            elif parts[0] in ("A", "F") and len(parts) >= 2 and parts[1] in pending:
+                ops = pending.pop(parts[1])
+                if parts[0] == "F":
+                    orphan(ops)  # RocksDB said no; it cannot have landed, but be lenient
+                    continue
+                writes += 1
+                for family, key, value in ops:
+                    acked[(family, key)] = [value, set(), True]
+        for ops in pending.values():
+            orphan(ops)
+        hexed = lambda v: None if v is None else "0x" + v.encode().hex().upper()
+        for (family, key), (value, maybe, known) in acked.items():
+            got = master.get(family, {}).get(hexed(key))
+            allowed = {hexed(m) for m in maybe}
+            if known:
+                allowed.add(hexed(value))
+            else:
+                allowed.add(None)  # never acknowledged: absent is fine too
+            if got not in allowed:
+                raise Failure(f"the application's acknowledged write of {family}/{key} is not in "
+                              f"the master ({'absent' if got is None else 'another value'})")
+        self.log(f"the application's {writes} acknowledged writes are in the master")
 
     def since(self, daemon, offset):
         return daemon.log_text()[offset:]
@@ -584,6 +637,8 @@ class Run:
             said = self.followers[0].log_text().count("stops applying until there is room")
             self.log(f"full disks: the master refused {self.refused_for_room} writes for room, "
                      f"follower 0 stopped applying for room {said} times")
+        if self.app:
+            self.check_app_writes(master)
         for f in self.followers:
             f.stop()
         self.master.stop()
@@ -640,6 +695,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=15, help="faults per run, seconds")
     parser.add_argument("--followers", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--master", choices=["mixed", "app", "daemon"], default="mixed",
+                        help="the master: an application embedding it (sdiff-fault-app), "
+                             "sdiff-rocks-master, or (mixed) the app for odd seeds")
     parser.add_argument("--disks", choices=["auto", "yes", "no"], default="auto",
                         help="full-disk faults on tmpfs mounts (needs root; auto: if possible)")
     parser.add_argument("--deadline", type=float, default=DEADLINE,
