@@ -32,6 +32,17 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
                "(sdiff-ldb --master put/delete/load); needs --secret-file");
+  double resume_window_mb = 64, backlog_mb = 64;
+  app.add_option("--resume-window-mb", resume_window_mb,
+                 "MiB of recent batches kept in memory so that a follower coming back resumes "
+                 "the stream instead of diffing")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--follower-backlog-mb", backlog_mb,
+                 "MiB queued for a follower that reads too slowly before it is disconnected "
+                 "(it catches up when it comes back)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_flag("--sync", sync,
                "acknowledge a write through this master only once it is fsynced in the WAL, "
                "so a power loss cannot lose it; needs --allow-writers");
@@ -57,6 +68,8 @@ int main(int argc, char** argv) {
   options.allow_writers = allow_writers;
   options.sync_writes = sync;
   options.min_free_bytes = min_free.bytes();
+  options.resume_window_bytes = static_cast<size_t>(resume_window_mb * (1 << 20));
+  options.server.connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));
   options.audit = audit.Options();
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());

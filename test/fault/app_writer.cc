@@ -48,12 +48,14 @@ int main(int argc, char** argv) {
   std::string db_path, listen, secret_file;
   uint64_t seed = 1;
   bool sync = false;
-  double min_free_mb = 256;
+  double min_free_mb = 256, resume_window_mb = 64, backlog_mb = 64;
   app.add_option("--db", db_path)->required();
   app.add_option("--listen", listen)->required();
   app.add_option("--secret-file", secret_file)->required();
   app.add_option("--seed", seed);
   app.add_option("--min-free-mb", min_free_mb);
+  app.add_option("--resume-window-mb", resume_window_mb);
+  app.add_option("--follower-backlog-mb", backlog_mb);
   app.add_flag("--sync", sync);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("app"));  // stdout: the write lines
@@ -82,6 +84,8 @@ int main(int argc, char** argv) {
   master_options.allow_writers = true;
   master_options.sync_writes = sync;
   master_options.min_free_bytes = static_cast<uint64_t>(min_free_mb * (1 << 20));
+  master_options.resume_window_bytes = static_cast<size_t>(resume_window_mb * (1 << 20));
+  master_options.server.connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));
   Status s = net::LoadSecretFile(secret_file, &master_options.server.secret);
   if (!s.ok()) return Fail(s.ToString());
   std::unique_ptr<plugin::Master> master;

@@ -46,6 +46,7 @@ import time
 SECRET = "the fault harness's shared secret"
 DEADLINE = 90.0  # seconds for a daemon to start or a replica to converge
 PRELOAD_KEYS = 20000  # more than a master's bootstrap_min_keys (10000)
+RESUME_WINDOW_MB, FOLLOWER_BACKLOG_MB = 8, 4  # the master's, 64 MiB each by default
 # Full-disk faults: tmpfs sizes and the daemons' --min-free-mb.
 MASTER_DISK_MB, MASTER_RESERVE_MB = 1024, 128
 FOLLOWER_DISK_MB, FOLLOWER_RESERVE_MB = 512, 64
@@ -342,7 +343,11 @@ class Run:
 
     def master_daemon(self, port):
         common = [f"--db={self.master_db}", f"--listen=127.0.0.1:{port}",
-                  f"--secret-file={self.secret}", "--sync", f"--min-free-mb={MASTER_RESERVE_MB}"]
+                  f"--secret-file={self.secret}", "--sync", f"--min-free-mb={MASTER_RESERVE_MB}",
+                  # Small limits, so a stalled or throttled follower falls
+                  # past them: disconnected as too slow, then beyond the window.
+                  f"--resume-window-mb={RESUME_WINDOW_MB}",
+                  f"--follower-backlog-mb={FOLLOWER_BACKLOG_MB}"]
         if self.app:  # an application embedding the master, writing on its own
             self.app_starts += 1
             return Daemon("master (app)", [f"{self.bin}/sdiff-fault-app",
@@ -679,7 +684,7 @@ def one_run(args, seed):
                       f"\n  replay: {sys.argv[0]} --bin {args.bin} --seed {seed} --runs 1"
                       f" --seconds {args.seconds}\n  logs kept in {run.dir}"), None
     faults = sum(1 for f in run.faults if re.sub(r"^\s*[\d.]+s ", "", f).startswith(FAULT_WORDS))
-    run.cleanup(keep=False)
+    run.cleanup(keep=args.keep)
     return seed, None, (faults, len(run.acked))
 
 
@@ -703,6 +708,7 @@ def main():
     parser.add_argument("--deadline", type=float, default=DEADLINE,
                         help="seconds for the followers to converge after the faults")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep every run's logs and databases")
     args = parser.parse_args()
     mountable = can_mount()
     if args.disks == "yes" and not mountable:
