@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "net/writer_client.h"
 #include "plugin/follower.h"
 #include "test/support/replica_pair.h"
 #include "test/support/wait.h"
@@ -74,21 +73,9 @@ TEST(DiskSpaceTest, AMasterShortOfRoomRefusesWritesThroughItUntilThereIsRoom) {
     options.free_bytes = [&free](const std::string&) { return free.load(); };
     ASSERT_TRUE(master.Attach(options).ok());
 
-    net::WriterClientOptions writer;
-    writer.connect.master = master.master_address();
-    writer.secret = options.server.secret;
-    auto put = [&](const std::string& key, net::WriteSummary* summary) {
-      return net::WriteThroughMaster(
-          writer,
-          [key](const std::vector<FamilyInfo>& families, std::vector<Op>* ops, bool* more) {
-            ops->push_back(Op{OpKind::kPut, families.at(0).tag, key, "value"});
-            *more = false;
-            return Status::OK();
-          },
-          summary);
-    };
+    const std::string& secret = options.server.secret;
     net::WriteSummary refused;
-    Status s = put("refused", &refused);
+    Status s = testing::PutThroughMaster(master, secret, "refused", "value", &refused);
     EXPECT_FALSE(s.ok());
     EXPECT_NE(s.message().find("refuses writes through it until there is room"), std::string::npos)
         << s.ToString();
@@ -97,7 +84,7 @@ TEST(DiskSpaceTest, AMasterShortOfRoomRefusesWritesThroughItUntilThereIsRoom) {
 
     free = uint64_t{1} << 40;  // room again
     net::WriteSummary taken;
-    s = put("taken", &taken);
+    s = testing::PutThroughMaster(master, secret, "taken", "value", &taken);
     EXPECT_TRUE(s.ok()) << s.ToString();
     EXPECT_EQ(taken.writes, 1u);
     EXPECT_EQ(master.Scan(), (testing::FamilyContents{{{"default", "taken"}, "value"}}));

@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "net/writer_client.h"
 #include "plugin/follower.h"
 #include "test/support/power_loss_fs.h"
 #include "test/support/replica_pair.h"
@@ -84,18 +83,8 @@ TEST_P(DurabilityTest, AWriteThroughTheMasterIsOnDiskWhenAcknowledgedOnlyWithSyn
   options.sync_writes = sync();
   ASSERT_TRUE(master.Attach(options).ok());
 
-  net::WriterClientOptions writer;
-  writer.connect.master = master.master_address();
-  writer.secret = kSecret;
   net::WriteSummary summary;
-  Status s = net::WriteThroughMaster(
-      writer,
-      [](const std::vector<FamilyInfo>& families, std::vector<Op>* ops, bool* more) {
-        ops->push_back(Op{OpKind::kPut, families.at(0).tag, "acked", "value"});
-        *more = false;
-        return Status::OK();
-      },
-      &summary);
+  Status s = testing::PutThroughMaster(master, kSecret, "acked", "value", &summary);
   ASSERT_TRUE(s.ok()) << s.ToString();
   ASSERT_EQ(summary.writes, 1u);  // acknowledged
 

@@ -167,21 +167,16 @@ TEST_F(LdbRemoteTest, RefusalsAreOneLineAndExitTwo) {
     EXPECT_EQ(Lines(r.err), 1u) << r.err;
   }
 
-  RunResult writers_need_secret =
-      RunProgram({ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/master",
-                  "--listen=127.0.0.1:0", "--allow-writers"},
-                 kDeadline);
-  EXPECT_EQ(writers_need_secret.code, 2);
-  EXPECT_EQ(Lines(writers_need_secret.err), 1u) << writers_need_secret.err;
-  EXPECT_NE(writers_need_secret.err.find("--secret-file"), std::string::npos);
-
-  RunResult sync_needs_writers =
-      RunProgram({ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/master",
-                  "--listen=127.0.0.1:0", "--sync"},
-                 kDeadline);
-  EXPECT_EQ(sync_needs_writers.code, 2);
-  EXPECT_EQ(Lines(sync_needs_writers.err), 1u) << sync_needs_writers.err;
-  EXPECT_NE(sync_needs_writers.err.find("--allow-writers"), std::string::npos);
+  // Master flags that need another: {flag, the one it needs}.
+  for (auto [flag, needs] :
+       {std::pair{"--allow-writers", "--secret-file"}, std::pair{"--sync", "--allow-writers"}}) {
+    RunResult r = RunProgram({ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/master",
+                              "--listen=127.0.0.1:0", flag},
+                             kDeadline);
+    EXPECT_EQ(r.code, 2) << flag;
+    EXPECT_EQ(Lines(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(needs), std::string::npos) << r.err;
+  }
 }
 
 // A delete range whose end comes before its start is refused by RocksDB, which

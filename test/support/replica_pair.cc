@@ -83,6 +83,21 @@ bool MasterDb::WaitTailed(std::chrono::milliseconds timeout) {
       timeout);
 }
 
+Status PutThroughMaster(const MasterDb& master, const std::string& secret, const std::string& key,
+                        const std::string& value, net::WriteSummary* summary) {
+  net::WriterClientOptions writer;
+  writer.connect.master = master.master_address();
+  writer.secret = secret;
+  return net::WriteThroughMaster(
+      writer,
+      [&](const std::vector<FamilyInfo>& families, std::vector<Op>* ops, bool* more) {
+        ops->push_back(Op{OpKind::kPut, families.at(0).tag, key, value});
+        *more = false;
+        return Status::OK();
+      },
+      summary);
+}
+
 plugin::FollowerOptions QuietFollowerOptions(const MasterDb& master, const std::string& path) {
   plugin::FollowerOptions o;
   o.db_path = path;

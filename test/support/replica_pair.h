@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "net/writer_client.h"
 #include "plugin/follower.h"
 #include "plugin/master.h"
 #include "test/support/rocks_util.h"
@@ -63,6 +64,11 @@ class MasterDb {
   MasterDbOptions options_;
   uint16_t port_ = 0;
 };
+
+// One put of `key` = `value` in the first family, through `master`'s writer
+// role with `secret`: WriteThroughMaster's result and summary.
+Status PutThroughMaster(const MasterDb& master, const std::string& secret, const std::string& key,
+                        const std::string& value, net::WriteSummary* summary);
 
 // Options for a follower of `master` in `path` that reconnects quickly and
 // logs nothing.
