@@ -98,6 +98,9 @@ class MasterServer::Driver : public ConnectionHandler,
 
   void OnClose(Connection& c, const Status& why) override {
     server_->hub_->Unsubscribe(this);
+    // A follower that stopped reading is dropped by a limit, like one whose
+    // backlog passed the mark.
+    if (c.peer_stalled()) dropped_ = true;
     // The session's own reason is the better one when it ended things.
     Status reason = session_.closed() ? session_.error() : why;
     // Aborted is the master's own choice (shutdown) unless a limit dropped it;

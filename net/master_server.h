@@ -7,7 +7,9 @@
 // handshake_timeout, and a follower whose unsent backlog passes the
 // connection's high-water mark is disconnected (it repairs itself on return);
 // each batch counts for at most a quarter of the mark, so one large write
-// waits for the link, sent a piece at a time, rather than dropping anyone.
+// waits for the link, sent a piece at a time, rather than dropping anyone. A
+// follower that stops reading but goes on answering pings is disconnected when
+// a write has moved nothing for the connection's write_stall_timeout.
 // Until a peer has authenticated, its frames and reads are bounded by
 // wire::kMaxHandshakeFrame: an unauthenticated connection holds a few KiB.
 // Blocking work a session asks for (an auditor's self-audit, which scans the

@@ -18,6 +18,7 @@
 #include "net/follower_client.h"
 #include "net/master_server.h"
 #include "net/record_channel.h"
+#include "test/support/log_capture.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
 #include "test/support/test_certs.h"
@@ -38,7 +39,14 @@ using testing::QuietLogger;
 // with blocking calls bounded by a receive timeout.
 class RawPeer {
  public:
-  explicit RawPeer(uint16_t port, const std::string& secret = "") : socket_(io_) {
+  // `receive_buffer`: SO_RCVBUF in bytes, set before connecting (0: the default).
+  explicit RawPeer(uint16_t port, const std::string& secret = "", int receive_buffer = 0)
+      : socket_(io_) {
+    socket_.open(tcp::v4());
+    if (receive_buffer > 0) {
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                 sizeof(receive_buffer));
+    }
     socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     timeval tv{0, 200 * 1000};
     setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -54,6 +62,16 @@ class RawPeer {
   }
   // `bytes` on the socket as they are.
   void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // As Send, but false instead of an exception once the master has closed.
+  bool TrySend(const Message& m) {
+    std::string frame;
+    wire::AppendFrame(m, &frame);
+    std::string sealed = std::exchange(hello_, "");
+    records_->Seal(frame, &sealed);
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(sealed), ec);
+    return !ec;
+  }
   void Send(const Message& m) {
     std::string frame;
     wire::AppendFrame(m, &frame);
@@ -188,7 +206,7 @@ class NetTest : public ::testing::Test {
 
   void StartMaster(MasterServerOptions options = {}) {
     options.listen = "127.0.0.1:" + std::to_string(port_);
-    options.logger = QuietLogger();
+    if (!options.logger) options.logger = QuietLogger();
     options.handshake_timeout = handshake_timeout_;
     if (options.connection.high_water_bytes == ConnectionOptions{}.high_water_bytes) {
       options.connection.high_water_bytes = high_water_;
@@ -840,6 +858,46 @@ TEST_F(NetTest, PeerThatNeverClosesIsDroppedWithinTheFlushTimeout) {
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, 250ms);  // it waited for the peer to close...
   EXPECT_LT(took, 900ms);  // ...once, not once for the flush and again after it
+}
+
+// A follower that answers pings but never reads its socket looks alive to
+// its session (the idle timeout sees its Pongs) and, while the stream is
+// quiet, never fills its queue to the high-water mark: the write stall
+// deadline drops it, with a log line that says so.
+TEST_F(NetTest, PeerThatAnswersPingsButNeverReadsIsDroppedAtTheWriteStallDeadline) {
+  auto log = std::make_shared<testing::LogCapture>();
+  MasterServerOptions o;
+  o.logger = testing::LogCapture::Logger(log);
+  o.ping_interval_ms = 50;
+  o.idle_timeout_ms = 1000;  // well below how long the peer is kept alive below
+  o.connection.write_stall_timeout = 500ms;
+  StartMaster(o);
+  RawPeer peer(port_, "", /*receive_buffer=*/4096);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  // More than the socket buffers hold, far less than the high-water mark.
+  std::string big(1 << 20, 'x');
+  for (int i = 0; i < 16; ++i) hub_.Put("big" + std::to_string(i), big);
+  auto start = std::chrono::steady_clock::now();
+  auto end = start + kDeadline;
+  // A Pong every 50 ms, never a read, until the master lets go.
+  while (hub_.subscribers() != 0 && std::chrono::steady_clock::now() < end) {
+    if (!peer.TrySend(Pong{})) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }, 1s))
+      << "the master still holds a peer that has not read for "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+             .count()
+      << " ms";
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 450ms);  // it waited the deadline out
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().rejected == 1; }))
+      << master_->stats().rejected;  // a drop, like a backlog past the mark
+  std::string line = log->Find("has not read for");
+  EXPECT_NE(line, "");
+  EXPECT_NE(line.find("127.0.0.1"), std::string::npos) << line;  // names the peer
 }
 
 class NetTlsTest : public NetTest {
