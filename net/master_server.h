@@ -14,7 +14,8 @@
 // wire::kMaxHandshakeFrame: an unauthenticated connection holds a few KiB.
 // Blocking work a session asks for (an auditor's self-audit, which scans the
 // whole database) runs on one worker thread of the server's, one job at a
-// time, never on an io_context thread.
+// time, never on an io_context thread. A failed accept (no file descriptor
+// left) is retried after a backoff (net/accept_backoff.h), not at once.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "engine/server_session.h"
+#include "net/accept_backoff.h"
 #include "net/connection.h"
 #include "net/tls.h"
 
@@ -155,7 +157,9 @@ class MasterServer {
   // time, off the io_context's threads. Declared after io_: its queued jobs
   // hold connections, which must go before the io_context does.
   asio::thread_pool blocking_{1};
-  tcp::acceptor acceptor_;  // on its own strand: accepts and Stop's close never race
+  tcp::acceptor acceptor_;           // on its own strand: accepts and Stop's close never race
+  asio::steady_timer accept_retry_;  // the acceptor's strand: the wait after a failed accept
+  AcceptBackoff accept_backoff_;     // the acceptor's strand
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};

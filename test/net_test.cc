@@ -2,8 +2,10 @@
 // without TLS and a shared secret, every kind of bad peer, limits, and a
 // master restart. Ports are picked by the OS; every wait has a deadline.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -18,6 +20,7 @@
 #include "net/follower_client.h"
 #include "net/master_server.h"
 #include "net/record_channel.h"
+#include "test/support/descriptors.h"
 #include "test/support/log_capture.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
@@ -898,6 +901,46 @@ TEST_F(NetTest, PeerThatAnswersPingsButNeverReadsIsDroppedAtTheWriteStallDeadlin
   std::string line = log->Find("has not read for");
   EXPECT_NE(line, "");
   EXPECT_NE(line.find("127.0.0.1"), std::string::npos) << line;  // names the peer
+}
+
+// An accept that fails for want of a file descriptor leaves the connection
+// queued: accepting again at once would fail at once. The master waits
+// (10 ms doubling to 1 s), logs the episode once, and accepts the queued
+// connection when descriptors are free again.
+TEST_F(NetTest, AcceptFailuresAreRetriedWithBackoffNotInABusyLoop) {
+  auto log = std::make_shared<testing::LogCapture>();
+  MasterServerOptions o;
+  o.logger = testing::LogCapture::Logger(log);
+  StartMaster(o);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);  // before the table fills
+  ASSERT_GE(client, 0);
+  testing::DescriptorExhaustion exhaustion;
+  ASSERT_TRUE(exhaustion.exhausted());
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port_);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // The kernel completes the connection; the master's accept cannot take it.
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0) << errno;
+  ASSERT_TRUE(WaitUntil([&] { return log->Count("accept failed") > 0; }));
+
+  // A busy loop would keep a core busy; backoff sleeps.
+  auto cpu_before = testing::ProcessCpuTime();
+  std::this_thread::sleep_for(600ms);  // the window measured, not a wait for an event
+  auto cpu = testing::ProcessCpuTime() - cpu_before;
+  EXPECT_LT(cpu, 150ms) << "CPU spent while accepts failed: "
+                        << std::chrono::duration_cast<std::chrono::milliseconds>(cpu).count()
+                        << " ms";
+  EXPECT_EQ(log->Count("accept failed"), 1u);  // once per episode
+  EXPECT_EQ(master_->stats().accepted, 0u);
+
+  exhaustion.Release();
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().accepted == 1; }))
+      << "the queued connection was never accepted";
+  EXPECT_EQ(log->Count("accepting again"), 1u);
+  ::close(client);
+  RawPeer next(port_);  // and later connections as ever
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().accepted == 2; }));
 }
 
 class NetTlsTest : public NetTest {
