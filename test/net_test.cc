@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -20,6 +21,7 @@
 #include "net/follower_client.h"
 #include "net/master_server.h"
 #include "net/record_channel.h"
+#include "net/session_runner.h"
 #include "test/support/descriptors.h"
 #include "test/support/log_capture.h"
 #include "test/support/memory_hub.h"
@@ -941,6 +943,110 @@ TEST_F(NetTest, AcceptFailuresAreRetriedWithBackoffNotInABusyLoop) {
   ::close(client);
   RawPeer next(port_);  // and later connections as ever
   EXPECT_TRUE(WaitUntil([&] { return master_->stats().accepted == 2; }));
+}
+
+// A ClientProtocol that starts and never finishes.
+class NeverFinishes : public ClientProtocol {
+ public:
+  void Start() override {}
+  void OnBytes(std::string_view) override {}
+  void OnTick(int64_t) override {}
+  std::string TakeOutput() override { return ""; }
+  bool finished() const override { return false; }
+  Status error() const override { return Status::OK(); }
+};
+
+// A name lookup that does not return until the test ends (or 10 s pass):
+// a name server that never answers.
+class StuckLookup {
+ public:
+  LookupFun fun() {
+    auto state = state_;
+    return [state](const std::string&, const std::string&, tcp::resolver::results_type*) {
+      std::unique_lock lock(state->mu);
+      ++state->calls;
+      state->cv.wait_for(lock, 10s, [&] { return state->released; });
+      return boost::system::error_code(asio::error::host_not_found);
+    };
+  }
+  int calls() {
+    std::lock_guard lock(state_->mu);
+    return state_->calls;
+  }
+  ~StuckLookup() {
+    std::lock_guard lock(state_->mu);
+    state_->released = true;
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    int calls = 0;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// getaddrinfo cannot be interrupted: the one-shot client's lookup runs on a
+// thread it can abandon, so the connect deadline bounds it.
+TEST(LookupTest, ClientSessionGivesUpOnALookupThatNeverReturns) {
+  StuckLookup stuck;
+  ClientRunOptions o;
+  o.master = "master.example:8123";
+  o.connect_timeout = 300ms;
+  o.lookup = stuck.fun();
+  NeverFinishes protocol;
+  auto start = std::chrono::steady_clock::now();
+  Status s = RunClientSession(o, &protocol, "");
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(s.IsIOError()) << s.ToString();
+  EXPECT_NE(s.message().find("cannot resolve master.example: timed out after 300 ms"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_LT(took, 3s);
+  EXPECT_EQ(stuck.calls(), 1);
+}
+
+// The whole call's deadline bounds the lookup too, when it is the sooner.
+TEST(LookupTest, ClientSessionDeadlineBoundsTheLookup) {
+  StuckLookup stuck;
+  ClientRunOptions o;
+  o.master = "master.example:8123";
+  o.deadline = 200ms;  // connect_timeout stays 5 s
+  o.lookup = stuck.fun();
+  NeverFinishes protocol;
+  auto start = std::chrono::steady_clock::now();
+  Status s = RunClientSession(o, &protocol, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_NE(s.message().find("timed out after 200 ms"), std::string::npos) << s.ToString();
+}
+
+// The follower's lookup is bounded by connect_timeout as well: it reports
+// the timeout, tries again, and stops at once with a lookup still stuck.
+TEST(LookupTest, FollowerGivesUpOnALookupThatNeverReturnsAndStopsPromptly) {
+  StuckLookup stuck;
+  MemoryFollowerStore store;
+  FollowerClientOptions o;
+  o.master = "master.example:8123";
+  o.connect_timeout = 300ms;
+  o.backoff_initial = 20ms;
+  o.backoff_max = 50ms;
+  o.logger = QuietLogger();
+  o.lookup = stuck.fun();
+  std::unique_ptr<FollowerClient> client;
+  ASSERT_TRUE(FollowerClient::Start(&store, o, &client).ok());
+  EXPECT_TRUE(client->WaitFor(
+      [](const FollowerClientStatus& s) {
+        return s.last_error.find("timed out after 300 ms") != std::string::npos;
+      },
+      3s))
+      << client->status().last_error;
+  EXPECT_TRUE(WaitUntil([&] { return stuck.calls() >= 2; }, 3s)) << "it did not try again";
+  auto start = std::chrono::steady_clock::now();
+  client->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
 class NetTlsTest : public NetTest {
