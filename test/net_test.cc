@@ -882,10 +882,12 @@ TEST_F(NetTest, PeerThatAnswersPingsButNeverReadsIsDroppedAtTheWriteStallDeadlin
   peer.Send(Auth{});
   ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
   // More than the socket buffers hold, far less than the high-water mark.
+  // The clock starts before the first write: the buffers can fill, and the
+  // stall begin, while the later ones are still being put.
+  auto start = std::chrono::steady_clock::now();
   std::string big(1 << 20, 'x');
   for (int i = 0; i < 16; ++i) hub_.Put("big" + std::to_string(i), big);
-  auto start = std::chrono::steady_clock::now();
-  auto end = start + kDeadline;
+  auto end = std::chrono::steady_clock::now() + kDeadline;
   // A Pong every 50 ms, never a read, until the master lets go.
   while (hub_.subscribers() != 0 && std::chrono::steady_clock::now() < end) {
     if (!peer.TrySend(Pong{})) break;
