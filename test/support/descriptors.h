@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdint>
 #include <vector>
 
 namespace sdiff::testing {
@@ -22,16 +23,22 @@ class DescriptorExhaustion {
   DescriptorExhaustion& operator=(const DescriptorExhaustion&) = delete;
 
   bool exhausted() const { return exhausted_; }  // the last open failed with EMFILE
-  void Release();                                // frees the slots, restores the limit
+  // Connects to 127.0.0.1:`port` with a socket made before the table filled:
+  // the kernel completes the connection and queues it for the listener,
+  // whose accept then fails. False (errno set) if it could not.
+  bool ConnectQueued(uint16_t port);
+  void Release();  // frees the slots (and that socket), restores the limit
 
  private:
+  int queued_ = -1;  // the socket ConnectQueued uses
   rlimit old_{};
   bool lowered_ = false;
   bool exhausted_ = false;
   std::vector<int> taken_;
 };
 
-// CPU time used by every thread of this process so far.
-std::chrono::nanoseconds ProcessCpuTime();
+// Sleeps through `window` and returns the CPU time every thread of this
+// process used meanwhile: a busy loop shows, a backoff does not.
+std::chrono::milliseconds CpuTimeOver(std::chrono::milliseconds window);
 
 }  // namespace sdiff::testing
