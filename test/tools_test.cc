@@ -134,6 +134,12 @@ TEST_F(ToolsTest, LdbTimeoutEndsACommandAgainstASilentMaster) {
   ASSERT_TRUE(local.code.has_value());
   EXPECT_EQ(*local.code, 2) << local.err;  // it bounds commands against a master only
   EXPECT_NE(local.err.find("--master"), std::string::npos) << local.err;
+  for (const char* bad : {"--timeout=0", "--timeout=-1", "--timeout=soon"}) {
+    RunResult r = RunProgram({ProgramPath("sdiff-ldb"), master, bad, "audit"}, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << bad;
+    EXPECT_EQ(*r.code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(r.err, "sdiff-ldb: --timeout: must be a number of seconds above 0\n") << bad;
+  }
 }
 
 TEST_F(ToolsTest, MissingOrLockedDatabaseIsOneLine) {

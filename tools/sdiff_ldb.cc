@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -71,7 +72,13 @@ int main(int argc, char** argv) {
       app.add_option("--timeout", timeout_s,
                      "with --master: SECONDS for the whole command (lookup, connect, the "
                      "exchange); when they pass it stops with an error, exit 2 (default: none)")
-          ->check(CLI::PositiveNumber);
+          ->check(CLI::Validator(
+              [](std::string& value) -> std::string {
+                // CLI11's own range check prints DBL_MAX in full.
+                double seconds = std::strtod(value.c_str(), nullptr);
+                return seconds > 0 && seconds <= 1e9 ? "" : "must be a number of seconds above 0";
+              },
+              "SECONDS"));
   sdiff::tools::SecurityFlags security;
   security.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
