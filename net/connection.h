@@ -1,10 +1,11 @@
 // Connection: one TCP (optionally TLS) connection on its own strand, moving
 // bytes between the socket and a handler. One read loop, at most one write in
 // flight, a bounded outgoing queue, a periodic tick, and a deadline on a write
-// that makes no progress. It knows bytes, records and deadlines, never messages: the handler (a
-// session driver) does the protocol. Every byte travels in a RecordChannel's records (checksummed,
-// or MACed under the shared secret), so a corrupted or tampered byte closes the connection before
-// the handler sees it.
+// that makes no progress. It knows bytes, records and deadlines, never
+// messages: the handler (a session driver) does the protocol. Every byte
+// travels in a RecordChannel's records (checksummed, or MACed under the shared
+// secret), so a corrupted or tampered byte closes the connection before the
+// handler sees it.
 //
 // Threads: every handler call and every member marked "strand" runs on the
 // connection's strand; Close and Post may be called from any thread.

@@ -44,9 +44,9 @@ struct ClientRunOptions {
 
 // Connects, runs `protocol` until it finishes or the connection ends, closes.
 // OK only if the protocol finished without error. Errors are one line: the
-// address cannot be resolved or reached (in time), TLS failed, the master closed the
-// connection (with its reason, from the protocol when it has one), the
-// deadline passed. `secret` keys the record layer as it keys the handshake's
+// address cannot be resolved or reached (in time), TLS failed, the master
+// closed the connection (with its reason, from the protocol when it has one),
+// the deadline passed. `secret` keys the record layer as it keys the handshake's
 // proofs (empty: none).
 Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol,
                         std::string_view secret);
