@@ -149,6 +149,7 @@ void Connection::Send(std::string bytes) {
   queued_bytes_ += sealed.size();
   queue_.push_back(std::move(sealed));
   if (queued_bytes_ > options_.high_water_bytes && !closing_) {
+    peer_stalled_ = true;
     return CloseOnStrand(
         Status::Aborted("peer is not reading: " + std::to_string(queued_bytes_) +
                         " bytes queued, limit " + std::to_string(options_.high_water_bytes)),
@@ -170,8 +171,19 @@ void Connection::Write() {
     queue_[0] += queue_[1];
     queue_.erase(queue_.begin() + 1);
   }
+  write_progress_ms_ = SteadyNowMs();
   WithStream([&](auto& s) {
-    asio::async_write(s, asio::buffer(queue_.front()),
+    // The completion condition runs after each partial write: the time of
+    // the last one that moved bytes is what Tick's stall deadline watches.
+    auto note_progress = [this, sent = size_t{0}](const boost::system::error_code& ec,
+                                                  size_t n) mutable {
+      if (n != sent) {
+        sent = n;
+        write_progress_ms_ = SteadyNowMs();
+      }
+      return asio::transfer_all()(ec, n);
+    };
+    asio::async_write(s, asio::buffer(queue_.front()), note_progress,
                       [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
                         self->writing_ = false;
                         if (self->finished_) return;
@@ -199,8 +211,20 @@ void Connection::Write() {
 
 void Connection::Tick() {
   if (closing_) return;
+  int64_t now = SteadyNowMs();
+  // A peer that sends (answers pings) but never reads looks alive to the
+  // session, and a quiet stream never fills the queue to the high-water
+  // mark: only a write that stopped moving shows it.
+  const int64_t stall_limit = options_.write_stall_timeout.count();
+  if (writing_ && stall_limit > 0 && now - write_progress_ms_ > stall_limit) {
+    peer_stalled_ = true;
+    return CloseOnStrand(
+        Status::IOError("peer has not read for " + std::to_string(now - write_progress_ms_) +
+                        " ms (" + std::to_string(queued_bytes_) + " bytes queued)"),
+        false);
+  }
   auto handler = handler_;
-  handler->OnTick(*this, SteadyNowMs());
+  handler->OnTick(*this, now);
   if (closing_) return;
   tick_timer_.expires_after(options_.tick_interval);
   tick_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {

@@ -1,10 +1,11 @@
 // Connection: one TCP (optionally TLS) connection on its own strand, moving
 // bytes between the socket and a handler. One read loop, at most one write in
-// flight, a bounded outgoing queue, a periodic tick. It knows bytes, records
-// and deadlines, never messages: the handler (a session driver) does the
-// protocol. Every byte travels in a RecordChannel's records (checksummed, or
-// MACed under the shared secret), so a corrupted or tampered byte closes the
-// connection before the handler sees it.
+// flight, a bounded outgoing queue, a periodic tick, and a deadline on a write
+// that makes no progress. It knows bytes, records and deadlines, never
+// messages: the handler (a session driver) does the protocol. Every byte
+// travels in a RecordChannel's records (checksummed, or MACed under the shared
+// secret), so a corrupted or tampered byte closes the connection before the
+// handler sees it.
 //
 // Threads: every handler call and every member marked "strand" runs on the
 // connection's strand; Close and Post may be called from any thread.
@@ -47,6 +48,13 @@ struct ConnectionOptions {
   std::chrono::milliseconds tick_interval{100};
   // How long a closing connection may spend sending what it still holds.
   std::chrono::milliseconds flush_timeout{1000};
+  // A write that moves no byte for this long means the peer stopped reading
+  // while it may still send (a follower answering pings keeps the idle
+  // timeout away, and a quiet stream never reaches the high-water mark): the
+  // connection is closed. Longer than a session's idle timeout (15 s), so a
+  // peer merely busy, which also stops sending, meets that first. Zero: no
+  // limit. Default: 30 s
+  std::chrono::milliseconds write_stall_timeout{30000};
   // How long the TLS handshake may take; the protocol's handshake after OnOpen
   // is the handler's to time. MasterServer and FollowerClient set this from
   // their own handshake_timeout.
@@ -89,6 +97,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Send(std::string bytes);                          // strand; queued until OnOpen
   size_t queued_bytes() const { return queued_bytes_; }  // strand
   bool closing() const { return closing_; }              // strand
+  // Strand: closed because the peer stopped reading (its queue passed the
+  // high-water mark, or a write stalled for write_stall_timeout).
+  bool peer_stalled() const { return peer_stalled_; }
   // Strand. The size of reads from the next one on.
   void set_read_bytes(size_t bytes) { options_.read_bytes = bytes; }
   // Strand: the read buffer and the part of a record held until it is whole.
@@ -133,6 +144,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<std::string> queue_;  // front is being written when writing_
   size_t queued_bytes_ = 0;
   bool writing_ = false;
+  int64_t write_progress_ms_ = 0;  // when the write in flight last moved bytes
+  bool peer_stalled_ = false;
   bool reading_ = false;   // a read is in flight
   bool draining_ = false;  // closing: sent our FIN, reading until the peer's
   bool opened_ = false;

@@ -229,22 +229,9 @@ void FollowerClient::Connect() {
   if (attempts_ > 1 || status().connects > 0)
     Update([](FollowerClientStatus& s) { ++s.reconnects; });
   log_->info("connecting to master {} (attempt {})", options_.master, attempts_);
-  auto resolver = std::make_shared<tcp::resolver>(strand_);
   auto socket = std::make_shared<tcp::socket>(asio::make_strand(io_));
   auto deadline = std::make_shared<asio::steady_timer>(strand_);
-  deadline->expires_after(options_.connect_timeout);
-  cancel_attempt_ = [resolver, socket, deadline] {
-    resolver->cancel();
-    deadline->cancel();
-    boost::system::error_code ignored;
-    socket->close(ignored);
-  };
-  deadline->async_wait([resolver, socket](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled: the attempt finished first
-    resolver->cancel();
-    boost::system::error_code ignored;
-    socket->close(ignored);
-  });
+  auto looked_up = std::make_shared<bool>(false);  // strand
   auto fail = [this, deadline](const std::string& what) {
     deadline->cancel();
     cancel_attempt_ = nullptr;
@@ -252,35 +239,61 @@ void FollowerClient::Connect() {
     Update([&](FollowerClientStatus& s) { s.last_error = what; });
     ScheduleReconnect();
   };
-  resolver->async_resolve(
-      host_, port_,
-      asio::bind_executor(
-          strand_, [this, resolver, socket, deadline, fail](const boost::system::error_code& ec,
-                                                            tcp::resolver::results_type endpoints) {
-            if (stopped_) return;
-            if (ec) return fail("cannot resolve " + host_ + ": " + ec.message());
-            asio::async_connect(
-                *socket, endpoints,
-                asio::bind_executor(
-                    strand_, [this, socket, deadline, fail](const boost::system::error_code& ec,
-                                                            const tcp::endpoint&) {
-                      if (stopped_) return;
-                      if (ec) return fail(ec.message());
-                      deadline->cancel();
-                      cancel_attempt_ = nullptr;
-                      boost::system::error_code ignored;
-                      socket->set_option(tcp::no_delay(true), ignored);
-                      ClientOptions session = options_.session;
-                      session.authenticator = authenticator_.get();
-                      driver_ =
-                          std::make_shared<Driver>(this, session, store_->Hooks(), store_->State());
-                      connection_ = std::make_shared<Connection>(
-                          std::move(*socket), tls_.get(), false, driver_, options_.connection);
-                      driver_->Attach(connection_);
-                      connection_->VerifyServerName(host_);
-                      connection_->Start();
-                    }));
-          }));
+  // The lookup runs on a thread of its own (net/lookup.h): one that never
+  // returns is abandoned at the deadline like a connect that never completes.
+  auto lookup = Lookup::Start(
+      strand_, options_.lookup, host_, port_,
+      [this, socket, deadline, looked_up, fail](const boost::system::error_code& ec,
+                                                tcp::resolver::results_type endpoints) {
+        *looked_up = true;
+        if (stopped_) return;
+        if (ec) return fail("cannot resolve " + host_ + ": " + ec.message());
+        asio::async_connect(
+            *socket, endpoints,
+            asio::bind_executor(strand_, [this, socket, deadline, fail](
+                                             const boost::system::error_code& ec,
+                                             const tcp::endpoint&) {
+              if (stopped_) return;
+              if (ec) {
+                // The deadline closed the socket.
+                if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+                  return fail("timed out after " +
+                              std::to_string(options_.connect_timeout.count()) + " ms");
+                }
+                return fail(ec.message());
+              }
+              deadline->cancel();
+              cancel_attempt_ = nullptr;
+              boost::system::error_code ignored;
+              socket->set_option(tcp::no_delay(true), ignored);
+              ClientOptions session = options_.session;
+              session.authenticator = authenticator_.get();
+              driver_ = std::make_shared<Driver>(this, session, store_->Hooks(), store_->State());
+              connection_ = std::make_shared<Connection>(std::move(*socket), tls_.get(), false,
+                                                         driver_, options_.connection);
+              driver_->Attach(connection_);
+              connection_->VerifyServerName(host_);
+              connection_->Start();
+            }));
+      });
+  cancel_attempt_ = [lookup, socket, deadline] {
+    lookup->Abandon();
+    deadline->cancel();
+    boost::system::error_code ignored;
+    socket->close(ignored);
+  };
+  deadline->expires_after(options_.connect_timeout);
+  deadline->async_wait(
+      [this, lookup, socket, looked_up, fail](const boost::system::error_code& ec) {
+        if (ec || stopped_) return;  // cancelled: the attempt finished first
+        boost::system::error_code ignored;
+        socket->close(ignored);  // a connect in progress ends, and fails the attempt
+        lookup->Abandon();
+        // A lookup still running: its handler will never come, so fail here.
+        if (!*looked_up)
+          fail("cannot resolve " + host_ + ": timed out after " +
+               std::to_string(options_.connect_timeout.count()) + " ms");
+      });
 }
 
 void FollowerClient::ScheduleReconnect() {

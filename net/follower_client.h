@@ -15,6 +15,7 @@
 
 #include "engine/client_session.h"
 #include "net/connection.h"
+#include "net/lookup.h"
 #include "net/tls.h"
 
 namespace spdlog {
@@ -41,6 +42,7 @@ struct FollowerClientOptions {
   std::string secret;  // shared secret; empty: none
   ClientOptions session;
   ConnectionOptions connection;
+  // The name lookup and the connect together must finish within this.
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds handshake_timeout{5000};
   std::chrono::milliseconds backoff_initial{100};
@@ -48,6 +50,7 @@ struct FollowerClientOptions {
   // Periodic anti-entropy diff while connected; zero: off.
   std::chrono::milliseconds repair_interval{0};
   std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+  LookupFun lookup;                        // empty: SystemLookup(); a seam for tests
 };
 
 struct FollowerClientStatus {

@@ -98,6 +98,9 @@ class MasterServer::Driver : public ConnectionHandler,
 
   void OnClose(Connection& c, const Status& why) override {
     server_->hub_->Unsubscribe(this);
+    // A follower that stopped reading is dropped by a limit, like one whose
+    // backlog passed the mark.
+    if (c.peer_stalled()) dropped_ = true;
     // The session's own reason is the better one when it ended things.
     Status reason = session_.closed() ? session_.error() : why;
     // Aborted is the master's own choice (shutdown) unless a limit dropped it;
@@ -373,7 +376,8 @@ MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
       options_(std::move(options)),
       log_(options_.logger ? options_.logger : spdlog::default_logger()),
       work_(asio::make_work_guard(io_)),
-      acceptor_(asio::make_strand(io_)) {
+      acceptor_(asio::make_strand(io_)),
+      accept_retry_(acceptor_.get_executor()) {
   options_.connection.handshake_timeout = options_.handshake_timeout;
   options_.connection.secret = options_.secret;  // keys the record layer
   // Until a peer authenticates, reads are no larger than the frames it may send.
@@ -440,11 +444,20 @@ void MasterServer::Accept() {
   acceptor_.async_accept(
       asio::make_strand(io_), [this](const boost::system::error_code& ec, tcp::socket socket) {
         if (ec) {
-          if (!stopped_) {
-            log_->warn("accept failed: {}", ec.message());
-            Accept();
-          }
+          if (stopped_ || ec == asio::error::operation_aborted) return;
+          // Out of descriptors (EMFILE) and the like: the connection stays
+          // queued, so accepting again at once would fail at once, forever.
+          bool first = false;
+          auto delay = accept_backoff_.Failed(&first);
+          if (first) log_->warn("accept failed: {}; retrying with backoff", ec.message());
+          accept_retry_.expires_after(delay);
+          accept_retry_.async_wait([this](const boost::system::error_code& e) {
+            if (!e && !stopped_) Accept();
+          });
           return;
+        }
+        if (uint64_t failed = accept_backoff_.Succeeded()) {
+          log_->info("accepting again after {} failed accepts", failed);
         }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
@@ -505,6 +518,7 @@ void MasterServer::Stop() {
   }
   asio::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ignored;
+    accept_retry_.cancel();
     acceptor_.close(ignored);
   });
   for (const auto& d : drivers) d->Shutdown();

@@ -7,12 +7,15 @@
 // handshake_timeout, and a follower whose unsent backlog passes the
 // connection's high-water mark is disconnected (it repairs itself on return);
 // each batch counts for at most a quarter of the mark, so one large write
-// waits for the link, sent a piece at a time, rather than dropping anyone.
+// waits for the link, sent a piece at a time, rather than dropping anyone. A
+// follower that stops reading but goes on answering pings is disconnected when
+// a write has moved nothing for the connection's write_stall_timeout.
 // Until a peer has authenticated, its frames and reads are bounded by
 // wire::kMaxHandshakeFrame: an unauthenticated connection holds a few KiB.
 // Blocking work a session asks for (an auditor's self-audit, which scans the
 // whole database) runs on one worker thread of the server's, one job at a
-// time, never on an io_context thread.
+// time, never on an io_context thread. A failed accept (no file descriptor
+// left) is retried after a backoff (net/accept_backoff.h), not at once.
 #pragma once
 
 #include <atomic>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "engine/server_session.h"
+#include "net/accept_backoff.h"
 #include "net/connection.h"
 #include "net/tls.h"
 
@@ -153,7 +157,9 @@ class MasterServer {
   // time, off the io_context's threads. Declared after io_: its queued jobs
   // hold connections, which must go before the io_context does.
   asio::thread_pool blocking_{1};
-  tcp::acceptor acceptor_;  // on its own strand: accepts and Stop's close never race
+  tcp::acceptor acceptor_;           // on its own strand: accepts and Stop's close never race
+  asio::steady_timer accept_retry_;  // the acceptor's strand: the wait after a failed accept
+  AcceptBackoff accept_backoff_;     // the acceptor's strand
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};

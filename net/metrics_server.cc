@@ -8,11 +8,14 @@
 // clang-format off
 #include <boost/asio.hpp>
 // clang-format on
+#include <spdlog/spdlog.h>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <thread>
 
+#include "net/accept_backoff.h"
 #include "net/address.h"
 
 namespace sdiff::net {
@@ -90,13 +93,29 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 struct MetricsServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  asio::steady_timer accept_retry{io};  // the wait after a failed accept
+  AcceptBackoff backoff;
   TextFun text;
   std::thread thread;
 
   void Accept() {
     acceptor.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Exchange>(std::move(socket), &text)->Start();
+      if (ec) {
+        // Out of descriptors (EMFILE) and the like: the scrape stays queued,
+        // so accepting again at once would fail at once, forever.
+        bool first = false;
+        accept_retry.expires_after(backoff.Failed(&first));
+        if (first) spdlog::warn("metrics: accept failed: {}; retrying with backoff", ec.message());
+        accept_retry.async_wait([this](const boost::system::error_code& e) {
+          if (!e) Accept();
+        });
+        return;
+      }
+      if (uint64_t failed = backoff.Succeeded()) {
+        spdlog::info("metrics: accepting again after {} failed accepts", failed);
+      }
+      std::make_shared<Exchange>(std::move(socket), &text)->Start();
       Accept();
     });
   }

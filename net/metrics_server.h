@@ -4,7 +4,9 @@
 //
 // One thread, one request per connection (the response closes it), a
 // deadline on every read and write, and a small cap on request size: a
-// scraper is the only expected client.
+// scraper is the only expected client. A failed accept (no file descriptor
+// left) is retried after a backoff (net/accept_backoff.h) and logged once, on
+// spdlog's default logger.
 #pragma once
 
 #include <cstdint>

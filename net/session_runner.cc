@@ -1,7 +1,9 @@
-// RunClientSession: connect, then pump one ClientProtocol over a Connection on
-// an io_context that runs in the caller's thread until the connection closes.
+// RunClientSession: look up and connect within a deadline, then pump one
+// ClientProtocol over a Connection on an io_context that runs in the caller's
+// thread until the connection closes.
 #include "net/session_runner.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "net/address.h"
@@ -69,40 +71,62 @@ Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protoco
     if (!s.ok()) return s;
   }
 
+  const int64_t start_ms = SteadyNowMs();
   asio::io_context io;
   auto strand = asio::make_strand(io);
   tcp::socket socket(strand);
   boost::system::error_code ec;
-  tcp::resolver resolver(io);
-  auto endpoints = resolver.resolve(host, std::to_string(port), ec);
-  if (ec) return Status::IOError("cannot resolve " + host + ": " + ec.message());
 
-  // Connect with a deadline: the attempt and a timer race on the io_context.
+  // The lookup and the connect race one timer on the io_context: connect_timeout,
+  // or the whole call's deadline if that is sooner. The lookup runs on its own
+  // thread (net/lookup.h), so a name server that never answers cannot hold us.
+  std::chrono::milliseconds limit = options.connect_timeout;
+  if (options.deadline.count() > 0) limit = std::min(limit, options.deadline);
+  boost::system::error_code lookup_ec;
   boost::system::error_code connect_ec = asio::error::would_block;
+  bool looked_up = false;
+  bool timed_out = false;
   asio::steady_timer timer(io);
-  timer.expires_after(options.connect_timeout);
+  std::shared_ptr<Lookup> lookup = Lookup::Start(
+      io.get_executor(), options.lookup, host, std::to_string(port),
+      [&](const boost::system::error_code& e, tcp::resolver::results_type endpoints) {
+        looked_up = true;
+        if (e) {
+          lookup_ec = e;
+          timer.cancel();
+          return;
+        }
+        asio::async_connect(socket, endpoints,
+                            [&](const boost::system::error_code& e, const tcp::endpoint&) {
+                              connect_ec = e;
+                              timer.cancel();
+                            });
+      });
+  timer.expires_after(limit);
   timer.async_wait([&](const boost::system::error_code& e) {
-    // Both may be ready in one poll: a connection made first is kept (the
-    // timer's cancel came too late to stop this handler).
-    if (!e && connect_ec == asio::error::would_block) socket.close();
+    // Both may be ready in one poll: a lookup failed or a connection made
+    // first is kept (the timer's cancel came too late to stop this handler).
+    if (e || lookup_ec || connect_ec != asio::error::would_block) return;
+    timed_out = true;
+    lookup->Abandon();
+    boost::system::error_code ignored;
+    socket.close(ignored);
   });
-  asio::async_connect(socket, endpoints,
-                      [&](const boost::system::error_code& e, const tcp::endpoint&) {
-                        connect_ec = e;
-                        timer.cancel();
-                      });
   io.run();
+  lookup->Abandon();  // before io goes; its handler has run or never will
   io.restart();
+  if (timed_out) {
+    std::string after = "timed out after " + std::to_string(limit.count()) + " ms";
+    if (!looked_up) return Status::IOError("cannot resolve " + host + ": " + after);
+    return Status::IOError("cannot connect to " + options.master + ": " + after);
+  }
+  if (lookup_ec) return Status::IOError("cannot resolve " + host + ": " + lookup_ec.message());
   if (connect_ec) {
-    if (connect_ec == asio::error::operation_aborted || connect_ec == asio::error::bad_descriptor) {
-      return Status::IOError("cannot connect to " + options.master + ": timed out after " +
-                             std::to_string(options.connect_timeout.count()) + " ms");
-    }
     return Status::IOError("cannot connect to " + options.master + ": " + connect_ec.message());
   }
   socket.set_option(tcp::no_delay(true), ec);
 
-  int64_t deadline_ms = options.deadline.count() > 0 ? SteadyNowMs() + options.deadline.count() : 0;
+  int64_t deadline_ms = options.deadline.count() > 0 ? start_ms + options.deadline.count() : 0;
   auto handler = std::make_shared<RunnerHandler>(protocol, &io, deadline_ms);
   ConnectionOptions connection = options.connection;
   connection.secret = std::string(secret);  // keys the record layer

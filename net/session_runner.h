@@ -11,6 +11,7 @@
 
 #include "engine/status.h"
 #include "net/connection.h"
+#include "net/lookup.h"
 #include "net/tls.h"
 
 namespace sdiff::net {
@@ -32,17 +33,20 @@ class ClientProtocol {
 struct ClientRunOptions {
   std::string master = "127.0.0.1:8123";  // HOST:PORT
   TlsOptions tls;
+  // The name lookup and the connect together must finish within this.
   std::chrono::milliseconds connect_timeout{5000};
-  // The whole session, handshake included, must finish within this; zero: no limit.
+  // The whole call (lookup, connect, handshake and session) must finish
+  // within this; zero: no limit.
   std::chrono::milliseconds deadline{0};
   ConnectionOptions connection;
+  LookupFun lookup;  // empty: SystemLookup(); a seam for tests
 };
 
 // Connects, runs `protocol` until it finishes or the connection ends, closes.
 // OK only if the protocol finished without error. Errors are one line: the
-// address cannot be resolved or reached, TLS failed, the master closed the
-// connection (with its reason, from the protocol when it has one), the
-// deadline passed. `secret` keys the record layer as it keys the handshake's
+// address cannot be resolved or reached (in time), TLS failed, the master
+// closed the connection (with its reason, from the protocol when it has one),
+// the deadline passed. `secret` keys the record layer as it keys the handshake's
 // proofs (empty: none).
 Status RunClientSession(const ClientRunOptions& options, ClientProtocol* protocol,
                         std::string_view secret);

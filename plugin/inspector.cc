@@ -254,13 +254,26 @@ Status InspectMaster(rocksdb::DB* db, const FamilyResolver& families, const Insp
   // it as silent (after 15 s). So a first short session learns the master's
   // families, the tree is built with no connection open, and a second session
   // diffs it (rebuilding only if the families changed in between).
+  // connect.deadline bounds the whole call: the second session gets what
+  // the probe and the build left of it.
+  const auto start = std::chrono::steady_clock::now();
   FamiliesProbe probe(authenticator.get());
   Status s = net::RunClientSession(options.connect, &probe, options.secret);
   if (!s.ok()) return s;
   InspectorProtocol protocol(db, families, options.repair, authenticator.get(), result);
   s = protocol.Prebuild(probe.families());
   if (!s.ok()) return s;
-  return net::RunClientSession(options.connect, &protocol, options.secret);
+  net::ClientRunOptions connect = options.connect;
+  if (connect.deadline.count() > 0) {
+    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    if (spent >= connect.deadline) {
+      return Status::IOError("the master did not finish within " +
+                             std::to_string(connect.deadline.count()) + " ms");
+    }
+    connect.deadline -= spent;
+  }
+  return net::RunClientSession(connect, &protocol, options.secret);
 }
 
 }  // namespace sdiff::plugin

@@ -4,7 +4,10 @@
 #include <atomic>
 
 #include "net/metrics_server.h"
+#include "test/support/descriptors.h"
 #include "test/support/http_get.h"
+#include "test/support/log_capture.h"
+#include "test/support/wait.h"
 #include "tools/metrics_text.h"
 
 namespace sdiff {
@@ -48,6 +51,36 @@ TEST(MetricsServerTest, OtherPathsAreNotFound) {
     testing::HttpResponse r = testing::HttpGet(server->port(), path, kDeadline);
     EXPECT_EQ(r.status, 404) << path << ": " << r.error;
   }
+}
+
+// An accept that fails for want of a file descriptor is retried after a
+// backoff, not at once in a loop, logged once, and scrapes are served again
+// when descriptors are free.
+TEST(MetricsServerTest, AcceptFailuresAreRetriedWithBackoffNotInABusyLoop) {
+  auto log = std::make_shared<testing::LogCapture>();
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(testing::LogCapture::Logger(log));
+  std::unique_ptr<net::MetricsServer> server;
+  ASSERT_TRUE(net::MetricsServer::Start(
+                  "127.0.0.1:0", [] { return std::string("x 1\n"); }, &server)
+                  .ok());
+  testing::DescriptorExhaustion exhaustion;
+  ASSERT_TRUE(exhaustion.exhausted());
+  // The kernel completes the connection; the server's accept cannot take it.
+  ASSERT_TRUE(exhaustion.ConnectQueued(server->port())) << errno;
+  ASSERT_TRUE(testing::WaitUntil([&] { return log->Count("accept failed") > 0; }, kDeadline));
+
+  // The window measured, not a wait for an event.
+  std::chrono::milliseconds cpu = testing::CpuTimeOver(600ms);
+  EXPECT_LT(cpu, 150ms) << "CPU spent while accepts failed: " << cpu.count() << " ms";
+  EXPECT_EQ(log->Count("accept failed"), 1u);  // once per episode
+
+  exhaustion.Release();
+  testing::HttpResponse r = testing::HttpGet(server->port(), "/metrics", kDeadline);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(log->Count("accepting again"), 1u);
+  server.reset();
+  spdlog::set_default_logger(previous);
 }
 
 TEST(MetricsServerTest, BadAddressesAreErrors) {

@@ -1,12 +1,14 @@
 // The transport over real loopback sockets: streaming and diffs with and
-// without TLS and a shared secret, every kind of bad peer, limits, and a
-// master restart. Ports are picked by the OS; every wait has a deadline.
+// without TLS and a shared secret, every kind of bad peer, limits, failed
+// accepts, name lookups that never return, and a master restart. Ports are
+// picked by the OS; every wait has a deadline.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -18,6 +20,9 @@
 #include "net/follower_client.h"
 #include "net/master_server.h"
 #include "net/record_channel.h"
+#include "net/session_runner.h"
+#include "test/support/descriptors.h"
+#include "test/support/log_capture.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
 #include "test/support/test_certs.h"
@@ -38,7 +43,14 @@ using testing::QuietLogger;
 // with blocking calls bounded by a receive timeout.
 class RawPeer {
  public:
-  explicit RawPeer(uint16_t port, const std::string& secret = "") : socket_(io_) {
+  // `receive_buffer`: SO_RCVBUF in bytes, set before connecting (0: the default).
+  explicit RawPeer(uint16_t port, const std::string& secret = "", int receive_buffer = 0)
+      : socket_(io_) {
+    socket_.open(tcp::v4());
+    if (receive_buffer > 0) {
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                 sizeof(receive_buffer));
+    }
     socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     timeval tv{0, 200 * 1000};
     setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -54,6 +66,16 @@ class RawPeer {
   }
   // `bytes` on the socket as they are.
   void SendRaw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // As Send, but false instead of an exception once the master has closed.
+  bool TrySend(const Message& m) {
+    std::string frame;
+    wire::AppendFrame(m, &frame);
+    std::string sealed = std::exchange(hello_, "");
+    records_->Seal(frame, &sealed);
+    boost::system::error_code ec;
+    asio::write(socket_, asio::buffer(sealed), ec);
+    return !ec;
+  }
   void Send(const Message& m) {
     std::string frame;
     wire::AppendFrame(m, &frame);
@@ -188,7 +210,7 @@ class NetTest : public ::testing::Test {
 
   void StartMaster(MasterServerOptions options = {}) {
     options.listen = "127.0.0.1:" + std::to_string(port_);
-    options.logger = QuietLogger();
+    if (!options.logger) options.logger = QuietLogger();
     options.handshake_timeout = handshake_timeout_;
     if (options.connection.high_water_bytes == ConnectionOptions{}.high_water_bytes) {
       options.connection.high_water_bytes = high_water_;
@@ -840,6 +862,182 @@ TEST_F(NetTest, PeerThatNeverClosesIsDroppedWithinTheFlushTimeout) {
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, 250ms);  // it waited for the peer to close...
   EXPECT_LT(took, 900ms);  // ...once, not once for the flush and again after it
+}
+
+// A follower that answers pings but never reads its socket looks alive to
+// its session (the idle timeout sees its Pongs) and, while the stream is
+// quiet, never fills its queue to the high-water mark: the write stall
+// deadline drops it, with a log line that says so.
+TEST_F(NetTest, PeerThatAnswersPingsButNeverReadsIsDroppedAtTheWriteStallDeadline) {
+  auto log = std::make_shared<testing::LogCapture>();
+  MasterServerOptions o;
+  o.logger = testing::LogCapture::Logger(log);
+  o.ping_interval_ms = 50;
+  o.idle_timeout_ms = 1000;  // well below how long the peer is kept alive below
+  o.connection.write_stall_timeout = 500ms;
+  StartMaster(o);
+  RawPeer peer(port_, "", /*receive_buffer=*/4096);
+  peer.Send(ValidHello());
+  peer.Send(Auth{});
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 1; }));
+  // More than the socket buffers hold, far less than the high-water mark.
+  // The clock starts before the first write: the buffers can fill, and the
+  // stall begin, while the later ones are still being put.
+  auto start = std::chrono::steady_clock::now();
+  std::string big(1 << 20, 'x');
+  for (int i = 0; i < 16; ++i) hub_.Put("big" + std::to_string(i), big);
+  auto end = std::chrono::steady_clock::now() + kDeadline;
+  // A Pong every 50 ms, never a read, until the master lets go.
+  while (hub_.subscribers() != 0 && std::chrono::steady_clock::now() < end) {
+    if (!peer.TrySend(Pong{})) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return hub_.subscribers() == 0; }, 1s))
+      << "the master still holds a peer that has not read for "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+             .count()
+      << " ms";
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 450ms);  // it waited the deadline out
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().rejected == 1; }))
+      << master_->stats().rejected;  // a drop, like a backlog past the mark
+  std::string line = log->Find("has not read for");
+  EXPECT_NE(line, "");
+  EXPECT_NE(line.find("127.0.0.1"), std::string::npos) << line;  // names the peer
+}
+
+// An accept that fails for want of a file descriptor leaves the connection
+// queued: accepting again at once would fail at once. The master waits
+// (10 ms doubling to 1 s), logs the episode once, and accepts the queued
+// connection when descriptors are free again.
+TEST_F(NetTest, AcceptFailuresAreRetriedWithBackoffNotInABusyLoop) {
+  auto log = std::make_shared<testing::LogCapture>();
+  MasterServerOptions o;
+  o.logger = testing::LogCapture::Logger(log);
+  StartMaster(o);
+  testing::DescriptorExhaustion exhaustion;
+  ASSERT_TRUE(exhaustion.exhausted());
+  // The kernel completes the connection; the server's accept cannot take it.
+  ASSERT_TRUE(exhaustion.ConnectQueued(port_)) << errno;
+  ASSERT_TRUE(WaitUntil([&] { return log->Count("accept failed") > 0; }));
+
+  // A busy loop would keep a core busy; backoff sleeps.
+  // The window measured, not a wait for an event.
+  std::chrono::milliseconds cpu = testing::CpuTimeOver(600ms);
+  EXPECT_LT(cpu, 150ms) << "CPU spent while accepts failed: " << cpu.count() << " ms";
+  EXPECT_EQ(log->Count("accept failed"), 1u);  // once per episode
+  EXPECT_EQ(master_->stats().accepted, 0u);
+
+  exhaustion.Release();
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().accepted == 1; }))
+      << "the queued connection was never accepted";
+  EXPECT_EQ(log->Count("accepting again"), 1u);
+  RawPeer next(port_);  // and later connections as ever
+  EXPECT_TRUE(WaitUntil([&] { return master_->stats().accepted == 2; }));
+}
+
+// A ClientProtocol that starts and never finishes.
+class NeverFinishes : public ClientProtocol {
+ public:
+  void Start() override {}
+  void OnBytes(std::string_view) override {}
+  void OnTick(int64_t) override {}
+  std::string TakeOutput() override { return ""; }
+  bool finished() const override { return false; }
+  Status error() const override { return Status::OK(); }
+};
+
+// A name lookup that does not return until the test ends (or 10 s pass):
+// a name server that never answers.
+class StuckLookup {
+ public:
+  LookupFun fun() {
+    auto state = state_;
+    return [state](const std::string&, const std::string&, tcp::resolver::results_type*) {
+      std::unique_lock lock(state->mu);
+      ++state->calls;
+      state->cv.wait_for(lock, 10s, [&] { return state->released; });
+      return boost::system::error_code(asio::error::host_not_found);
+    };
+  }
+  int calls() {
+    std::lock_guard lock(state_->mu);
+    return state_->calls;
+  }
+  ~StuckLookup() {
+    std::lock_guard lock(state_->mu);
+    state_->released = true;
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    int calls = 0;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// getaddrinfo cannot be interrupted: the one-shot client's lookup runs on a
+// thread it can abandon, so the connect deadline bounds it.
+TEST(LookupTest, ClientSessionGivesUpOnALookupThatNeverReturns) {
+  StuckLookup stuck;
+  ClientRunOptions o;
+  o.master = "master.example:8123";
+  o.connect_timeout = 300ms;
+  o.lookup = stuck.fun();
+  NeverFinishes protocol;
+  auto start = std::chrono::steady_clock::now();
+  Status s = RunClientSession(o, &protocol, "");
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(s.IsIOError()) << s.ToString();
+  EXPECT_NE(s.message().find("cannot resolve master.example: timed out after 300 ms"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_LT(took, 3s);
+  EXPECT_EQ(stuck.calls(), 1);
+}
+
+// The whole call's deadline bounds the lookup too, when it is the sooner.
+TEST(LookupTest, ClientSessionDeadlineBoundsTheLookup) {
+  StuckLookup stuck;
+  ClientRunOptions o;
+  o.master = "master.example:8123";
+  o.deadline = 200ms;  // connect_timeout stays 5 s
+  o.lookup = stuck.fun();
+  NeverFinishes protocol;
+  auto start = std::chrono::steady_clock::now();
+  Status s = RunClientSession(o, &protocol, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_NE(s.message().find("timed out after 200 ms"), std::string::npos) << s.ToString();
+}
+
+// The follower's lookup is bounded by connect_timeout as well: it reports
+// the timeout, tries again, and stops at once with a lookup still stuck.
+TEST(LookupTest, FollowerGivesUpOnALookupThatNeverReturnsAndStopsPromptly) {
+  StuckLookup stuck;
+  MemoryFollowerStore store;
+  FollowerClientOptions o;
+  o.master = "master.example:8123";
+  o.connect_timeout = 300ms;
+  o.backoff_initial = 20ms;
+  o.backoff_max = 50ms;
+  o.logger = QuietLogger();
+  o.lookup = stuck.fun();
+  std::unique_ptr<FollowerClient> client;
+  ASSERT_TRUE(FollowerClient::Start(&store, o, &client).ok());
+  EXPECT_TRUE(client->WaitFor(
+      [](const FollowerClientStatus& s) {
+        return s.last_error.find("timed out after 300 ms") != std::string::npos;
+      },
+      3s))
+      << client->status().last_error;
+  EXPECT_TRUE(WaitUntil([&] { return stuck.calls() >= 2; }, 3s)) << "it did not try again";
+  auto start = std::chrono::steady_clock::now();
+  client->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
 class NetTlsTest : public NetTest {

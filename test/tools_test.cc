@@ -1,9 +1,12 @@
 // The programs people run, spawned as processes: the demo, the daemons'
 // replication and clean stop, and their one-line errors and exit codes.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -88,6 +91,54 @@ TEST_F(ToolsTest, BadAuditFlagsExitTwoWithOneLine) {
       EXPECT_EQ(Lines(r.err), 1u) << program << " " << flag << ": " << r.err;
       EXPECT_NE(r.err.find("audit"), std::string::npos) << r.err;
     }
+  }
+}
+
+// sdiff-ldb --timeout bounds a whole command against a master: one that
+// accepts the connection and never says a word still ends it, on time, with
+// one line and exit 2. Each command kind: an audit, a write, a diff.
+TEST_F(ToolsTest, LdbTimeoutEndsACommandAgainstASilentMaster) {
+  // Listening, never accepting: the kernel completes each connection, and
+  // nothing is ever sent on it.
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string master = "--master=127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  WriteDb(dir_ + "/local", 3);
+  const std::vector<std::vector<std::string>> commands = {
+      {"audit"}, {"put", "k", "v"}, {"diff", "--db=" + dir_ + "/local"}};
+  for (const auto& command : commands) {
+    std::vector<std::string> argv = {ProgramPath("sdiff-ldb"), master, "--timeout=1"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    auto start = std::chrono::steady_clock::now();
+    RunResult r = RunProgram(argv, kDeadline);
+    auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(r.code.has_value()) << command[0] << " did not stop";
+    EXPECT_EQ(*r.code, 2) << command[0] << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << command[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("did not finish within"), std::string::npos)
+        << command[0] << ": " << r.err;
+    EXPECT_GE(took, 900ms) << command[0];
+    EXPECT_LT(took, 5s) << command[0];
+  }
+  ::close(silent);
+
+  RunResult local = RunProgram(
+      {ProgramPath("sdiff-ldb"), "--db=" + dir_ + "/local", "--timeout=1", "scan"}, kDeadline);
+  ASSERT_TRUE(local.code.has_value());
+  EXPECT_EQ(*local.code, 2) << local.err;  // it bounds commands against a master only
+  EXPECT_NE(local.err.find("--master"), std::string::npos) << local.err;
+  for (const char* bad : {"--timeout=0", "--timeout=-1", "--timeout=soon"}) {
+    RunResult r = RunProgram({ProgramPath("sdiff-ldb"), master, bad, "audit"}, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << bad;
+    EXPECT_EQ(*r.code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(r.err, "sdiff-ldb: --timeout: must be a number of seconds above 0\n") << bad;
   }
 }
 

@@ -15,6 +15,7 @@
 // which tags families by their RocksDB IDs.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -158,6 +159,9 @@ struct LdbRequest {
   net::TlsOptions tls;   // --tls-ca, --tls-cert, --tls-key
   bool dry_run = false;  // repair: print what would change, change nothing
   std::string file;      // load: tab-separated KEY<TAB>VALUE lines; "-": stdin
+  // --timeout: the whole command against a master (lookup, connect, every
+  // session) ends within this, with an error; zero: no limit.
+  std::chrono::milliseconds timeout{0};
 };
 
 // The commands that talk to a master (ldb_remote.cc): diff, repair, put,

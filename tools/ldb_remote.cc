@@ -45,6 +45,7 @@ int RunInspect(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   plugin::InspectOptions options;
   options.connect.master = r.master;
   options.connect.tls = r.tls;
+  options.connect.deadline = r.timeout;
   options.secret = r.secret;
   options.repair = repair;
   plugin::FamilyResolver resolve = [&](const std::string& name, bool create,
@@ -136,6 +137,7 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   net::WriterClientOptions options;
   options.connect.master = r.master;
   options.connect.tls = r.tls;
+  options.connect.deadline = r.timeout;
   options.secret = r.secret;
   net::WriteSummary summary;
   Status s = net::WriteThroughMaster(options, next, &summary);
@@ -154,6 +156,7 @@ int RunAudit(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   net::AuditClientOptions options;
   options.connect.master = r.master;
   options.connect.tls = r.tls;
+  options.connect.deadline = r.timeout;
   options.secret = r.secret;
   AuditReport report;
   Status s = net::AuditMaster(options, &report);

@@ -3,6 +3,9 @@
 // (diff and repair against it, writes through it, its self-audit). Flag parsing only; the
 // commands are in ldb_commands.{h,cc} and ldb_remote.cc.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -35,7 +38,7 @@ Read commands open the database read-only (no lock taken, nothing written);
 put and delete need it not held by another process.
 
 Against a running master (--master=HOST:PORT, with --secret-file and the TLS
-flags the master needs):
+flags the master needs, and --timeout SECONDS to bound the whole command):
   diff --master     compares --db with the master's data through the diff
                     protocol ("+ KEY" only on the master); exit as above
   repair --master   makes --db equal to the master's replicated families and
@@ -64,6 +67,18 @@ int main(int argc, char** argv) {
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "
                  "audit it");
+  double timeout_s = 0;
+  CLI::Option* timeout_option =
+      app.add_option("--timeout", timeout_s,
+                     "with --master: SECONDS for the whole command (lookup, connect, the "
+                     "exchange); when they pass it stops with an error, exit 2 (default: none)")
+          ->check(CLI::Validator(
+              [](std::string& value) -> std::string {
+                // CLI11's own range check prints DBL_MAX in full.
+                double seconds = std::strtod(value.c_str(), nullptr);
+                return seconds > 0 && seconds <= 1e9 ? "" : "must be a number of seconds above 0";
+              },
+              "SECONDS"));
   sdiff::tools::SecurityFlags security;
   security.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
@@ -121,6 +136,11 @@ int main(int argc, char** argv) {
   if (!remote && request.db.empty()) return usage("--db is required (or --master, see --help)");
   if (diff->parsed() && remote == (db2->count() > 0)) {
     return usage("diff needs exactly one of --db2 and --master");
+  }
+  if (timeout_option->count() > 0) {
+    if (!remote) return usage("--timeout bounds commands against --master only");
+    request.timeout =
+        std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(timeout_s * 1000)));
   }
   if (remote) {
     sdiff::Status s = security.Load(&request.secret, &request.tls);
