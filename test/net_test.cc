@@ -873,7 +873,10 @@ TEST_F(NetTest, PeerThatAnswersPingsButNeverReadsIsDroppedAtTheWriteStallDeadlin
   MasterServerOptions o;
   o.logger = testing::LogCapture::Logger(log);
   o.ping_interval_ms = 50;
-  o.idle_timeout_ms = 1000;  // well below how long the peer is kept alive below
+  // Far above the stall deadline: the stall, not silence, must end it. At
+  // 1 s, a TSan build's master, busy sealing 16 MiB of records, read no
+  // Pong for a second and closed the peer as silent before anything stalled.
+  o.idle_timeout_ms = 10000;
   o.connection.write_stall_timeout = 500ms;
   StartMaster(o);
   RawPeer peer(port_, "", /*receive_buffer=*/4096);
