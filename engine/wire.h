@@ -40,6 +40,10 @@ constexpr size_t kMaxHandshakeFrame = 4 << 10;  // 4 KiB
 // key is longer sends a prefix of it: the master resumes at that prefix and
 // re-sends the few keys between it and the key, which the follower already has.
 constexpr size_t kMaxBootstrapKeyBytes = 2 << 10;  // 2 KiB
+// A NodesRequest asks about at most this many trie prefixes. The follower
+// answers each with a summary of up to 256 children, so the limit bounds its
+// answer (about 9 MiB at 8-byte hashes) whatever the request's frame size.
+constexpr size_t kMaxPathsPerRequest = 4096;
 // An AuditReport names at most this many differing keys, each in at most this
 // many bytes: a report is a summary, never a list of every difference.
 constexpr size_t kMaxAuditExamples = 16;

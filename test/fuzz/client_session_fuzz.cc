@@ -190,13 +190,15 @@ class ClientFuzz {
     return out;
   }
 
-  void Deliver(std::string bytes) {
-    if (bytes.size() > kMaxDelivery) bytes.resize(kMaxDelivery);
-    if (in_.ConsumeIntegralInRange<int>(0, 7) == 0) Mutate(in_, &bytes);
+  // Returns whether the bytes went as they were (not mutated).
+  bool Deliver(std::string bytes) {
+    bool mutate = in_.ConsumeIntegralInRange<int>(0, 7) == 0;
+    if (mutate) Mutate(in_, &bytes);
     input_bytes_ += bytes.size();
     size_t split = in_.ConsumeIntegralInRange<size_t>(0, bytes.size());
     session_->OnBytes(std::string_view(bytes).substr(0, split));
     session_->OnBytes(std::string_view(bytes).substr(split));
+    return !mutate;
   }
 
   // The sequence a script's next batch starts at: the stream's, mostly.
@@ -302,9 +304,9 @@ class ClientFuzz {
       request.paths.emplace_back(reinterpret_cast<const char*>(bytes), depth);
     }
     ++requests_;
-    bool oversized = request.paths.size() > 4096;  // protocol.md: at most 4096 a request
-    Deliver(Frame(request));
-    oversized_request_ = oversized_request_ || (oversized && !session_->closed());
+    bool oversized = request.paths.size() > wire::kMaxPathsPerRequest;
+    bool whole = Deliver(Frame(request));
+    oversized_request_ = oversized_request_ || (oversized && whole && !session_->closed());
   }
 
   void SendRepair() {
