@@ -1483,11 +1483,10 @@ TEST_F(ClientSessionTest, NodesRequestIsAnsweredFromTheSnapshot) {
   }
 }
 
-// Found by sdiff-client-session-fuzz (test/fuzz/corpus/client_session/
-// many-paths): a request of 5,000 root paths made the follower answer with
-// 5,000 root summaries. Each path costs the master a byte or two and the
-// follower a summary of up to 256 children, so a request past the
-// protocol's limit is refused before any of it is answered.
+// A request of more root paths than the protocol allows was answered with
+// as many root summaries. Each path costs the master a byte or two and the
+// follower a summary of up to 256 children, so a request past the limit is
+// refused before any of it is answered (the client fuzz target checks it too).
 TEST_F(ClientSessionTest, NodesRequestOfMorePathsThanTheLimitIsRefused) {
   for (int i = 0; i < 300; ++i) follower_.Put(0, "k" + std::to_string(i), "v");
   state_ = FollowerState{"m1", 10};
