@@ -122,8 +122,12 @@ class FrameReader {
   Status Drain(std::string_view bytes, const std::function<bool(Message&)>& handle);
 
   size_t buffered() const { return buffer_.size() - consumed_; }
-  // Memory the buffered bytes hold: with max_frame F and appends of at most A
-  // bytes, at most F + 4 + A.
+  // Memory the buffered bytes hold. With max_frame F and appends of at most A
+  // bytes the buffer holds a partial frame (under F + 4 bytes), the bytes
+  // consumed before it that compaction has not yet dropped (fewer than the
+  // partial frame: see Compact) and the append, so under 2 (F + 4) + A; the
+  // string's capacity grows by doubling, so at most twice that:
+  // 4 (F + 4) + 2 A. (A random stream of frames reaches 2.5 (F + 4 + A).)
   size_t buffer_capacity() const { return buffer_.capacity(); }
   size_t max_frame() const { return max_frame_; }
   // The limit for frames not yet started (a server raises it once its peer
