@@ -471,6 +471,14 @@ void ClientSession::HandleNodes(const NodesRequest& request) {
   if (!in_sync_ || request.sync_id != sync_id_) {
     return Fail(Status::ProtocolError("NodesRequest outside its diff"));
   }
+  // Each path costs the master a few bytes and us a summary of up to 256
+  // children: past the protocol's limit a request is an amplification, not
+  // a question a master asks.
+  if (request.paths.size() > wire::kMaxPathsPerRequest) {
+    return Fail(Status::ProtocolError("NodesRequest: " + std::to_string(request.paths.size()) +
+                                      " paths, more than " +
+                                      std::to_string(wire::kMaxPathsPerRequest)));
+  }
   Nodes nodes;
   nodes.sync_id = sync_id_;
   nodes.hash_bytes = hash_bytes_;

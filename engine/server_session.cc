@@ -32,7 +32,6 @@ namespace sdiff {
 namespace {
 
 constexpr size_t kNonceBytes = 32;
-constexpr size_t kMaxPathsPerRequest = 4096;
 constexpr size_t kReadGroup = 256;          // keys per ReadFun call while repairing
 constexpr size_t kDeletesPerFrame = 65536;  // follower-only key hashes per Repair frame
 
@@ -369,8 +368,8 @@ void ServerSession::AskOrRepair() {
     return;
   }
   ++round_trips_;
-  for (size_t begin = 0; begin < paths.size(); begin += kMaxPathsPerRequest) {
-    size_t end = std::min(paths.size(), begin + kMaxPathsPerRequest);
+  for (size_t begin = 0; begin < paths.size(); begin += wire::kMaxPathsPerRequest) {
+    size_t end = std::min(paths.size(), begin + wire::kMaxPathsPerRequest);
     NodesRequest request;
     request.sync_id = sync_id_;
     request.paths.assign(std::make_move_iterator(paths.begin() + begin),

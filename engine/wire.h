@@ -40,6 +40,10 @@ constexpr size_t kMaxHandshakeFrame = 4 << 10;  // 4 KiB
 // key is longer sends a prefix of it: the master resumes at that prefix and
 // re-sends the few keys between it and the key, which the follower already has.
 constexpr size_t kMaxBootstrapKeyBytes = 2 << 10;  // 2 KiB
+// A NodesRequest asks about at most this many trie prefixes. The follower
+// answers each with a summary of up to 256 children, so the limit bounds its
+// answer (about 9 MiB at 8-byte hashes) whatever the request's frame size.
+constexpr size_t kMaxPathsPerRequest = 4096;
 // An AuditReport names at most this many differing keys, each in at most this
 // many bytes: a report is a summary, never a list of every difference.
 constexpr size_t kMaxAuditExamples = 16;
@@ -118,8 +122,12 @@ class FrameReader {
   Status Drain(std::string_view bytes, const std::function<bool(Message&)>& handle);
 
   size_t buffered() const { return buffer_.size() - consumed_; }
-  // Memory the buffered bytes hold: with max_frame F and appends of at most A
-  // bytes, at most F + 4 + A.
+  // Memory the buffered bytes hold. With max_frame F and appends of at most A
+  // bytes the buffer holds a partial frame (under F + 4 bytes), the bytes
+  // consumed before it that compaction has not yet dropped (fewer than the
+  // partial frame: see Compact) and the append, so under 2 (F + 4) + A; the
+  // string's capacity grows by doubling, so at most twice that:
+  // 4 (F + 4) + 2 A. (A random stream of frames reaches 2.5 (F + 4 + A).)
   size_t buffer_capacity() const { return buffer_.capacity(); }
   size_t max_frame() const { return max_frame_; }
   // The limit for frames not yet started (a server raises it once its peer

@@ -1483,6 +1483,29 @@ TEST_F(ClientSessionTest, NodesRequestIsAnsweredFromTheSnapshot) {
   }
 }
 
+// A request of more root paths than the protocol allows was answered with
+// as many root summaries. Each path costs the master a byte or two and the
+// follower a summary of up to 256 children, so a request past the limit is
+// refused before any of it is answered (the client fuzz target checks it too).
+TEST_F(ClientSessionTest, NodesRequestOfMorePathsThanTheLimitIsRefused) {
+  for (int i = 0; i < 300; ++i) follower_.Put(0, "k" + std::to_string(i), "v");
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(10);
+  Out();
+  Feed(MakeSyncStart(1, Hash128{1, 1}));
+  ASSERT_EQ(One<SyncRoot>(Out()).top.kind, NodeSummary::Kind::kInner);
+  Feed(
+      NodesRequest{.sync_id = 1, .paths = std::vector<std::string>(wire::kMaxPathsPerRequest, "")});
+  EXPECT_EQ(One<Nodes>(Out()).summaries.size(), wire::kMaxPathsPerRequest);
+  Feed(NodesRequest{.sync_id = 1,
+                    .paths = std::vector<std::string>(wire::kMaxPathsPerRequest + 1, "")});
+  std::vector<Message> out = Out();
+  ASSERT_EQ(Names(out), "Reject");
+  EXPECT_TRUE(session().closed());
+  EXPECT_NE(session().error().message().find("more than 4096"), std::string::npos)
+      << session().error().ToString();
+}
+
 TEST_F(ClientSessionTest, DiffMessagesOutsideADiffAreProtocolErrors) {
   struct Case {
     Message message;
