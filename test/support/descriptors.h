@@ -10,6 +10,16 @@
 
 namespace sdiff::testing {
 
+// True where the sanitizer itself needs free descriptors, so a test cannot
+// exhaust them: UBSan's vptr check, the first time it meets a type on any
+// thread, probes memory through pipe(), which fails while the table is full,
+// and reports an invalid vptr.
+#ifdef SDIFF_UBSAN_VPTR
+inline constexpr bool kDescriptorsNeededBySanitizer = true;
+#else
+inline constexpr bool kDescriptorsNeededBySanitizer = false;
+#endif
+
 // While it lives (or until Release), the process has no file descriptor to
 // spare: RLIMIT_NOFILE's soft limit is lowered (to at most 4096, so filling
 // the table is quick) and every free slot below it is taken. Descriptors
