@@ -12,8 +12,6 @@
 // written, so it is changed in place; a node shared with a view is copied first.
 #include "engine/merkle_tree.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cassert>
@@ -21,6 +19,10 @@
 #include <cstring>
 #include <new>
 #include <utility>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace sdiff {
 namespace {
@@ -108,16 +110,34 @@ Leaf* NewLeaf(FamilyTag family, std::string_view key, const Hash128& hash) {
   return leaf;
 }
 
+// The bytes an allocation of `requested` at `p` may use: with glibc, all its
+// chunk holds; elsewhere, what was asked for.
+size_t UsableSize(void* p, size_t requested) {
+#if defined(__GLIBC__)
+  (void)requested;
+  return malloc_usable_size(p);
+#else
+  (void)p;
+  return requested;
+#endif
+}
+
+// The capacity field of an inner node allocated at `p` for `capacity`
+// children: every child its allocation can hold, at most kMaxChildren.
+uint8_t CapacityMinusOne(void* p, int capacity) {
+  size_t usable = UsableSize(p, sizeof(Inner) + sizeof(Slot) * capacity);
+  int fits = static_cast<int>((usable - sizeof(Inner)) / sizeof(Slot));
+  return static_cast<uint8_t>(std::min(fits, kMaxChildren) - 1);
+}
+
 // Allocates room for at least `capacity` children and uses whatever the
 // allocator's chunk has room for beyond that.
 Inner* NewInner(int depth, int capacity) {
   void* p = Allocate(sizeof(Inner) + sizeof(Slot) * capacity);
-  size_t usable = malloc_usable_size(p);
-  int fits = static_cast<int>((usable - sizeof(Inner)) / sizeof(Slot));
   auto* inner = static_cast<Inner*>(p);
   new (&inner->refs) std::atomic<uint32_t>(1);
   inner->depth = static_cast<uint8_t>(depth);
-  inner->capacity_minus_one = static_cast<uint8_t>(std::min(fits, kMaxChildren) - 1);
+  inner->capacity_minus_one = CapacityMinusOne(p, capacity);
   inner->count = 0;
   inner->hash = Hash128{};
   return inner;
@@ -229,10 +249,8 @@ Inner* MakeExclusive(Slot* slot) {
 Inner* Resize(Slot* slot, Inner* node, int capacity) {
   void* p = std::realloc(node, sizeof(Inner) + sizeof(Slot) * capacity);
   if (p == nullptr) throw std::bad_alloc();
-  size_t usable = malloc_usable_size(p);
-  int fits = static_cast<int>((usable - sizeof(Inner)) / sizeof(Slot));
   auto* resized = static_cast<Inner*>(p);
-  resized->capacity_minus_one = static_cast<uint8_t>(std::min(fits, kMaxChildren) - 1);
+  resized->capacity_minus_one = CapacityMinusOne(p, capacity);
   *slot = InnerSlot(resized, DigitOf(*slot));
   return resized;
 }
