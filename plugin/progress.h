@@ -1,6 +1,6 @@
 // Progress of the plugin's long work, reported to the embedder: the tree
 // build when a master attaches (or rebuilds after a gap), and a follower's
-// bootstrap and repairs. The daemons draw it (tools/progress.h).
+// bootstrap and repairs. The daemons draw it (tools/progress_renderer.h).
 #pragma once
 
 #include <cstdint>

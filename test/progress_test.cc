@@ -1,7 +1,7 @@
 // Progress of long work: the reports the plugin makes (tree build, bootstrap,
 // repair) and how the daemons draw them (a bar on a terminal, log lines
 // otherwise). Real RocksDB in temporary directories, loopback, deadlines.
-#include "tools/progress.h"
+#include "tools/progress_renderer.h"
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>

@@ -34,7 +34,7 @@ const char* WaitForStopSignal() {
 
 void SetUpLogging(const std::string& program) {
   auto logger = spdlog::stderr_color_mt(program);
-  // On a terminal a progress bar (tools/progress.h) may hold the last line:
+  // On a terminal a progress bar (tools/progress_renderer.h) may hold the last line:
   // a log line first erases it, and the bar is redrawn below.
   std::string erase_bar = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
   logger->set_pattern(erase_bar + "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");

@@ -1,5 +1,5 @@
 // Drawing progress: a bar on a terminal, periodic log lines elsewhere.
-#include "tools/progress.h"
+#include "tools/progress_renderer.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

@@ -6,7 +6,7 @@
 #include "plugin/master.h"
 #include "tools/daemon_util.h"
 #include "tools/metrics_text.h"
-#include "tools/progress.h"
+#include "tools/progress_renderer.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
