@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "net/secure_random.h"
+#include "plugin/rocks_status.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -60,20 +61,6 @@ class Reader {
  private:
   std::string_view in_;
 };
-
-Status FromRocks(const rocksdb::Status& s, std::string_view what) {
-  std::string msg = std::string(what) + ": " + s.ToString();
-  if (s.IsCorruption()) return Status::Corruption(msg);
-  if (s.IsNotFound()) return Status::NotFound(msg);
-  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  return Status::IOError(msg);
-}
-
-bool IsLockError(const rocksdb::Status& s) {
-  std::string text = s.ToString();
-  return s.IsIOError() &&
-         (text.find("lock") != std::string::npos || text.find("LOCK") != std::string::npos);
-}
 
 // Calls `fn` with each key on disk in [range.key, range.value) of `handle`.
 Status ForEachCovered(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, const Op& range,
@@ -308,7 +295,7 @@ Status RocksFollowerStore::OpenDb() {
   rocksdb::DB* db = nullptr;
   rocksdb::Status rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
   if (!rs.ok()) {
-    if (IsLockError(rs)) {
+    if (IsLockHeld(rs)) {
       return Status::IOError(path + " is locked: another process or Follower has it open (" +
                              rs.ToString() + ")");
     }

@@ -11,6 +11,7 @@
 
 #include "net/address.h"
 #include "net/hmac_authenticator.h"
+#include "plugin/rocks_status.h"
 
 namespace sdiff::tools {
 
@@ -99,7 +100,7 @@ Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::Open(options, path, families, &out->handles, &raw);
   if (!s.ok()) {
-    if (s.ToString().find("lock") != std::string::npos) {
+    if (plugin::IsLockHeld(s)) {
       return Status::IOError("database " + path + " is in use by another process");
     }
     return Status::IOError("cannot open database " + path + ": " + s.ToString());

@@ -19,10 +19,13 @@
 #include <utility>
 
 #include "plugin/follower_store.h"
+#include "plugin/rocks_status.h"
 
 namespace sdiff::tools {
 namespace {
 
+using plugin::FromRocks;
+using plugin::IsLockHeld;
 using plugin::kMetaFamily;
 
 // Read-only opens must not rotate the info LOG of a database another process
@@ -32,25 +35,6 @@ class SilentLogger : public rocksdb::Logger {
   using rocksdb::Logger::Logv;
   void Logv(const char* /*format*/, va_list /*ap*/) override {}
 };
-
-Status FromRocks(const rocksdb::Status& s, std::string_view what) {
-  std::string msg = fmt::format("{}: {}", what, s.ToString());
-  if (s.IsCorruption()) return Status::Corruption(msg);
-  if (s.IsNotFound()) return Status::NotFound(msg);
-  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  return Status::IOError(msg);
-}
-
-// RocksDB reports a held LOCK file as an IOError naming it: "While lock file:
-// DIR/LOCK: Resource temporarily unavailable" (another process) or "lock hold
-// by current process" (this one).
-bool IsLockError(const rocksdb::Status& s) {
-  if (!s.IsIOError()) return false;
-  std::string text = s.ToString();
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text.find("lock") != std::string::npos;
-}
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -173,7 +157,7 @@ Status LdbDb::Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* o
     rs = rocksdb::DB::Open(options, path, descriptors, &handles, &raw);
   }
   if (!rs.ok()) {
-    if (IsLockError(rs)) {
+    if (IsLockHeld(rs)) {
       return Status::IOError(fmt::format("database {} is in use by another process", path));
     }
     return FromRocks(rs, "cannot open RocksDB at " + path);
