@@ -1,8 +1,6 @@
 // Progress of long work: the reports the plugin makes (tree build, bootstrap,
 // repair) and how the daemons draw them (a bar on a terminal, log lines
 // otherwise). Real RocksDB in temporary directories, loopback, deadlines.
-#include "tools/progress_renderer.h"
-
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +15,7 @@
 #include "plugin/master.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
+#include "tools/progress_renderer.h"
 
 namespace sdiff {
 namespace {
