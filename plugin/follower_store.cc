@@ -20,6 +20,8 @@
 
 #include "net/secure_random.h"
 #include "plugin/rocks_status.h"
+#include "plugin/tree_scan.h"
+#include "plugin/write_batch_op.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -73,6 +75,29 @@ Status ForEachCovered(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, cons
   for (iter->Seek(range.key); iter->Valid(); iter->Next()) fn(iter->key());
   if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
   return Status::OK();
+}
+
+// A range delete that covers nothing: its end is not after its start. The
+// follower skips it (the master never streams a reversed one).
+bool IsEmptyRange(const Op& op) { return op.kind == OpKind::kDeleteRange && !(op.key < op.value); }
+
+// Adds to *changes the deletes that `range` makes: of each key this batch put
+// earlier in the range, then of each key on disk in it (its Change keeps the
+// key as `keep` returns it).
+template <typename Change, typename KeepKey>
+Status AddCoveredDeletes(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, const Op& range,
+                         std::vector<Change>* changes, const KeepKey& keep) {
+  auto in_range = [&](std::string_view key) { return range.key <= key && key < range.value; };
+  size_t before = changes->size();
+  for (size_t i = 0; i < before; ++i) {
+    const Change& c = (*changes)[i];
+    if (c.put && c.family == range.family && in_range(c.key)) {
+      changes->push_back({false, range.family, c.key, {}});
+    }
+  }
+  return ForEachCovered(db, handle, range, [&](const rocksdb::Slice& key) {
+    changes->push_back({false, range.family, keep(key), {}});
+  });
 }
 
 // What an applied write does to the tree, replayed in order once the write is durable.
@@ -370,22 +395,9 @@ Status RocksFollowerStore::RebuildTree() {
 Status RocksFollowerStore::BuildTree(
     const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families, MerkleTree* tree) const {
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  rocksdb::ReadOptions read;
-  read.snapshot = snapshot;
-  read.fill_cache = false;
-  read.readahead_size = 2 << 20;  // one pass over every file: read it in large pieces
-  Status result;
-  for (const auto& [tag, handle] : families) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, handle));
-    for (it->SeekToFirst(); it->Valid() && result.ok(); it->Next()) {
-      result = tree->Put(tag, std::string_view(it->key().data(), it->key().size()),
-                         std::string_view(it->value().data(), it->value().size()));
-    }
-    if (result.ok() && !it->status().ok()) {
-      result = FromRocks(it->status(), "cannot scan " + options_.db_path);
-    }
-    if (!result.ok()) break;
-  }
+  Status result =
+      ScanIntoTree(db_.get(), snapshot, TaggedFamilies(families.begin(), families.end()),
+                   TreeScanOptions(), tree);
   db_->ReleaseSnapshot(snapshot);
   return result;
 }
@@ -490,35 +502,23 @@ class RocksFollowerStore::StagedBatch : public StagedWrite {
       rocksdb::ColumnFamilyHandle* handle = nullptr;
       Status s = store_->Handle(op.family, &handle);
       if (!s.ok()) return s;
-      rocksdb::Status rs;
+      if (IsEmptyRange(op)) continue;
+      rocksdb::Status rs = AddOp(op, handle, &records);
+      if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
       switch (op.kind) {
         case OpKind::kPut:
-          rs = records.Put(handle, op.key, op.value);
           changes_.push_back({true, op.family, op.key,
                               LeafHash(store_->tree_.hasher()(op.family, op.key), op.value)});
           break;
         case OpKind::kDelete:
-          rs = records.Delete(handle, op.key);
           changes_.push_back({false, op.family, op.key, {}});
           break;
-        case OpKind::kDeleteRange: {
-          if (!(op.key < op.value)) break;  // an empty range deletes nothing
-          rs = records.DeleteRange(handle, op.key, op.value);
-          auto in_range = [&](std::string_view key) { return op.key <= key && key < op.value; };
-          size_t before = changes_.size();
-          for (size_t i = 0; i < before; ++i) {
-            if (changes_[i].put && changes_[i].family == op.family && in_range(changes_[i].key)) {
-              changes_.push_back({false, op.family, changes_[i].key, {}});
-            }
-          }
-          s = ForEachCovered(store_->db_.get(), handle, op, [&](const rocksdb::Slice& key) {
-            changes_.push_back({false, op.family, key.ToString(), {}});
-          });
+        case OpKind::kDeleteRange:
+          s = AddCoveredDeletes(store_->db_.get(), handle, op, &changes_,
+                                [](const rocksdb::Slice& key) { return key.ToString(); });
           if (!s.ok()) return s;
           break;
-        }
       }
-      if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
     }
     ops.clear();  // their data is in the records now
     Append(records, records.GetDataSize());
@@ -683,35 +683,23 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     Status s = Handle(op.family, &handle);
     if (!s.ok()) return s;
-    rocksdb::Status rs;
+    if (IsEmptyRange(op)) continue;
+    rocksdb::Status rs = AddOp(op, handle, &batch);
+    if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
     switch (op.kind) {
       case OpKind::kPut:
-        rs = batch.Put(handle, op.key, op.value);
         changes.push_back({true, op.family, op.key, op.value});
         break;
       case OpKind::kDelete:
-        rs = batch.Delete(handle, op.key);
         changes.push_back({false, op.family, op.key, {}});
         break;
-      case OpKind::kDeleteRange: {
-        if (!(op.key < op.value)) break;  // an empty range deletes nothing
-        rs = batch.DeleteRange(handle, op.key, op.value);
-        // Covered keys: those on disk, and those this batch put before the range.
-        auto in_range = [&](std::string_view key) { return op.key <= key && key < op.value; };
-        size_t before = changes.size();
-        for (size_t i = 0; i < before; ++i) {
-          if (changes[i].put && changes[i].family == op.family && in_range(changes[i].key)) {
-            changes.push_back({false, op.family, changes[i].key, {}});
-          }
-        }
-        Status s = ForEachCovered(db_.get(), handle, op, [&](const rocksdb::Slice& key) {
-          changes.push_back({false, op.family, found.emplace_back(key.ToString()), {}});
+      case OpKind::kDeleteRange:
+        s = AddCoveredDeletes(db_.get(), handle, op, &changes, [&](const rocksdb::Slice& key) {
+          return std::string_view(found.emplace_back(key.ToString()));
         });
         if (!s.ok()) return s;
         break;
-      }
     }
-    if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
   }
   rocksdb::Status rs = batch.Put(meta_, kStateKey, EncodeState(request.state));
   if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");

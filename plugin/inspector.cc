@@ -15,6 +15,8 @@
 #include "engine/hash.h"
 #include "net/hmac_authenticator.h"
 #include "net/secure_random.h"
+#include "plugin/tree_scan.h"
+#include "plugin/write_batch_op.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -98,6 +100,7 @@ class InspectorProtocol : public InspectorSession {
     names_.clear();
     handles_.clear();
     result_->families.clear();
+    TaggedFamilies present;
     for (const FamilyInfo& f : families) {
       names_[f.tag] = f.name;
       result_->families.push_back(f.name);
@@ -106,15 +109,10 @@ class InspectorProtocol : public InspectorSession {
       if (!s.ok()) return s;
       if (handle == nullptr) continue;  // none here: every master key is "+"
       handles_[f.tag] = handle;
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        s = tree_.Put(f.tag, ToView(it->key()), ToView(it->value()));
-        if (!s.ok()) return s;
-      }
-      if (!it->status().ok()) {
-        return Status::IOError("reading column family " + f.name + ": " + it->status().ToString());
-      }
+      present.emplace_back(f.tag, handle);
     }
+    Status s = ScanIntoTree(db_, /*snapshot=*/nullptr, present, TreeScanOptions(), &tree_);
+    if (!s.ok()) return s;
     result_->local_keys = tree_.size();
     return Status::OK();
   }
@@ -150,8 +148,7 @@ class InspectorProtocol : public InspectorSession {
       rocksdb::ColumnFamilyHandle* handle = nullptr;
       Status s = Handle(op->family, &handle);
       if (!s.ok()) return s;
-      rocksdb::Status rs = op->kind == OpKind::kPut ? batch.Put(handle, op->key, op->value)
-                                                    : batch.Delete(handle, op->key);
+      rocksdb::Status rs = AddOp(*op, handle, &batch);
       if (!rs.ok()) return Status::IOError(rs.ToString());
     }
     rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
@@ -202,8 +199,6 @@ class InspectorProtocol : public InspectorSession {
     }
     Finish("inspection finished");
   }
-
-  static std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
   rocksdb::DB* db_;
   const FamilyResolver& resolve_;

@@ -8,6 +8,8 @@
 #include <string>
 #include <thread>
 
+#include "plugin/rocks_status.h"
+
 namespace sdiff::plugin {
 namespace {
 
@@ -62,7 +64,8 @@ Status ScanIntoTree(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
       }
     }
     if (result.ok() && !it->status().ok()) {
-      result = Status::IOError("scanning '" + handle->GetName() + "': " + it->status().ToString());
+      result = FromRocks(it->status(), "cannot scan " + db->GetName() + ", column family '" +
+                                           handle->GetName() + "'");
     }
     if (!result.ok()) break;
   }

@@ -35,8 +35,9 @@ struct TreeScanOptions {
 using TaggedFamilies = std::vector<std::pair<FamilyTag, rocksdb::ColumnFamilyHandle*>>;
 
 // Adds every key of `families` as of `snapshot` to *tree (whose hasher it
-// keeps). `snapshot` may be null: the database as it is. Fails on a scan error
-// or a key the tree cannot hold (a key-hash collision).
+// keeps). `snapshot` may be null: the database as it is. A scan error fails
+// it as FromRocks maps it (a Corruption stays one), naming the database and
+// the column family.
 Status ScanIntoTree(rocksdb::DB* db, const rocksdb::Snapshot* snapshot,
                     const TaggedFamilies& families, const TreeScanOptions& options,
                     MerkleTree* tree);

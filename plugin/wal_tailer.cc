@@ -12,6 +12,7 @@
 #include "plugin/db_files.h"
 #include "plugin/tree_scan.h"
 #include "plugin/wal_reader.h"
+#include "plugin/write_batch_op.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -756,7 +757,7 @@ void WalTailer::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_se
   FlushToSinksLocked();  // so the replay below ends where the live stream goes on
   std::vector<std::shared_ptr<const Batch>> replay;
   for (const auto& batch : window_) {
-    if (batch->seq + batch->count > from_seq) replay.push_back(batch);
+    if (LastSeq(*batch) >= from_seq) replay.push_back(batch);
   }
   if (!replay.empty()) sink->OnBatches(std::move(replay));
   sinks_.push_back(std::move(sink));
@@ -789,23 +790,13 @@ Status WalTailer::ApplyWrite(const std::vector<Op>& ops, uint64_t* seq) {
       return Status::InvalidArgument("no replicated column family has tag " +
                                      std::to_string(op.family));
     }
-    rocksdb::Status s;
-    switch (op.kind) {
-      case OpKind::kPut:
-        s = batch.Put(family->second, op.key, op.value);
-        break;
-      case OpKind::kDelete:
-        s = batch.Delete(family->second, op.key);
-        break;
-      case OpKind::kDeleteRange:
-        // RocksDB refuses a range that ends before it starts at DB::Write and
-        // then keeps the error, refusing every later write: check it here.
-        if (family->second->GetComparator()->Compare(op.key, op.value) > 0) {
-          return Status::InvalidArgument("writer's batch: a delete range ends before it starts");
-        }
-        s = batch.DeleteRange(family->second, op.key, op.value);
-        break;
+    // RocksDB refuses a range that ends before it starts at DB::Write and
+    // then keeps the error, refusing every later write: check it here.
+    if (op.kind == OpKind::kDeleteRange &&
+        family->second->GetComparator()->Compare(op.key, op.value) > 0) {
+      return Status::InvalidArgument("writer's batch: a delete range ends before it starts");
     }
+    rocksdb::Status s = AddOp(op, family->second, &batch);
     if (!s.ok()) return Status::InvalidArgument("writer's batch: " + s.ToString());
   }
   Status room = reserve_.Check(batch.GetDataSize());

@@ -306,7 +306,7 @@ TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
     ++groups;
     for (const auto& b : e.batches) {
       ASSERT_EQ(b->seq, next);
-      next = b->seq + b->count;
+      next = LastSeq(*b) + 1;
     }
   }
   EXPECT_EQ(next, kPuts + 1u);

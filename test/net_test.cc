@@ -792,7 +792,7 @@ TEST_F(NetTest, SlowReaderIsPacedDuringBootstrapNotDropped) {
       entries += chunk->entries.size();
       last_chunk = last_chunk || chunk->last;
     } else if (auto* batch = std::get_if<Batch>(&m)) {
-      streamed = batch->seq + batch->count - 1;
+      streamed = LastSeq(*batch);
     }
     return last_chunk && streamed == want_seq;
   }));

@@ -20,6 +20,7 @@
 
 #include "plugin/follower_store.h"
 #include "plugin/rocks_status.h"
+#include "plugin/tree_scan.h"
 
 namespace sdiff::tools {
 namespace {
@@ -27,6 +28,9 @@ namespace {
 using plugin::FromRocks;
 using plugin::IsLockHeld;
 using plugin::kMetaFamily;
+using plugin::ScanIntoTree;
+using plugin::TaggedFamilies;
+using plugin::TreeScanOptions;
 
 // Read-only opens must not rotate the info LOG of a database another process
 // may be running: RocksDB would rename its LOG to LOG.old.* at every open.
@@ -265,20 +269,18 @@ Status TagsByName(std::vector<std::string> names, std::map<std::string, FamilyTa
 
 Status BuildTree(const LdbDb& db, const std::vector<std::string>& families,
                  const std::map<std::string, FamilyTag>& tags, MerkleTree* tree) {
+  TaggedFamilies tagged;
   for (const std::string& family : families) {
     auto tag = tags.find(family);
     if (tag == tags.end()) {
       return Status::InvalidArgument(fmt::format("column family '{}' has no tag", Escape(family)));
     }
-    Status s = db.Scan(family, [&](std::string_view key, std::string_view value) {
-      Status put = tree->Put(tag->second, key, value);
-      if (put.ok()) return put;
-      return Status::InvalidArgument(
-          fmt::format("{}: {}{}: {}", db.path(), FamilyPrefix(family), Escape(key), put.message()));
-    });
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    Status s = db.Handle(family, &handle);
     if (!s.ok()) return s;
+    tagged.emplace_back(tag->second, handle);
   }
-  return Status::OK();
+  return ScanIntoTree(db.db(), /*snapshot=*/nullptr, tagged, TreeScanOptions(), tree);
 }
 
 Status Root(const LdbDb& db, const std::optional<std::string>& family, RootInfo* info) {

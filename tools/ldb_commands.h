@@ -80,11 +80,12 @@ class LdbDb {
   // The family's handle, or null if there is none and `create` is false; with
   // `create` (kReadWrite only) a missing family is created. "__sdiff" is refused.
   Status Family(const std::string& name, bool create, rocksdb::ColumnFamilyHandle** handle);
+  // The existing family's handle ("__sdiff" included); InvalidArgument if there is none.
+  Status Handle(std::string_view family, rocksdb::ColumnFamilyHandle** handle) const;
   rocksdb::DB* db() const { return db_.get(); }
 
  private:
   explicit LdbDb(std::string path);
-  Status Handle(std::string_view family, rocksdb::ColumnFamilyHandle** handle) const;
 
   const std::string path_;
   std::unique_ptr<rocksdb::DB> db_;  // set once by Open

@@ -45,14 +45,14 @@ const Batch& MemoryMaster::Write(std::vector<Op> ops) {
 
 void MemoryMaster::PurgeLogBefore(uint64_t seq) {
   size_t keep = 0;
-  while (keep < log_.size() && log_[keep].seq + log_[keep].count <= seq) ++keep;
+  while (keep < log_.size() && LastSeq(log_[keep]) < seq) ++keep;
   log_.erase(log_.begin(), log_.begin() + keep);
 }
 
 std::vector<const Batch*> MemoryMaster::LogFrom(uint64_t from) const {
   std::vector<const Batch*> out;
   for (const Batch& b : log_) {
-    if (b.seq + b.count > from) out.push_back(&b);
+    if (LastSeq(b) >= from) out.push_back(&b);
   }
   return out;
 }
