@@ -53,30 +53,30 @@ Status CheckFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family,
 
 }  // namespace
 
-// The tailer serves followers, inspectors, writers and cloners; this adds
-// auditors to its hooks without changing it. An auditor's audit is the
-// master's own (one at a time with the periodic one, same rate limit).
-class Master::AuditingHub : public net::MasterHub {
+// What the server reads: the stream and the tree from the batch log, the
+// database through the RocksDB hooks, and audits from the master's auditor
+// (one at a time with the periodic one, same rate limit).
+class Master::Hub : public net::MasterHub {
  public:
-  explicit AuditingHub(WalTailer* tailer) : tailer_(tailer) {}
+  Hub(BatchLog* log, RocksMasterHooks* hooks) : log_(log), hooks_(hooks) {}
 
   // Until it is set (Attach sets it once the tailer runs), auditors are told
   // to come back; the owner stops the server before the auditor goes.
   void set_auditor(Auditor* auditor) { auditor_.store(auditor, std::memory_order_release); }
 
-  ServerOptions SessionOptions() override { return tailer_->SessionOptions(); }
+  ServerOptions SessionOptions() override { return hooks_->SessionOptions(); }
   MasterHooks SessionHooks() override {
-    MasterHooks hooks = tailer_->SessionHooks();
+    MasterHooks hooks = hooks_->Make();
     hooks.audit = [this](AuditReport* report) { return Audit(report); };
     return hooks;
   }
   void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override {
-    tailer_->Subscribe(std::move(sink), from_seq);
+    log_->Subscribe(std::move(sink), from_seq);
   }
   void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override {
-    tailer_->RequestSnapshot(sink, seq);
+    log_->RequestSnapshot(sink, seq);
   }
-  void Unsubscribe(const net::BatchSink* sink) override { tailer_->Unsubscribe(sink); }
+  void Unsubscribe(const net::BatchSink* sink) override { log_->Unsubscribe(sink); }
 
  private:
   // On the server's blocking worker (MasterHooks::audit).
@@ -96,7 +96,8 @@ class Master::AuditingHub : public net::MasterHub {
     return Status::OK();
   }
 
-  WalTailer* const tailer_;
+  BatchLog* const log_;
+  RocksMasterHooks* const hooks_;
   std::atomic<Auditor*> auditor_{nullptr};
 };
 
@@ -151,24 +152,29 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
     rocksdb::Status s = db->GetDbIdentity(master->master_id_);
     if (!s.ok()) return Status::IOError("cannot read the DB identity: " + s.ToString());
   }
+  master->log_ = std::make_unique<BatchLog>(
+      BatchLogOptions{options.resume_window_bytes, options.key_hasher, log});
   WalTailerOptions t;
-  t.master_id = master->master_id_;
   t.poll_interval = options.poll_interval;
-  t.resume_window_bytes = options.resume_window_bytes;
-  t.bootstrap_min_keys = options.bootstrap_min_keys;
-  t.diff_on_connect = options.diff_on_connect;
   t.progress = options.progress;
-  t.allow_writers = options.allow_writers;
-  t.sync_writes = options.sync_writes;
-  t.min_free_bytes = options.min_free_bytes;
-  t.free_bytes = options.free_bytes;
-  t.serve_files = options.serve_files;
-  t.key_hasher = options.key_hasher;
   t.logger = log;
-  Status s = WalTailer::Create(db, std::move(families), t, &master->tailer_);
+  Status s = WalTailer::Create(db, std::move(families), t, master->log_.get(), &master->tailer_);
   if (!s.ok()) return s;
+  RocksMasterHooksOptions h;
+  h.master_id = master->master_id_;
+  h.bootstrap_min_keys = options.bootstrap_min_keys;
+  h.diff_on_connect = options.diff_on_connect;
+  h.allow_writers = options.allow_writers;
+  h.sync_writes = options.sync_writes;
+  h.min_free_bytes = options.min_free_bytes;
+  h.free_bytes = options.free_bytes;
+  h.serve_files = options.serve_files;
+  h.logger = log;
+  master->hooks_ = std::make_unique<RocksMasterHooks>(
+      db, master->tailer_->TaggedFamilyList(), master->log_.get(),
+      [tailer = master->tailer_.get()] { tailer->NotifyWrite(); }, h);
   options.server.logger = log;
-  master->hub_ = std::make_unique<AuditingHub>(master->tailer_.get());
+  master->hub_ = std::make_unique<Hub>(master->log_.get(), master->hooks_.get());
   s = net::MasterServer::Start(master->hub_.get(), options.server, &master->server_);
   if (!s.ok()) return s;
   master->tailer_->set_on_rebuild([m = master.get()] { m->server_->RequestSyncAll(); });
@@ -210,14 +216,15 @@ Master::~Master() {
 MasterStatus Master::status() {
   MasterStatus st;
   WalTailerStats t = tailer_->stats();
-  st.tailed_seq = t.tailed_seq;
+  BatchLogStats l = log_->stats();
+  st.tailed_seq = l.tailed_seq;
   st.db_seq = db_->GetLatestSequenceNumber();
-  st.keys = t.keys;
-  st.root = t.root;
+  st.keys = l.keys;
+  st.root = l.root;
   st.rebuilds = t.rebuilds;
   st.rebuild_pending = t.rebuild_pending;
   st.audit = auditor_->stats();
-  st.left_out_keys = t.left_out_keys;
+  st.left_out_keys = l.left_out_keys;
   st.server = server_->stats();
   return st;
 }
@@ -251,8 +258,8 @@ Status Master::AuditOnce(const TreeScanOptions& scan, AuditResult* result) {
     rocksdb::ManagedSnapshot snapshot(db_);
     const uint64_t seq = snapshot.snapshot()->GetSequenceNumber();
     TreeView tree;
-    if (!tailer_->RunAtSequence(seq, kTreeReachTimeout,
-                                [&](MerkleTree* live) { tree = live->Snapshot(); })) {
+    if (!log_->RunAtSequence(seq, kTreeReachTimeout,
+                             [&](MerkleTree* live) { tree = live->Snapshot(); })) {
       if (attempt < 2) continue;
       return Status::Aborted("the tree did not stop at the database's sequence " +
                              std::to_string(seq) + " (the tailer lags or rebuilt)");
@@ -304,7 +311,7 @@ Status Master::CorrectTree(const std::vector<DiffEntry>& differing, AuditResult*
     }
   }
   std::vector<size_t> corrected;
-  bool ran = tailer_->RunAtSequence(seq, kTreeReachTimeout, [&](MerkleTree* tree) {
+  bool ran = log_->RunAtSequence(seq, kTreeReachTimeout, [&](MerkleTree* tree) {
     for (size_t i = 0; i < differing.size(); ++i) {
       const DiffEntry& d = differing[i];
       std::optional<Hash128> want;
@@ -317,7 +324,7 @@ Status Master::CorrectTree(const std::vector<DiffEntry>& differing, AuditResult*
       }
       corrected.push_back(i);
     }
-    if (!corrected.empty()) tailer_->MarkCorrectedLocked();
+    if (!corrected.empty()) log_->MarkCorrectedLocked();
   });
   if (!ran) {
     return Status::Aborted("the tree did not stop at sequence " + std::to_string(seq) +

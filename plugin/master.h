@@ -25,7 +25,9 @@
 #include "engine/status.h"
 #include "net/master_server.h"
 #include "plugin/audit.h"
+#include "plugin/batch_log.h"
 #include "plugin/progress.h"
+#include "plugin/rocks_master_hooks.h"
 #include "plugin/wal_tailer.h"
 
 namespace sdiff::plugin {
@@ -101,7 +103,7 @@ struct MasterStatus {
   // A rebuild was asked for (an ingested file) and has not finished yet.
   bool rebuild_pending = false;
   AuditStats audit;
-  size_t left_out_keys = 0;  // see WalTailerStats::left_out_keys
+  size_t left_out_keys = 0;  // see BatchLogStats::left_out_keys
   net::MasterServerStats server;
 };
 
@@ -134,14 +136,16 @@ class Master {
   Status AuditOnce(const TreeScanOptions& scan, AuditResult* result);
   // Confirms each differing key at a newer position and corrects the tree.
   Status CorrectTree(const std::vector<DiffEntry>& differing, AuditResult* result);
-  // The tailer's hub, serving auditors (sdiff-ldb --master audit) as well.
-  class AuditingHub;
+  // What the server reads: the log, the RocksDB hooks and the auditor.
+  class Hub;
 
   rocksdb::DB* db_ = nullptr;
   std::string master_id_;
   std::shared_ptr<MasterListener> listener_;
+  std::unique_ptr<BatchLog> log_;  // outlives the tailer, its writer
   std::unique_ptr<WalTailer> tailer_;
-  std::unique_ptr<AuditingHub> hub_;  // outlives server_, which calls it
+  std::unique_ptr<RocksMasterHooks> hooks_;
+  std::unique_ptr<Hub> hub_;  // outlives server_, which calls it
   std::unique_ptr<net::MasterServer> server_;
   std::unique_ptr<Auditor> auditor_;
 };

@@ -1,4 +1,4 @@
-// Tree building, WAL tailing and the session hooks of the RocksDB master.
+// WAL tailing: the WAL's records as Batches appended to the log (see wal_tailer.h).
 #include "plugin/wal_tailer.h"
 
 #include <pthread.h>
@@ -8,11 +8,8 @@
 #include <algorithm>
 #include <utility>
 
-#include "net/secure_random.h"
-#include "plugin/db_files.h"
 #include "plugin/tree_scan.h"
 #include "plugin/wal_reader.h"
-#include "plugin/write_batch_op.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -20,9 +17,6 @@ namespace {
 constexpr char kReservedFamily[] = "__sdiff";
 // Batches one pass must find before the tailer lingers (see Run).
 constexpr size_t kLingerBatches = 4;
-// The most batches Commit queues before it hands them to the sinks; a pass
-// over the WAL hands over what it has at its end anyway.
-constexpr size_t kHandOffBatches = 64;
 // A WriteBatch's rep starts with its sequence (8 bytes) and count (4).
 constexpr size_t kBatchHeaderSize = 12;
 
@@ -153,69 +147,19 @@ uint64_t DecodeFixed64(const char* p) {
   return v;
 }
 
-// Applies a batch's ops to *tree, in order; `collided` hears of each put
-// that left a key out of the tree (a key-hash collision), with the tree's new
-// count of such keys. A range delete covers the keys in [key, value)
-// bytewise, as RocksDB does with the bytewise comparator, the only one
-// Master::Attach accepts; the tree walks every key for it.
-Status ApplyToTree(const std::vector<Op>& ops, MerkleTree* tree,
-                   const std::function<void(const Op&, size_t left_out)>& collided) {
-  for (const Op& op : ops) {
-    switch (op.kind) {
-      case OpKind::kPut: {
-        size_t left_out = tree->left_out();
-        Status s = tree->Put(op.family, op.key, op.value);
-        if (!s.ok()) return s;
-        if (tree->left_out() > left_out) collided(op, tree->left_out());
-        break;
-      }
-      case OpKind::kDelete:
-        tree->Erase(op.family, op.key);
-        break;
-      case OpKind::kDeleteRange:
-        tree->EraseRange(op.family, op.key, op.value);
-        break;
-    }
-  }
-  return Status::OK();
-}
-
-// A bootstrap scan over a snapshot, family by family (ascending tag), key by key.
-struct BootstrapCursor {
-  rocksdb::DB* db = nullptr;
-  const rocksdb::Snapshot* snapshot = nullptr;
-  TaggedFamilies families;
-  size_t family = 0;
-  std::unique_ptr<rocksdb::Iterator> it;
-
-  ~BootstrapCursor() { Close(); }
-  void Close() {
-    it.reset();
-    if (snapshot != nullptr) db->ReleaseSnapshot(snapshot);
-    snapshot = nullptr;
-  }
-  void OpenFamily() {
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snapshot;
-    ro.fill_cache = false;
-    it.reset(db->NewIterator(ro, families[family].second));
-  }
-};
-
 }  // namespace
 
 WalTailer::WalTailer(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
-                     WalTailerOptions options)
+                     WalTailerOptions options, BatchLog* log)
     : db_(db),
       options_(std::move(options)),
-      log_(options_.logger ? options_.logger : spdlog::default_logger()),
-      reserve_(DiskReserveOptions{db->GetName(), options_.min_free_bytes, "the master",
-                                  "refuses writes through it", options_.free_bytes, log_}) {
+      log_(log),
+      logger_(options_.logger ? options_.logger : spdlog::default_logger()) {
   for (auto* h : families) families_[h->GetID()] = h;
 }
 
 Status WalTailer::Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families,
-                         WalTailerOptions options, std::unique_ptr<WalTailer>* out) {
+                         WalTailerOptions options, BatchLog* log, std::unique_ptr<WalTailer>* out) {
   if (families.empty()) families.push_back(db->DefaultColumnFamily());
   for (auto* h : families) {
     if (h->GetName() == kReservedFamily) {
@@ -226,14 +170,18 @@ Status WalTailer::Create(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandl
                                      std::to_string(h->GetID()) + "; at most 65535 are supported");
     }
   }
-  std::unique_ptr<WalTailer> tailer(new WalTailer(db, std::move(families), std::move(options)));
+  std::unique_ptr<WalTailer> tailer(
+      new WalTailer(db, std::move(families), std::move(options), log));
   Status s = tailer->Rebuild();
   if (!s.ok()) return s;
   *out = std::move(tailer);
   return Status::OK();
 }
 
-WalTailer::~WalTailer() { Stop(); }
+WalTailer::~WalTailer() {
+  Stop();
+  log_->set_writer_wake(nullptr);
+}
 
 TaggedFamilies WalTailer::TaggedFamilyList() const {
   TaggedFamilies out;
@@ -242,39 +190,33 @@ TaggedFamilies WalTailer::TaggedFamilyList() const {
 }
 
 Status WalTailer::Rebuild() {
-  FlushToSinks();  // what was tailed before the jump goes out before it, even if this fails
+  log_->Flush();  // what was tailed before the jump goes out before it, even if this fails
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   uint64_t seq = snapshot->GetSequenceNumber();
-  MerkleTree tree(options_.key_hasher);
+  MerkleTree tree(log_->key_hasher());
   TreeScanOptions scan;
   scan.progress = [this](const Progress& p) {
     if (p.done > 0 && p.done % 1'000'000 < (1 << 16) && !p.finished) {
-      log_->info("building the tree: {} keys", p.done);
+      logger_->info("building the tree: {} keys", p.done);
     }
     if (options_.progress) options_.progress(p);
   };
   Status result = ScanIntoTree(db_, snapshot, TaggedFamilyList(), scan, &tree);
   db_->ReleaseSnapshot(snapshot);
   if (!result.ok()) return result;
-  log_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
-             tree.root_hash().ToHex());
+  logger_->info("tree of {} keys built at sequence {}, root {}", tree.size(), seq,
+                tree.root_hash().ToHex());
   if (tree.left_out() > 0) {
-    log_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
-               tree.left_out());
+    logger_->warn("{} keys left out of the tree: their key hashes collide with other keys'",
+                  tree.left_out());
   }
-  std::lock_guard lock(mu_);
-  tree_ = std::move(tree);
-  tailed_seq_ = seq;
-  window_.clear();
-  window_bytes_ = 0;
-  stats_.tailed_seq = seq;
-  FlushToSinksLocked();  // snapshots that waited for a position the jump passed
-  RunTreeTasksLocked();
+  log_->Reset(std::move(tree), seq);
   return Status::OK();
 }
 
 void WalTailer::Start() {
   if (thread_.joinable()) return;
+  log_->set_writer_wake([this] { Wake(); });
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "sdiff-tailer");  // as top -H and perf show it
     Run();
@@ -295,6 +237,14 @@ void WalTailer::RequestRebuild(std::string reason) {
     std::lock_guard lock(wake_mu_);
     rebuild_reason_ = std::move(reason);
     rebuild_pending_ = true;
+  }
+  wake_.notify_one();
+}
+
+void WalTailer::Wake() {
+  {
+    std::lock_guard lock(wake_mu_);
+    woken_ = true;
   }
   wake_.notify_one();
 }
@@ -320,23 +270,19 @@ void WalTailer::Run() {
   // (RocksDB writes the WAL first): it waits until `held_until` is published.
   std::unique_ptr<rocksdb::WriteBatch> held;
   uint64_t held_until = 0;
-  uint64_t expected;
-  {
-    std::lock_guard lock(mu_);
-    expected = tailed_seq_ + 1;
-  }
+  uint64_t expected = log_->tailed_seq() + 1;
   auto gap = [&](const std::string& why) {
-    log_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
-               why);
+    logger_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
+                  why);
     reader.reset();
     held.reset();
     Status s = Rebuild();
-    if (!s.ok()) log_->error("rebuilding the tree failed: {}", s.ToString());
+    if (!s.ok()) logger_->error("rebuilding the tree failed: {}", s.ToString());
     {
-      std::lock_guard lock(mu_);
-      ++stats_.rebuilds;
-      expected = tailed_seq_ + 1;
+      std::lock_guard lock(wake_mu_);
+      ++rebuilds_;
     }
+    expected = log_->tailed_seq() + 1;
     if (on_rebuild_) on_rebuild_();
   };
   for (;;) {
@@ -358,7 +304,7 @@ void WalTailer::Run() {
     // is readable now.
     const uint64_t seen = db_->GetLatestSequenceNumber();
     if (!reader) {
-      reader = std::make_unique<WalReader>(db_, log_);
+      reader = std::make_unique<WalReader>(db_, logger_);
       prepared_.clear();  // read again from the files
       Status s = reader->Seek(expected, two_phase);
       if (!s.ok()) {
@@ -391,7 +337,7 @@ void WalTailer::Run() {
       WalRecord record;
       Status s = ReadRecord(seq, *held, seq >= expected, &record);
       if (!s.ok()) {
-        log_->error("WAL record at sequence {}: {}", seq, s.ToString());
+        logger_->error("WAL record at sequence {}: {}", seq, s.ToString());
         gap(s.ToString());
         break;
       }
@@ -428,7 +374,7 @@ void WalTailer::Run() {
       held.reset();
       s = Commit(std::move(record));
       if (!s.ok()) {
-        log_->error("batch at sequence {}: {}", seq, s.ToString());
+        logger_->error("batch at sequence {}: {}", seq, s.ToString());
         gap(s.ToString());
         break;
       }
@@ -436,7 +382,7 @@ void WalTailer::Run() {
       progressed = true;
       ++batches;
     }
-    if (progressed) FlushToSinks();
+    if (progressed) log_->Flush();
     if (at_end && seen >= expected) {
       // Every logged write up to `seen` is in the files read, and none holds
       // `expected`: the write that took it had disableWAL, or was an
@@ -446,10 +392,7 @@ void WalTailer::Run() {
           std::to_string(seen));
       continue;
     }
-    {
-      std::lock_guard tree_lock(mu_);
-      RunTreeTasksLocked();  // those asked for the position the tree rests at
-    }
+    log_->RunTreeTasks();  // those asked for the position the tree rests at
     std::unique_lock lock(wake_mu_);
     auto stop_or_rebuild = [this] { return stop_ || !rebuild_reason_.empty(); };
     if (progressed) {
@@ -514,300 +457,15 @@ Status WalTailer::Commit(WalRecord record) {
   batch->seq = record.seq;
   batch->count = record.sequences;
   batch->ops = std::move(record.ops);
-
-  auto report = [this](const Op& op, size_t left_out) { ReportCollision(op, left_out); };
-  std::unique_lock lock(mu_, std::defer_lock);
-  const bool ranges = std::any_of(batch->ops.begin(), batch->ops.end(),
-                                  [](const Op& op) { return op.kind == OpKind::kDeleteRange; });
-  if (ranges) {
-    // A range delete walks the whole tree (it is in hash order, not key
-    // order). This thread is the tree's only writer, so it walks and edits a
-    // copy without the lock, which every session's ping needs, and swaps the
-    // copy in: no session waits for the walk, none sees half a batch.
-    MerkleTree working = tree_;
-    Status s = ApplyToTree(batch->ops, &working, report);
-    if (!s.ok()) return s;
-    lock.lock();
-    tree_ = std::move(working);
-  } else {
-    lock.lock();
-    Status s = ApplyToTree(batch->ops, &tree_, report);
-    if (!s.ok()) return s;
-  }
-  tailed_seq_ = LastSeq(*batch);
-  std::shared_ptr<const Batch> shared = batch;
-  window_bytes_ += BatchBytes(*batch);
-  window_.push_back(shared);
-  while (window_bytes_ > options_.resume_window_bytes && window_.size() > 1) {
-    window_bytes_ -= BatchBytes(*window_.front());
-    window_.pop_front();
-  }
-  unsent_.push_back(std::move(shared));
-  if (unsent_.size() >= kHandOffBatches) FlushToSinksLocked();
-  stats_.tailed_seq = tailed_seq_;
-  ++stats_.batches;
-  RunTreeTasksLocked();
-  return Status::OK();
-}
-
-void WalTailer::FlushToSinks() {
-  std::lock_guard lock(mu_);
-  FlushToSinksLocked();
-}
-
-void WalTailer::FlushToSinksLocked() {
-  if (!unsent_.empty()) {
-    for (size_t i = 0; i + 1 < sinks_.size(); ++i) sinks_[i]->OnBatches(unsent_);
-    if (!sinks_.empty()) sinks_.back()->OnBatches(std::move(unsent_));
-    unsent_.clear();
-  }
-  std::erase_if(waiting_snapshots_, [this](const SnapshotRequest& r) {
-    if (r.seq > tailed_seq_) return false;
-    r.sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
-    return true;
-  });
-}
-
-bool WalTailer::RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
-                              std::function<void(MerkleTree*)> fn) {
-  auto task = std::make_shared<TreeTask>();
-  task->seq = seq;
-  task->fn = std::move(fn);
-  std::unique_lock lock(mu_);
-  tree_tasks_.push_back(task);
-  lock.unlock();
-  {
-    std::lock_guard wake_lock(wake_mu_);
-    woken_ = true;  // an idle tailer runs it at once
-  }
-  wake_.notify_one();
-  lock.lock();
-  if (!tree_tasks_done_.wait_for(lock, timeout,
-                                 [&] { return task->state != TreeTask::State::kWaiting; })) {
-    std::erase(tree_tasks_, task);
-    return false;
-  }
-  return task->state == TreeTask::State::kDone;
-}
-
-void WalTailer::RunTreeTasksLocked() {
-  if (tree_tasks_.empty()) return;
-  size_t before = tree_tasks_.size();
-  std::erase_if(tree_tasks_, [this](const std::shared_ptr<TreeTask>& task) {
-    if (task->seq > tailed_seq_) return false;
-    if (task->seq == tailed_seq_) {
-      task->fn(&tree_);
-      task->state = TreeTask::State::kDone;
-    } else {
-      task->state = TreeTask::State::kPassed;
-    }
-    return true;
-  });
-  if (tree_tasks_.size() != before) tree_tasks_done_.notify_all();
-}
-
-void WalTailer::MarkCorrectedLocked() {
-  corrected_seq_ = tailed_seq_;
-  window_.clear();
-  window_bytes_ = 0;
-}
-
-// Once per key that newly collides (not on each later write of it): the
-// stream carries it as any key, the tree keeps the lesser of the two.
-void WalTailer::ReportCollision(const Op& op, size_t left_out) {
-  log_->warn(
-      "the key hash of a key in family {} ({} bytes, key hash {}) collides with another key's: "
-      "the greater of the two is left out of the merkle tree on every replica; both still "
-      "replicate ({} keys left out)",
-      op.family, op.key.size(), options_.key_hasher(op.family, op.key).ToHex(), left_out);
+  return log_->Append(std::move(batch));
 }
 
 WalTailerStats WalTailer::stats() {
-  bool rebuild_pending;
-  {
-    std::lock_guard lock(wake_mu_);
-    rebuild_pending = rebuild_pending_;
-  }
-  std::lock_guard lock(mu_);
-  WalTailerStats s = stats_;
-  s.rebuild_pending = rebuild_pending;
-  s.keys = tree_.size();
-  s.left_out_keys = tree_.left_out();
-  s.root = tree_.root_hash();
+  std::lock_guard lock(wake_mu_);
+  WalTailerStats s;
+  s.rebuilds = rebuilds_;
+  s.rebuild_pending = rebuild_pending_;
   return s;
-}
-
-ServerOptions WalTailer::SessionOptions() {
-  ServerOptions o;
-  o.master_id = options_.master_id;
-  o.bootstrap_min_keys = options_.bootstrap_min_keys;
-  o.diff_on_connect = options_.diff_on_connect;
-  for (const auto& [id, handle] : families_) {
-    o.families.push_back(FamilyInfo{static_cast<FamilyTag>(id), handle->GetName()});
-  }
-  return o;
-}
-
-MasterHooks WalTailer::SessionHooks() {
-  MasterHooks h;
-  h.current_seq = [this] {
-    std::lock_guard lock(mu_);
-    return tailed_seq_;
-  };
-  h.key_count = [this] {
-    std::lock_guard lock(mu_);
-    return static_cast<uint64_t>(tree_.size());
-  };
-  h.can_resume = [this](uint64_t seq) {
-    std::lock_guard lock(mu_);
-    if (seq <= corrected_seq_) return false;
-    if (seq == tailed_seq_) return true;
-    if (window_.empty() || seq > tailed_seq_ || window_.front()->seq > seq + 1) return false;
-    // The follower's position must end a batch this master streamed: inside
-    // one, it holds a history this master does not (a master that lost an
-    // unsynced WAL tail reuses its sequence numbers with other boundaries).
-    auto next = std::lower_bound(window_.begin(), window_.end(), seq + 1,
-                                 [](const auto& batch, uint64_t s) { return batch->seq < s; });
-    return next != window_.end() && (*next)->seq == seq + 1;
-  };
-  h.read = [this](const std::vector<KeyRef>& keys,
-                  std::vector<std::optional<std::string>>* values) {
-    values->clear();
-    const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snapshot;
-    Status result;
-    for (const KeyRef& k : keys) {
-      auto family = families_.find(k.family);
-      std::string value;
-      rocksdb::Status s = family == families_.end() ? rocksdb::Status::NotFound()
-                                                    : db_->Get(ro, family->second, k.key, &value);
-      if (s.ok()) {
-        values->push_back(std::move(value));
-      } else if (s.IsNotFound()) {
-        values->push_back(std::nullopt);
-      } else {
-        result = Status::IOError("reading for repair: " + s.ToString());
-        break;
-      }
-    }
-    db_->ReleaseSnapshot(snapshot);
-    return result;
-  };
-  if (options_.allow_writers) {
-    h.write = [this](const std::vector<Op>& ops, uint64_t* seq) { return ApplyWrite(ops, seq); };
-  }
-  if (options_.serve_files) {
-    h.open_files = [this](std::unique_ptr<FileSource>* out) {
-      std::vector<rocksdb::ColumnFamilyHandle*> handles;
-      for (const auto& [id, handle] : families_) handles.push_back(handle);
-      return OpenDbFiles(db_, handles, out);
-    };
-  }
-  auto cursor = std::make_shared<BootstrapCursor>();
-  h.open_bootstrap = [this, cursor](bool resume, FamilyTag family, const std::string& key) {
-    cursor->Close();
-    cursor->db = db_;
-    cursor->snapshot = db_->GetSnapshot();
-    cursor->families = TaggedFamilyList();
-    cursor->family = 0;
-    if (resume) {
-      while (cursor->family < cursor->families.size() &&
-             cursor->families[cursor->family].first < family) {
-        ++cursor->family;
-      }
-    }
-    if (cursor->family < cursor->families.size()) {
-      cursor->OpenFamily();
-      if (resume && cursor->families[cursor->family].first == family) {
-        cursor->it->Seek(key);
-        if (cursor->it->Valid() && cursor->it->key() == key) cursor->it->Next();
-      } else {
-        cursor->it->SeekToFirst();
-      }
-    }
-    return cursor->snapshot->GetSequenceNumber();
-  };
-  h.scan_bootstrap = [cursor](size_t max_bytes, std::vector<Op>* out) {
-    size_t bytes = 0;
-    while (cursor->family < cursor->families.size() && bytes < max_bytes) {
-      auto& it = cursor->it;
-      if (!it->Valid()) {
-        if (++cursor->family < cursor->families.size()) {
-          cursor->OpenFamily();
-          cursor->it->SeekToFirst();
-        }
-        continue;
-      }
-      out->push_back(Op{OpKind::kPut, cursor->families[cursor->family].first, it->key().ToString(),
-                        it->value().ToString()});
-      bytes += it->key().size() + it->value().size() + 8;
-      it->Next();
-    }
-    bool done = cursor->family >= cursor->families.size();
-    if (done) cursor->Close();
-    return done;
-  };
-  h.random_bytes = net::SecureRandomBytes;
-  return h;
-}
-
-void WalTailer::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
-  std::lock_guard lock(mu_);
-  FlushToSinksLocked();  // so the replay below ends where the live stream goes on
-  std::vector<std::shared_ptr<const Batch>> replay;
-  for (const auto& batch : window_) {
-    if (LastSeq(*batch) >= from_seq) replay.push_back(batch);
-  }
-  if (!replay.empty()) sink->OnBatches(std::move(replay));
-  sinks_.push_back(std::move(sink));
-}
-
-void WalTailer::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
-  std::lock_guard lock(mu_);
-  FlushToSinksLocked();  // the snapshot holds them: the sink must have had them
-  if (seq > tailed_seq_) {
-    // The session's stream began beyond the tree (a bootstrap or a copy read
-    // the database at its newest sequence): a snapshot now would lack what
-    // the follower already has, and the diff would delete it.
-    waiting_snapshots_.push_back({sink, seq});
-    return;
-  }
-  sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
-}
-
-void WalTailer::Unsubscribe(const net::BatchSink* sink) {
-  std::lock_guard lock(mu_);
-  std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
-  std::erase_if(waiting_snapshots_, [sink](const auto& r) { return r.sink.get() == sink; });
-}
-
-Status WalTailer::ApplyWrite(const std::vector<Op>& ops, uint64_t* seq) {
-  rocksdb::WriteBatch batch;
-  for (const Op& op : ops) {
-    auto family = families_.find(op.family);
-    if (family == families_.end()) {
-      return Status::InvalidArgument("no replicated column family has tag " +
-                                     std::to_string(op.family));
-    }
-    // RocksDB refuses a range that ends before it starts at DB::Write and
-    // then keeps the error, refusing every later write: check it here.
-    if (op.kind == OpKind::kDeleteRange &&
-        family->second->GetComparator()->Compare(op.key, op.value) > 0) {
-      return Status::InvalidArgument("writer's batch: a delete range ends before it starts");
-    }
-    rocksdb::Status s = AddOp(op, family->second, &batch);
-    if (!s.ok()) return Status::InvalidArgument("writer's batch: " + s.ToString());
-  }
-  Status room = reserve_.Check(batch.GetDataSize());
-  if (!room.ok()) return room;
-  rocksdb::WriteOptions write;
-  write.sync = options_.sync_writes;
-  rocksdb::Status s = db_->Write(write, &batch);
-  if (!s.ok()) return Status::IOError("writing to the master's database: " + s.ToString());
-  *seq = db_->GetLatestSequenceNumber();
-  NotifyWrite();
-  return Status::OK();
 }
 
 }  // namespace sdiff::plugin

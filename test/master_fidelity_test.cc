@@ -284,10 +284,11 @@ TEST_F(MasterFidelityTest, AStoppingMasterCancelsItsAudit) {
 // the stream cannot resume from there, it must diff.
 TEST_F(MasterFidelityTest, APositionInsideABatchCannotResume) {
   MasterDb& m = OpenMaster();
+  BatchLog log(BatchLogOptions{.logger = testing::QuietLogger()});
   WalTailerOptions o;
   o.logger = testing::QuietLogger();
   std::unique_ptr<WalTailer> tailer;
-  ASSERT_TRUE(WalTailer::Create(m.db, m.handles, o, &tailer).ok());
+  ASSERT_TRUE(WalTailer::Create(m.db, m.handles, o, &log, &tailer).ok());
   tailer->Start();
   m.Put(0, "one", "1");
   const uint64_t first = m.db->GetLatestSequenceNumber();
@@ -297,14 +298,13 @@ TEST_F(MasterFidelityTest, APositionInsideABatchCannotResume) {
   m.Put(0, "two", "2");
   tailer->NotifyWrite();
   ASSERT_TRUE(testing::WaitUntil(
-      [&] { return tailer->stats().tailed_seq == m.db->GetLatestSequenceNumber(); }, kDeadline));
-  MasterHooks hooks = tailer->SessionHooks();
-  EXPECT_TRUE(hooks.can_resume(first)) << "the end of a batch";
-  EXPECT_FALSE(hooks.can_resume(first + 1)) << "inside the batch of three";
-  EXPECT_FALSE(hooks.can_resume(first + 2)) << "inside the batch of three";
-  EXPECT_TRUE(hooks.can_resume(first + 3)) << "the end of the batch of three";
-  EXPECT_TRUE(hooks.can_resume(first + 4)) << "where the tree is";
-  EXPECT_FALSE(hooks.can_resume(first + 5)) << "beyond the master";
+      [&] { return log.tailed_seq() == m.db->GetLatestSequenceNumber(); }, kDeadline));
+  EXPECT_TRUE(log.CanResume(first)) << "the end of a batch";
+  EXPECT_FALSE(log.CanResume(first + 1)) << "inside the batch of three";
+  EXPECT_FALSE(log.CanResume(first + 2)) << "inside the batch of three";
+  EXPECT_TRUE(log.CanResume(first + 3)) << "the end of the batch of three";
+  EXPECT_TRUE(log.CanResume(first + 4)) << "where the tree is";
+  EXPECT_FALSE(log.CanResume(first + 5)) << "beyond the master";
 }
 
 }  // namespace

@@ -228,10 +228,11 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
   OpenDb();
   auto null_log = testing::QuietLogger();
   for (int round = 0; round < 1000; ++round) {
+    BatchLog log(BatchLogOptions{.logger = null_log});
     WalTailerOptions o;
     o.logger = null_log;
     std::unique_ptr<WalTailer> tailer;
-    ASSERT_TRUE(WalTailer::Create(db_.get(), handles_, o, &tailer).ok());
+    ASSERT_TRUE(WalTailer::Create(db_.get(), handles_, o, &log, &tailer).ok());
     std::thread writer([&] {
       std::this_thread::sleep_for(std::chrono::microseconds(round % 8));
       Put(0, "k", std::to_string(round));
@@ -239,9 +240,9 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
     tailer->Start();
     writer.join();
     tailer->NotifyWrite();
-    testing::WaitUntil([&] { return tailer->stats().tailed_seq >= db_->GetLatestSequenceNumber(); },
+    testing::WaitUntil([&] { return log.tailed_seq() >= db_->GetLatestSequenceNumber(); },
                        kDeadline);
-    ASSERT_EQ(tailer->stats().tailed_seq, db_->GetLatestSequenceNumber());
+    ASSERT_EQ(log.tailed_seq(), db_->GetLatestSequenceNumber());
     ASSERT_EQ(tailer->stats().rebuilds, 0u) << "round " << round;
   }
 }
@@ -278,22 +279,28 @@ class RecordingSink : public net::BatchSink {
   std::vector<Event> events_;
 };
 
-// A tailer (not started) of the test's DB, streaming to `sink` from the start.
-void TailerWithSink(std::unique_ptr<WalTailer>* tailer, const std::shared_ptr<RecordingSink>& sink,
-                    rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+// A tailer (not started) of the test's DB and its log, streaming to `sink` from the start.
+struct TailedLog {
+  TailedLog() : log(BatchLogOptions{.logger = testing::QuietLogger()}) {}
+  BatchLog log;
+  std::unique_ptr<WalTailer> tailer;
+};
+void TailerWithSink(TailedLog* t, const std::shared_ptr<RecordingSink>& sink, rocksdb::DB* db,
+                    const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
   WalTailerOptions o;
   o.logger = testing::QuietLogger();
-  ASSERT_TRUE(WalTailer::Create(db, handles, o, tailer).ok());
-  (*tailer)->Subscribe(sink, 1);
+  ASSERT_TRUE(WalTailer::Create(db, handles, o, &t->log, &t->tailer).ok());
+  t->log.Subscribe(sink, 1);
 }
 
 // A backlog of single-put batches reaches a sink in groups, in order, none
 // lost or repeated: one wake-up of the server per group, not per batch.
 TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
   OpenDb();
-  std::unique_ptr<WalTailer> tailer;
+  TailedLog t;
   auto sink = std::make_shared<RecordingSink>();
-  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&t, sink, db_.get(), handles_));
+  WalTailer* tailer = t.tailer.get();
   constexpr int kPuts = 300;
   for (int i = 0; i < kPuts; ++i) Put(0, "k" + std::to_string(i), "v");
   tailer->Start();
@@ -317,9 +324,10 @@ TEST_F(MasterTest, TailerHandsBatchesOverInGroups) {
 // compares trees at the position its stream reached.
 TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
   OpenDb();
-  std::unique_ptr<WalTailer> tailer;
+  TailedLog t;
   auto sink = std::make_shared<RecordingSink>();
-  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&t, sink, db_.get(), handles_));
+  WalTailer* tailer = t.tailer.get();
   tailer->Start();
   std::atomic<bool> done{false};
   std::thread writer([&] {
@@ -331,7 +339,7 @@ TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
   });
   int snapshots = 0;
   while (!done) {
-    tailer->RequestSnapshot(sink, 0);
+    t.log.RequestSnapshot(sink, 0);
     ++snapshots;
     std::this_thread::sleep_for(50us);
   }
@@ -352,12 +360,13 @@ TEST_F(MasterTest, TailerSnapshotsFollowTheBatchesTheyHold) {
 // caught up, after the batches up to there.
 TEST_F(MasterTest, TailerSnapshotWaitsForTheTreeToReachTheSession) {
   OpenDb();
-  std::unique_ptr<WalTailer> tailer;
+  TailedLog t;
   auto sink = std::make_shared<RecordingSink>();
-  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&tailer, sink, db_.get(), handles_));
+  ASSERT_NO_FATAL_FAILURE(TailerWithSink(&t, sink, db_.get(), handles_));
+  WalTailer* tailer = t.tailer.get();
   for (int i = 0; i < 20; ++i) Put(0, "k" + std::to_string(i), "v");
   const uint64_t session_seq = db_->GetLatestSequenceNumber();
-  tailer->RequestSnapshot(sink, session_seq);  // the tailer has not started: tree at 0
+  t.log.RequestSnapshot(sink, session_seq);  // the tailer has not started: tree at 0
   EXPECT_TRUE(sink->events().empty()) << "a snapshot of a tree behind the session";
   tailer->Start();
   testing::WaitUntil(

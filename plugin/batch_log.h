@@ -1,0 +1,155 @@
+// BatchLog: the master's committed batches, in sequence order, and the tree
+// they build. One writer (the WAL tailer) appends each batch; the log applies
+// it to the merkle tree, keeps the recent ones for followers that resume (the
+// resume window), hands them to every subscribed session, answers tree
+// snapshots once the tree has reached them, and runs functions that need the
+// tree at an exact position (the self-audit's).
+//
+// It knows nothing of RocksDB or of the WAL: the tailer turns the WAL into
+// Batches, and rocks_master_hooks.h serves the sessions' database reads.
+//
+// Threads: writer-thread calls (Reset, Append, Flush, RunTreeTasks) come from
+// one thread, the tree's only writer; the rest may come from any thread. All
+// take mu_. Sinks are called under mu_, so a sink must not call back into the
+// log.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/hash.h"
+#include "engine/merkle_tree.h"
+#include "engine/messages.h"
+#include "engine/status.h"
+#include "net/master_server.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace sdiff::plugin {
+
+struct BatchLogOptions {
+  // Recent batches kept in memory for followers that resume. Default: 64 MiB.
+  size_t resume_window_bytes = 64 << 20;
+  // How the tree hashes keys. Master and followers must agree. Testing seam
+  // (forces key-hash collisions). Default: KeyHash (docs/protocol.md).
+  KeyHasher key_hasher = &KeyHash;
+  std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+};
+
+struct BatchLogStats {
+  uint64_t tailed_seq = 0;  // last sequence applied to the tree and streamed
+  size_t keys = 0;
+  Hash128 root;
+  uint64_t batches = 0;  // appended since the log was made
+  // Keys whose 128-bit key hash collides with a lesser key's: they stream and
+  // replicate, but the tree (here and on every follower) holds the lesser only.
+  size_t left_out_keys = 0;
+};
+
+class BatchLog {
+ public:
+  explicit BatchLog(BatchLogOptions options);
+  BatchLog(const BatchLog&) = delete;
+  BatchLog& operator=(const BatchLog&) = delete;
+
+  const KeyHasher& key_hasher() const { return options_.key_hasher; }
+
+  // Called to wake the writer when a RunAtSequence function waits: an idle
+  // writer then runs it at once (RunTreeTasks). The writer sets it before it
+  // starts and clears it once stopped.
+  void set_writer_wake(std::function<void()> wake);
+
+  // --- The writer's calls.
+  // The tree jumps to `tree`, built from the database at `seq` (at start, or
+  // after a gap in the WAL). The window empties: nobody resumes across a jump.
+  // What was appended before must have been flushed.
+  void Reset(MerkleTree tree, uint64_t seq);
+  // Applies the batch that follows tailed_seq() to the tree, keeps it in the
+  // window and queues it for the sinks (handed over by Flush, or sooner when
+  // many gather). Fails only if the tree refuses an op.
+  Status Append(std::shared_ptr<Batch> batch);
+  // Hands the queued batches to every sink as one group, then the snapshots
+  // that waited for the tree to reach them.
+  void Flush();
+  // Runs the RunAtSequence functions that the tree has reached (or passed).
+  void RunTreeTasks();
+
+  // --- Any thread.
+  uint64_t tailed_seq();
+  uint64_t key_count();
+  // A follower at `seq` may resume from the window: `seq` ends a batch this
+  // log streamed (or is where the tree is), and no correction came after it.
+  bool CanResume(uint64_t seq);
+  BatchLogStats stats();
+
+  // Give `sink` every batch in the window from `from_seq` on, then each new one.
+  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq);
+  // sink->OnSnapshot with the tree at tailed_seq(), after the batches the sink
+  // was handed; if `seq` is beyond the tree, once the tree gets there.
+  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq);
+  void Unsubscribe(const net::BatchSink* sink);
+
+  // Runs `fn` on the writer's thread, under the log's lock, with the live
+  // tree exactly as of `seq`: after the batch that ends there, before the
+  // next. Returns false, and `fn` never runs, if the tree jumped past `seq`
+  // (a Reset) or `timeout` passed first. A database snapshot's sequence
+  // always ends a batch, so the tree stops there unless it jumps. Running on
+  // the writer's thread matters: Append edits a copy of the tree outside the
+  // lock for a range delete, and a change made meanwhile would be lost.
+  bool RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
+                     std::function<void(MerkleTree*)> fn);
+  // A correction of the tree (the self-audit's) at the current position: a
+  // follower at or before it cannot resume, since the stream it had did not
+  // carry the change. Call from a RunAtSequence function.
+  void MarkCorrectedLocked();  // REQUIRES(mu_)
+
+ private:
+  void FlushLocked();         // REQUIRES(mu_)
+  void RunTreeTasksLocked();  // REQUIRES(mu_)
+  // Logs a key that newly collides with another's key hash; `left_out`: the
+  // keys the tree now leaves out.
+  void ReportCollision(const Op& op, size_t left_out);
+
+  const BatchLogOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  std::mutex mu_;
+  std::function<void()> writer_wake_;                   // GUARDED_BY(mu_)
+  MerkleTree tree_;                                     // GUARDED_BY(mu_)
+  uint64_t tailed_seq_ = 0;                             // GUARDED_BY(mu_)
+  std::deque<std::shared_ptr<const Batch>> window_;     // GUARDED_BY(mu_)
+  size_t window_bytes_ = 0;                             // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<net::BatchSink>> sinks_;  // GUARDED_BY(mu_)
+  // Appended (in the tree and window_), not yet handed to the sinks. They
+  // go once per pass over the WAL (Flush), or sooner when many gather, and
+  // before anything a sink sees later: a subscription's replay, a snapshot,
+  // a jump.
+  std::vector<std::shared_ptr<const Batch>> unsent_;  // GUARDED_BY(mu_)
+  // Snapshots asked for beyond tailed_seq_, given once the tree gets there.
+  struct SnapshotRequest {
+    std::shared_ptr<net::BatchSink> sink;
+    uint64_t seq;
+  };
+  std::vector<SnapshotRequest> waiting_snapshots_;  // GUARDED_BY(mu_)
+  struct TreeTask {
+    enum class State { kWaiting, kDone, kPassed };
+    uint64_t seq = 0;
+    std::function<void(MerkleTree*)> fn;
+    State state = State::kWaiting;  // GUARDED_BY(mu_)
+  };
+  std::vector<std::shared_ptr<TreeTask>> tree_tasks_;  // GUARDED_BY(mu_)
+  std::condition_variable tree_tasks_done_;            // with mu_
+  // Followers at or before this position cannot resume (MarkCorrectedLocked).
+  uint64_t corrected_seq_ = 0;  // GUARDED_BY(mu_)
+  uint64_t batches_ = 0;        // GUARDED_BY(mu_)
+};
+
+}  // namespace sdiff::plugin
