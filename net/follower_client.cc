@@ -329,20 +329,24 @@ void FollowerClient::RequestSync() {
 }
 
 void FollowerClient::Update(const std::function<void(FollowerClientStatus&)>& fn) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   fn(status_);
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 FollowerClientStatus FollowerClient::status() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return status_;
 }
 
 bool FollowerClient::WaitFor(const std::function<bool(const FollowerClientStatus&)>& pred,
                              std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(mu_);
-  return changed_.wait_for(lock, timeout, [&] { return pred(status_); });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!pred(status_)) {
+    if (!changed_.WaitUntil(deadline)) return pred(status_);
+  }
+  return true;
 }
 
 }  // namespace sdiff::net

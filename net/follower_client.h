@@ -5,10 +5,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -16,6 +14,8 @@
 #include "engine/client_session.h"
 #include "net/connection.h"
 #include "net/lookup.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "net/tls.h"
 
 namespace spdlog {
@@ -116,9 +116,9 @@ class FollowerClient {
   std::shared_ptr<Connection> connection_;  // strand
   std::shared_ptr<Driver> driver_;          // strand
 
-  mutable std::mutex mu_;
-  mutable std::condition_variable changed_;
-  FollowerClientStatus status_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  mutable CondVar changed_{&mu_};
+  FollowerClientStatus status_ GUARDED_BY(mu_);
 };
 
 }  // namespace sdiff::net

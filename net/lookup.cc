@@ -40,12 +40,12 @@ std::shared_ptr<Lookup> Lookup::Start(asio::any_io_executor executor, LookupFun 
 void Lookup::Finish(boost::system::error_code ec, tcp::resolver::results_type results) {
   // Posted under the lock: Abandon, which the owner calls before its
   // io_context goes, cannot return while the executor is being used.
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (abandoned_) return;
   asio::post(executor_, [self = shared_from_this(), ec, results = std::move(results)] {
     Handler done;
     {
-      std::lock_guard lock(self->mu_);
+      MutexLock lock(&self->mu_);
       if (self->abandoned_) return;  // abandoned after the post
       done = std::move(self->done_);
     }
@@ -54,7 +54,7 @@ void Lookup::Finish(boost::system::error_code ec, tcp::resolver::results_type re
 }
 
 void Lookup::Abandon() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   abandoned_ = true;
   done_ = nullptr;
   executor_ = asio::any_io_executor();

@@ -14,8 +14,10 @@
 // clang-format on
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 
 namespace sdiff::net {
 
@@ -49,10 +51,10 @@ class Lookup : public std::enable_shared_from_this<Lookup> {
       : executor_(std::move(executor)), done_(std::move(done)) {}
   void Finish(boost::system::error_code ec, boost::asio::ip::tcp::resolver::results_type results);
 
-  std::mutex mu_;
-  boost::asio::any_io_executor executor_;  // GUARDED_BY(mu_); reset by Abandon
-  Handler done_;                           // GUARDED_BY(mu_)
-  bool abandoned_ = false;                 // GUARDED_BY(mu_)
+  Mutex mu_;
+  boost::asio::any_io_executor executor_ GUARDED_BY(mu_);  // reset by Abandon
+  Handler done_ GUARDED_BY(mu_);
+  bool abandoned_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace sdiff::net

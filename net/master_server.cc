@@ -310,7 +310,7 @@ class MasterServer::Driver : public ConnectionHandler,
   void Enqueue(const std::shared_ptr<Connection>& c, std::vector<Handoff> group) {
     bool post;
     {
-      std::lock_guard lock(handoff_mu_);
+      MutexLock lock(&handoff_mu_);
       if (handoffs_.empty()) {
         handoffs_ = std::move(group);
       } else {
@@ -325,7 +325,7 @@ class MasterServer::Driver : public ConnectionHandler,
   void TakeHandoffs(Connection& c) {
     std::vector<Handoff> handoffs;
     {
-      std::lock_guard lock(handoff_mu_);
+      MutexLock lock(&handoff_mu_);
       handoffs.swap(handoffs_);
       handoff_posted_ = false;
     }
@@ -351,9 +351,9 @@ class MasterServer::Driver : public ConnectionHandler,
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
   std::string peer_;  // constant after Attach
-  std::mutex handoff_mu_;
-  std::vector<Handoff> handoffs_;   // GUARDED_BY(handoff_mu_)
-  bool handoff_posted_ = false;     // GUARDED_BY(handoff_mu_): a TakeHandoffs is on its way
+  Mutex handoff_mu_;
+  std::vector<Handoff> handoffs_ GUARDED_BY(handoff_mu_);
+  bool handoff_posted_ GUARDED_BY(handoff_mu_) = false;  // a TakeHandoffs is on its way
   std::atomic<size_t> backlog_{0};  // bytes of batches posted, not yet encoded by the session
   std::deque<size_t> held_;         // strand: of which the session holds, oldest first
   int64_t opened_ms_ = 0;
@@ -465,7 +465,7 @@ void MasterServer::Accept() {
         {
           // A driver is wired to its connection before Stop or RequestSyncAll
           // can see it, and none is added once Stop has taken its copy.
-          std::lock_guard lock(mu_);
+          MutexLock lock(&mu_);
           if (stopped_) return;
           if (drivers_.size() >= options_.max_connections) {
             counters_.rejected.fetch_add(1, std::memory_order_relaxed);
@@ -499,7 +499,7 @@ void MasterServer::Accept() {
 }
 
 void MasterServer::Forget(Driver* driver, const Status&, bool counts_as_rejected) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (auto it = drivers_.begin(); it != drivers_.end(); ++it) {
     if (it->get() == driver) {
       drivers_.erase(it);
@@ -512,7 +512,7 @@ void MasterServer::Forget(Driver* driver, const Status&, bool counts_as_rejected
 void MasterServer::Stop() {
   std::set<std::shared_ptr<Driver>> drivers;
   {
-    std::lock_guard lock(mu_);  // see Accept: no driver is added after this copy
+    MutexLock lock(&mu_);  // see Accept: no driver is added after this copy
     if (stopped_.exchange(true)) return;
     drivers = drivers_;
   }
@@ -529,14 +529,14 @@ void MasterServer::Stop() {
   work_.reset();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   drivers_.clear();
 }
 
 void MasterServer::RequestSyncAll() {
   std::set<std::shared_ptr<Driver>> drivers;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     drivers = drivers_;
   }
   for (const auto& d : drivers) d->RequestSync();
@@ -547,7 +547,7 @@ MasterServerStats MasterServer::stats() const {
   s.master_seq = current_seq_ ? current_seq_() : 0;  // outside mu_: the hub has its own lock
   std::vector<std::shared_ptr<Driver>> drivers;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     drivers.assign(drivers_.begin(), drivers_.end());
   }
   s.connections = drivers.size();

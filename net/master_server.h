@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -32,6 +31,8 @@
 #include "engine/server_session.h"
 #include "net/accept_backoff.h"
 #include "net/connection.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "net/tls.h"
 
 namespace spdlog {
@@ -173,8 +174,8 @@ class MasterServer {
   };
   Counters counters_;
 
-  mutable std::mutex mu_;
-  std::set<std::shared_ptr<Driver>> drivers_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::set<std::shared_ptr<Driver>> drivers_ GUARDED_BY(mu_);
 };
 
 }  // namespace sdiff::net

@@ -46,12 +46,9 @@ Auditor::Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Word
   if (options_.interval.count() == 0) return;
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "sdiff-audit");
-    std::unique_lock lock(mu_);
-    while (!wake_.wait_for(lock, options_.interval, [this] { return stop_; })) {
-      lock.unlock();
+    while (!stop_.WaitFor(options_.interval)) {
       AuditResult ignored;
       Run(&ignored);  // logs and counts its outcome
-      lock.lock();
     }
   });
 }
@@ -59,20 +56,16 @@ Auditor::Auditor(AuditOptions options, std::shared_ptr<spdlog::logger> log, Word
 Auditor::~Auditor() {
   Cancel();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard wait_for_a_run(run_mu_);  // one started by another thread
+  net::MutexLock wait_for_a_run(&run_mu_);  // one started by another thread
 }
 
 void Auditor::Cancel() {
   stopping_ = true;
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  wake_.notify_all();
+  stop_.Stop();
 }
 
 Status Auditor::Run(AuditResult* result) {
-  std::lock_guard one_at_a_time(run_mu_);
+  net::MutexLock one_at_a_time(&run_mu_);
   *result = AuditResult();
   if (stopping_) return Status::Aborted("the self-audit is stopping (shutting down)");
   TreeScanOptions scan;
@@ -82,7 +75,7 @@ Status Auditor::Run(AuditResult* result) {
   Status s = audit_(scan, result);
   result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   {
-    std::lock_guard lock(mu_);
+    net::MutexLock lock(&mu_);
     if (!s.ok()) {
       ++stats_.failures;
     } else {
@@ -110,7 +103,7 @@ Status Auditor::Run(AuditResult* result) {
 }
 
 AuditStats Auditor::stats() const {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return stats_;
 }
 

@@ -13,17 +13,18 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "engine/merkle_tree.h"
 #include "engine/status.h"
+#include "net/mutex.h"
+#include "net/stop_signal.h"
+#include "net/thread_annotations.h"
 #include "plugin/tree_scan.h"
 
 namespace spdlog {
@@ -106,11 +107,10 @@ class Auditor {
   const Words words_;
   const AuditFn audit_;
   std::atomic<bool> stopping_{false};
-  std::mutex run_mu_;  // held for a whole audit
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
-  AuditStats stats_;   // GUARDED_BY(mu_)
+  net::Mutex run_mu_;     // held for a whole audit
+  net::StopSignal stop_;  // ends the schedule
+  mutable net::Mutex mu_;
+  AuditStats stats_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace sdiff::plugin {
@@ -48,12 +49,12 @@ BatchLog::BatchLog(BatchLogOptions options)
       tree_(options_.key_hasher) {}
 
 void BatchLog::set_writer_wake(std::function<void()> wake) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   writer_wake_ = std::move(wake);
 }
 
 void BatchLog::Reset(MerkleTree tree, uint64_t seq) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   tree_ = std::move(tree);
   tailed_seq_ = seq;
   window_.clear();
@@ -64,21 +65,26 @@ void BatchLog::Reset(MerkleTree tree, uint64_t seq) {
 
 Status BatchLog::Append(std::shared_ptr<Batch> batch) {
   auto report = [this](const Op& op, size_t left_out) { ReportCollision(op, left_out); };
-  std::unique_lock lock(mu_, std::defer_lock);
   const bool ranges = std::any_of(batch->ops.begin(), batch->ops.end(),
                                   [](const Op& op) { return op.kind == OpKind::kDeleteRange; });
+  std::optional<MerkleTree> working;
   if (ranges) {
     // A range delete walks the whole tree (it is in hash order, not key
     // order). This thread is the tree's only writer, so it walks and edits a
-    // copy without the lock, which every session's ping needs, and swaps the
-    // copy in: no session waits for the walk, none sees half a batch.
-    MerkleTree working = tree_;
-    Status s = ApplyToTree(batch->ops, &working, report);
+    // copy (O(1) to take: nodes are shared) without the lock, which every
+    // session's ping needs, and swaps the copy in: no session waits for the
+    // walk, none sees half a batch.
+    {
+      net::MutexLock lock(&mu_);
+      working.emplace(tree_);
+    }
+    Status s = ApplyToTree(batch->ops, &*working, report);
     if (!s.ok()) return s;
-    lock.lock();
-    tree_ = std::move(working);
+  }
+  net::MutexLock lock(&mu_);
+  if (working) {
+    tree_ = std::move(*working);
   } else {
-    lock.lock();
     Status s = ApplyToTree(batch->ops, &tree_, report);
     if (!s.ok()) return s;
   }
@@ -98,7 +104,7 @@ Status BatchLog::Append(std::shared_ptr<Batch> batch) {
 }
 
 void BatchLog::Flush() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   FlushLocked();
 }
 
@@ -108,7 +114,7 @@ void BatchLog::FlushLocked() {
     if (!sinks_.empty()) sinks_.back()->OnBatches(std::move(unsent_));
     unsent_.clear();
   }
-  std::erase_if(waiting_snapshots_, [this](const SnapshotRequest& r) {
+  std::erase_if(waiting_snapshots_, [this](const SnapshotRequest& r) REQUIRES(mu_) {
     if (r.seq > tailed_seq_) return false;
     r.sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
     return true;
@@ -116,38 +122,38 @@ void BatchLog::FlushLocked() {
 }
 
 void BatchLog::RunTreeTasks() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   RunTreeTasksLocked();
 }
 
 void BatchLog::RunTreeTasksLocked() {
   if (tree_tasks_.empty()) return;
   size_t before = tree_tasks_.size();
-  std::erase_if(tree_tasks_, [this](const std::shared_ptr<TreeTask>& task) {
+  std::erase_if(tree_tasks_, [this](const std::shared_ptr<TreeTask>& task) REQUIRES(mu_) {
     if (task->seq > tailed_seq_) return false;
     if (task->seq == tailed_seq_) {
-      task->fn(&tree_);
+      if (task->fn(&tree_)) MarkCorrectedLocked();
       task->state = TreeTask::State::kDone;
     } else {
       task->state = TreeTask::State::kPassed;
     }
     return true;
   });
-  if (tree_tasks_.size() != before) tree_tasks_done_.notify_all();
+  if (tree_tasks_.size() != before) tree_tasks_done_.SignalAll();
 }
 
 uint64_t BatchLog::tailed_seq() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return tailed_seq_;
 }
 
 uint64_t BatchLog::key_count() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return tree_.size();
 }
 
 bool BatchLog::CanResume(uint64_t seq) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   if (seq <= corrected_seq_) return false;
   if (seq == tailed_seq_) return true;
   if (window_.empty() || seq > tailed_seq_ || window_.front()->seq > seq + 1) return false;
@@ -160,7 +166,7 @@ bool BatchLog::CanResume(uint64_t seq) {
 }
 
 BatchLogStats BatchLog::stats() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   BatchLogStats s;
   s.tailed_seq = tailed_seq_;
   s.keys = tree_.size();
@@ -171,7 +177,7 @@ BatchLogStats BatchLog::stats() {
 }
 
 void BatchLog::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   FlushLocked();  // so the replay below ends where the live stream goes on
   std::vector<std::shared_ptr<const Batch>> replay;
   for (const auto& batch : window_) {
@@ -182,7 +188,7 @@ void BatchLog::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq
 }
 
 void BatchLog::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   FlushLocked();  // the snapshot holds them: the sink must have had them
   if (seq > tailed_seq_) {
     // The session's stream began beyond the tree (a bootstrap or a copy read
@@ -195,26 +201,30 @@ void BatchLog::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint
 }
 
 void BatchLog::Unsubscribe(const net::BatchSink* sink) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
   std::erase_if(waiting_snapshots_, [sink](const auto& r) { return r.sink.get() == sink; });
 }
 
 bool BatchLog::RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
-                             std::function<void(MerkleTree*)> fn) {
+                             std::function<bool(MerkleTree*)> fn) {
   auto task = std::make_shared<TreeTask>();
   task->seq = seq;
   task->fn = std::move(fn);
-  std::unique_lock lock(mu_);
-  tree_tasks_.push_back(task);
-  std::function<void()> wake = writer_wake_;
-  lock.unlock();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::function<void()> wake;
+  {
+    net::MutexLock lock(&mu_);
+    tree_tasks_.push_back(task);
+    wake = writer_wake_;
+  }
   if (wake) wake();  // outside mu_: the writer's own lock is never taken under it
-  lock.lock();
-  if (!tree_tasks_done_.wait_for(lock, timeout,
-                                 [&] { return task->state != TreeTask::State::kWaiting; })) {
-    std::erase(tree_tasks_, task);
-    return false;
+  net::MutexLock lock(&mu_);
+  while (task->state == TreeTask::State::kWaiting) {
+    if (!tree_tasks_done_.WaitUntil(deadline) && task->state == TreeTask::State::kWaiting) {
+      std::erase(tree_tasks_, task);
+      return false;
+    }
   }
   return task->state == TreeTask::State::kDone;
 }

@@ -15,12 +15,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "engine/hash.h"
@@ -28,6 +26,8 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/master_server.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 
 namespace spdlog {
 class logger;
@@ -104,16 +104,17 @@ class BatchLog {
   // always ends a batch, so the tree stops there unless it jumps. Running on
   // the writer's thread matters: Append edits a copy of the tree outside the
   // lock for a range delete, and a change made meanwhile would be lost.
+  // `fn` returns true if it changed the tree (the self-audit's correction):
+  // a follower at or before this position then cannot resume, since the
+  // stream it had did not carry the change.
   bool RunAtSequence(uint64_t seq, std::chrono::milliseconds timeout,
-                     std::function<void(MerkleTree*)> fn);
-  // A correction of the tree (the self-audit's) at the current position: a
-  // follower at or before it cannot resume, since the stream it had did not
-  // carry the change. Call from a RunAtSequence function.
-  void MarkCorrectedLocked();  // REQUIRES(mu_)
+                     std::function<bool(MerkleTree*)> fn);
 
  private:
-  void FlushLocked();         // REQUIRES(mu_)
-  void RunTreeTasksLocked();  // REQUIRES(mu_)
+  // After a correction at tailed_seq_: nobody resumes at or before it.
+  void MarkCorrectedLocked() REQUIRES(mu_);
+  void FlushLocked() REQUIRES(mu_);
+  void RunTreeTasksLocked() REQUIRES(mu_);
   // Logs a key that newly collides with another's key hash; `left_out`: the
   // keys the tree now leaves out.
   void ReportCollision(const Op& op, size_t left_out);
@@ -121,35 +122,35 @@ class BatchLog {
   const BatchLogOptions options_;
   std::shared_ptr<spdlog::logger> log_;
 
-  std::mutex mu_;
-  std::function<void()> writer_wake_;                   // GUARDED_BY(mu_)
-  MerkleTree tree_;                                     // GUARDED_BY(mu_)
-  uint64_t tailed_seq_ = 0;                             // GUARDED_BY(mu_)
-  std::deque<std::shared_ptr<const Batch>> window_;     // GUARDED_BY(mu_)
-  size_t window_bytes_ = 0;                             // GUARDED_BY(mu_)
-  std::vector<std::shared_ptr<net::BatchSink>> sinks_;  // GUARDED_BY(mu_)
+  net::Mutex mu_;
+  std::function<void()> writer_wake_ GUARDED_BY(mu_);
+  MerkleTree tree_ GUARDED_BY(mu_);
+  uint64_t tailed_seq_ GUARDED_BY(mu_) = 0;
+  std::deque<std::shared_ptr<const Batch>> window_ GUARDED_BY(mu_);
+  size_t window_bytes_ GUARDED_BY(mu_) = 0;
+  std::vector<std::shared_ptr<net::BatchSink>> sinks_ GUARDED_BY(mu_);
   // Appended (in the tree and window_), not yet handed to the sinks. They
   // go once per pass over the WAL (Flush), or sooner when many gather, and
   // before anything a sink sees later: a subscription's replay, a snapshot,
   // a jump.
-  std::vector<std::shared_ptr<const Batch>> unsent_;  // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<const Batch>> unsent_ GUARDED_BY(mu_);
   // Snapshots asked for beyond tailed_seq_, given once the tree gets there.
   struct SnapshotRequest {
     std::shared_ptr<net::BatchSink> sink;
     uint64_t seq;
   };
-  std::vector<SnapshotRequest> waiting_snapshots_;  // GUARDED_BY(mu_)
+  std::vector<SnapshotRequest> waiting_snapshots_ GUARDED_BY(mu_);
   struct TreeTask {
     enum class State { kWaiting, kDone, kPassed };
     uint64_t seq = 0;
-    std::function<void(MerkleTree*)> fn;
-    State state = State::kWaiting;  // GUARDED_BY(mu_)
+    std::function<bool(MerkleTree*)> fn;
+    State state = State::kWaiting;  // under the log's mu_
   };
-  std::vector<std::shared_ptr<TreeTask>> tree_tasks_;  // GUARDED_BY(mu_)
-  std::condition_variable tree_tasks_done_;            // with mu_
+  std::vector<std::shared_ptr<TreeTask>> tree_tasks_ GUARDED_BY(mu_);
+  net::CondVar tree_tasks_done_{&mu_};
   // Followers at or before this position cannot resume (MarkCorrectedLocked).
-  uint64_t corrected_seq_ = 0;  // GUARDED_BY(mu_)
-  uint64_t batches_ = 0;        // GUARDED_BY(mu_)
+  uint64_t corrected_seq_ GUARDED_BY(mu_) = 0;
+  uint64_t batches_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace sdiff::plugin

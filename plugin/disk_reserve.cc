@@ -33,7 +33,7 @@ Status DiskReserve::Check(size_t bytes) {
     free = space.available;
   }
   const uint64_t need = options_.min_free_bytes + 2 * uint64_t{bytes};
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   if (free >= need) {
     if (short_) {
       options_.logger->info("{}: the disk has room again ({} MiB free); {} goes on", options_.path,

@@ -10,10 +10,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "engine/status.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 
 namespace spdlog {
 class logger;
@@ -47,8 +48,8 @@ class DiskReserve {
 
  private:
   const DiskReserveOptions options_;
-  std::mutex mu_;
-  bool short_ = false;  // GUARDED_BY(mu_); the last Check failed
+  net::Mutex mu_;
+  bool short_ GUARDED_BY(mu_) = false;  // the last Check failed
 };
 
 }  // namespace sdiff::plugin

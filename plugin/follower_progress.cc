@@ -25,11 +25,7 @@ void FollowerProgress::Start(const net::FollowerClient* client) {
 }
 
 void FollowerProgress::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  stop_cv_.notify_all();
+  stop_.Stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -50,12 +46,7 @@ FollowerHooks FollowerProgress::Hooks() {
 }
 
 void FollowerProgress::Run() {
-  std::unique_lock lock(mu_);
-  while (!stop_cv_.wait_for(lock, period_, [this] { return stop_; })) {
-    lock.unlock();
-    Sample();
-    lock.lock();
-  }
+  while (!stop_.WaitFor(period_)) Sample();
 }
 
 void FollowerProgress::Sample() {

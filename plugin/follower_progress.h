@@ -8,12 +8,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 
 #include "net/follower_client.h"
+#include "net/stop_signal.h"
 #include "plugin/progress.h"
 
 namespace sdiff::plugin {
@@ -51,9 +50,7 @@ class FollowerProgress : public net::FollowerStore {
   std::atomic<uint64_t> repair_keys_{0};
   std::atomic<bool> bootstrapping_{false};
 
-  std::mutex mu_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  net::StopSignal stop_;
   std::thread thread_;
 
   // The sampler thread's own.

@@ -87,7 +87,9 @@ bool IsEmptyRange(const Op& op) { return op.kind == OpKind::kDeleteRange && !(op
 template <typename Change, typename KeepKey>
 Status AddCoveredDeletes(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, const Op& range,
                          std::vector<Change>* changes, const KeepKey& keep) {
-  auto in_range = [&](std::string_view key) { return range.key <= key && key < range.value; };
+  auto in_range = [&](std::string_view key) {
+    return key.compare(range.key) >= 0 && key.compare(range.value) < 0;
+  };
   size_t before = changes->size();
   for (size_t i = 0; i < before; ++i) {
     const Change& c = (*changes)[i];
@@ -267,7 +269,7 @@ Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
 
 RocksFollowerStore::~RocksFollowerStore() {
   if (!db_) return;
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   for (auto& [name, handle] : handles_) db_->DestroyColumnFamilyHandle(handle);
   if (meta_ != nullptr) db_->DestroyColumnFamilyHandle(meta_);
   rocksdb::Status s = db_->Close();
@@ -327,7 +329,7 @@ Status RocksFollowerStore::OpenDb() {
     return FromRocks(rs, "cannot open RocksDB at " + path);
   }
   db_.reset(db);
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   for (size_t i = 0; i < handles.size(); ++i) {
     if (names[i] == kMetaFamily) {
       meta_ = handles[i];
@@ -365,7 +367,7 @@ Status RocksFollowerStore::LoadMeta() {
     return FromRocks(rs, "cannot read the family map in " + options_.db_path);
   }
 
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   state_ = std::move(state);
   families_ = std::move(families);
   by_tag_.clear();
@@ -409,7 +411,7 @@ Status RocksFollowerStore::Audit(const TreeScanOptions& scan, AuditResult* resul
   {
     // Every write takes mu_ for the database and the tree together, so a
     // snapshot and a view taken under it show the same position.
-    std::lock_guard lock(mu_);
+    net::MutexLock lock(&mu_);
     if (!tree_built_) return Status::Aborted("the replica's tree is not built yet");
     tree = tree_.Snapshot();
     snapshot = db_->GetSnapshot();
@@ -423,7 +425,7 @@ Status RocksFollowerStore::Audit(const TreeScanOptions& scan, AuditResult* resul
   if (!s.ok() || differing.empty()) return s;
   // Writes since the snapshot may have changed a differing key: correct the
   // tree from the data as it is now, where the two still differ.
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   for (const DiffEntry& d : differing) {
     auto handle = by_tag_.find(d.family);
     if (handle == by_tag_.end()) continue;  // the family went with a new master
@@ -452,7 +454,7 @@ Status RocksFollowerStore::Prepare() {
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> families;
   KeyHasher hasher;
   {
-    std::lock_guard lock(mu_);
+    net::MutexLock lock(&mu_);
     if (tree_built_) return Status::OK();
     families = by_tag_;
     hasher = tree_.hasher();
@@ -460,7 +462,7 @@ Status RocksFollowerStore::Prepare() {
   MerkleTree tree(hasher);
   Status s = BuildTree(families, &tree);
   if (!s.ok()) return s;
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   tree_ = std::move(tree);
   tree_built_ = true;
   return Status::OK();
@@ -496,7 +498,7 @@ class RocksFollowerStore::StagedBatch : public StagedWrite {
 
   Status AddOps(std::vector<Op>& ops) override {
     if (value_left_ != 0) return Status::InvalidArgument("ops staged inside a put's value");
-    std::lock_guard lock(store_->mu_);
+    net::MutexLock lock(&store_->mu_);
     rocksdb::WriteBatch records;
     for (const Op& op : ops) {
       rocksdb::ColumnFamilyHandle* handle = nullptr;
@@ -527,7 +529,7 @@ class RocksFollowerStore::StagedBatch : public StagedWrite {
 
   Status StartPut(FamilyTag family, std::string_view key, uint64_t value_size) override {
     if (value_left_ != 0) return Status::InvalidArgument("a put staged inside another's value");
-    std::lock_guard lock(store_->mu_);
+    net::MutexLock lock(&store_->mu_);
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     Status s = store_->Handle(family, &handle);
     if (!s.ok()) return s;
@@ -613,7 +615,7 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
   std::map<FamilyTag, std::string> map;
   Status s = FamilyMap(families, &map);
   if (!s.ok()) return s;
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   for (const auto& [tag, name] : map) {
     if (handles_.count(name) != 0) continue;
     rocksdb::ColumnFamilyHandle* handle = nullptr;
@@ -628,7 +630,8 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
     write.sync = options_.sync_writes;
     rocksdb::Status rs = db_->Put(write, meta_, kFamiliesKey, EncodeFamilies(map));
     if (!rs.ok()) return FromRocks(rs, "cannot record the master's column families");
-    for (const auto& [tag, name] : families_) {
+    for (const auto& entry : families_) {
+      const std::string& name = entry.second;
       bool kept =
           std::any_of(map.begin(), map.end(), [&](const auto& e) { return e.second == name; });
       if (!kept) {
@@ -655,7 +658,7 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
     Status s = staged->Take(&batch);
     if (!s.ok()) return s;
   }
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   size_t bytes = 64;
   for (const Op& op : request.ops) bytes += op.key.size() + op.value.size() + 16;
   if (staged == nullptr) batch = rocksdb::WriteBatch(bytes);
@@ -745,30 +748,30 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
 }
 
 FollowerState RocksFollowerStore::State() {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return state_;
 }
 
 rocksdb::ColumnFamilyHandle* RocksFollowerStore::family(std::string_view name) const {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   auto it = handles_.find(name);
   return it == handles_.end() ? nullptr : it->second;
 }
 
 std::vector<FamilyInfo> RocksFollowerStore::families() const {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   std::vector<FamilyInfo> out;
   for (const auto& [tag, name] : families_) out.push_back({tag, name});
   return out;
 }
 
 TreeView RocksFollowerStore::tree() const {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return tree_.Snapshot();
 }
 
 uint64_t RocksFollowerStore::keys() const {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   return tree_.size();
 }
 

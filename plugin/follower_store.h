@@ -17,7 +17,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +26,8 @@
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "plugin/audit.h"
 #include "plugin/disk_reserve.h"
 
@@ -112,30 +113,30 @@ class RocksFollowerStore : public net::FollowerStore {
   explicit RocksFollowerStore(RocksFollowerStoreOptions options);
   Status OpenDb();
   Status LoadMeta();
-  // Rebuilds the tree from a snapshot of every tagged family. Requires mu_.
-  Status RebuildTree();
+  // Rebuilds the tree from a snapshot of every tagged family.
+  Status RebuildTree() REQUIRES(mu_);
   // Reads `families` from one snapshot into *tree.
   Status BuildTree(const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families,
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
-  // The handle of a family the master announced, or an error naming it. Requires mu_.
-  Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const;
+  // The handle of a family the master announced, or an error naming it.
+  Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const REQUIRES(mu_);
 
   RocksFollowerStoreOptions options_;  // constant after construction
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<rocksdb::DB> db_;  // set once by Open
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
 
-  mutable std::mutex mu_;
+  mutable net::Mutex mu_;
   // Every open handle but meta_, by name; handles live until the store closes.
-  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_;  // GUARDED_BY(mu_)
-  std::map<FamilyTag, std::string> families_;                                 // GUARDED_BY(mu_)
-  std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> by_tag_;                  // GUARDED_BY(mu_)
-  FollowerState state_;                                                       // GUARDED_BY(mu_)
-  DiskReserve reserve_;                                                       // see min_free_bytes
-  MerkleTree tree_;                                                           // GUARDED_BY(mu_)
-  bool tree_built_ = false;                                                   // GUARDED_BY(mu_)
+  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> handles_ GUARDED_BY(mu_);
+  std::map<FamilyTag, std::string> families_ GUARDED_BY(mu_);
+  std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> by_tag_ GUARDED_BY(mu_);
+  FollowerState state_ GUARDED_BY(mu_);
+  DiskReserve reserve_;  // see min_free_bytes
+  MerkleTree tree_ GUARDED_BY(mu_);
+  bool tree_built_ GUARDED_BY(mu_) = false;
 };
 
 // Marks a database copied from the master's files (plugin/clone.h) as a

@@ -180,7 +180,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   master->tailer_->set_on_rebuild([m = master.get()] { m->server_->RequestSyncAll(); });
   if (options.listener) {
     master->listener_ = options.listener;
-    std::lock_guard lock(options.listener->mu_);
+    net::MutexLock lock(&options.listener->mu_);
     options.listener->tailer_ = master->tailer_.get();
   }
   master->tailer_->Start();
@@ -196,14 +196,14 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
 
 void MasterListener::OnExternalFileIngested(rocksdb::DB*,
                                             const rocksdb::ExternalFileIngestionInfo& info) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   if (tailer_ != nullptr) tailer_->RequestRebuild("file ingested: " + info.external_file_path);
 }
 
 Master::~Master() {
   if (auditor_) auditor_->Cancel();  // an audit under way stops scanning
   if (listener_) {
-    std::lock_guard lock(listener_->mu_);
+    net::MutexLock lock(&listener_->mu_);
     listener_->tailer_ = nullptr;
   }
   // Sessions first (they read through the tailer, and an auditor's audit runs
@@ -258,8 +258,10 @@ Status Master::AuditOnce(const TreeScanOptions& scan, AuditResult* result) {
     rocksdb::ManagedSnapshot snapshot(db_);
     const uint64_t seq = snapshot.snapshot()->GetSequenceNumber();
     TreeView tree;
-    if (!log_->RunAtSequence(seq, kTreeReachTimeout,
-                             [&](MerkleTree* live) { tree = live->Snapshot(); })) {
+    if (!log_->RunAtSequence(seq, kTreeReachTimeout, [&](MerkleTree* live) {
+          tree = live->Snapshot();
+          return false;  // read, not changed
+        })) {
       if (attempt < 2) continue;
       return Status::Aborted("the tree did not stop at the database's sequence " +
                              std::to_string(seq) + " (the tailer lags or rebuilt)");
@@ -324,7 +326,7 @@ Status Master::CorrectTree(const std::vector<DiffEntry>& differing, AuditResult*
       }
       corrected.push_back(i);
     }
-    if (!corrected.empty()) log_->MarkCorrectedLocked();
+    return !corrected.empty();
   });
   if (!ran) {
     return Status::Aborted("the tree did not stop at sequence " + std::to_string(seq) +

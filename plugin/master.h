@@ -18,12 +18,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "engine/status.h"
 #include "net/master_server.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "plugin/audit.h"
 #include "plugin/batch_log.h"
 #include "plugin/progress.h"
@@ -43,8 +44,8 @@ class MasterListener : public rocksdb::EventListener {
 
  private:
   friend class Master;
-  std::mutex mu_;
-  WalTailer* tailer_ = nullptr;  // GUARDED_BY(mu_); set while a Master is attached
+  net::Mutex mu_;
+  WalTailer* tailer_ GUARDED_BY(mu_) = nullptr;  // set while a Master is attached
 };
 
 struct MasterOptions {

@@ -225,28 +225,28 @@ void WalTailer::Start() {
 
 void WalTailer::Stop() {
   {
-    std::lock_guard lock(wake_mu_);
+    net::MutexLock lock(&wake_mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void WalTailer::RequestRebuild(std::string reason) {
   {
-    std::lock_guard lock(wake_mu_);
+    net::MutexLock lock(&wake_mu_);
     rebuild_reason_ = std::move(reason);
     rebuild_pending_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 void WalTailer::Wake() {
   {
-    std::lock_guard lock(wake_mu_);
+    net::MutexLock lock(&wake_mu_);
     woken_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 // Called after every write of a busy application: while the tailer is awake
@@ -254,11 +254,7 @@ void WalTailer::Wake() {
 void WalTailer::NotifyWrite() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!sleeping_.load(std::memory_order_relaxed)) return;
-  {
-    std::lock_guard lock(wake_mu_);
-    woken_ = true;
-  }
-  wake_.notify_one();
+  Wake();
 }
 
 void WalTailer::Run() {
@@ -279,7 +275,7 @@ void WalTailer::Run() {
     Status s = Rebuild();
     if (!s.ok()) logger_->error("rebuilding the tree failed: {}", s.ToString());
     {
-      std::lock_guard lock(wake_mu_);
+      net::MutexLock lock(&wake_mu_);
       ++rebuilds_;
     }
     expected = log_->tailed_seq() + 1;
@@ -288,13 +284,13 @@ void WalTailer::Run() {
   for (;;) {
     std::string rebuild_reason;
     {
-      std::unique_lock lock(wake_mu_);
+      net::MutexLock lock(&wake_mu_);
       if (stop_) return;
       rebuild_reason = std::exchange(rebuild_reason_, {});
     }
     if (!rebuild_reason.empty()) {
       gap(rebuild_reason);
-      std::lock_guard lock(wake_mu_);
+      net::MutexLock lock(&wake_mu_);
       rebuild_pending_ = !rebuild_reason_.empty();  // asked again meanwhile
     }
     bool progressed = false;
@@ -393,8 +389,7 @@ void WalTailer::Run() {
       continue;
     }
     log_->RunTreeTasks();  // those asked for the position the tree rests at
-    std::unique_lock lock(wake_mu_);
-    auto stop_or_rebuild = [this] { return stop_ || !rebuild_reason_.empty(); };
+    net::MutexLock lock(&wake_mu_);
     if (progressed) {
       // Several batches in one pass: the writer is fast. Let its next ones
       // gather for a moment, unwoken by NotifyWrite, so they reach the
@@ -403,7 +398,7 @@ void WalTailer::Run() {
       // leaves during one linger: below kLingerBatches the tailer goes back
       // to waking per write, so a slow writer's batches are not delayed.
       if (batches >= kLingerBatches && options_.linger.count() > 0) {
-        wake_.wait_for(lock, options_.linger, stop_or_rebuild);
+        WaitLocked(options_.linger, /*until_woken=*/false);
       }
       continue;
     }
@@ -413,10 +408,17 @@ void WalTailer::Run() {
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (db_->GetLatestSequenceNumber() == seen) {
-      wake_.wait_for(lock, options_.poll_interval, [&] { return woken_ || stop_or_rebuild(); });
+      WaitLocked(options_.poll_interval, /*until_woken=*/true);
     }
     sleeping_.store(false, std::memory_order_relaxed);
     woken_ = false;
+  }
+}
+
+void WalTailer::WaitLocked(std::chrono::steady_clock::duration timeout, bool until_woken) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!stop_ && rebuild_reason_.empty() && !(until_woken && woken_)) {
+    if (!wake_.WaitUntil(deadline)) return;
   }
 }
 
@@ -461,7 +463,7 @@ Status WalTailer::Commit(WalRecord record) {
 }
 
 WalTailerStats WalTailer::stats() {
-  std::lock_guard lock(wake_mu_);
+  net::MutexLock lock(&wake_mu_);
   WalTailerStats s;
   s.rebuilds = rebuilds_;
   s.rebuild_pending = rebuild_pending_;

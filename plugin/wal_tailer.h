@@ -18,18 +18,18 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "engine/messages.h"
 #include "engine/status.h"
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "plugin/batch_log.h"
 #include "plugin/progress.h"
 #include "plugin/tree_scan.h"
@@ -102,6 +102,9 @@ class WalTailer {
   Status Rebuild();  // tree from a fresh snapshot; the stream continues after it
   void Run();
   void Wake();  // wakes the tailer whether it sleeps or lingers
+  // Waits until `timeout` passes, Stop or a rebuild is asked for, or (with
+  // `until_woken`) Wake is called.
+  void WaitLocked(std::chrono::steady_clock::duration timeout, bool until_woken) REQUIRES(wake_mu_);
   // One WAL record, read: its ops and the sequence numbers it consumes
   // (see OpCollector). `data_wanted`: false when the tree already holds it.
   Status ReadRecord(uint64_t seq, const rocksdb::WriteBatch& wal_batch, bool data_wanted,
@@ -121,15 +124,15 @@ class WalTailer {
   std::function<void()> on_rebuild_;
   std::thread thread_;
 
-  std::mutex wake_mu_;
-  std::condition_variable wake_;
-  bool woken_ = false;  // GUARDED_BY(wake_mu_)
+  net::Mutex wake_mu_;
+  net::CondVar wake_{&wake_mu_};
+  bool woken_ GUARDED_BY(wake_mu_) = false;
   // Set (under wake_mu_) while the tailer waits for NotifyWrite; read without it.
   std::atomic<bool> sleeping_{false};
-  bool stop_ = false;             // GUARDED_BY(wake_mu_)
-  std::string rebuild_reason_;    // GUARDED_BY(wake_mu_); non-empty: rebuild
-  bool rebuild_pending_ = false;  // GUARDED_BY(wake_mu_); asked for, not yet done
-  uint64_t rebuilds_ = 0;         // GUARDED_BY(wake_mu_)
+  bool stop_ GUARDED_BY(wake_mu_) = false;
+  std::string rebuild_reason_ GUARDED_BY(wake_mu_);    // non-empty: rebuild
+  bool rebuild_pending_ GUARDED_BY(wake_mu_) = false;  // asked for, not yet done
+  uint64_t rebuilds_ GUARDED_BY(wake_mu_) = 0;
   // Prepared transactions not yet committed or rolled back, by xid. Owned by
   // the tailer thread.
   std::map<std::string, WalWrites> prepared_;

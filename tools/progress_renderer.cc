@@ -55,7 +55,7 @@ std::string ProgressRenderer::Bar(const plugin::Progress& p, double seconds) {
 }
 
 void ProgressRenderer::Report(const plugin::Progress& p) {
-  std::lock_guard lock(mu_);
+  net::MutexLock lock(&mu_);
   Work& w = work_[static_cast<size_t>(p.kind)];
   Clock::time_point now = options_.now();
   if (!w.running) {

@@ -8,9 +8,10 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
-#include <mutex>
 #include <string>
 
+#include "net/mutex.h"
+#include "net/thread_annotations.h"
 #include "plugin/progress.h"
 
 namespace sdiff::tools {
@@ -51,8 +52,8 @@ class ProgressRenderer {
   static std::string Bar(const plugin::Progress& p, double seconds);
 
   Options options_;
-  std::mutex mu_;
-  std::array<Work, 4> work_;  // GUARDED_BY(mu_); by Progress::Kind
+  net::Mutex mu_;
+  std::array<Work, 4> work_ GUARDED_BY(mu_);  // by Progress::Kind
 };
 
 }  // namespace sdiff::tools
