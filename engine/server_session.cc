@@ -15,18 +15,21 @@
 //                (BatchPart, PutStart, ValuePart), nothing between them
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
-// Roles: a follower streams (resume, diff or bootstrap); an inspector gets no
-// stream and is diffed once, at once; a writer gets neither and sends Writes;
-// a cloner gets neither: Welcome (mode kFiles), the master's files, and a
-// clean close; it may send only Pongs. An auditor gets neither: Welcome, and
-// once the embedder has run the audit (kRunAudit), an AuditReport and a clean
-// close; it too may send only Pongs (the master pings it while it waits).
+// Roles (engine/roles.h holds them as a table): a follower streams (resume,
+// diff or bootstrap); an inspector gets no stream and is diffed once, at
+// once; a writer gets neither and sends Writes; a cloner gets neither:
+// Welcome (mode kFiles), the master's files, and a clean close; it may send
+// only Pongs. An auditor gets neither: Welcome, and once the embedder has run
+// the audit (kRunAudit), an AuditReport and a clean close; it too may send
+// only Pongs (the master pings it while it waits).
 #include "engine/server_session.h"
 
 #include <algorithm>
 #include <memory>
 #include <span>
 #include <utility>
+
+#include "engine/roles.h"
 
 namespace sdiff {
 namespace {
@@ -41,9 +44,6 @@ constexpr size_t kValuePartOverhead = 16;  // a ValuePart frame's bytes beyond i
 // charges for it (wire.h: a decoded frame takes at most max_frame), so that
 // a frame of bulk_frame_bytes worth of ops decodes within that limit.
 size_t OpBytes(const Op& op) { return op.key.size() + op.value.size() + sizeof(Op); }
-
-// Writers, cloners and auditors get no diff, and may not ask for one.
-bool TakesPartInDiffs(Role role) { return role == Role::kFollower || role == Role::kInspector; }
 
 }  // namespace
 
@@ -96,8 +96,7 @@ void ServerSession::Handle(Message& message) {
         return;
       }
       if (auto* write = std::get_if<Write>(&message)) return HandleWrite(*write);
-      // Only followers and inspectors take part in a diff.
-      if (!TakesPartInDiffs(hello_.role)) break;
+      if (!RulesFor(hello_.role).diffs) break;
       if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
       if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
       if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
@@ -120,14 +119,9 @@ void ServerSession::HandleHello(Hello& hello) {
   if (hello.client_nonce.size() != kNonceBytes) {
     return Fail(RejectCode::kProtocol, Status::ProtocolError("Hello: nonce must be 32 bytes"));
   }
-  if (hello.role == Role::kWriter && !hooks_.write) {
-    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not accept writers"));
-  }
-  if (hello.role == Role::kCloner && !hooks_.open_files) {
-    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not serve its files"));
-  }
-  if (hello.role == Role::kAuditor && !hooks_.audit) {
-    return Fail(RejectCode::kRole, Status::ProtocolError("this master does not audit on demand"));
+  const RoleRules& rules = RulesFor(hello.role);
+  if (rules.served != nullptr && !rules.served(hooks_)) {
+    return Fail(RejectCode::kRole, Status::ProtocolError(rules.refusal));
   }
   hello_ = std::move(hello);
   server_nonce_ = RandomBytes(kNonceBytes);
@@ -162,10 +156,10 @@ void ServerSession::HandleAuth(const Auth& auth) {
   welcome.master_id = options_.master_id;
   welcome.master_seq = current;
   welcome.families = options_.families;
-  if (hello_.role == Role::kCloner) return StartCloning(welcome);
+  const RoleRules& rules = RulesFor(hello_.role);
+  if (rules.copies_files) return StartCloning(welcome);
   bool same_master = hello_.master_id == options_.master_id;
-  bool follower = hello_.role == Role::kFollower;
-  if (!follower) {
+  if (!rules.streams) {
     welcome.mode = StartMode::kDiff;  // no stream; an inspector is diffed below
     welcome.resume_from = current + 1;
   } else if (same_master && !hello_.bootstrapping && hello_.applied_seq > 0 &&
@@ -188,13 +182,15 @@ void ServerSession::HandleAuth(const Auth& auth) {
   state_ = State::kStreaming;
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
-  if (follower) Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
-  if (hello_.role == Role::kAuditor) {
+  if (rules.streams) {
+    Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
+  }
+  if (rules.audits) {
     audit_running_ = true;
     Event({ServerEvent::Kind::kRunAudit, current, 0, false, 0, Status::OK()});
   }
-  if (hello_.role == Role::kInspector ||
-      (follower && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
+  if (rules.diffed_at_once ||
+      (rules.streams && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
     RequestSync();
   }
 }
@@ -236,7 +232,7 @@ void ServerSession::StartCloning(Welcome& welcome) {
 }
 
 void ServerSession::HandleWrite(const Write& write) {
-  if (hello_.role != Role::kWriter) {
+  if (!RulesFor(hello_.role).writes) {
     return Fail(RejectCode::kProtocol, Status::ProtocolError("Write from a non-writer"));
   }
   WriteAck ack;
@@ -273,7 +269,7 @@ bool ServerSession::OnBatch(const Batch& batch) {
 
 // Queued as it is: TakeOutput encodes it when the connection has room.
 bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
-  if (state_ != State::kStreaming || hello_.role != Role::kFollower) return false;
+  if (state_ != State::kStreaming || !RulesFor(hello_.role).streams) return false;
   uint64_t last = LastSeq(*batch);
   if (last <= sent_seq_) return false;  // before the stream's start, or sent already
   Outgoing item;
@@ -285,7 +281,7 @@ bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
 }
 
 void ServerSession::RequestSync() {
-  if (!TakesPartInDiffs(hello_.role)) return;
+  if (!RulesFor(hello_.role).diffs) return;
   if (state_ != State::kStreaming || bootstrapping_ || sync_phase_ != SyncPhase::kIdle) {
     if (sync_phase_ != SyncPhase::kWantSnapshot) sync_again_ = true;
     return;
@@ -298,7 +294,7 @@ void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
   if (state_ != State::kStreaming || sync_phase_ != SyncPhase::kWantSnapshot) return;
   // Nothing will ever stream what lies between: batches up to the snapshot
   // are its content, and the diff brings them.
-  if (hello_.role == Role::kFollower) sent_seq_ = std::max(sent_seq_, snapshot_seq);
+  if (RulesFor(hello_.role).streams) sent_seq_ = std::max(sent_seq_, snapshot_seq);
   ++sync_id_;
   uint64_t salt = 0;
   hooks_.random_bytes(reinterpret_cast<uint8_t*>(&salt), sizeof(salt));

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/roles.h"
 #include "engine/wire.h"
 #include "net/address.h"
 #include "net/hmac_authenticator.h"
@@ -231,7 +232,7 @@ class MasterServer::Driver : public ConnectionHandler,
     if (!handshaken_ && (session_.streaming() || SessionFinished())) {
       handshaken_ = true;
       role_.store(static_cast<uint8_t>(session_.peer_role()), std::memory_order_relaxed);
-      if (session_.peer_role() != Role::kFollower) {
+      if (!RulesFor(session_.peer_role()).streams) {
         server_->log_->info("{} {} connected", RoleName(session_.peer_role()), c.peer());
       }
       streaming_.store(true, std::memory_order_relaxed);
@@ -265,7 +266,7 @@ class MasterServer::Driver : public ConnectionHandler,
   // Strand. When the stream handed batches to the session, coalesced per
   // millisecond, so the follower's lag can be told in time from its position.
   void NoteHanded(const Batch& batch) {
-    if (session_.peer_role() != Role::kFollower) return;  // streamed nothing, reports nothing
+    if (!RulesFor(session_.peer_role()).streams) return;  // streamed nothing, reports nothing
     uint64_t last = LastSeq(batch);
     int64_t now = SteadyNowMs();
     if (!handed_.empty() && handed_.back().ms == now) {
