@@ -125,7 +125,7 @@ void ClientSession::Handle(Message& message) {
     error_ = Status::Aborted("master refused: " + reject->reason);
     staged_.reset();
     gathered_ = nullptr;
-    events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
+    events_.push_back(ClientEvent::Closed(error_));
     return;
   }
   switch (state_) {
@@ -230,7 +230,7 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
   }
   state_ = State::kStreaming;
   NoteProgress();
-  events_.push_back({ClientEvent::Kind::kWelcome, welcome.mode, 0, false, Status::OK()});
+  events_.push_back(ClientEvent::Welcome(welcome.mode));
   MaybeRequestCatchUpSync();
 }
 
@@ -528,8 +528,7 @@ void ClientSession::HandleSyncDone(const SyncDone& done) {
     }
   }
   StopTracking();
-  events_.push_back(
-      {ClientEvent::Kind::kSyncDone, StartMode::kDiff, repaired_, !done.retry, Status::OK()});
+  events_.push_back(ClientEvent::SyncDone(repaired_, /*complete=*/!done.retry));
   if (std::exchange(sync_again_, false)) RequestSync();
   MaybeRequestCatchUpSync();
 }
@@ -654,7 +653,7 @@ void ClientSession::Fail(Status status, RejectCode code) {
   error_ = std::move(status);
   staged_.reset();  // a write in pieces not wholly received is never written
   gathered_ = nullptr;
-  events_.push_back({ClientEvent::Kind::kClosed, StartMode::kDiff, 0, false, error_});
+  events_.push_back(ClientEvent::Closed(error_));
 }
 
 }  // namespace sdiff

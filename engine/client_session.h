@@ -108,6 +108,28 @@ struct ClientEvent {
   uint64_t repaired = 0;
   bool complete = false;
   Status status;
+
+  static ClientEvent Welcome(StartMode mode) {
+    ClientEvent e = Of(Kind::kWelcome);
+    e.mode = mode;
+    return e;
+  }
+  static ClientEvent SyncDone(uint64_t repaired, bool complete) {
+    ClientEvent e = Of(Kind::kSyncDone);
+    e.repaired = repaired;
+    e.complete = complete;
+    return e;
+  }
+  static ClientEvent Closed(Status status) {
+    ClientEvent e = Of(Kind::kClosed);
+    e.status = std::move(status);
+    return e;
+  }
+  static ClientEvent Of(Kind kind) {
+    ClientEvent e;
+    e.kind = kind;
+    return e;
+  }
 };
 
 class ClientSession {

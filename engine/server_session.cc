@@ -74,14 +74,14 @@ void ServerSession::OnBytes(std::string_view bytes) {
       s.message().find("exceeds limit") != std::string::npos) {
     s = Status::Corruption(s.message() + " (the limit before authentication)");
   }
-  if (!s.ok()) Fail(RejectCode::kProtocol, s);
+  if (!s.ok()) Fail(s);
 }
 
 void ServerSession::Handle(Message& message) {
   if (auto* reject = std::get_if<Reject>(&message)) {
     state_ = State::kClosed;
     error_ = Status::Aborted("follower closed the session: " + reject->reason);
-    return Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
+    return Event(ServerEvent::Closed(error_));
   }
   switch (state_) {
     case State::kAwaitHello:
@@ -104,24 +104,23 @@ void ServerSession::Handle(Message& message) {
     case State::kClosed:
       return;
   }
-  Fail(RejectCode::kProtocol,
-       Status::ProtocolError(std::string("unexpected ") + MessageName(message)));
+  Fail(Status::ProtocolError(std::string("unexpected ") + MessageName(message)));
 }
 
 void ServerSession::HandleHello(Hello& hello) {
   if (hello.min_version > wire::kProtocolVersion || hello.max_version < wire::kProtocolVersion) {
-    return Fail(RejectCode::kVersion,
-                Status::ProtocolError("no common protocol version: follower speaks " +
+    return Fail(Status::ProtocolError("no common protocol version: follower speaks " +
                                       std::to_string(hello.min_version) + ".." +
                                       std::to_string(hello.max_version) + ", master speaks " +
-                                      std::to_string(wire::kProtocolVersion)));
+                                      std::to_string(wire::kProtocolVersion)),
+                RejectCode::kVersion);
   }
   if (hello.client_nonce.size() != kNonceBytes) {
-    return Fail(RejectCode::kProtocol, Status::ProtocolError("Hello: nonce must be 32 bytes"));
+    return Fail(Status::ProtocolError("Hello: nonce must be 32 bytes"));
   }
   const RoleRules& rules = RulesFor(hello.role);
   if (rules.served != nullptr && !rules.served(hooks_)) {
-    return Fail(RejectCode::kRole, Status::ProtocolError(rules.refusal));
+    return Fail(Status::ProtocolError(rules.refusal), RejectCode::kRole);
   }
   hello_ = std::move(hello);
   server_nonce_ = RandomBytes(kNonceBytes);
@@ -139,13 +138,12 @@ void ServerSession::HandleHello(Hello& hello) {
 void ServerSession::HandleAuth(const Auth& auth) {
   if (options_.authenticator != nullptr) {
     if (auth.client_proof.empty()) {
-      return Fail(
-          RejectCode::kAuth,
-          Status::ProtocolError("authentication required: this master has a shared secret"));
+      return Fail(Status::ProtocolError("authentication required: this master has a shared secret"),
+                  RejectCode::kAuth);
     }
     if (!options_.authenticator->Verify(FollowerProofMessage(hello_.client_nonce, server_nonce_),
                                         auth.client_proof)) {
-      return Fail(RejectCode::kAuth, Status::ProtocolError("authentication failed: wrong secret"));
+      return Fail(Status::ProtocolError("authentication failed: wrong secret"), RejectCode::kAuth);
     }
   }
   // The peer has authenticated (or, with no secret, finished the handshake):
@@ -183,11 +181,11 @@ void ServerSession::HandleAuth(const Auth& auth) {
   stream_from_ = welcome.resume_from;
   sent_seq_ = welcome.resume_from - 1;
   if (rules.streams) {
-    Event({ServerEvent::Kind::kStreamFrom, stream_from_, 0, false, 0, Status::OK()});
+    Event(ServerEvent::StreamFrom(stream_from_));
   }
   if (rules.audits) {
     audit_running_ = true;
-    Event({ServerEvent::Kind::kRunAudit, current, 0, false, 0, Status::OK()});
+    Event(ServerEvent::RunAudit(current));
   }
   if (rules.diffed_at_once ||
       (rules.streams && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
@@ -200,10 +198,10 @@ void ServerSession::StartCloning(Welcome& welcome) {
   uint64_t keys = hooks_.key_count();
   if (keys < options_.bootstrap_min_keys) {
     return Fail(
-        RejectCode::kRole,
         Status::ProtocolError("the master holds " + std::to_string(keys) + " keys, fewer than " +
                               std::to_string(options_.bootstrap_min_keys) +
-                              ": follow it instead of copying its files"));
+                              ": follow it instead of copying its files"),
+        RejectCode::kRole);
   }
   std::unique_ptr<FileSource> source;
   Status s = hooks_.open_files(&source);
@@ -211,15 +209,15 @@ void ServerSession::StartCloning(Welcome& welcome) {
     // A configuration a copy would not reproduce is a refusal the cloner
     // expects; anything else is the master failing.
     return Fail(
-        s.code() == Status::Code::kInvalidArgument ? RejectCode::kRole : RejectCode::kInternal, s);
+        s, s.code() == Status::Code::kInvalidArgument ? RejectCode::kRole : RejectCode::kInternal);
   }
   if (source == nullptr || source->files().empty()) {
-    return Fail(RejectCode::kInternal, Status::IOError("the master has no files to copy"));
+    return Fail(Status::IOError("the master has no files to copy"), RejectCode::kInternal);
   }
   for (const FileSource::File& file : source->files()) {
     if (!IsPlainFileName(file.name)) {
-      return Fail(RejectCode::kInternal,
-                  Status::InvalidArgument("file \"" + file.name + "\" is not a plain file name"));
+      return Fail(Status::InvalidArgument("file \"" + file.name + "\" is not a plain file name"),
+                  RejectCode::kInternal);
     }
   }
   files_ = std::move(source);
@@ -233,7 +231,7 @@ void ServerSession::StartCloning(Welcome& welcome) {
 
 void ServerSession::HandleWrite(const Write& write) {
   if (!RulesFor(hello_.role).writes) {
-    return Fail(RejectCode::kProtocol, Status::ProtocolError("Write from a non-writer"));
+    return Fail(Status::ProtocolError("Write from a non-writer"));
   }
   WriteAck ack;
   ack.id = write.id;
@@ -287,7 +285,7 @@ void ServerSession::RequestSync() {
     return;
   }
   sync_phase_ = SyncPhase::kWantSnapshot;
-  Event({ServerEvent::Kind::kWantSnapshot, sent_seq_, 0, false, 0, Status::OK()});
+  Event(ServerEvent::WantSnapshot(sent_seq_));
 }
 
 void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
@@ -320,36 +318,34 @@ void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
 
 void ServerSession::HandleSyncRoot(const SyncRoot& root) {
   if (sync_phase_ != SyncPhase::kAwaitRoot || root.sync_id != sync_id_) {
-    return Fail(RejectCode::kProtocol, Status::ProtocolError("SyncRoot outside its diff"));
+    return Fail(Status::ProtocolError("SyncRoot outside its diff"));
   }
   if (root.equal) {
     if (root.root != comparer_->master_root()) {
-      return Fail(RejectCode::kProtocol,
-                  Status::ProtocolError("SyncRoot: claims equal roots but root differs"));
+      return Fail(Status::ProtocolError("SyncRoot: claims equal roots but root differs"));
     }
     return FinishSync();
   }
   if (root.hash_bytes != options_.hash_bytes) {
-    return Fail(RejectCode::kProtocol, Status::ProtocolError("SyncRoot: wrong hash width"));
+    return Fail(Status::ProtocolError("SyncRoot: wrong hash width"));
   }
   Status s = comparer_->OnRoot(root.root, root.top);
-  if (!s.ok()) return Fail(RejectCode::kProtocol, s);
+  if (!s.ok()) return Fail(s);
   AskOrRepair();
 }
 
 void ServerSession::HandleNodes(const Nodes& nodes) {
   if (sync_phase_ != SyncPhase::kAwaitNodes || nodes.sync_id != sync_id_ || outstanding_.empty()) {
-    return Fail(RejectCode::kProtocol, Status::ProtocolError("Nodes outside its diff"));
+    return Fail(Status::ProtocolError("Nodes outside its diff"));
   }
   const std::vector<std::string>& paths = outstanding_.front();
   if (nodes.summaries.size() != paths.size() || nodes.hash_bytes != options_.hash_bytes) {
-    return Fail(RejectCode::kProtocol,
-                Status::ProtocolError("Nodes: " + std::to_string(nodes.summaries.size()) +
+    return Fail(Status::ProtocolError("Nodes: " + std::to_string(nodes.summaries.size()) +
                                       " summaries for " + std::to_string(paths.size()) + " paths"));
   }
   for (size_t i = 0; i < paths.size(); ++i) {
     Status s = comparer_->OnSummary(paths[i], nodes.summaries[i]);
-    if (!s.ok()) return Fail(RejectCode::kProtocol, s);
+    if (!s.ok()) return Fail(s);
   }
   outstanding_.pop_front();
   if (outstanding_.empty()) AskOrRepair();
@@ -425,8 +421,8 @@ bool ServerSession::ReadRepairGroup() {
   std::vector<std::optional<std::string>> values;
   Status s = hooks_.read(group, &values);
   if (!s.ok() || values.size() != group.size()) {
-    Fail(RejectCode::kInternal,
-         s.ok() ? Status::IOError("read returned the wrong number of values") : s);
+    Fail(s.ok() ? Status::IOError("read returned the wrong number of values") : s,
+         RejectCode::kInternal);
     return false;
   }
   repair_read_.clear();
@@ -458,12 +454,12 @@ void ServerSession::FinishSync() {
   last_round_trips_ = round_trips_;
   comparer_.reset();
   sync_phase_ = SyncPhase::kIdle;
-  Event({ServerEvent::Kind::kSyncDone, sent_seq_, repaired_, complete, round_trips_, Status::OK()});
+  Event(ServerEvent::SyncDone(sent_seq_, repaired_, complete, round_trips_));
   if (!complete) {
     if (++retries_ > options_.max_sync_retries) {
-      return Fail(RejectCode::kInternal,
-                  Status::Aborted("diff did not converge after " +
-                                  std::to_string(options_.max_sync_retries) + " attempts"));
+      return Fail(Status::Aborted("diff did not converge after " +
+                                  std::to_string(options_.max_sync_retries) + " attempts"),
+                  RejectCode::kInternal);
     }
     return RequestSync();
   }
@@ -525,14 +521,14 @@ void ServerSession::EmitFileChunk() {
   if (want == 0) chunk.data.clear();
   if (want > 0) {
     Status s = files_->Read(file_index_, file_offset_, want, &chunk.data);
-    if (!s.ok()) return Fail(RejectCode::kInternal, s);
+    if (!s.ok()) return Fail(s, RejectCode::kInternal);
     if (chunk.data.size() != want) {
       return Fail(
-          RejectCode::kInternal,
           Status::IOError("file " + file.name + (chunk.data.size() < want ? " shrank" : " grew") +
                           " while being copied: " + std::to_string(chunk.data.size()) +
                           " bytes at offset " + std::to_string(file_offset_) + " of its " +
-                          std::to_string(file.size) + ", expected " + std::to_string(want)));
+                          std::to_string(file.size) + ", expected " + std::to_string(want)),
+          RejectCode::kInternal);
     }
   }
   chunk.data_hash = DataHash64(chunk.data);
@@ -549,7 +545,7 @@ void ServerSession::EmitFileChunk() {
     files_.reset();
     state_ = State::kClosed;
     error_ = Status::OK();
-    Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
+    Event(ServerEvent::Closed(error_));
   }
 }
 
@@ -697,8 +693,7 @@ void ServerSession::OnTick(int64_t now_ms) {
   if (closed()) return;
   if (last_received_ms_ < 0) last_received_ms_ = now_ms;
   if (now_ms - last_received_ms_ > options_.idle_timeout_ms) {
-    return Fail(RejectCode::kProtocol,
-                Status::Aborted("follower silent for " +
+    return Fail(Status::Aborted("follower silent for " +
                                 std::to_string(now_ms - last_received_ms_) + " ms"));
   }
   if (state_ == State::kStreaming && now_ms >= next_ping_ms_) {
@@ -707,8 +702,8 @@ void ServerSession::OnTick(int64_t now_ms) {
   }
 }
 
-void ServerSession::Close(RejectCode code, std::string_view reason) {
-  Fail(code, Status::Aborted(reason));
+void ServerSession::Close(std::string_view reason, RejectCode code) {
+  Fail(Status::Aborted(reason), code);
 }
 
 void ServerSession::OnAuditDone(const Status& status, AuditReport report) {
@@ -727,10 +722,10 @@ void ServerSession::OnAuditDone(const Status& status, AuditReport report) {
   Send(report);
   state_ = State::kClosed;
   error_ = Status::OK();
-  Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
+  Event(ServerEvent::Closed(error_));
 }
 
-void ServerSession::Fail(RejectCode code, Status status) {
+void ServerSession::Fail(Status status, RejectCode code) {
   if (closed()) return;
   // Frames already made go out; batches and puts not wholly sent do not (the
   // follower drops a batch or put it did not get whole), nor anything after.
@@ -742,7 +737,7 @@ void ServerSession::Fail(RejectCode code, Status status) {
   error_ = std::move(status);
   comparer_.reset();
   files_.reset();
-  Event({ServerEvent::Kind::kClosed, 0, 0, false, 0, error_});
+  Event(ServerEvent::Closed(error_));
 }
 
 std::string ServerSession::RandomBytes(size_t n) {

@@ -125,6 +125,28 @@ struct ServerEvent {
   bool complete = false;
   int round_trips = 0;  // kSyncDone: SyncStart..last Nodes exchanges
   Status status;
+
+  static ServerEvent StreamFrom(uint64_t seq) { return Of(Kind::kStreamFrom, seq); }
+  static ServerEvent WantSnapshot(uint64_t seq) { return Of(Kind::kWantSnapshot, seq); }
+  static ServerEvent SyncDone(uint64_t seq, uint64_t repaired, bool complete, int round_trips) {
+    ServerEvent e = Of(Kind::kSyncDone, seq);
+    e.repaired = repaired;
+    e.complete = complete;
+    e.round_trips = round_trips;
+    return e;
+  }
+  static ServerEvent RunAudit(uint64_t seq) { return Of(Kind::kRunAudit, seq); }
+  static ServerEvent Closed(Status status) {
+    ServerEvent e = Of(Kind::kClosed, 0);
+    e.status = std::move(status);
+    return e;
+  }
+  static ServerEvent Of(Kind kind, uint64_t seq) {
+    ServerEvent e;
+    e.kind = kind;
+    e.seq = seq;
+    return e;
+  }
 };
 
 class ServerSession {
@@ -146,7 +168,7 @@ class ServerSession {
   void StartSync(TreeView snapshot, uint64_t snapshot_seq = 0);
   void OnTick(int64_t now_ms);
   // Closes the session from the master's side with a reason sent to the peer.
-  void Close(RejectCode code, std::string_view reason);
+  void Close(std::string_view reason, RejectCode code = RejectCode::kShutdown);
   // The outcome of the audit asked for by kRunAudit: sent to the auditor
   // (a failed audit as the report's error), then the session ends without
   // error. Ignored unless an audit was asked for (the session may have
@@ -221,7 +243,7 @@ class ServerSession {
     if (out_.empty() || out_.back().batch) out_.emplace_back();
     wire::AppendFrame(message, &out_.back().bytes);
   }
-  void Fail(RejectCode code, Status status);
+  void Fail(Status status, RejectCode code = RejectCode::kProtocol);
   void Event(ServerEvent event) { events_.push_back(std::move(event)); }
   std::string RandomBytes(size_t n);
 
@@ -246,7 +268,6 @@ class ServerSession {
   SyncPhase sync_phase_ = SyncPhase::kIdle;
   bool sync_again_ = false;  // asked for while one runs
   uint64_t sync_id_ = 0;
-  uint64_t salt_ = 0;
   std::unique_ptr<DiffComparer> comparer_;
   std::deque<std::vector<std::string>> outstanding_;  // paths of unanswered NodesRequests
   size_t next_to_send_ = 0;                           // repair progress in comparer_->to_send()

@@ -88,9 +88,9 @@ class MasterServer::Driver : public ConnectionHandler,
     if (!session_.streaming() && !session_.closed() &&
         now_ms - opened_ms_ > server_->options_.handshake_timeout.count()) {
       dropped_ = true;
-      session_.Close(RejectCode::kProtocol,
-                     "handshake not finished within " +
-                         std::to_string(server_->options_.handshake_timeout.count()) + " ms");
+      session_.Close("handshake not finished within " +
+                         std::to_string(server_->options_.handshake_timeout.count()) + " ms",
+                     RejectCode::kProtocol);
     }
     Pump(c);
   }
@@ -174,7 +174,7 @@ class MasterServer::Driver : public ConnectionHandler,
   void Shutdown() {
     if (auto c = connection_.lock()) {
       c->Post([self = shared_from_this(), c] {
-        self->session_.Close(RejectCode::kShutdown, "master shutting down");
+        self->session_.Close("master shutting down");
         self->Pump(*c);
       });
     }

@@ -910,13 +910,13 @@ TEST_F(ServerSessionTest, PeerRejectClosesWithItsReason) {
 TEST_F(ServerSessionTest, CloseSendsRejectWithTheGivenCode) {
   ConnectWelcome();
   Events();
-  session().Close(RejectCode::kShutdown, "master stopping");
+  session().Close("master stopping");
   Reject reject = LastReject(Out());
   EXPECT_EQ(reject.code, RejectCode::kShutdown);
   EXPECT_EQ(reject.reason, "master stopping");
   EXPECT_TRUE(session().closed());
   EXPECT_EQ(Events().size(), 1u);
-  session().Close(RejectCode::kShutdown, "twice");  // closing again sends nothing
+  session().Close("twice");  // closing again sends nothing
   EXPECT_TRUE(Out().empty());
   EXPECT_TRUE(Events().empty());
 }

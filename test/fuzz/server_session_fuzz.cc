@@ -199,7 +199,7 @@ class ServerFuzz {
         }
         break;
       case 15:
-        session_->Close(RejectCode::kShutdown, "fuzz: local close");
+        session_->Close("fuzz: local close");
         break;
     }
     Embed();
