@@ -89,9 +89,9 @@ struct PhaseLags {
 
 // A FollowerStore that forwards to the replica and, after each successful
 // stream write, records the lag of every stamped put in it.
-class LagRecorder : public net::FollowerStore {
+class LagRecorder : public FollowerStore {
  public:
-  explicit LagRecorder(net::FollowerStore* inner) : inner_(inner) {}
+  explicit LagRecorder(FollowerStore* inner) : inner_(inner) {}
 
   FollowerHooks Hooks() override {
     FollowerHooks hooks = inner_->Hooks();
@@ -129,7 +129,7 @@ class LagRecorder : public net::FollowerStore {
     changed_.notify_all();
   }
 
-  net::FollowerStore* inner_;
+  FollowerStore* inner_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::map<uint32_t, PhaseLags> phases_;  // GUARDED_BY(mu_)

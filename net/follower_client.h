@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/client_session.h"
+#include "engine/follower_store.h"
 #include "net/connection.h"
 #include "net/lookup.h"
 #include "net/mutex.h"
@@ -23,18 +24,6 @@ class logger;
 }
 
 namespace sdiff::net {
-
-// The replica the client writes into. Thread-safe: called from the client's thread.
-class FollowerStore {
- public:
-  virtual ~FollowerStore() = default;
-  virtual FollowerHooks Hooks() = 0;
-  virtual FollowerState State() = 0;  // as last persisted
-  // Work that must precede the first connection (a store that deferred
-  // building its tree builds it here). Called on the client's thread before
-  // each attempt until it succeeds; an error is logged and retried.
-  virtual Status Prepare() { return Status::OK(); }
-};
 
 struct FollowerClientOptions {
   std::string master = "127.0.0.1:8123";  // HOST:PORT

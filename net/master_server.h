@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/master_hub.h"
 #include "engine/server_session.h"
 #include "net/accept_backoff.h"
 #include "net/connection.h"
@@ -40,36 +41,6 @@ class logger;
 }
 
 namespace sdiff::net {
-
-// Receives one session's stream. Called by the hub, from one thread at a time,
-// in stream order.
-class BatchSink {
- public:
-  virtual ~BatchSink() = default;
-  // Consecutive batches, in sequence order. Handed over in groups so that a
-  // fast stream costs the sink one wake-up per group, not one per batch.
-  virtual void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) = 0;
-  // The master tree as of sequence `seq`: the last batch given to this
-  // sink, or beyond it when the tree jumped (a rebuild) and no batch will
-  // ever carry what lies between.
-  virtual void OnSnapshot(TreeView snapshot, uint64_t seq) = 0;
-};
-
-// What the master server needs of the replicated data. Thread-safe.
-class MasterHub {
- public:
-  virtual ~MasterHub() = default;
-  virtual ServerOptions SessionOptions() = 0;  // identity, families
-  virtual MasterHooks SessionHooks() = 0;      // one set per session
-  // Give `sink` every committed batch from `from_seq` on, then each new one.
-  virtual void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) = 0;
-  // Call sink->OnSnapshot with a tree that covers at least `seq`, in order
-  // after the batches it was given. A stream that started from a bootstrap or
-  // a copy (read at the database's newest sequence) can be ahead of the tree;
-  // the snapshot then waits until the tree has caught up.
-  virtual void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) = 0;
-  virtual void Unsubscribe(const BatchSink* sink) = 0;
-};
 
 struct MasterServerOptions {
   std::string listen = "127.0.0.1:8123";  // HOST:PORT; port 0 lets the OS pick

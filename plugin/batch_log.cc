@@ -176,7 +176,7 @@ BatchLogStats BatchLog::stats() {
   return s;
 }
 
-void BatchLog::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
+void BatchLog::Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) {
   net::MutexLock lock(&mu_);
   FlushLocked();  // so the replay below ends where the live stream goes on
   std::vector<std::shared_ptr<const Batch>> replay;
@@ -187,7 +187,7 @@ void BatchLog::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq
   sinks_.push_back(std::move(sink));
 }
 
-void BatchLog::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
+void BatchLog::RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) {
   net::MutexLock lock(&mu_);
   FlushLocked();  // the snapshot holds them: the sink must have had them
   if (seq > tailed_seq_) {
@@ -200,7 +200,7 @@ void BatchLog::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint
   sink->OnSnapshot(tree_.Snapshot(), tailed_seq_);
 }
 
-void BatchLog::Unsubscribe(const net::BatchSink* sink) {
+void BatchLog::Unsubscribe(const BatchSink* sink) {
   net::MutexLock lock(&mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
   std::erase_if(waiting_snapshots_, [sink](const auto& r) { return r.sink.get() == sink; });

@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "engine/hash.h"
+#include "engine/master_hub.h"
 #include "engine/merkle_tree.h"
 #include "engine/messages.h"
 #include "engine/status.h"
-#include "net/master_server.h"
 #include "net/mutex.h"
 #include "net/thread_annotations.h"
 
@@ -91,11 +91,11 @@ class BatchLog {
   BatchLogStats stats();
 
   // Give `sink` every batch in the window from `from_seq` on, then each new one.
-  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq);
+  void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq);
   // sink->OnSnapshot with the tree at tailed_seq(), after the batches the sink
   // was handed; if `seq` is beyond the tree, once the tree gets there.
-  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq);
-  void Unsubscribe(const net::BatchSink* sink);
+  void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq);
+  void Unsubscribe(const BatchSink* sink);
 
   // Runs `fn` on the writer's thread, under the log's lock, with the live
   // tree exactly as of `seq`: after the batch that ends there, before the
@@ -128,7 +128,7 @@ class BatchLog {
   uint64_t tailed_seq_ GUARDED_BY(mu_) = 0;
   std::deque<std::shared_ptr<const Batch>> window_ GUARDED_BY(mu_);
   size_t window_bytes_ GUARDED_BY(mu_) = 0;
-  std::vector<std::shared_ptr<net::BatchSink>> sinks_ GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<BatchSink>> sinks_ GUARDED_BY(mu_);
   // Appended (in the tree and window_), not yet handed to the sinks. They
   // go once per pass over the WAL (Flush), or sooner when many gather, and
   // before anything a sink sees later: a subscription's replay, a snapshot,
@@ -136,7 +136,7 @@ class BatchLog {
   std::vector<std::shared_ptr<const Batch>> unsent_ GUARDED_BY(mu_);
   // Snapshots asked for beyond tailed_seq_, given once the tree gets there.
   struct SnapshotRequest {
-    std::shared_ptr<net::BatchSink> sink;
+    std::shared_ptr<BatchSink> sink;
     uint64_t seq;
   };
   std::vector<SnapshotRequest> waiting_snapshots_ GUARDED_BY(mu_);

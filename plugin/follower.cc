@@ -35,7 +35,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
   RemoveStaleStaging(options);
-  net::FollowerStore* store = follower->store_.get();
+  FollowerStore* store = follower->store_.get();
   if (options.progress) {
     follower->progress_ = std::make_unique<FollowerProgress>(store, std::move(options.progress));
     store = follower->progress_.get();

@@ -7,7 +7,7 @@
 
 namespace sdiff::plugin {
 
-FollowerProgress::FollowerProgress(net::FollowerStore* store, ProgressFn report,
+FollowerProgress::FollowerProgress(FollowerStore* store, ProgressFn report,
                                    std::chrono::milliseconds period)
     : store_(store), report_(std::move(report)), period_(period) {}
 

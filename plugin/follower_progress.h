@@ -17,10 +17,10 @@
 
 namespace sdiff::plugin {
 
-class FollowerProgress : public net::FollowerStore {
+class FollowerProgress : public FollowerStore {
  public:
   // `store` must outlive this object, and this object the client that writes through it.
-  FollowerProgress(net::FollowerStore* store, ProgressFn report,
+  FollowerProgress(FollowerStore* store, ProgressFn report,
                    std::chrono::milliseconds period = std::chrono::milliseconds(250));
   ~FollowerProgress() override;  // Stop()s
   FollowerProgress(const FollowerProgress&) = delete;
@@ -31,7 +31,7 @@ class FollowerProgress : public net::FollowerStore {
   void Start(const net::FollowerClient* client);
   void Stop();
 
-  // net::FollowerStore: the store's own, with writes counted.
+  // FollowerStore: the store's own, with writes counted.
   FollowerHooks Hooks() override;
   FollowerState State() override { return store_->State(); }
   Status Prepare() override { return store_->Prepare(); }
@@ -40,7 +40,7 @@ class FollowerProgress : public net::FollowerStore {
   void Run();
   void Sample();
 
-  net::FollowerStore* const store_;
+  FollowerStore* const store_;
   const ProgressFn report_;
   const std::chrono::milliseconds period_;
   const net::FollowerClient* client_ = nullptr;

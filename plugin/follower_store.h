@@ -78,7 +78,7 @@ struct RocksFollowerStoreOptions {
   KeyHasher key_hasher = &KeyHash;
 };
 
-class RocksFollowerStore : public net::FollowerStore {
+class RocksFollowerStore : public FollowerStore {
  public:
   // Opens (or creates) the database with all its column families, reads the
   // replication state and rebuilds the tree from the data.

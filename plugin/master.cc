@@ -56,7 +56,7 @@ Status CheckFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family,
 // What the server reads: the stream and the tree from the batch log, the
 // database through the RocksDB hooks, and audits from the master's auditor
 // (one at a time with the periodic one, same rate limit).
-class Master::Hub : public net::MasterHub {
+class Master::Hub : public MasterHub {
  public:
   Hub(BatchLog* log, RocksMasterHooks* hooks) : log_(log), hooks_(hooks) {}
 
@@ -70,13 +70,13 @@ class Master::Hub : public net::MasterHub {
     hooks.audit = [this](AuditReport* report) { return Audit(report); };
     return hooks;
   }
-  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override {
+  void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) override {
     log_->Subscribe(std::move(sink), from_seq);
   }
-  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override {
+  void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) override {
     log_->RequestSnapshot(sink, seq);
   }
-  void Unsubscribe(const net::BatchSink* sink) override { log_->Unsubscribe(sink); }
+  void Unsubscribe(const BatchSink* sink) override { log_->Unsubscribe(sink); }
 
  private:
   // On the server's blocking worker (MasterHooks::audit).

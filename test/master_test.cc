@@ -19,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "net/follower_client.h"
 #include "plugin/wal_tailer.h"
 #include "test/support/memory_hub.h"
 #include "test/support/rocks_util.h"
@@ -248,7 +249,7 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
 }
 
 // What a server connection sees of the tailer: groups of batches and snapshots, in order.
-class RecordingSink : public net::BatchSink {
+class RecordingSink : public BatchSink {
  public:
   struct Event {
     std::vector<std::shared_ptr<const Batch>> batches;  // empty for a snapshot

@@ -48,7 +48,7 @@ MasterHooks MemoryHub::SessionHooks() {
   return h;
 }
 
-void MemoryHub::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) {
+void MemoryHub::Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) {
   std::lock_guard lock(mu_);
   std::vector<std::shared_ptr<const Batch>> log;
   for (const Batch* b : master_.LogFrom(from_seq)) log.push_back(std::make_shared<Batch>(*b));
@@ -56,14 +56,14 @@ void MemoryHub::Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_se
   sinks_.push_back(std::move(sink));
 }
 
-void MemoryHub::RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) {
+void MemoryHub::RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) {
   std::lock_guard lock(mu_);
   assert(master_.seq() >= seq);  // writes reach the in-memory tree as they are made
   (void)seq;
   sink->OnSnapshot(master_.tree().Snapshot(), master_.seq());
 }
 
-void MemoryHub::Unsubscribe(const net::BatchSink* sink) {
+void MemoryHub::Unsubscribe(const BatchSink* sink) {
   std::lock_guard lock(mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
 }

@@ -12,21 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "engine/follower_store.h"
+#include "engine/master_hub.h"
 #include "engine/testing/memory_replica.h"
-#include "net/follower_client.h"
-#include "net/master_server.h"
 
 namespace sdiff::testing {
 
-class MemoryHub : public net::MasterHub {
+class MemoryHub : public MasterHub {
  public:
   explicit MemoryHub(std::string id) : master_(std::move(id)) {}
 
   ServerOptions SessionOptions() override;
   MasterHooks SessionHooks() override;
-  void Subscribe(std::shared_ptr<net::BatchSink> sink, uint64_t from_seq) override;
-  void RequestSnapshot(const std::shared_ptr<net::BatchSink>& sink, uint64_t seq) override;
-  void Unsubscribe(const net::BatchSink* sink) override;
+  void Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) override;
+  void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) override;
+  void Unsubscribe(const BatchSink* sink) override;
 
   void Write(std::vector<Op> ops);
   void Put(const std::string& key, const std::string& value) {
@@ -38,12 +38,12 @@ class MemoryHub : public net::MasterHub {
 
  private:
   std::mutex mu_;
-  MemoryMaster master_;                                 // GUARDED_BY(mu_)
-  std::vector<std::shared_ptr<net::BatchSink>> sinks_;  // GUARDED_BY(mu_)
-  std::mt19937_64 rng_{1};                              // GUARDED_BY(mu_)
+  MemoryMaster master_;                            // GUARDED_BY(mu_)
+  std::vector<std::shared_ptr<BatchSink>> sinks_;  // GUARDED_BY(mu_)
+  std::mt19937_64 rng_{1};                         // GUARDED_BY(mu_)
 };
 
-class MemoryFollowerStore : public net::FollowerStore {
+class MemoryFollowerStore : public FollowerStore {
  public:
   FollowerHooks Hooks() override;
   FollowerState State() override;
