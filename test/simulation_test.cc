@@ -326,5 +326,27 @@ TEST(SimulationTest, FollowersConvergeUnderRandomSchedules) {
   }
 }
 
+// The in-memory master resumes a follower only where the RocksDB master
+// would (BatchLog::CanResume): at the end of a batch. A follower inside one
+// (its state from a corrupted frame, or a master that reused its sequence
+// numbers) was once resumed there, and then refused the batch that spans
+// its position, on every reconnect: the pair fuzzer found it.
+TEST(MemoryMasterTest, APositionInsideABatchCannotResume) {
+  MemoryMaster master("m");
+  master.Write({Op{OpKind::kPut, 0, "a", "1"}});  // 1
+  master.Write({Op{OpKind::kPut, 0, "b", "2"}, Op{OpKind::kPut, 0, "c", "3"},
+                Op{OpKind::kPut, 0, "d", "4"}});  // 2..4
+  master.Write({Op{OpKind::kPut, 0, "e", "5"}});  // 5
+  std::mt19937_64 rng(1);
+  MasterHooks hooks = master.Hooks(&rng);
+  EXPECT_TRUE(hooks.can_resume(0)) << "before the first batch";
+  EXPECT_TRUE(hooks.can_resume(1)) << "the end of a batch";
+  EXPECT_FALSE(hooks.can_resume(2)) << "inside the batch of three";
+  EXPECT_FALSE(hooks.can_resume(3)) << "inside the batch of three";
+  EXPECT_TRUE(hooks.can_resume(4)) << "the end of the batch of three";
+  EXPECT_TRUE(hooks.can_resume(5)) << "where the master is";
+  EXPECT_FALSE(hooks.can_resume(6)) << "beyond the master";
+}
+
 }  // namespace
 }  // namespace sdiff::testing

@@ -1,6 +1,8 @@
 // Map-backed master and follower stores for tests and benchmarks.
 #include "engine/testing/memory_replica.h"
 
+#include <algorithm>
+
 namespace sdiff::testing {
 
 Status ApplyOps(const std::vector<Op>& ops, KeyValueMap* data, MerkleTree* tree) {
@@ -73,8 +75,12 @@ MasterHooks MemoryMaster::Hooks(std::mt19937_64* rng) {
   MasterHooks hooks;
   hooks.current_seq = [this] { return seq_; };
   hooks.key_count = [this] { return static_cast<uint64_t>(tree_.size()); };
+  // As the RocksDB master's (BatchLog::CanResume): the follower's position
+  // must end a batch whose successor the log still holds. Inside a batch it
+  // holds a history this master never streamed.
   hooks.can_resume = [this](uint64_t seq) {
-    return seq == seq_ || (!log_.empty() && log_.front().seq <= seq + 1);
+    return seq == seq_ ||
+           std::any_of(log_.begin(), log_.end(), [&](const Batch& b) { return b.seq == seq + 1; });
   };
   hooks.read = [this](const std::vector<KeyRef>& keys,
                       std::vector<std::optional<std::string>>* values) {
