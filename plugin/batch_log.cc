@@ -98,7 +98,6 @@ Status BatchLog::Append(std::shared_ptr<Batch> batch) {
   }
   unsent_.push_back(std::move(shared));
   if (unsent_.size() >= kHandOffBatches) FlushLocked();
-  ++batches_;
   RunTreeTasksLocked();
   return Status::OK();
 }
@@ -171,7 +170,6 @@ BatchLogStats BatchLog::stats() {
   s.tailed_seq = tailed_seq_;
   s.keys = tree_.size();
   s.root = tree_.root_hash();
-  s.batches = batches_;
   s.left_out_keys = tree_.left_out();
   return s;
 }

@@ -48,7 +48,6 @@ struct BatchLogStats {
   uint64_t tailed_seq = 0;  // last sequence applied to the tree and streamed
   size_t keys = 0;
   Hash128 root;
-  uint64_t batches = 0;  // appended since the log was made
   // Keys whose 128-bit key hash collides with a lesser key's: they stream and
   // replicate, but the tree (here and on every follower) holds the lesser only.
   size_t left_out_keys = 0;
@@ -150,7 +149,6 @@ class BatchLog {
   net::CondVar tree_tasks_done_{&mu_};
   // Followers at or before this position cannot resume (MarkCorrectedLocked).
   uint64_t corrected_seq_ GUARDED_BY(mu_) = 0;
-  uint64_t batches_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace sdiff::plugin
