@@ -2,17 +2,23 @@
 //
 //   state        message        -> action
 //   kAwaitHello  Hello          -> Challenge                       -> kAwaitAuth
-//   kAwaitAuth   Auth           -> Welcome (resume|diff|bootstrap|files) -> kStreaming
+//   kAwaitAuth   Auth           -> Welcome (resume|diff)             -> kStreaming
+//                               -> kOpenBootstrap|kOpenFiles request -> kOpening
+//   kOpening     (OnDbAnswer)   -> Welcome (bootstrap|files)         -> kStreaming
 //   kStreaming   SyncRequest    -> a diff (now, or after the one running)
 //                SyncRoot       -> NodesRequest | repair            (diff: kAwaitRoot)
 //                Nodes          -> NodesRequest | repair            (diff: kAwaitNodes)
 //                Pong           -> note the follower's applied sequence
-//                Write          -> WriteAck                        (writers only)
+//                Write          -> kCommitWrite request, one at a time;
+//                                  (OnDbAnswer) -> WriteAck          (writers only)
 //   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
 //   (OnAuditDone) auditor       -> AuditReport                     -> kClosed, OK
 //   (output)     stream batches, repairs, bootstrap entries: encoded in order as
 //                TakeOutput is called; one above bulk_frame_bytes in pieces
 //                (BatchPart, PutStart, ValuePart), nothing between them
+//   (output)     a repair frame, bootstrap chunk or file chunk that needs data
+//                first asks for it (kReadKeys, kScanBootstrap, kReadFile) and
+//                goes on when OnDbAnswer brings it
 //   any          Reject         -> closed
 //   anything else is a protocol error: Reject, closed.
 // Roles (engine/roles.h holds them as a table): a follower streams (resume,
@@ -79,9 +85,7 @@ void ServerSession::OnBytes(std::string_view bytes) {
 
 void ServerSession::Handle(Message& message) {
   if (auto* reject = std::get_if<Reject>(&message)) {
-    state_ = State::kClosed;
-    error_ = Status::Aborted("follower closed the session: " + reject->reason);
-    return Event(ServerEvent::Closed(error_));
+    return End(Status::Aborted("follower closed the session: " + reject->reason));
   }
   switch (state_) {
     case State::kAwaitHello:
@@ -100,6 +104,8 @@ void ServerSession::Handle(Message& message) {
       if (std::holds_alternative<SyncRequest>(message)) return RequestSync();
       if (auto* root = std::get_if<SyncRoot>(&message)) return HandleSyncRoot(*root);
       if (auto* nodes = std::get_if<Nodes>(&message)) return HandleNodes(*nodes);
+      break;
+    case State::kOpening:  // the peer waits for its Welcome
       break;
     case State::kClosed:
       return;
@@ -166,16 +172,30 @@ void ServerSession::HandleAuth(const Auth& auth) {
     welcome.resume_from = hello_.applied_seq + 1;
   } else if ((hello_.key_count == 0 || (hello_.bootstrapping && same_master)) &&
              hooks_.open_bootstrap && hooks_.key_count() >= options_.bootstrap_min_keys) {
+    // The Welcome names the snapshot's sequence: it waits for the snapshot.
     bool resume = hello_.bootstrapping && same_master;
-    bootstrap_seq_ = hooks_.open_bootstrap(resume, hello_.bootstrap_family, hello_.bootstrap_key);
-    welcome.mode = StartMode::kBootstrap;
-    welcome.master_seq = bootstrap_seq_;
-    welcome.resume_from = bootstrap_seq_ + 1;
-    bootstrapping_ = true;
+    welcome_ = std::move(welcome);
+    state_ = State::kOpening;
+    return Ask(DbRequest::OpenBootstrap(resume, hello_.bootstrap_family, hello_.bootstrap_key));
   } else {
     welcome.mode = StartMode::kDiff;
     welcome.resume_from = current + 1;
   }
+  StartStreaming(welcome);
+}
+
+void ServerSession::OnBootstrapOpened(const DbAnswer& answer) {
+  bootstrap_seq_ = answer.seq;
+  welcome_.mode = StartMode::kBootstrap;
+  welcome_.master_seq = bootstrap_seq_;
+  welcome_.resume_from = bootstrap_seq_ + 1;
+  bootstrapping_ = true;
+  StartStreaming(welcome_);
+}
+
+// Sends the Welcome and starts what the role does: the stream, an audit, a diff.
+void ServerSession::StartStreaming(Welcome& welcome) {
+  const RoleRules& rules = RulesFor(hello_.role);
   Send(welcome);
   state_ = State::kStreaming;
   stream_from_ = welcome.resume_from;
@@ -185,7 +205,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
   }
   if (rules.audits) {
     audit_running_ = true;
-    Event(ServerEvent::RunAudit(current));
+    Event(ServerEvent::RunAudit(welcome.master_seq));
   }
   if (rules.diffed_at_once ||
       (rules.streams && welcome.mode == StartMode::kDiff && options_.diff_on_connect)) {
@@ -203,63 +223,93 @@ void ServerSession::StartCloning(Welcome& welcome) {
                               ": follow it instead of copying its files"),
         RejectCode::kRole);
   }
-  std::unique_ptr<FileSource> source;
-  Status s = hooks_.open_files(&source);
+  welcome_ = std::move(welcome);
+  state_ = State::kOpening;
+  Ask(DbRequest::OpenFiles());
+}
+
+void ServerSession::OnFilesOpened(DbAnswer& answer) {
+  const Status& s = answer.status;
   if (!s.ok()) {
     // A configuration a copy would not reproduce is a refusal the cloner
     // expects; anything else is the master failing.
     return Fail(
         s, s.code() == Status::Code::kInvalidArgument ? RejectCode::kRole : RejectCode::kInternal);
   }
-  if (source == nullptr || source->files().empty()) {
+  if (answer.files == nullptr || answer.files->files().empty()) {
     return Fail(Status::IOError("the master has no files to copy"), RejectCode::kInternal);
   }
-  for (const FileSource::File& file : source->files()) {
+  for (const FileSource::File& file : answer.files->files()) {
     if (!IsPlainFileName(file.name)) {
       return Fail(Status::InvalidArgument("file \"" + file.name + "\" is not a plain file name"),
                   RejectCode::kInternal);
     }
   }
-  files_ = std::move(source);
+  files_ = std::move(answer.files);
   file_index_ = 0;
   file_offset_ = 0;
-  welcome.mode = StartMode::kFiles;
-  welcome.resume_from = welcome.master_seq + 1;
-  Send(welcome);
+  welcome_.mode = StartMode::kFiles;
+  welcome_.resume_from = welcome_.master_seq + 1;
+  Send(welcome_);
   state_ = State::kStreaming;
 }
 
-void ServerSession::HandleWrite(const Write& write) {
+// Writes are committed one at a time, in order; those behind the one
+// committing wait in writes_ (the embedder stops reading while they reach
+// max_frame bytes: wants_input).
+void ServerSession::HandleWrite(Write& write) {
   if (!RulesFor(hello_.role).writes) {
     return Fail(Status::ProtocolError("Write from a non-writer"));
   }
-  WriteAck ack;
-  ack.id = write.id;
-  // A writer keeps several writes in flight: those it sent before hearing of
-  // a failure must not be committed behind it, so a session's committed
-  // writes are always the ones before its first failure.
-  if (failed_write_) {
-    ack.error = "not written: write " + std::to_string(*failed_write_) + " before it failed";
-    return Send(ack);
-  }
-  for (const Op& op : write.ops) {
-    bool known = std::any_of(options_.families.begin(), options_.families.end(),
-                             [&](const FamilyInfo& f) { return f.tag == op.family; });
-    if (!known) {
-      ack.error = "no replicated column family has tag " + std::to_string(op.family);
-      break;
+  for (const Op& op : write.ops) queued_write_bytes_ += OpBytes(op);
+  writes_.push_back(std::move(write));
+  CommitNextWrite();
+}
+
+void ServerSession::CommitNextWrite() {
+  while (!waiting_ && !writes_.empty() && !closed()) {
+    Write& write = writes_.front();
+    WriteAck ack;
+    ack.id = write.id;
+    // A writer keeps several writes in flight: those it sent before hearing
+    // of a failure must not be committed behind it, so a session's committed
+    // writes are always the ones before its first failure.
+    if (failed_write_) {
+      ack.error = "not written: write " + std::to_string(*failed_write_) + " before it failed";
     }
+    for (const Op& op : write.ops) {
+      if (!ack.error.empty()) break;
+      bool known = std::any_of(options_.families.begin(), options_.families.end(),
+                               [&](const FamilyInfo& f) { return f.tag == op.family; });
+      if (!known) ack.error = "no replicated column family has tag " + std::to_string(op.family);
+    }
+    for (const Op& op : write.ops) queued_write_bytes_ -= OpBytes(op);
+    if (ack.error.empty()) {
+      committing_ = write.id;
+      Ask(DbRequest::CommitWrite(std::move(write.ops)));
+      writes_.pop_front();
+      return;
+    }
+    if (!failed_write_) failed_write_ = write.id;
+    writes_.pop_front();
+    Send(ack);
   }
-  if (ack.error.empty()) {
-    Status s = hooks_.write(write.ops, &ack.seq);
-    if (!s.ok()) ack.error = s.ToString();
-  }
-  if (!ack.error.empty()) {
-    ack.seq = 0;
-    failed_write_ = write.id;
+}
+
+void ServerSession::OnWriteCommitted(DbAnswer& answer) {
+  WriteAck ack;
+  ack.id = *std::exchange(committing_, std::nullopt);
+  if (answer.status.ok()) {
+    ack.seq = answer.seq;
+  } else {
+    ack.error = answer.status.ToString();
+    failed_write_ = ack.id;
   }
   Send(ack);
+  CommitNextWrite();
 }
+
+bool ServerSession::wants_input() const { return queued_write_bytes_ < options_.max_frame; }
 
 bool ServerSession::OnBatch(const Batch& batch) {
   return OnBatch(std::make_shared<const Batch>(batch));
@@ -312,6 +362,8 @@ void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
   read_group_ = kReadGroup;
   repair_read_.clear();
   repair_next_ = 0;
+  repair_ = Repair{};
+  repair_bytes_ = 0;
   deletes_sent_ = false;
   outstanding_.clear();
 }
@@ -373,30 +425,32 @@ void ServerSession::AskOrRepair() {
 }
 
 // One Repair frame: current values (or deletes) of keys the diff found, read
-// now, so that the frame is right at its place in the stream; at most
-// bulk_frame_bytes of ops (at least one). A value too large for a frame goes
-// on its own, as a PutStart and ValueParts.
+// after the diff's snapshot (the follower drops a repair of a key the stream
+// wrote since); at most bulk_frame_bytes of ops (at least one). A value too
+// large for a frame goes on its own, as a PutStart and ValueParts. When the
+// values read so far run out, the frame waits in repair_ for the next read.
 void ServerSession::EmitRepairFrame() {
   std::vector<KeyRef>& keys = comparer_->to_send();
-  Repair repair;
-  repair.sync_id = sync_id_;
   std::optional<Op> large;
-  size_t bytes = 0;
   for (;;) {
     if (repair_next_ == repair_read_.size()) {
       if (next_to_send_ == keys.size()) break;
-      if (!ReadRepairGroup()) return;
-      continue;
+      size_t end = std::min(keys.size(), next_to_send_ + read_group_);
+      return Ask(DbRequest::ReadKeys(
+          std::vector<KeyRef>(keys.begin() + next_to_send_, keys.begin() + end)));
     }
     Op& op = repair_read_[repair_next_];
     if (IsLargePut(op)) {
-      if (repair.ops.empty()) large = std::move(repair_read_[repair_next_++]);
+      if (repair_.ops.empty()) large = std::move(repair_read_[repair_next_++]);
       break;
     }
-    if (!repair.ops.empty() && bytes + OpBytes(op) > options_.bulk_frame_bytes) break;
-    bytes += OpBytes(op);
-    repair.ops.push_back(std::move(repair_read_[repair_next_++]));
+    if (!repair_.ops.empty() && repair_bytes_ + OpBytes(op) > options_.bulk_frame_bytes) break;
+    repair_bytes_ += OpBytes(op);
+    repair_.ops.push_back(std::move(repair_read_[repair_next_++]));
   }
+  Repair repair = std::exchange(repair_, Repair{});
+  size_t bytes = std::exchange(repair_bytes_, 0);
+  repair.sync_id = sync_id_;
   bool read_all = next_to_send_ == keys.size() && repair_next_ == repair_read_.size();
   if (read_all && !deletes_sent_ && !large) {
     std::vector<Hash128>& only = comparer_->follower_only();
@@ -413,35 +467,30 @@ void ServerSession::EmitRepairFrame() {
   if (read_all && deletes_sent_) FinishSync();
 }
 
-// Reads the next group of keys to repair into repair_read_.
-bool ServerSession::ReadRepairGroup() {
-  std::vector<KeyRef>& keys = comparer_->to_send();
-  size_t end = std::min(keys.size(), next_to_send_ + read_group_);
-  std::vector<KeyRef> group(keys.begin() + next_to_send_, keys.begin() + end);
-  std::vector<std::optional<std::string>> values;
-  Status s = hooks_.read(group, &values);
-  if (!s.ok() || values.size() != group.size()) {
-    Fail(s.ok() ? Status::IOError("read returned the wrong number of values") : s,
-         RejectCode::kInternal);
-    return false;
+// The values of the next group of keys to repair, into repair_read_.
+void ServerSession::OnKeysRead(DbAnswer& answer) {
+  if (sync_phase_ != SyncPhase::kRepairing) return;  // the diff ended meanwhile
+  if (!answer.status.ok() || answer.values.size() != answer.keys.size()) {
+    return Fail(answer.status.ok() ? Status::IOError("read returned the wrong number of values")
+                                   : answer.status,
+                RejectCode::kInternal);
   }
   repair_read_.clear();
   repair_next_ = 0;
   size_t read_bytes = 0;
-  for (size_t i = 0; i < group.size(); ++i) {
+  for (size_t i = 0; i < answer.keys.size(); ++i) {
     Op op;
-    op.kind = values[i] ? OpKind::kPut : OpKind::kDelete;
-    op.family = group[i].family;
-    op.key = std::move(group[i].key);
-    if (values[i]) op.value = std::move(*values[i]);
+    op.kind = answer.values[i] ? OpKind::kPut : OpKind::kDelete;
+    op.family = answer.keys[i].family;
+    op.key = std::move(answer.keys[i].key);
+    if (answer.values[i]) op.value = std::move(*answer.values[i]);
     read_bytes += OpBytes(op);
     repair_read_.push_back(std::move(op));
   }
-  next_to_send_ = end;
+  next_to_send_ += answer.keys.size();
   // A read holds every value of its group at once: after large values,
   // read a key at a time, so the session holds about one value.
   read_group_ = read_bytes > options_.bulk_frame_bytes ? 1 : std::min(kReadGroup, read_group_ * 2);
-  return true;
 }
 
 void ServerSession::FinishSync() {
@@ -472,9 +521,7 @@ void ServerSession::FinishSync() {
 // a frame, which goes on its own as a PutStart and ValueParts.
 void ServerSession::EmitBootstrapChunk() {
   if (bootstrap_next_ == bootstrap_entries_.size() && !bootstrap_scan_done_) {
-    bootstrap_entries_.clear();
-    bootstrap_next_ = 0;
-    bootstrap_scan_done_ = hooks_.scan_bootstrap(options_.bulk_frame_bytes, &bootstrap_entries_);
+    return Ask(DbRequest::ScanBootstrap(options_.bulk_frame_bytes));
   }
   // Entries up to bulk_frame_bytes (at least one), up to a large one.
   size_t end = bootstrap_next_;
@@ -505,32 +552,41 @@ void ServerSession::EmitBootstrapChunk() {
   }
 }
 
-// The next piece of the current file. The chunk marked last ends the session:
-// the files are released at once, and the net layer closes after sending.
+// The next piece of the current file, read by the embedder (kReadFile).
 void ServerSession::EmitFileChunk() {
+  size_t want = FileChunkBytes();
+  if (want == 0) {
+    file_buffer_.clear();
+    return SendFileChunk(std::move(file_buffer_), 0);
+  }
+  Ask(DbRequest::ReadFile(files_, file_index_, file_offset_, want, std::move(file_buffer_)));
+}
+
+// The data the next FileChunk carries: at least a byte, so a zero
+// bulk_frame_bytes still makes progress; none only at a file's end.
+size_t ServerSession::FileChunkBytes() const {
+  size_t chunk_bytes = std::min(options_.bulk_frame_bytes, options_.file_chunk_bytes);
+  return static_cast<size_t>(std::min<uint64_t>(files_->files()[file_index_].size - file_offset_,
+                                                std::max<size_t>(chunk_bytes, 1)));
+}
+
+// A FileChunk of `data`, read for `want` bytes. The chunk marked last ends
+// the session: the files are released at once, and the net layer closes
+// after sending.
+void ServerSession::SendFileChunk(std::string data, size_t want) {
   const FileSource::File& file = files_->files()[file_index_];
+  if (data.size() != want) {
+    return Fail(Status::IOError("file " + file.name + (data.size() < want ? " shrank" : " grew") +
+                                " while being copied: " + std::to_string(data.size()) +
+                                " bytes at offset " + std::to_string(file_offset_) + " of its " +
+                                std::to_string(file.size) + ", expected " + std::to_string(want)),
+                RejectCode::kInternal);
+  }
   FileChunk chunk;
-  chunk.data = std::move(file_buffer_);
+  chunk.data = std::move(data);
   chunk.name = file.name;
   chunk.file_size = file.size;
   chunk.offset = file_offset_;
-  // At least a byte a chunk, so a zero bulk_frame_bytes still makes progress.
-  size_t chunk_bytes = std::min(options_.bulk_frame_bytes, options_.file_chunk_bytes);
-  size_t want = static_cast<size_t>(
-      std::min<uint64_t>(file.size - file_offset_, std::max<size_t>(chunk_bytes, 1)));
-  if (want == 0) chunk.data.clear();
-  if (want > 0) {
-    Status s = files_->Read(file_index_, file_offset_, want, &chunk.data);
-    if (!s.ok()) return Fail(s, RejectCode::kInternal);
-    if (chunk.data.size() != want) {
-      return Fail(
-          Status::IOError("file " + file.name + (chunk.data.size() < want ? " shrank" : " grew") +
-                          " while being copied: " + std::to_string(chunk.data.size()) +
-                          " bytes at offset " + std::to_string(file_offset_) + " of its " +
-                          std::to_string(file.size) + ", expected " + std::to_string(want)),
-          RejectCode::kInternal);
-    }
-  }
   chunk.data_hash = DataHash64(chunk.data);
   file_offset_ += want;
   bool file_done = file_offset_ == file.size;
@@ -541,12 +597,7 @@ void ServerSession::EmitFileChunk() {
     ++file_index_;
     file_offset_ = 0;
   }
-  if (chunk.last) {
-    files_.reset();
-    state_ = State::kClosed;
-    error_ = Status::OK();
-    Event(ServerEvent::Closed(error_));
-  }
+  if (chunk.last) End(Status::OK());
 }
 
 bool ServerSession::IsLargePut(const Op& op) const {
@@ -575,7 +626,7 @@ std::string ServerSession::TakeOutput() {
       out_.pop_front();
     }
     if (!out_.empty() || result.size() >= options_.bulk_frame_bytes ||
-        state_ != State::kStreaming) {
+        state_ != State::kStreaming || waiting_) {
       break;
     }
     if (sync_phase_ == SyncPhase::kRepairing) {
@@ -677,8 +728,49 @@ bool ServerSession::EncodeLargePut(Outgoing& item, std::string* out) {
 }
 
 bool ServerSession::wants_write() const {
-  return !out_.empty() || (state_ == State::kStreaming &&
+  return !out_.empty() || (state_ == State::kStreaming && !waiting_ &&
                            (sync_phase_ == SyncPhase::kRepairing || bootstrapping_ || files_));
+}
+
+void ServerSession::Ask(DbRequest request) {
+  waiting_ = request.kind;
+  request_ = std::move(request);
+}
+
+std::optional<DbRequest> ServerSession::PollDbRequest() {
+  return std::exchange(request_, std::nullopt);
+}
+
+void ServerSession::OnDbAnswer(DbAnswer answer) {
+  if (closed() || !waiting_ || answer.kind != *waiting_ || request_) return;
+  waiting_.reset();
+  switch (answer.kind) {
+    case DbRequest::Kind::kReadKeys:
+      return OnKeysRead(answer);
+    case DbRequest::Kind::kOpenBootstrap:
+      return OnBootstrapOpened(answer);
+    case DbRequest::Kind::kScanBootstrap:
+      bootstrap_entries_ = std::move(answer.ops);
+      bootstrap_next_ = 0;
+      bootstrap_scan_done_ = answer.done;
+      return;
+    case DbRequest::Kind::kOpenFiles:
+      return OnFilesOpened(answer);
+    case DbRequest::Kind::kReadFile:
+      if (!answer.status.ok()) return Fail(answer.status, RejectCode::kInternal);
+      return SendFileChunk(std::move(answer.data), FileChunkBytes());
+    case DbRequest::Kind::kCommitWrite:
+      return OnWriteCommitted(answer);
+  }
+}
+
+bool ServeDbRequestsNow(ServerSession& session, const MasterHooks& hooks) {
+  bool served = false;
+  while (std::optional<DbRequest> request = session.PollDbRequest()) {
+    session.OnDbAnswer(ServeDbRequest(hooks, std::move(*request)));
+    served = true;
+  }
+  return served;
 }
 
 std::optional<ServerEvent> ServerSession::PollEvent() {
@@ -720,9 +812,7 @@ void ServerSession::OnAuditDone(const Status& status, AuditReport report) {
     if (example.size() > wire::kMaxAuditExampleBytes) example.resize(wire::kMaxAuditExampleBytes);
   }
   Send(report);
-  state_ = State::kClosed;
-  error_ = Status::OK();
-  Event(ServerEvent::Closed(error_));
+  End(Status::OK());
 }
 
 void ServerSession::Fail(Status status, RejectCode code) {
@@ -733,10 +823,19 @@ void ServerSession::Fail(Status status, RejectCode code) {
              out_.end());
   batches_held_ = 0;
   Send(Reject{code, status.message()});
+  End(std::move(status));
+}
+
+// Closed: what the session held is released (the files at once), and work
+// not handed out yet is not done (a queued write stays unacknowledged).
+void ServerSession::End(Status status) {
   state_ = State::kClosed;
   error_ = std::move(status);
   comparer_.reset();
   files_.reset();
+  request_.reset();
+  writes_.clear();
+  queued_write_bytes_ = 0;
   Event(ServerEvent::Closed(error_));
 }
 

@@ -1,16 +1,24 @@
 // ServerSession: the master's side of one follower connection, sans-I/O.
 //
 // Inputs: bytes received (OnBytes), committed master batches (OnBatch), a
-// request to diff (RequestSync), a snapshot when asked (StartSync), time
-// (OnTick). Outputs: bytes to send (TakeOutput), events for the embedder
-// (PollEvent), and synchronous calls to MasterHooks. No sockets, threads or
-// clocks inside: every run with the same inputs gives the same outputs.
+// request to diff (RequestSync), a snapshot when asked (StartSync), the
+// answers to its database requests (OnDbAnswer), time (OnTick). Outputs:
+// bytes to send (TakeOutput), events for the embedder (PollEvent) and
+// database requests (PollDbRequest). It calls MasterHooks only for the cheap
+// getters (current_seq, key_count, can_resume, random_bytes), never for
+// database work. No sockets, threads or clocks inside: every run with the
+// same inputs gives the same outputs.
 //
 // The embedder's duties:
 //  - after kStreamFrom(s), feed OnBatch every committed batch from sequence s
 //    on, in order (batches before the event, or below s, are ignored);
 //  - after kWantSnapshot, call StartSync with the master tree as of the last
 //    batch fed to this session, so both sides diff the same stream position;
+//  - serve each request PollDbRequest gives (ServeDbRequest with the hooks,
+//    off the I/O thread if they may block) and hand its answer to
+//    OnDbAnswer; until then the session waits for it (a repair frame, a
+//    bootstrap chunk, a file chunk, a write's ack, a Welcome);
+//  - stop reading the peer while !wants_input() (a writer's queued writes);
 //  - call TakeOutput whenever wants_write() and the connection has room: bulk
 //    work (bootstrap, repair) is produced a frame at a time, paced by the reader,
 //    and stream batches are encoded only then, from the shared batch: a batch
@@ -27,6 +35,7 @@
 #include <vector>
 
 #include "engine/authenticator.h"
+#include "engine/master_hooks.h"
 #include "engine/merkle_tree.h"
 #include "engine/messages.h"
 #include "engine/status.h"
@@ -61,54 +70,6 @@ struct ServerOptions {
   // streams until a diff is asked for (on demand or on a schedule).
   bool diff_on_connect = true;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
-};
-
-// A consistent copy of the master's database files, served to a cloner (an
-// empty follower, Role kCloner). The master keeps these files from deletion
-// for as long as the source lives.
-class FileSource {
- public:
-  struct File {
-    std::string name;  // a plain file name, no directory
-    uint64_t size = 0;
-  };
-  virtual ~FileSource() = default;
-  virtual const std::vector<File>& files() const = 0;
-  // Replaces *out with up to max_bytes of files()[index] from `offset` (less
-  // only at the file's end). *out is the previous chunk's buffer: resizing it
-  // to the same size costs nothing.
-  virtual Status Read(size_t index, uint64_t offset, size_t max_bytes, std::string* out) = 0;
-};
-
-// Reads the master's current values: (*values)[i] for keys[i], nullopt if absent.
-using ReadFun = std::function<Status(const std::vector<KeyRef>& keys,
-                                     std::vector<std::optional<std::string>>* values)>;
-
-struct MasterHooks {
-  std::function<uint64_t()> current_seq;  // last committed sequence
-  std::function<uint64_t()> key_count;    // keys in the master's tree
-  // Whether every batch after `seq` can still be fed (the WAL still holds it).
-  std::function<bool(uint64_t seq)> can_resume;
-  ReadFun read;
-  // Bootstrap: opens a snapshot to scan in (family, key) order, starting after
-  // the given key (or at the start); returns the snapshot's sequence.
-  std::function<uint64_t(bool resume, FamilyTag after_family, const std::string& after_key)>
-      open_bootstrap;
-  // Appends up to about max_bytes of entries from the open snapshot; true at its end.
-  std::function<bool(size_t max_bytes, std::vector<Op>* out)> scan_bootstrap;
-  std::function<void(uint8_t* out, size_t n)> random_bytes;
-  // Writers (Hello.role kWriter): commits `ops` as one atomic batch and sets
-  // *seq to a sequence at or after the commit. Null: writers are refused.
-  std::function<Status(const std::vector<Op>& ops, uint64_t* seq)> write;
-  // Cloners: a copy of the database files, or why there is none (the master's
-  // configuration does not allow it). Null: cloners are refused.
-  std::function<Status(std::unique_ptr<FileSource>* out)> open_files;
-  // Auditors (Hello.role kAuditor): checks the master's tree against its
-  // database now and fills *report (its error field aside). Null: auditors
-  // are refused. The session never calls it: an audit scans the whole
-  // database, so the embedder runs it off its I/O threads when the session
-  // asks (kRunAudit) and hands the outcome to OnAuditDone.
-  std::function<Status(AuditReport* report)> audit;
 };
 
 struct ServerEvent {
@@ -174,6 +135,14 @@ class ServerSession {
   // error. Ignored unless an audit was asked for (the session may have
   // closed meanwhile).
   void OnAuditDone(const Status& status, AuditReport report);
+  // The database request the session waits for, once (see master_hooks.h);
+  // nullopt if there is none new.
+  std::optional<DbRequest> PollDbRequest();
+  // The answer to the request PollDbRequest gave. Ignored once closed.
+  void OnDbAnswer(DbAnswer answer);
+  // Whether to read more from the peer: false while a writer's writes
+  // queued behind the one committing reach max_frame bytes.
+  bool wants_input() const;
 
   // About bulk_frame_bytes of output (more only by one frame), in order.
   std::string TakeOutput();
@@ -198,13 +167,15 @@ class ServerSession {
   // No diff running or wanted, no bootstrap, clone or audit, nothing to send.
   bool idle() const {
     return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && !files_ &&
-           !audit_running_ && out_.empty();
+           !audit_running_ && out_.empty() && !waiting_ && writes_.empty();
   }
   // Round trips of the last diff (SyncStart..last Nodes), for benchmarks.
   int last_sync_round_trips() const { return last_round_trips_; }
 
  private:
-  enum class State { kAwaitHello, kAwaitAuth, kStreaming, kClosed };
+  // kOpening: authenticated, the Welcome waits for the bootstrap snapshot
+  // or the files to be opened.
+  enum class State { kAwaitHello, kAwaitAuth, kOpening, kStreaming, kClosed };
   enum class SyncPhase { kIdle, kWantSnapshot, kAwaitRoot, kAwaitNodes, kRepairing };
 
   void Handle(Message& message);
@@ -212,7 +183,13 @@ class ServerSession {
   void HandleAuth(const Auth& auth);
   void HandleSyncRoot(const SyncRoot& root);
   void HandleNodes(const Nodes& nodes);
-  void HandleWrite(const Write& write);
+  void HandleWrite(Write& write);
+  void CommitNextWrite();
+  void OnWriteCommitted(DbAnswer& answer);
+  void StartStreaming(Welcome& welcome);
+  void OnBootstrapOpened(const DbAnswer& answer);
+  void OnFilesOpened(DbAnswer& answer);
+  void Ask(DbRequest request);
   void AskOrRepair();
   // One piece of the output: frames ready to send, or a batch (or a lone
   // large put) encoded as the connection drains.
@@ -233,17 +210,20 @@ class ServerSession {
   bool IsLargePut(const Op& op) const;
   void QueueLargePut(PutContext context, uint64_t id, Op op);
   void EmitRepairFrame();
-  bool ReadRepairGroup();
+  void OnKeysRead(DbAnswer& answer);
   void FinishSync();
   void EmitBootstrapChunk();
   void StartCloning(Welcome& welcome);
   void EmitFileChunk();
+  size_t FileChunkBytes() const;
+  void SendFileChunk(std::string data, size_t want);
   template <MessageAlternative M>
   void Send(const M& message) {
     if (out_.empty() || out_.back().batch) out_.emplace_back();
     wire::AppendFrame(message, &out_.back().bytes);
   }
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
+  void End(Status status);
   void Event(ServerEvent event) { events_.push_back(std::move(event)); }
   std::string RandomBytes(size_t n);
 
@@ -263,6 +243,15 @@ class ServerSession {
   uint64_t follower_applied_seq_ = 0;
   std::optional<uint64_t> failed_write_;  // a writer's first refused write: later ones are too
   bool audit_running_ = false;            // kRunAudit emitted, OnAuditDone not yet called
+  std::deque<Write> writes_;              // a writer's writes not yet committed, in order
+  size_t queued_write_bytes_ = 0;         // their ops' bytes
+  std::optional<uint64_t> committing_;    // the write whose kCommitWrite is out
+
+  // Database work: the request made and not yet polled, and the kind of the
+  // one whose answer is awaited (at most one).
+  std::optional<DbRequest> request_;
+  std::optional<DbRequest::Kind> waiting_;
+  Welcome welcome_;  // kOpening: sent once the answer comes
 
   // The diff in progress.
   SyncPhase sync_phase_ = SyncPhase::kIdle;
@@ -271,9 +260,11 @@ class ServerSession {
   std::unique_ptr<DiffComparer> comparer_;
   std::deque<std::vector<std::string>> outstanding_;  // paths of unanswered NodesRequests
   size_t next_to_send_ = 0;                           // repair progress in comparer_->to_send()
-  size_t read_group_ = 0;        // keys per ReadFun call: fewer after large values
-  std::vector<Op> repair_read_;  // read, not yet sent
+  size_t read_group_ = 0;                             // keys per read: fewer after large values
+  std::vector<Op> repair_read_;                       // read, not yet sent
   size_t repair_next_ = 0;
+  Repair repair_;            // the frame being filled, across reads
+  size_t repair_bytes_ = 0;  // of its ops
   bool deletes_sent_ = false;
   uint64_t repaired_ = 0;
   int round_trips_ = 0;
@@ -288,7 +279,7 @@ class ServerSession {
   bool bootstrap_scan_done_ = false;
 
   // A cloner's copy: the file and offset of the next FileChunk.
-  std::unique_ptr<FileSource> files_;
+  std::shared_ptr<FileSource> files_;
   size_t file_index_ = 0;
   uint64_t file_offset_ = 0;
   std::string file_buffer_;  // each chunk's data, reused: no allocation per chunk
@@ -297,5 +288,10 @@ class ServerSession {
   int64_t last_received_ms_ = -1;
   int64_t next_ping_ms_ = 0;
 };
+
+// Serves `session`'s database requests at once, on this thread, with `hooks`,
+// until it waits for none: for tests, benchmarks and embedders whose hooks
+// never block. Returns whether it served any.
+bool ServeDbRequestsNow(ServerSession& session, const MasterHooks& hooks);
 
 }  // namespace sdiff

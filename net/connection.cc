@@ -101,8 +101,14 @@ void Connection::Open() {
   Read();
 }
 
+void Connection::set_reading_paused(bool paused) {
+  if (read_paused_ == paused) return;
+  read_paused_ = paused;
+  if (!paused && opened_) Read();
+}
+
 void Connection::Read() {
-  if ((closing_ && !draining_) || reading_ || finished_) return;
+  if ((closing_ && !draining_) || reading_ || finished_ || (read_paused_ && !draining_)) return;
   reading_ = true;
   read_buffer_.resize(options_.read_bytes);
   WithStream([&](auto& s) {

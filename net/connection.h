@@ -102,6 +102,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool peer_stalled() const { return peer_stalled_; }
   // Strand. The size of reads from the next one on.
   void set_read_bytes(size_t bytes) { options_.read_bytes = bytes; }
+  // Strand. Paused: no read is started (one in flight still delivers), so a
+  // peer that sends faster than its handler takes meets TCP's flow control.
+  // A closing connection reads regardless.
+  void set_reading_paused(bool paused);
   // Strand: the read buffer and the part of a record held until it is whole.
   size_t read_buffer_bytes() const {
     return read_buffer_.capacity() + (records_ ? records_->buffered_bytes() : 0);
@@ -146,7 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool writing_ = false;
   int64_t write_progress_ms_ = 0;  // when the write in flight last moved bytes
   bool peer_stalled_ = false;
-  bool reading_ = false;   // a read is in flight
+  bool reading_ = false;  // a read is in flight
+  bool read_paused_ = false;
   bool draining_ = false;  // closing: sent our FIN, reading until the peer's
   bool opened_ = false;
   bool closing_ = false;

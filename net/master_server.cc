@@ -48,7 +48,10 @@ class MasterServer::Driver : public ConnectionHandler,
                              public std::enable_shared_from_this<Driver> {
  public:
   Driver(MasterServer* server, ServerOptions options, MasterHooks hooks)
-      : server_(server), audit_(hooks.audit), session_(std::move(options), std::move(hooks)) {}
+      : server_(server),
+        hooks_(hooks),
+        db_(asio::make_strand(server->db_)),
+        session_(std::move(options), std::move(hooks)) {}
 
   void Attach(const std::shared_ptr<Connection>& connection) {
     connection_ = connection;
@@ -239,7 +242,26 @@ class MasterServer::Driver : public ConnectionHandler,
       // Authenticated: reads may now be as large as the server's own limit.
       c.set_read_bytes(server_->options_.connection.read_bytes);
     }
+    if (std::optional<DbRequest> request = session_.PollDbRequest()) Serve(std::move(*request));
+    c.set_reading_paused(!session_.wants_input());
     if (session_.closed() && !c.closing()) c.Close(session_.error(), /*flush=*/true);
+  }
+
+  // Strand. The session's database work runs on this driver's strand of the
+  // database workers, so a slow read, scan or fsync holds no io_context
+  // thread (and no other session); the answer comes back to this strand.
+  void Serve(DbRequest request) {
+    std::weak_ptr<Connection> weak = connection_;
+    asio::post(db_, [self = shared_from_this(), weak, request = std::move(request)]() mutable {
+      if (weak.expired()) return;  // the peer left before its turn
+      DbAnswer answer = ServeDbRequest(self->hooks_, std::move(request));
+      auto c = weak.lock();
+      if (!c) return;
+      c->Post([self, c, answer = std::move(answer)]() mutable {
+        self->session_.OnDbAnswer(std::move(answer));
+        self->Pump(*c);
+      });
+    });
   }
 
   // Strand. An audit scans the whole database (seconds at a million keys):
@@ -249,7 +271,7 @@ class MasterServer::Driver : public ConnectionHandler,
     std::weak_ptr<Connection> weak = connection_;
     asio::post(server_->blocking_, [self = shared_from_this(), weak] {
       AuditReport report;
-      Status s = self->audit_(&report);
+      Status s = self->hooks_.audit(&report);
       auto c = weak.lock();
       if (!c) return;  // the auditor left; the audit's work stands all the same
       c->Post([self, c, s = std::move(s), report = std::move(report)]() mutable {
@@ -348,7 +370,10 @@ class MasterServer::Driver : public ConnectionHandler,
   }
 
   MasterServer* server_;
-  const std::function<Status(AuditReport*)> audit_;  // MasterHooks::audit; runs off the strand
+  // The session's hooks, for the work it asks of the database workers and
+  // the blocking worker (audits); their getters are the session's own.
+  const MasterHooks hooks_;
+  asio::strand<asio::thread_pool::executor_type> db_;
   ServerSession session_;
   std::weak_ptr<Connection> connection_;
   std::string peer_;  // constant after Attach
@@ -377,6 +402,7 @@ MasterServer::MasterServer(MasterHub* hub, MasterServerOptions options)
       options_(std::move(options)),
       log_(options_.logger ? options_.logger : spdlog::default_logger()),
       work_(asio::make_work_guard(io_)),
+      db_(static_cast<size_t>(std::max(1, options_.db_threads))),
       acceptor_(asio::make_strand(io_)),
       accept_retry_(acceptor_.get_executor()) {
   options_.connection.handshake_timeout = options_.handshake_timeout;
@@ -429,6 +455,10 @@ Status MasterServer::Start(MasterHub* hub, MasterServerOptions options,
                                       : "; followers must prove the shared secret");
   server->Accept();
   asio::post(server->blocking_, [] { pthread_setname_np(pthread_self(), "sdiff-blocking"); });
+  for (int i = 0; i < std::max(1, o.db_threads); ++i) {
+    // Not a guarantee each thread takes one (a thread may take two): a name only.
+    asio::post(server->db_, [] { pthread_setname_np(pthread_self(), "sdiff-db"); });
+  }
   for (int i = 0; i < std::max(1, o.threads); ++i) {
     server->threads_.emplace_back([io = &server->io_] {
       pthread_setname_np(pthread_self(), "sdiff-master");  // as top -H and perf show it
@@ -527,6 +557,10 @@ void MasterServer::Stop() {
   // way finishes first, while the io_context still runs to take its report.
   blocking_.stop();
   blocking_.join();
+  // Work not started is dropped; a read or write under way finishes, and its
+  // answer finds its session closing.
+  db_.stop();
+  db_.join();
   work_.reset();
   for (std::thread& t : threads_) t.join();
   threads_.clear();

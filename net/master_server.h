@@ -45,6 +45,10 @@ namespace sdiff::net {
 struct MasterServerOptions {
   std::string listen = "127.0.0.1:8123";  // HOST:PORT; port 0 lets the OS pick
   int threads = 2;                        // io_context threads
+  // Database workers: sessions' repair reads, bootstrap scans, writes and
+  // file reads run here, never on an io_context thread. A session's work
+  // runs in order, one piece at a time.
+  int db_threads = 2;
   size_t max_connections = 64;
   std::chrono::milliseconds handshake_timeout{5000};
   ConnectionOptions connection;
@@ -129,6 +133,8 @@ class MasterServer {
   // time, off the io_context's threads. Declared after io_: its queued jobs
   // hold connections, which must go before the io_context does.
   asio::thread_pool blocking_{1};
+  // The database workers (MasterServerOptions::db_threads); after io_ too.
+  asio::thread_pool db_;
   tcp::acceptor acceptor_;           // on its own strand: accepts and Stop's close never race
   asio::steady_timer accept_retry_;  // the acceptor's strand: the wait after a failed accept
   AcceptBackoff accept_backoff_;     // the acceptor's strand

@@ -1,11 +1,14 @@
-// RocksMasterHooks: the master's session hooks (engine/server_session.h's
+// RocksMasterHooks: the master's session hooks (engine/master_hooks.h's
 // MasterHooks) served from a live RocksDB: repair reads through a snapshot,
 // the bootstrap scan, writes from writers, the database files for cloners.
 // Positions and resumability come from the BatchLog, whose tree the sessions
 // compare against; auditors are added by the Master, which owns the audit.
 //
-// Threads: the hooks are called from the sessions' strands, several sessions
-// at once; each set of hooks (Make) belongs to one session.
+// Threads: the getters (current_seq, key_count, can_resume) from the
+// sessions' I/O strands; the database work (read, the bootstrap cursor,
+// write, open_files) from the server's database workers, one piece at a
+// time per session; several sessions at once. Each set of hooks (Make)
+// belongs to one session.
 #pragma once
 
 #include <rocksdb/db.h>

@@ -15,6 +15,7 @@
 #include "engine/hash.h"
 #include "engine/server_session.h"
 #include "engine/testing/fake_authenticator.h"
+#include "engine/testing/serve_db.h"
 #include "engine/wire.h"
 
 namespace sdiff {
@@ -110,7 +111,7 @@ class CloneSessionTest : public ::testing::Test {
     ServerOptions options;
     options.master_id = "m1";
     options.families = {{0, "default"}, {3, "meta"}};
-    options.bulk_frame_bytes = 100;
+    options.bulk_frame_bytes = kBulkFrameBytes;
     options.bootstrap_min_keys = 10;
     options.authenticator = server_auth_;
     MasterHooks hooks;
@@ -129,7 +130,14 @@ class CloneSessionTest : public ::testing::Test {
         return Status::OK();
       };
     }
+    hooks_ = hooks;
     return std::make_unique<ServerSession>(options, hooks);
+  }
+
+  // The server's output, its database work (opening and reading the files)
+  // done as it asks.
+  std::string Take(ServerSession& server) {
+    return testing::TakeOutputServingDb(server, hooks_, kBulkFrameBytes);
   }
 
   std::unique_ptr<CloneSession> Clone() {
@@ -157,7 +165,7 @@ class CloneSessionTest : public ::testing::Test {
     for (int round = 0; round < 1000; ++round) {
       std::string to_master = clone.TakeOutput();
       if (!to_master.empty()) server.OnBytes(to_master);
-      std::string to_clone = server.TakeOutput();
+      std::string to_clone = Take(server);
       to_clone_ += to_clone;
       if (!to_clone.empty()) clone.OnBytes(to_clone);
       if (to_master.empty() && to_clone.empty()) return;
@@ -165,12 +173,14 @@ class CloneSessionTest : public ::testing::Test {
     FAIL() << "the sessions did not settle";
   }
 
-  // Hello, Challenge, Auth and Welcome, and nothing more from the master.
+  // Hello, Challenge, Auth and the files opened, and nothing more from the
+  // master (its Welcome and the first chunk wait for a Take).
   void Handshake(ServerSession& server, CloneSession& clone) {
     clone.Start();
     server.OnBytes(clone.TakeOutput());  // Hello
-    clone.OnBytes(server.TakeOutput());  // Challenge
+    clone.OnBytes(Take(server));         // Challenge
     server.OnBytes(clone.TakeOutput());  // Auth
+    ServeDbRequestsNow(server, hooks_);  // the files opened: the Welcome waits
   }
 
   std::vector<ServerEvent> Events(ServerSession& server) {
@@ -197,7 +207,9 @@ class CloneSessionTest : public ::testing::Test {
     EXPECT_FALSE(server->error().ok());
   }
 
+  static constexpr size_t kBulkFrameBytes = 100;
   std::mt19937_64 rng_{1234};
+  MasterHooks hooks_;  // the last Server's
   std::vector<std::pair<std::string, std::string>> files_;
   uint64_t keys_ = 1000;
   bool serves_files_ = true;
@@ -290,7 +302,7 @@ TEST_F(CloneSessionTest, MasterReleasesTheFilesAndClosesCleanlyAfterTheLastChunk
   std::string sent;
   while (server->wants_write()) {
     EXPECT_FALSE(released_);
-    sent += server->TakeOutput();
+    sent += Take(*server);
   }
   // The source went with the chunk marked last, before the cloner got a byte.
   EXPECT_TRUE(released_);
@@ -316,13 +328,13 @@ TEST_F(CloneSessionTest, OneTakeOutputGivesAboutBulkFrameBytes) {
   auto server = Server();
   auto clone = Clone();
   Handshake(*server, *clone);
-  std::vector<Message> first = Frames(server->TakeOutput());  // Welcome and the first chunk
+  std::vector<Message> first = Frames(Take(*server));  // Welcome and the first chunk
   ASSERT_EQ(first.size(), 2u);
   EXPECT_TRUE(std::holds_alternative<Welcome>(first[0]));
   EXPECT_EQ(std::get<FileChunk>(first[1]).data.size(), 100u);
   for (int i = 1; i < 10; ++i) {
     ASSERT_TRUE(server->wants_write());
-    std::string out = server->TakeOutput();
+    std::string out = Take(*server);
     std::vector<FileChunk> chunks = Only<FileChunk>(Frames(out));
     ASSERT_EQ(chunks.size(), 1u) << i;  // a frame a call, not the whole file
     EXPECT_EQ(chunks[0].offset, 100u * i);
@@ -353,10 +365,10 @@ TEST_F(CloneSessionTest, PingsAreAnsweredAndRequestSyncIsIgnored) {
   server->OnTick(0);
   clone->OnTick(0);
   Handshake(*server, *clone);
-  clone->OnBytes(server->TakeOutput());  // Welcome and a chunk
+  clone->OnBytes(Take(*server));  // Welcome and a chunk
   server->RequestSync();
   server->OnTick(2000);  // past the ping interval
-  std::string out = server->TakeOutput();
+  std::string out = Take(*server);
   ASSERT_EQ(Only<Ping>(Frames(out)).size(), 1u);
   clone->OnBytes(out);
   std::vector<Pong> pongs = Only<Pong>(Frames(clone->TakeOutput()));
@@ -474,7 +486,7 @@ TEST_F(CloneSessionTest, ClonerSendingDiffMessagesIsAProtocolError) {
     EXPECT_TRUE(server->closed());
     EXPECT_TRUE(server->error().IsProtocolError()) << server->error().ToString();
     EXPECT_TRUE(released_);
-    std::vector<Reject> rejects = Only<Reject>(Frames(server->TakeOutput()));
+    std::vector<Reject> rejects = Only<Reject>(Frames(Take(*server)));
     ASSERT_EQ(rejects.size(), 1u);
     EXPECT_EQ(rejects[0].code, RejectCode::kProtocol);
     std::vector<ServerEvent> events = Events(*server);

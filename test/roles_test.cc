@@ -93,6 +93,7 @@ class WriterTest : public RolesTest {
   std::unique_ptr<ServerSession> Server(bool takes_writers, const Authenticator* auth = nullptr) {
     ServerOptions options = master_.Options();
     options.authenticator = auth;
+    if (max_frame_ != 0) options.max_frame = max_frame_;
     MasterHooks hooks = master_.Hooks(&rng_);
     if (takes_writers) {
       hooks.write = [this](const std::vector<Op>& ops, uint64_t* seq) {
@@ -104,6 +105,7 @@ class WriterTest : public RolesTest {
         return Status::OK();
       };
     }
+    hooks_ = hooks;
     return std::make_unique<ServerSession>(options, hooks);
   }
 
@@ -114,14 +116,16 @@ class WriterTest : public RolesTest {
                       }});
   }
 
-  // Moves bytes both ways until neither side has anything to say.
-  static void Exchange(ServerSession& server, WriterSession& writer) {
+  // Moves bytes both ways until neither side has anything to say, the
+  // server's writes committed as it asks.
+  void Exchange(ServerSession& server, WriterSession& writer) {
     for (int round = 0; round < 100; ++round) {
       std::string to_master = writer.TakeOutput();
       if (!to_master.empty()) server.OnBytes(to_master);
+      bool served = ServeDbRequestsNow(server, hooks_);
       std::string to_writer = server.TakeOutput();
       if (!to_writer.empty()) writer.OnBytes(to_writer);
-      if (to_master.empty() && to_writer.empty()) return;
+      if (to_master.empty() && to_writer.empty() && !served) return;
     }
     FAIL() << "the sessions did not settle";
   }
@@ -133,6 +137,8 @@ class WriterTest : public RolesTest {
   }
 
   bool fail_writes_ = false;
+  size_t max_frame_ = 0;  // 0: the default
+  MasterHooks hooks_;     // the last Server's
 };
 
 TEST_F(WriterTest, WritesAreCommittedInOrderAndAcknowledged) {
@@ -265,6 +271,43 @@ TEST_F(WriterTest, WriterAnswersPings) {
   server->OnTick(16000);  // the writer's pong kept the session alive
   EXPECT_FALSE(server->closed()) << server->error().ToString();
   EXPECT_TRUE(writer.ready()) << writer.error().ToString();
+}
+
+// The session commits a writer's writes one at a time, each as a request to
+// its embedder, and acknowledges them in order as the answers come. Those
+// queued behind reach max_frame bytes: the embedder stops reading the peer.
+TEST_F(WriterTest, WritesAreCommittedOneAtATimeAndAQueueOfAFrameStopsTheReading) {
+  max_frame_ = 4096;
+  auto server = Server(true);
+  WriterSession writer = Writer();
+  writer.Start();
+  Exchange(*server, writer);
+  ASSERT_TRUE(writer.ready());
+  for (uint64_t id = 1; id <= 4; ++id) {
+    writer.Submit({Op{OpKind::kPut, 0, "k" + std::to_string(id), std::string(1500, 'v')}});
+  }
+  server->OnBytes(writer.TakeOutput());
+  EXPECT_FALSE(server->wants_input()) << "three writes of 1.5 KB queued behind the first";
+  for (uint64_t id = 1; id <= 4; ++id) {
+    SCOPED_TRACE(id);
+    EXPECT_TRUE(server->TakeOutput().empty()) << "no ack before the commit";
+    std::optional<DbRequest> commit = server->PollDbRequest();
+    ASSERT_TRUE(commit.has_value());
+    EXPECT_EQ(commit->kind, DbRequest::Kind::kCommitWrite);
+    ASSERT_EQ(commit->ops.size(), 1u);
+    EXPECT_EQ(commit->ops[0].key, "k" + std::to_string(id));
+    EXPECT_FALSE(server->PollDbRequest().has_value()) << "one write at a time";
+    EXPECT_EQ(master_.seq(), id - 1);
+    server->OnDbAnswer(ServeDbRequest(hooks_, std::move(*commit)));
+    EXPECT_TRUE(server->wants_input());
+    EXPECT_EQ(master_.seq(), id);
+    writer.OnBytes(server->TakeOutput());
+    std::vector<WriteAck> acks = Acks(writer);
+    ASSERT_EQ(acks.size(), 1u);
+    EXPECT_EQ(acks[0].id, id);
+    EXPECT_EQ(acks[0].seq, id);
+  }
+  EXPECT_TRUE(server->idle());
 }
 
 // A master that answers Pings but never acknowledges a write must not hold

@@ -25,6 +25,7 @@
 #include "engine/testing/fake_authenticator.h"
 #include "engine/testing/link.h"
 #include "engine/testing/memory_replica.h"
+#include "engine/testing/serve_db.h"
 #include "engine/wire.h"
 
 // Messages are built with designated initializers that name only the fields
@@ -133,13 +134,25 @@ class ServerSessionTest : public ::testing::Test {
   ServerSessionTest() : master_("m1") { options_ = master_.Options(); }
 
   ServerSession& session() {
-    if (!session_) session_ = std::make_unique<ServerSession>(options_, master_.Hooks(&rng_));
+    if (!session_) {
+      hooks_ = master_.Hooks(&rng_);
+      session_ = std::make_unique<ServerSession>(options_, hooks_);
+    }
     return *session_;
   }
   void NewSession() { session_.reset(); }
 
-  void Feed(const Message& message) { session().OnBytes(Frame(message)); }
-  std::vector<Message> Out() { return Decode(session().TakeOutput()); }
+  // Does the database work the session asked for, at once.
+  bool Serve() { return ServeDbRequestsNow(session(), hooks_); }
+  void Feed(const Message& message) {
+    session().OnBytes(Frame(message));
+    Serve();
+  }
+  // What the session sends, its database work done as it asks.
+  std::string Take() {
+    return testing::TakeOutputServingDb(session(), hooks_, options_.bulk_frame_bytes);
+  }
+  std::vector<Message> Out() { return Decode(Take()); }
   std::vector<ServerEvent> Events() {
     std::vector<ServerEvent> events;
     while (auto e = session().PollEvent()) events.push_back(std::move(*e));
@@ -230,6 +243,7 @@ class ServerSessionTest : public ::testing::Test {
   MemoryMaster master_;
   ServerOptions options_;
   FakeAuthenticator authenticator_{"secret"};
+  MasterHooks hooks_;  // the session's, to serve its database requests
   std::unique_ptr<ServerSession> session_;
 };
 
@@ -726,6 +740,126 @@ TEST_F(ServerSessionTest, RepairReadsValuesCurrentWhenSent) {
   std::sort(ops.begin(), ops.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
   EXPECT_EQ(ops, (std::vector<Op>{Put("k0", "v0"), Put("k1", "v1"), Put("k2", "newer"),
                                   Put("k3", "v3"), Del("k4")}));
+}
+
+// The session never reads the database itself: a repair frame waits for the
+// values it asked for, while stream batches and pings go out as usual.
+TEST_F(ServerSessionTest, ARepairWaitsForItsReadWhileTheStreamAndPingsGoOn) {
+  WriteKeys(3);
+  MerkleTree follower;  // empty: every key is repaired
+  ConnectWelcome();
+  Events();
+  session().OnTick(0);
+  Out();  // the first Ping
+  session().StartSync(master_.tree().Snapshot());
+  SyncStart start = One<SyncStart>(Out());
+  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
+                                   .root = follower.root_hash(),
+                                   .top = NodeSummary{},
+                                   .hash_bytes = start.hash_bytes}));
+  EXPECT_TRUE(session().TakeOutput().empty());
+  std::optional<DbRequest> read = session().PollDbRequest();
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->kind, DbRequest::Kind::kReadKeys);
+  EXPECT_EQ(read->keys.size(), 3u);
+  EXPECT_FALSE(session().PollDbRequest().has_value()) << "asked once";
+  EXPECT_FALSE(session().wants_write()) << "nothing to send until the values come";
+  EXPECT_FALSE(session().idle());
+
+  session().OnBatch(master_.Write({Put("k9", "v9")}));
+  session().OnTick(options_.ping_interval_ms);
+  EXPECT_EQ(Names(Decode(session().TakeOutput())), "Batch Ping");
+  EXPECT_FALSE(session().PollDbRequest().has_value());
+
+  session().OnDbAnswer(ServeDbRequest(hooks_, std::move(*read)));
+  std::vector<Message> out = Decode(session().TakeOutput());
+  ASSERT_EQ(Names(out), "Repair SyncDone");
+  EXPECT_EQ(std::get<Repair>(out[0]).ops.size(), 3u);
+  EXPECT_TRUE(session().idle());
+}
+
+// A failed read fails the session, as the master failing (kInternal).
+TEST_F(ServerSessionTest, AFailedRepairReadClosesWithAnInternalError) {
+  WriteKeys(3);
+  MerkleTree follower;
+  ConnectWelcome();
+  Events();
+  session().StartSync(master_.tree().Snapshot());
+  SyncStart start = One<SyncStart>(Out());
+  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
+                                   .root = follower.root_hash(),
+                                   .top = NodeSummary{},
+                                   .hash_bytes = start.hash_bytes}));
+  EXPECT_TRUE(session().TakeOutput().empty());
+  std::optional<DbRequest> read = session().PollDbRequest();
+  ASSERT_TRUE(read.has_value());
+  DbAnswer answer;
+  answer.kind = DbRequest::Kind::kReadKeys;
+  answer.status = Status::IOError("disk on fire");
+  session().OnDbAnswer(std::move(answer));
+  EXPECT_TRUE(session().closed());
+  EXPECT_EQ(LastReject(Out()).code, RejectCode::kInternal);
+}
+
+// An answer that comes after the session closed, or that was not asked
+// for, changes nothing.
+TEST_F(ServerSessionTest, AnAnswerNotWaitedForIsIgnored) {
+  WriteKeys(3);
+  ConnectWelcome();
+  Events();
+  DbAnswer stray;
+  stray.kind = DbRequest::Kind::kScanBootstrap;
+  stray.ops = {Put("x", "y")};
+  stray.done = true;
+  session().OnDbAnswer(stray);
+  EXPECT_FALSE(session().closed());
+  EXPECT_FALSE(session().wants_write());
+
+  MerkleTree follower;
+  session().StartSync(master_.tree().Snapshot());
+  SyncStart start = One<SyncStart>(Out());
+  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
+                                   .root = follower.root_hash(),
+                                   .top = NodeSummary{},
+                                   .hash_bytes = start.hash_bytes}));
+  session().TakeOutput();
+  std::optional<DbRequest> read = session().PollDbRequest();
+  ASSERT_TRUE(read.has_value());
+  session().Close("test: closing");
+  Out();
+  session().OnDbAnswer(ServeDbRequest(hooks_, std::move(*read)));
+  EXPECT_TRUE(Out().empty()) << "no Repair after the Reject";
+}
+
+// The Welcome of a bootstrap names the snapshot's sequence: it waits for the
+// snapshot to be opened, and the follower may send nothing meanwhile.
+TEST_F(ServerSessionTest, ABootstrapWelcomeWaitsForItsSnapshot) {
+  options_.bootstrap_min_keys = 3;
+  WriteKeys(3);
+  session().OnBytes(Frame(FollowerHello()));
+  One<Challenge>(Decode(session().TakeOutput()));
+  session().OnBytes(Frame(Auth{}));
+  EXPECT_FALSE(session().streaming());
+  EXPECT_TRUE(session().TakeOutput().empty());
+  std::optional<DbRequest> open = session().PollDbRequest();
+  ASSERT_TRUE(open.has_value());
+  EXPECT_EQ(open->kind, DbRequest::Kind::kOpenBootstrap);
+  EXPECT_FALSE(open->resume);
+  master_.Write({Put("k3", "v3")});  // before the snapshot: in it
+  session().OnDbAnswer(ServeDbRequest(hooks_, std::move(*open)));
+  EXPECT_TRUE(session().streaming());
+  Welcome welcome = std::get<Welcome>(Decode(session().TakeOutput()).at(0));
+  EXPECT_EQ(welcome.mode, StartMode::kBootstrap);
+  EXPECT_EQ(welcome.master_seq, 4u);
+
+  NewSession();
+  session().OnBytes(Frame(FollowerHello()));
+  session().TakeOutput();
+  session().OnBytes(Frame(Auth{}));
+  ASSERT_TRUE(session().PollDbRequest().has_value());
+  session().OnBytes(Frame(Pong{}));
+  EXPECT_TRUE(session().closed());
+  EXPECT_EQ(LastReject(Decode(session().TakeOutput())).code, RejectCode::kProtocol);
 }
 
 TEST_F(ServerSessionTest, SyncRequestDuringDiffRunsAnotherAfterIt) {
@@ -1983,8 +2117,10 @@ TEST_F(ClientSessionTest, SilentMasterTimesOut) {
 
 // Runs the two sessions against each other until no bytes move, doing the
 // embedder's duties as Link does; unlike Link, the hooks are the caller's.
-void Converse(ServerSession& server, ClientSession& client, const MemoryMaster& master) {
+void Converse(ServerSession& server, const MasterHooks& hooks, ClientSession& client,
+              const MemoryMaster& master) {
   for (int round = 0; round < 1000; ++round) {
+    ServeDbRequestsNow(server, hooks);
     while (auto event = server.PollEvent()) {
       if (event->kind == ServerEvent::Kind::kStreamFrom) {
         for (const Batch* batch : master.LogFrom(event->seq)) server.OnBatch(*batch);
@@ -1993,8 +2129,9 @@ void Converse(ServerSession& server, ClientSession& client, const MemoryMaster& 
       }
     }
     std::string to_follower = server.TakeOutput();
+    bool served = ServeDbRequestsNow(server, hooks);
     std::string to_master = client.TakeOutput();
-    if (to_follower.empty() && to_master.empty()) return;
+    if (to_follower.empty() && to_master.empty() && !served) return;
     client.OnBytes(to_follower);
     server.OnBytes(to_master);
   }
@@ -2113,7 +2250,8 @@ TEST_F(SessionLinkTest, AuthenticatedPeersConnectAndMismatchedSecretsDoNot) {
 
 TEST_F(SessionLinkTest, FollowerWriteFailureClosesBothSidesWithIOError) {
   WriteKeys(0, 5);
-  ServerSession server(master_.Options(), master_.Hooks(&rng_));
+  MasterHooks master_hooks = master_.Hooks(&rng_);
+  ServerSession server(master_.Options(), master_hooks);
   FollowerHooks hooks = follower_.Hooks(&rng_);
   int writes = 0;
   hooks.write = [&writes](const ApplyRequest&) {
@@ -2122,7 +2260,7 @@ TEST_F(SessionLinkTest, FollowerWriteFailureClosesBothSidesWithIOError) {
   };
   ClientSession client(ClientOptions{}, std::move(hooks), FollowerState{});
   client.Start();
-  Converse(server, client, master_);
+  Converse(server, master_hooks, client, master_);
   EXPECT_EQ(writes, 1);  // the first repair, then nothing
   EXPECT_TRUE(client.closed());
   EXPECT_TRUE(client.error().IsIOError()) << client.error().ToString();

@@ -12,7 +12,8 @@ Link::Link(MemoryMaster* master, MemoryFollower* follower, std::mt19937_64* rng,
   ServerOptions defaults = master->Options();
   server_options.master_id = defaults.master_id;
   server_options.families = defaults.families;
-  server_ = std::make_unique<ServerSession>(server_options, master->Hooks(rng));
+  hooks_ = master->Hooks(rng);
+  server_ = std::make_unique<ServerSession>(server_options, hooks_);
   client_ =
       std::make_unique<ClientSession>(options.client, follower->Hooks(rng), follower->state());
 }
@@ -102,6 +103,7 @@ void Link::Pump() {
           break;
       }
     }
+    progress = ServeDbRequestsNow(*server_, hooks_) || progress;
     while (auto event = client_->PollEvent()) {
       progress = true;
       if (event->kind != ClientEvent::Kind::kWelcome) continue;

@@ -67,6 +67,7 @@ class Link {
 
   MemoryMaster* master_;
   size_t window_bytes_;
+  MasterHooks hooks_;  // the server's, to serve its database requests
   std::unique_ptr<ServerSession> server_;
   std::unique_ptr<ClientSession> client_;
   std::string to_follower_;

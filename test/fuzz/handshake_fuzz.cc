@@ -66,7 +66,8 @@ class HandshakeFuzz {
 
     ServerOptions server_options = master_.Options();
     server_options.authenticator = master_auth_.get();
-    server_ = std::make_unique<ServerSession>(server_options, master_.Hooks(&rng_));
+    hooks_ = master_.Hooks(&rng_);
+    server_ = std::make_unique<ServerSession>(server_options, hooks_);
     ClientOptions client_options;
     client_options.role = in_.ConsumeBool() ? Role::kFollower : Role::kInspector;
     client_options.authenticator = follower_auth_.get();
@@ -139,6 +140,7 @@ class HandshakeFuzz {
       follower_records_->Seal(out, &to_master_.wire);
       while (server_->PollEvent()) {
       }
+      ServeDbRequestsNow(*server_, hooks_);
       while (client_->PollEvent()) {
       }
       std::string server_out = server_->wants_write() ? server_->TakeOutput() : std::string();
@@ -227,6 +229,7 @@ class HandshakeFuzz {
   MemoryFollower follower_;
   std::unique_ptr<net::HmacAuthenticator> master_auth_, follower_auth_;
   std::unique_ptr<RecordChannel> master_records_, follower_records_;
+  MasterHooks hooks_;  // the server's, to serve its database requests
   std::unique_ptr<ServerSession> server_;
   std::unique_ptr<ClientSession> client_;
   Direction to_master_, to_follower_;

@@ -65,7 +65,8 @@ class PairFuzz {
 
  private:
   void Connect() {
-    server_ = std::make_unique<ServerSession>(options_, master_.Hooks(&rng_));
+    hooks_ = master_.Hooks(&rng_);
+    server_ = std::make_unique<ServerSession>(options_, hooks_);
     ClientOptions client_options;
     client_options.idle_timeout_ms = 3000;
     client_ =
@@ -177,6 +178,7 @@ class PairFuzz {
           last_sync_complete_ = event->complete;
         }
       }
+      progress = ServeDbRequestsNow(*server_, hooks_) || progress;
       while (client_->PollEvent()) progress = true;
       std::vector<Message> server_sent, client_sent;
       // The link holds a window of frames: the master produces more only
@@ -239,6 +241,7 @@ class PairFuzz {
   MemoryMaster master_;
   MemoryFollower follower_;
   ServerOptions options_;
+  MasterHooks hooks_;  // the server's, to serve its database requests
   std::unique_ptr<ServerSession> server_;
   std::unique_ptr<ClientSession> client_;
   std::deque<std::string> to_follower_, to_master_;

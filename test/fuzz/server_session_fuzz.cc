@@ -5,17 +5,21 @@
 // sample message of any type, mutated or not, or raw bytes; the clock
 // advances; the master commits a batch, asks for a diff, finishes an audit or
 // closes. The peer answers a diff from a tree of its own, so scripts reach
-// repairs, bootstraps and file copies, not just the handshake.
+// repairs, bootstraps and file copies, not just the handshake. The session's
+// database requests are answered at once or steps later, or never (it closes
+// first).
 //
 // Invariants (test/fuzz/fuzz_support.h, and below): every frame sent decodes;
 // a close is final and, unless clean, carries a reason and ends in a Reject;
 // the input buffer stays within wire.h's bound, and one TakeOutput within
-// bulk_frame_bytes plus the frames the step's input and ticks called for.
+// bulk_frame_bytes plus the frames the step's input and ticks called for;
+// one database request out at a time.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -127,6 +131,7 @@ class ServerFuzz {
       hooks.audit = [](AuditReport*) { return Status::OK(); };  // never called by the session
     }
     has_writer_ = static_cast<bool>(hooks.write);
+    hooks_ = hooks;
     session_ = std::make_unique<ServerSession>(options, std::move(hooks));
   }
 
@@ -245,6 +250,18 @@ class ServerFuzz {
           break;
       }
     }
+    // Its database work, answered now or in a later step (the database
+    // worker is slow), possibly after the session closed.
+    if (auto request = session_->PollDbRequest()) {
+      Check(!held_request_, "a database request while another is out");
+      held_request_ = std::move(*request);
+    }
+    while (held_request_ && in_.ConsumeBool()) {
+      DbAnswer answer = ServeDbRequest(hooks_, std::move(*held_request_));
+      held_request_.reset();
+      session_->OnDbAnswer(std::move(answer));
+      if (auto request = session_->PollDbRequest()) held_request_ = std::move(*request);
+    }
     // Writes the session committed reach it by the stream, as in the plugin.
     for (const Batch& batch : pending_batches_) {
       session_->OnBatch(batch);
@@ -259,13 +276,19 @@ class ServerFuzz {
   // bulk_frame_bytes), plus the control frames this step's input and ticks
   // asked for: at most 64 bytes of answer per byte received (a Nodes of 256
   // one-byte hashes asks 256 paths of 17 bytes) and a Ping per tick.
+  // WriteAcks answer writes committed since, and are not counted.
   void Drain(int takes) {
     for (int i = 0; i < takes && session_->wants_write(); ++i) {
       std::string out = session_->TakeOutput();
       size_t bound = 2 * bulk_ + (128 << 10) + 64 * input_bytes_ + 64 * ticks_;
-      Check(out.size() <= bound, "TakeOutput returned more than its bound");
+      size_t acks = 0;
+      std::vector<Message> messages = DecodeOutput(out);
+      for (const Message& m : messages) {
+        if (const auto* ack = std::get_if<WriteAck>(&m)) acks += Frame(*ack).size();
+      }
+      Check(out.size() - acks <= bound, "TakeOutput returned more than its bound");
       input_bytes_ = ticks_ = 0;
-      for (Message& m : DecodeOutput(out)) Observe(m);
+      for (Message& m : messages) Observe(m);
     }
   }
 
@@ -379,6 +402,8 @@ class ServerFuzz {
   MemoryMaster master_;
   MerkleTree peer_tree_;
   FakeAuthenticator auth_{"fuzz secret"};
+  MasterHooks hooks_;                      // the session's, to serve its requests
+  std::optional<DbRequest> held_request_;  // made, not yet answered
   std::unique_ptr<ServerSession> session_;
   size_t bulk_ = 0;
   size_t max_frame_ = 0;
