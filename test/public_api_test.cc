@@ -1,5 +1,6 @@
 // The public API (include/sdiff/): its flat options reach the plugin with the
-// plugin's defaults, and a public Master and Follower replicate and report.
+// plugin's defaults, and ReplicaReader reads what a follower applied, from a
+// secondary instance as another process would.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
@@ -13,6 +14,7 @@
 #include "sdiff/follower.h"
 #include "sdiff/master.h"
 #include "sdiff/options.h"
+#include "sdiff/replica_reader.h"
 #include "sdiff/status.h"
 #include "test/support/wait.h"
 
@@ -283,6 +285,66 @@ TEST_F(PublicApiTest, StatusReportsTheFollowersSession) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(audit.keys, 1u);
   EXPECT_EQ(audit.mismatches, 0u);
+}
+
+TEST_F(PublicApiTest, ReplicaReaderSeesWhatTheFollowerAppliedAsOfCatchUp) {
+  StartMaster();
+  Put("a", "1");
+  StartFollower();
+  ASSERT_TRUE(CaughtUp());
+
+  std::unique_ptr<ReplicaReader> reader;
+  Status s = ReplicaReader::Open(dir_ + "/follower", dir_ + "/reader", &reader);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::string value;
+  s = reader->Get("default", "a", &value);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(value, "1");
+  uint64_t seq = 0;
+  s = reader->AppliedSeq(&seq);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(seq, db_->GetLatestSequenceNumber());
+
+  Put("b", "2");
+  ASSERT_TRUE(CaughtUp());
+  EXPECT_TRUE(reader->Get("default", "b", &value).IsNotFound());  // not caught up yet
+  s = reader->CatchUp();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  s = reader->Get("default", "b", &value);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(value, "2");
+  ASSERT_TRUE(reader->AppliedSeq(&seq).ok());
+  EXPECT_EQ(seq, db_->GetLatestSequenceNumber());
+
+  EXPECT_TRUE(reader->Get("default", "nonesuch", &value).IsNotFound());
+  EXPECT_TRUE(reader->Get("nonesuch", "a", &value).IsInvalidArgument());
+  // The follower's own metadata is not replicated data.
+  EXPECT_TRUE(reader->Get("__sdiff", "state", &value).IsInvalidArgument());
+}
+
+TEST_F(PublicApiTest, ReplicaReaderOfAMissingDirectoryFails) {
+  std::unique_ptr<ReplicaReader> reader;
+  Status s = ReplicaReader::Open(dir_ + "/nonesuch", dir_ + "/reader", &reader);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(dir_ + "/nonesuch"), std::string::npos) << s.ToString();
+  EXPECT_EQ(reader, nullptr);
+}
+
+TEST_F(PublicApiTest, ReplicaReaderOfAPlainDatabaseHasNoAppliedSeq) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/plain", &raw).ok());
+  db_.reset(raw);
+  ASSERT_TRUE(db_->Put(rocksdb::WriteOptions(), "k", "v").ok());
+  std::unique_ptr<ReplicaReader> reader;
+  Status s = ReplicaReader::Open(dir_ + "/plain", dir_ + "/reader", &reader);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::string value;
+  ASSERT_TRUE(reader->Get("default", "k", &value).ok());
+  EXPECT_EQ(value, "v");
+  uint64_t seq = 0;
+  EXPECT_TRUE(reader->AppliedSeq(&seq).IsNotFound());
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 // the Follower lives: it resumes, diffs or bootstraps on every (re)connect,
 // applies each master batch atomically, and reconnects after any failure. The
 // database is for reading only: a write of the caller's is overwritten or
-// deleted by the next diff. Other processes can read it with
-// rocksdb::DB::OpenAsSecondary and TryCatchUpWithPrimary.
+// deleted by the next diff. Other processes read it with sdiff::ReplicaReader
+// (sdiff/replica_reader.h).
 // Public (include/sdiff/): needs no RocksDB, Boost or internal header.
 #pragma once
 
