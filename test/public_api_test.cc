@@ -1,6 +1,7 @@
 // The public API (include/sdiff/): its flat options reach the plugin with the
 // plugin's defaults, and ReplicaReader reads what a follower applied, from a
-// secondary instance as another process would.
+// secondary instance as another process would. test/public_api/consumer.cc
+// is the embedder's view; this is the inside one.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
