@@ -1,5 +1,5 @@
 // Status names for logs.
-#include "engine/status.h"
+#include "sdiff/status.h"
 
 namespace sdiff {
 

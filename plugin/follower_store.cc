@@ -28,8 +28,6 @@ namespace {
 
 constexpr uint8_t kStateVersion = 1;
 constexpr uint8_t kFamiliesVersion = 1;
-constexpr char kStateKey[] = "state";
-constexpr char kFamiliesKey[] = "families";
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));

@@ -43,8 +43,11 @@ class logger;
 
 namespace sdiff::plugin {
 
-// The reserved column family holding the follower's own metadata.
+// The reserved column family holding the follower's own metadata, and its
+// keys (see the layout above); sdiff::ReplicaReader reads the state too.
 inline constexpr std::string_view kMetaFamily = "__sdiff";
+inline constexpr char kStateKey[] = "state";
+inline constexpr char kFamiliesKey[] = "families";
 
 struct RocksFollowerStoreOptions {
   std::string db_path;
