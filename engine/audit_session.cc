@@ -16,12 +16,12 @@
 
 namespace sdiff {
 
-AuditSession::AuditSession(AuditorOptions options)
-    : options_(std::move(options)), reader_(options_.max_frame) {}
+AuditSession::AuditSession(AuditorOptions options, AuditorHooks hooks)
+    : options_(std::move(options)), hooks_(std::move(hooks)), reader_(options_.max_frame) {}
 
 void AuditSession::Start() {
   if (state_ != State::kIdle) return;
-  Send(ClientHello(Role::kAuditor, options_.random_bytes, &client_nonce_));
+  Send(ClientHello(Role::kAuditor, hooks_.random_bytes, &client_nonce_));
   state_ = State::kAwaitChallenge;
 }
 

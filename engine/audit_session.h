@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "engine/authenticator.h"
+#include "engine/client_handshake.h"
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "engine/wire.h"
@@ -26,12 +27,15 @@ struct AuditorOptions {
   // Nothing from the master (not even a Ping) for this long: close.
   int64_t idle_timeout_ms = 15000;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
-  std::function<void(uint8_t* out, size_t n)> random_bytes;
+};
+
+struct AuditorHooks {
+  RandomBytesFun random_bytes;
 };
 
 class AuditSession {
  public:
-  explicit AuditSession(AuditorOptions options);
+  AuditSession(AuditorOptions options, AuditorHooks hooks);
   AuditSession(const AuditSession&) = delete;
   AuditSession& operator=(const AuditSession&) = delete;
 
@@ -62,6 +66,7 @@ class AuditSession {
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   AuditorOptions options_;
+  AuditorHooks hooks_;
   wire::FrameReader reader_;
   std::string out_;
   State state_ = State::kIdle;

@@ -8,8 +8,7 @@ namespace {
 constexpr size_t kNonceBytes = 32;  // the master refuses any other length
 }  // namespace
 
-Hello ClientHello(Role role, const std::function<void(uint8_t* out, size_t n)>& random_bytes,
-                  std::string* client_nonce) {
+Hello ClientHello(Role role, const RandomBytesFun& random_bytes, std::string* client_nonce) {
   client_nonce->assign(kNonceBytes, '\0');
   random_bytes(reinterpret_cast<uint8_t*>(client_nonce->data()), kNonceBytes);
   Hello hello;

@@ -17,8 +17,10 @@ namespace sdiff {
 
 // A Hello for `role`, offering this side's protocol version, with a fresh
 // 32-byte nonce from random_bytes; *client_nonce keeps it for AnswerChallenge.
-Hello ClientHello(Role role, const std::function<void(uint8_t* out, size_t n)>& random_bytes,
-                  std::string* client_nonce);
+// Fills out[0..n) with random bytes (nonces, salts): a CSPRNG outside tests.
+using RandomBytesFun = std::function<void(uint8_t* out, size_t n)>;
+
+Hello ClientHello(Role role, const RandomBytesFun& random_bytes, std::string* client_nonce);
 
 // Checks the master's Challenge (the chosen version, and its proof of the
 // shared secret when we have one) and makes the Auth to send back.

@@ -20,12 +20,12 @@
 
 namespace sdiff {
 
-CloneSession::CloneSession(CloneOptions options)
-    : options_(std::move(options)), reader_(options_.max_frame) {}
+CloneSession::CloneSession(CloneOptions options, CloneHooks hooks)
+    : options_(std::move(options)), hooks_(std::move(hooks)), reader_(options_.max_frame) {}
 
 void CloneSession::Start() {
   if (state_ != State::kIdle) return;
-  Send(ClientHello(Role::kCloner, options_.random_bytes, &client_nonce_));
+  Send(ClientHello(Role::kCloner, hooks_.random_bytes, &client_nonce_));
   state_ = State::kAwaitChallenge;
 }
 
@@ -129,7 +129,7 @@ void CloneSession::HandleChunk(const FileChunk& chunk) {
         fmt::format("FileChunk: marked last, but file {:?} has {} of its {} bytes", chunk.name,
                     chunk.offset + chunk.data.size(), chunk.file_size)));
   }
-  Status s = options_.write(chunk);
+  Status s = hooks_.write(chunk);
   if (!s.ok()) return Fail(s, RejectCode::kInternal);
   if (starts_file) {
     names_.insert(chunk.name);

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "engine/authenticator.h"
+#include "engine/client_handshake.h"
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "engine/wire.h"
@@ -32,7 +33,10 @@ struct CloneOptions {
   size_t max_frame = wire::kDefaultMaxFrame;
   int64_t idle_timeout_ms = 15000;               // nothing from the master for this long: close
   const Authenticator* authenticator = nullptr;  // null: no shared secret
-  std::function<void(uint8_t* out, size_t n)> random_bytes;
+};
+
+struct CloneHooks {
+  RandomBytesFun random_bytes;
   // Writes a checked chunk: its data goes at chunk.offset of file chunk.name
   // (offset 0 starts a new file). An error closes the session.
   std::function<Status(const FileChunk& chunk)> write;
@@ -40,7 +44,7 @@ struct CloneOptions {
 
 class CloneSession {
  public:
-  explicit CloneSession(CloneOptions options);
+  CloneSession(CloneOptions options, CloneHooks hooks);
   CloneSession(const CloneSession&) = delete;
   CloneSession& operator=(const CloneSession&) = delete;
 
@@ -81,6 +85,7 @@ class CloneSession {
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   CloneOptions options_;
+  CloneHooks hooks_;
   wire::FrameReader reader_;
   std::string out_;
   State state_ = State::kIdle;

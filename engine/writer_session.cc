@@ -15,12 +15,12 @@
 
 namespace sdiff {
 
-WriterSession::WriterSession(WriterOptions options)
-    : options_(std::move(options)), reader_(options_.max_frame) {}
+WriterSession::WriterSession(WriterOptions options, WriterHooks hooks)
+    : options_(std::move(options)), hooks_(std::move(hooks)), reader_(options_.max_frame) {}
 
 void WriterSession::Start() {
   if (state_ != State::kIdle) return;
-  Send(ClientHello(Role::kWriter, options_.random_bytes, &client_nonce_));
+  Send(ClientHello(Role::kWriter, hooks_.random_bytes, &client_nonce_));
   state_ = State::kAwaitChallenge;
 }
 

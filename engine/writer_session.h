@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/authenticator.h"
+#include "engine/client_handshake.h"
 #include "engine/messages.h"
 #include "engine/status.h"
 #include "engine/wire.h"
@@ -29,12 +30,15 @@ struct WriterOptions {
   // flight: close.
   int64_t idle_timeout_ms = 15000;
   const Authenticator* authenticator = nullptr;  // null: no shared secret
-  std::function<void(uint8_t* out, size_t n)> random_bytes;
+};
+
+struct WriterHooks {
+  RandomBytesFun random_bytes;
 };
 
 class WriterSession {
  public:
-  explicit WriterSession(WriterOptions options);
+  WriterSession(WriterOptions options, WriterHooks hooks);
   WriterSession(const WriterSession&) = delete;
   WriterSession& operator=(const WriterSession&) = delete;
 
@@ -71,6 +75,7 @@ class WriterSession {
   void Fail(Status status, RejectCode code = RejectCode::kProtocol);
 
   WriterOptions options_;
+  WriterHooks hooks_;
   wire::FrameReader reader_;
   std::string out_;
   State state_ = State::kIdle;

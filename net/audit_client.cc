@@ -13,8 +13,8 @@ namespace {
 class AuditProtocol : public ClientProtocol {
  public:
   explicit AuditProtocol(const Authenticator* authenticator)
-      : session_(
-            AuditorOptions{.authenticator = authenticator, .random_bytes = SecureRandomBytes}) {}
+      : session_(AuditorOptions{.authenticator = authenticator},
+                 AuditorHooks{.random_bytes = SecureRandomBytes}) {}
 
   void Start() override { session_.Start(); }
   void OnBytes(std::string_view bytes) override { session_.OnBytes(bytes); }

@@ -19,8 +19,8 @@ class WriterProtocol : public ClientProtocol {
       : max_in_flight_(std::max<size_t>(options.max_in_flight, 1)),
         next_(next),
         summary_(summary),
-        session_(WriterOptions{.authenticator = authenticator, .random_bytes = SecureRandomBytes}) {
-  }
+        session_(WriterOptions{.authenticator = authenticator},
+                 WriterHooks{.random_bytes = SecureRandomBytes}) {}
 
   void Start() override { session_.Start(); }
   void OnBytes(std::string_view bytes) override {

@@ -96,7 +96,10 @@ class FileWriter {
 class CloneProtocol : public net::ClientProtocol {
  public:
   CloneProtocol(const Authenticator* authenticator, FileWriter* writer)
-      : session_(Options(authenticator, writer)) {}
+      : session_(CloneOptions{.authenticator = authenticator},
+                 CloneHooks{
+                     .random_bytes = net::SecureRandomBytes,
+                     .write = [writer](const FileChunk& chunk) { return writer->Write(chunk); }}) {}
 
   void Start() override { session_.Start(); }
   void OnBytes(std::string_view bytes) override { session_.OnBytes(bytes); }
@@ -108,14 +111,6 @@ class CloneProtocol : public net::ClientProtocol {
   const CloneSession& session() const { return session_; }
 
  private:
-  static sdiff::CloneOptions Options(const Authenticator* authenticator, FileWriter* writer) {
-    sdiff::CloneOptions o;
-    o.authenticator = authenticator;
-    o.random_bytes = net::SecureRandomBytes;
-    o.write = [writer](const FileChunk& chunk) { return writer->Write(chunk); };
-    return o;
-  }
-
   CloneSession session_;
 };
 

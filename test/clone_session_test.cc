@@ -143,8 +143,9 @@ class CloneSessionTest : public ::testing::Test {
   std::unique_ptr<CloneSession> Clone() {
     CloneOptions options;
     options.authenticator = client_auth_;
-    options.random_bytes = [this](uint8_t* out, size_t n) { Fill(out, n); };
-    options.write = [this](const FileChunk& chunk) {
+    CloneHooks hooks;
+    hooks.random_bytes = [this](uint8_t* out, size_t n) { Fill(out, n); };
+    hooks.write = [this](const FileChunk& chunk) {
       ++writes_;
       if (!write_error_.ok()) return write_error_;
       std::string& file = written_[chunk.name];
@@ -152,7 +153,7 @@ class CloneSessionTest : public ::testing::Test {
       file += chunk.data;
       return Status::OK();
     };
-    return std::make_unique<CloneSession>(options);
+    return std::make_unique<CloneSession>(options, std::move(hooks));
   }
 
   void Fill(uint8_t* out, size_t n) {

@@ -110,10 +110,10 @@ class WriterTest : public RolesTest {
   }
 
   WriterSession Writer(const Authenticator* auth = nullptr) {
-    return WriterSession(
-        WriterOptions{.authenticator = auth, .random_bytes = [this](uint8_t* out, size_t n) {
-                        for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
-                      }});
+    return WriterSession(WriterOptions{.authenticator = auth},
+                         WriterHooks{.random_bytes = [this](uint8_t* out, size_t n) {
+                           for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
+                         }});
   }
 
   // Moves bytes both ways until neither side has anything to say, the
@@ -368,10 +368,10 @@ class AuditorTest : public RolesTest {
   }
 
   AuditSession Auditor(const Authenticator* auth = nullptr) {
-    return AuditSession(
-        AuditorOptions{.authenticator = auth, .random_bytes = [this](uint8_t* out, size_t n) {
-                         for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
-                       }});
+    return AuditSession(AuditorOptions{.authenticator = auth},
+                        AuditorHooks{.random_bytes = [this](uint8_t* out, size_t n) {
+                          for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(rng_());
+                        }});
   }
 
   static void Exchange(ServerSession& server, AuditSession& auditor) {

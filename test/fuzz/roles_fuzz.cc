@@ -46,22 +46,25 @@ class RolesFuzz {
     };
     switch (kind_) {
       case Kind::kWriter:
-        writer_ = std::make_unique<WriterSession>(WriterOptions{max_frame, idle, auth, random});
+        writer_ = std::make_unique<WriterSession>(WriterOptions{max_frame, idle, auth},
+                                                  WriterHooks{random});
         break;
       case Kind::kCloner: {
-        CloneOptions options{max_frame, idle, auth, random, nullptr};
-        options.write = [this](const FileChunk& chunk) {
+        CloneHooks hooks{random, nullptr};
+        hooks.write = [this](const FileChunk& chunk) {
           Check(!clone_->finished(), "a finished cloner wrote");
           Check(IsPlainFileName(chunk.name), "a cloner wrote a file with a path in its name");
           Check(DataHash64(chunk.data) == chunk.data_hash, "a cloner wrote an unchecked chunk");
           Check(chunk.offset + chunk.data.size() <= chunk.file_size, "a chunk past its file");
           return fail_writes_ ? Status::IOError("fake: disk full") : Status::OK();
         };
-        clone_ = std::make_unique<CloneSession>(std::move(options));
+        clone_ =
+            std::make_unique<CloneSession>(CloneOptions{max_frame, idle, auth}, std::move(hooks));
         break;
       }
       case Kind::kAuditor:
-        audit_ = std::make_unique<AuditSession>(AuditorOptions{max_frame, idle, auth, random});
+        audit_ = std::make_unique<AuditSession>(AuditorOptions{max_frame, idle, auth},
+                                                AuditorHooks{random});
         break;
     }
     for (int step = 0; step < kMaxSteps && in_.remaining_bytes() > 0; ++step) {
