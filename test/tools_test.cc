@@ -15,6 +15,8 @@
 #include <optional>
 #include <string_view>
 
+#include "engine/wire.h"
+#include "sdiff/version.h"
 #include "test/support/child_process.h"
 #include "test/support/daemon_test.h"
 #include "test/support/http_get.h"
@@ -73,6 +75,18 @@ TEST_F(ToolsTest, BadFlagsExitTwoWithOneLine) {
     ASSERT_TRUE(r.code.has_value()) << program;
     EXPECT_EQ(*r.code, 2) << program << ": " << r.err;
     EXPECT_EQ(Lines(r.err), 1u) << program << ": " << r.err;
+  }
+}
+
+TEST_F(ToolsTest, VersionIsOneLineOfTheLibraryAndProtocolVersions) {
+  for (const char* program :
+       {"sdiff-rocks-master", "sdiff-rocks-follower", "sdiff-ldb", "sdiff-demo"}) {
+    RunResult r = RunProgram({ProgramPath(program), "--version"}, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << program;
+    EXPECT_EQ(*r.code, 0) << program << ": " << r.err;
+    EXPECT_EQ(r.out, std::string(program) + " " + kVersion + " (protocol " +
+                         std::to_string(wire::kProtocolVersion) + ")\n");
+    EXPECT_EQ(r.err, "") << program;
   }
 }
 

@@ -9,9 +9,11 @@
 
 #include <filesystem>
 
+#include "engine/wire.h"
 #include "net/address.h"
 #include "net/hmac_authenticator.h"
 #include "plugin/rocks_status.h"
+#include "sdiff/version.h"
 
 namespace sdiff::tools {
 
@@ -45,15 +47,19 @@ void SetUpLogging(const std::string& program) {
 int ParseOrExit(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), e.what());
     return 2;
   }
   return -1;
+}
+
+void AddVersionFlag(CLI::App& app, const std::string& program) {
+  app.set_version_flag(
+      "--version", fmt::format("{} {} (protocol {})", program, kVersion, wire::kProtocolVersion),
+      "print the version of sdiff and of its wire protocol, and exit");
 }
 
 int Fail(const std::string& program, const std::string& what) {

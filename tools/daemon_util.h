@@ -28,8 +28,12 @@ const char* WaitForStopSignal();
 void SetUpLogging(const std::string& program);
 
 // Parses flags: CLI11 errors become one line on stderr and exit code 2;
-// --help prints and exits 0. Returns -1 when the program should go on.
+// --help and --version print and exit 0. Returns -1 when the program should go on.
 int ParseOrExit(CLI::App& app, int argc, char** argv);
+
+// --version, printing "PROGRAM 0.1.0 (protocol 2)" on stdout: the library's
+// version (sdiff/version.h) and the wire protocol's, which peers must share.
+void AddVersionFlag(CLI::App& app, const std::string& program);
 
 // Prints "PROGRAM: what" on stderr and returns 1.
 int Fail(const std::string& program, const std::string& what);

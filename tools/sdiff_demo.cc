@@ -122,6 +122,7 @@ int RunDemo(const std::string& dir, uint16_t port) {
 int main(int argc, char** argv) {
   CLI::App app{"sdiff-demo: stream a write to a follower, then repair it with one diff",
                "sdiff-demo"};
+  sdiff::tools::AddVersionFlag(app, "sdiff-demo");
   uint16_t port = 0;
   app.add_option("--port", port, "master port on 127.0.0.1 (default: any free port)");
   if (int rc = sdiff::tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   app.footer(kFooter);
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command
+  sdiff::tools::AddVersionFlag(app, "sdiff-ldb");
   app.add_option("--db", request.db, "the database directory (never created)");
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "

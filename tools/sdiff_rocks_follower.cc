@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   tools::BlockStopSignals();
   CLI::App app{"sdiff-rocks-follower: keep a RocksDB directory a replica of an sdiff master",
                "sdiff-rocks-follower"};
+  tools::AddVersionFlag(app, "sdiff-rocks-follower");
   plugin::FollowerOptions options;
   double repair_interval_s = 0;
   tools::SecurityFlags security;
