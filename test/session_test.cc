@@ -153,6 +153,17 @@ class ServerSessionTest : public ::testing::Test {
     return testing::TakeOutputServingDb(session(), hooks_, options_.bulk_frame_bytes);
   }
   std::vector<Message> Out() { return Decode(Take()); }
+  // Starts a diff on a streaming session and answers with an empty
+  // follower's root, without serving anything: the session goes on to
+  // repair every key, and has read none yet.
+  void DiffWithAnEmptyFollower() {
+    session().StartSync(master_.tree().Snapshot());
+    SyncStart start = One<SyncStart>(Out());
+    session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
+                                     .root = MerkleTree().root_hash(),
+                                     .top = NodeSummary{},
+                                     .hash_bytes = start.hash_bytes}));
+  }
   std::vector<ServerEvent> Events() {
     std::vector<ServerEvent> events;
     while (auto e = session().PollEvent()) events.push_back(std::move(*e));
@@ -746,17 +757,11 @@ TEST_F(ServerSessionTest, RepairReadsValuesCurrentWhenSent) {
 // values it asked for, while stream batches and pings go out as usual.
 TEST_F(ServerSessionTest, ARepairWaitsForItsReadWhileTheStreamAndPingsGoOn) {
   WriteKeys(3);
-  MerkleTree follower;  // empty: every key is repaired
   ConnectWelcome();
   Events();
   session().OnTick(0);
   Out();  // the first Ping
-  session().StartSync(master_.tree().Snapshot());
-  SyncStart start = One<SyncStart>(Out());
-  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
-                                   .root = follower.root_hash(),
-                                   .top = NodeSummary{},
-                                   .hash_bytes = start.hash_bytes}));
+  DiffWithAnEmptyFollower();
   EXPECT_TRUE(session().TakeOutput().empty());
   std::optional<DbRequest> read = session().PollDbRequest();
   ASSERT_TRUE(read.has_value());
@@ -781,15 +786,9 @@ TEST_F(ServerSessionTest, ARepairWaitsForItsReadWhileTheStreamAndPingsGoOn) {
 // A failed read fails the session, as the master failing (kInternal).
 TEST_F(ServerSessionTest, AFailedRepairReadClosesWithAnInternalError) {
   WriteKeys(3);
-  MerkleTree follower;
   ConnectWelcome();
   Events();
-  session().StartSync(master_.tree().Snapshot());
-  SyncStart start = One<SyncStart>(Out());
-  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
-                                   .root = follower.root_hash(),
-                                   .top = NodeSummary{},
-                                   .hash_bytes = start.hash_bytes}));
+  DiffWithAnEmptyFollower();
   EXPECT_TRUE(session().TakeOutput().empty());
   std::optional<DbRequest> read = session().PollDbRequest();
   ASSERT_TRUE(read.has_value());
@@ -815,13 +814,7 @@ TEST_F(ServerSessionTest, AnAnswerNotWaitedForIsIgnored) {
   EXPECT_FALSE(session().closed());
   EXPECT_FALSE(session().wants_write());
 
-  MerkleTree follower;
-  session().StartSync(master_.tree().Snapshot());
-  SyncStart start = One<SyncStart>(Out());
-  session().OnBytes(Frame(SyncRoot{.sync_id = start.sync_id,
-                                   .root = follower.root_hash(),
-                                   .top = NodeSummary{},
-                                   .hash_bytes = start.hash_bytes}));
+  DiffWithAnEmptyFollower();
   session().TakeOutput();
   std::optional<DbRequest> read = session().PollDbRequest();
   ASSERT_TRUE(read.has_value());
