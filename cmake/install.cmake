@@ -27,10 +27,15 @@ set(SDIFF_CONFIG_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/sdiff)
 install(EXPORT sdiffTargets NAMESPACE sdiff:: DESTINATION ${SDIFF_CONFIG_DIR})
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/sdiffConfig.cmake.in
   ${PROJECT_BINARY_DIR}/sdiffConfig.cmake INSTALL_DESTINATION ${SDIFF_CONFIG_DIR})
-# 0.x: a minor release may still break the API; SameMajorVersion says what
-# 1.0 on will promise.
+# Before 1.0 a minor release may break the API, so find_package(sdiff 0.1)
+# accepts 0.1.x only; from 1.0 on, any 1.y.
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  set(SDIFF_VERSION_COMPATIBILITY SameMinorVersion)
+else()
+  set(SDIFF_VERSION_COMPATIBILITY SameMajorVersion)
+endif()
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/sdiffConfigVersion.cmake
-  COMPATIBILITY SameMajorVersion)
+  COMPATIBILITY ${SDIFF_VERSION_COMPATIBILITY})
 install(FILES ${PROJECT_BINARY_DIR}/sdiffConfig.cmake ${PROJECT_BINARY_DIR}/sdiffConfigVersion.cmake
   DESTINATION ${SDIFF_CONFIG_DIR})
 

@@ -6,6 +6,7 @@
 # are once sdiff_tests is (ctest runs it as Package.InstallAndBuildExamples).
 # Then, with nothing of the source or build tree on any path, it checks that:
 #   - the prefix's include directory holds sdiff/*.h and nothing else;
+#   - find_package(sdiff X.Y) accepts this version only for its own X.Y (before 1.0);
 #   - pkg-config --cflags --libs sdiff compiles and links an example;
 #   - examples/, copied out of the tree, configure with find_package(sdiff)
 #     from the prefix and build;
@@ -79,6 +80,31 @@ strays=$(grep -v -E '^sdiff/[a-z_]+\.h$' <<<"$headers" || true)
 for name in follower master options replica_reader status version; do
   grep -qx "sdiff/$name.h" <<<"$headers" || fail "sdiff/$name.h is not installed"
 done
+
+# What find_package(sdiff VERSION) accepts: before 1.0 the same minor version
+# only (a 0.x minor release may break the API), from 1.0 on the same major.
+version_file=$prefix/$libdir/cmake/sdiff/sdiffConfigVersion.cmake
+cat >"$work/accepts.cmake" <<'EOF_CMAKE'
+include(${VERSION_FILE})
+message("${PACKAGE_VERSION_COMPATIBLE}")
+EOF_CMAKE
+accepts() {  # accepts MAJOR.MINOR: prints TRUE or FALSE, as find_package decides
+  local major=${1%%.*} minor=${1#*.}
+  cmake -DPACKAGE_FIND_VERSION="$1" -DPACKAGE_FIND_VERSION_MAJOR="$major" \
+    -DPACKAGE_FIND_VERSION_MINOR="$minor" -DPACKAGE_FIND_VERSION_PATCH=0 \
+    -DVERSION_FILE="$version_file" -P "$work/accepts.cmake" 2>&1
+}
+installed=$(sed -n 's/^set(PACKAGE_VERSION "\(.*\)")$/\1/p' "$version_file")
+IFS=. read -r v_major v_minor _ <<<"$installed"
+expect_accepts() {  # expect_accepts MAJOR.MINOR TRUE|FALSE
+  [ "$(accepts "$1")" = "$2" ] || fail "find_package(sdiff $1) on $installed: not $2"
+}
+expect_accepts "$v_major.$v_minor" TRUE
+expect_accepts "$v_major.$((v_minor + 1))" FALSE
+expect_accepts "$((v_major + 1)).0" FALSE
+if ((v_major == 0 && v_minor > 0)); then expect_accepts "0.$((v_minor - 1))" FALSE; fi
+if ((v_major > 0 && v_minor > 0)); then expect_accepts "$v_major.0" TRUE; fi
+step "find_package(sdiff $v_major.$v_minor) accepts $installed; $v_major.$((v_minor + 1)) does not"
 
 # The examples, out of the tree, so that nothing can reach it by a relative path.
 cp -r "$src/examples" "$work/examples"
