@@ -165,14 +165,14 @@ wait_for() {
   done
   wait "$pid"
 }
-# ldb ARGS...: the installed sdiff-ldb against the master, as sdiff.
-ldb() { "${as_sdiff[@]}" /usr/bin/sdiff-ldb --secret-file "$conf/secret" "$@"; }
+# sdiff_ldb ARGS...: the installed sdiff-ldb, as sdiff, for at most 60 s.
+sdiff_ldb() { timeout 60 "${as_sdiff[@]}" /usr/bin/sdiff-ldb --secret-file "$conf/secret" "$@"; }
 # load FIRST COUNT: writes key-FIRST.. through the master.
 load() {
   local i
   for ((i = $1; i < $1 + $2; i++)); do printf 'key-%06d\tvalue-%d\n' "$i" "$i"; done >"$work/keys"
   chmod 644 "$work/keys"
-  timeout 60 ldb --master "127.0.0.1:$port" --timeout 30 load "$work/keys" >"$work/load.log" 2>&1 ||
+  sdiff_ldb --master "127.0.0.1:$port" --timeout 30 load "$work/keys" >"$work/load.log" 2>&1 ||
     fail "sdiff-ldb load through the master failed" load.log master.log
 }
 
@@ -201,9 +201,9 @@ follower=$!
 load "$keys" "$keys"
 last=$(printf 'key-%06d' $((2 * keys - 1)))
 deadline=$((SECONDS + 60))
-until value=$(ldb --db "$state/follower/db" get "$last" 2>/dev/null) &&
+until value=$(sdiff_ldb --db "$state/follower/db" get "$last" 2>/dev/null) &&
   [ "$value" = "value-$((2 * keys - 1))" ] &&
-  timeout 60 ldb --db "$state/follower/db" --master "127.0.0.1:$port" --timeout 30 diff \
+  sdiff_ldb --db "$state/follower/db" --master "127.0.0.1:$port" --timeout 30 diff \
     >"$work/diff.log" 2>&1; do
   kill -0 "$follower" 2>/dev/null || fail "the follower exited" follower.log
   ((SECONDS < deadline)) || fail "the replica does not equal the master after 60 s" \
@@ -220,7 +220,7 @@ for name in follower master; do
   ((status == 0)) || fail "the $name exited $status on SIGTERM" "$name.log"
 done
 status=0
-ldb --db "$state/master/db" diff --db2 "$state/follower/db" >"$work/diff.log" 2>&1 || status=$?
+sdiff_ldb --db "$state/master/db" diff --db2 "$state/follower/db" >"$work/diff.log" 2>&1 || status=$?
 ((status == 0)) || fail "after stopping, sdiff-ldb diff exits $status" diff.log
 step "both stopped on SIGTERM, exit 0; sdiff-ldb diff of the two databases: identical"
 
