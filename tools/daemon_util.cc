@@ -50,10 +50,41 @@ int ParseOrExit(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), e.what());
+    fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), DescribeParseError(app, e));
     return 2;
   }
   return -1;
+}
+
+std::string DescribeParseError(const CLI::App& app, const CLI::ParseError& e) {
+  std::string what = e.what();
+  const CLI::Option* config = app.get_config_ptr();
+  if (config == nullptr || config->count() == 0) return what;
+  const std::string file = config->results().front();
+  // CLI11 2.1 words these for its INI origins; say which file and what in it.
+  if (dynamic_cast<const CLI::FileError*>(&e) != nullptr) {
+    return fmt::format("--config {}: cannot read the file (missing?)", file);
+  }
+  const std::string unknown = "INI was not able to parse ";
+  if (dynamic_cast<const CLI::ConfigError*>(&e) != nullptr && what.rfind(unknown, 0) == 0) {
+    std::string name = what.substr(unknown.size());
+    const std::string section_start = ".++";  // CLI11's item for a `[section]` line
+    if (name.size() > section_start.size() &&
+        name.compare(name.size() - section_start.size(), section_start.size(), section_start) == 0) {
+      return fmt::format("--config {}: unknown section [{}]", file,
+                         name.substr(0, name.size() - section_start.size()));
+    }
+    return fmt::format("--config {}: unknown setting \"{}\"", file, name);
+  }
+  return what;
+}
+
+void AddConfigFlag(CLI::App& app) {
+  app.set_config("--config", "",
+                 "read flags from FILE, `name = value` a line (a flag's name without its "
+                 "dashes); flags on the command line win")
+      ->type_name("FILE");
+  app.allow_config_extras(CLI::config_extras_mode::error);
 }
 
 void AddVersionFlag(CLI::App& app, const std::string& program) {

@@ -31,6 +31,17 @@ void SetUpLogging(const std::string& program);
 // --help and --version print and exit 0. Returns -1 when the program should go on.
 int ParseOrExit(CLI::App& app, int argc, char** argv);
 
+// The one line (without the program's name) that says what was wrong with
+// the flags or the --config file.
+std::string DescribeParseError(const CLI::App& app, const CLI::ParseError& e);
+
+// --config FILE: every flag may also be set in an INI/TOML file, one
+// `name = value` a line, named as the flag without its dashes (a subcommand's
+// flags under `[subcommand]`); `#` and `;` start comments. A flag given on the
+// command line wins over the file. A missing or unreadable file, an unknown
+// name or a bad value is a usage error (one line, exit 2).
+void AddConfigFlag(CLI::App& app);
+
 // --version, printing "PROGRAM 0.1.0 (protocol 2)" on stdout: the library's
 // version (sdiff/version.h) and the wire protocol's, which peers must share.
 void AddVersionFlag(CLI::App& app, const std::string& program);

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command
   sdiff::tools::AddVersionFlag(app, "sdiff-ldb");
+  sdiff::tools::AddConfigFlag(app);
   app.add_option("--db", request.db, "the database directory (never created)");
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    return sdiff::tools::ReportError(std::cerr, e.what());
+    return sdiff::tools::ReportError(std::cerr, sdiff::tools::DescribeParseError(app, e));
   }
 
   request.key_hex = request.key_hex || hex;

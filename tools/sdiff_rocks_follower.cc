@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sdiff-rocks-follower: keep a RocksDB directory a replica of an sdiff master",
                "sdiff-rocks-follower"};
   tools::AddVersionFlag(app, "sdiff-rocks-follower");
+  tools::AddConfigFlag(app);
   plugin::FollowerOptions options;
   double repair_interval_s = 0;
   tools::SecurityFlags security;

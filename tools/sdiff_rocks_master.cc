@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sdiff-rocks-master: serve a RocksDB directory to sdiff followers",
                "sdiff-rocks-master"};
   tools::AddVersionFlag(app, "sdiff-rocks-master");
+  tools::AddConfigFlag(app);
   std::string db_path, listen = "127.0.0.1:8123";
   bool create = false;
   bool allow_writers = false;
