@@ -15,6 +15,8 @@
 #     keys written through the master with the installed sdiff-ldb before and
 #     after the follower starts reach the replica, and both daemons stop
 #     cleanly on SIGTERM;
+#   - every system call they made (strace) is one their unit's SystemCallFilter
+#     allows, since systemd cannot run them under it here;
 #   - dpkg -r removes every file it installed and keeps the user sdiff, as
 #     designed (the databases under /var/lib/sdiff belong to it).
 # Every wait has a deadline. On every way out it kills what it started,
@@ -134,6 +136,9 @@ step "systemd-analyze verify: both units, instance 'check'"
 # As sdiff, with no new privileges, no capabilities and the units' LimitNOFILE
 # (or this machine's hard limit, if lower: a container may not raise it);
 # prlimit and setpriv exec, so $! is the daemon's own process id.
+# strace records the system calls the daemons make, for the units'
+# SystemCallFilter below; -D keeps the daemon our child and strace a detached
+# grandchild that ends with it.
 nofile=$(ulimit -Hn)
 if [ "$nofile" = unlimited ] || ((nofile > 65536)); then nofile=65536; fi
 as_sdiff=(prlimit --nofile="$nofile:$nofile" setpriv --reuid=sdiff --regid=sdiff --init-groups
@@ -176,7 +181,9 @@ load() {
     fail "sdiff-ldb load through the master failed" load.log master.log
 }
 
-"${as_sdiff[@]}" /usr/bin/sdiff-rocks-master --config "$conf/master.conf" >"$work/master.log" 2>&1 &
+traced=(strace -D -f -q)
+"${traced[@]}" -o "$work/master.trace" "${as_sdiff[@]}" /usr/bin/sdiff-rocks-master \
+  --config "$conf/master.conf" >"$work/master.log" 2>&1 &
 master=$!
 port=""
 deadline=$((SECONDS + 30))
@@ -194,7 +201,8 @@ db = $state/follower/db
 master = 127.0.0.1:$port
 secret-file = $conf/secret
 EOF
-"${as_sdiff[@]}" /usr/bin/sdiff-rocks-follower --config "$conf/follower.conf" >"$work/follower.log" 2>&1 &
+"${traced[@]}" -o "$work/follower.trace" "${as_sdiff[@]}" /usr/bin/sdiff-rocks-follower \
+  --config "$conf/follower.conf" >"$work/follower.log" 2>&1 &
 follower=$!
 # The follower bootstraps the first keys; these reach it by the stream (or
 # by its diff, if it connects after them).
@@ -215,14 +223,52 @@ step "the installed follower holds all $((2 * keys)) keys (sdiff-ldb diff --mast
 kill -TERM "$follower" "$master"
 for name in follower master; do
   status=0
-  wait_for "${!name}" 30 "$name" || status=$?
+  pid=${!name}
+  wait_for "$pid" 30 "$name" || status=$?
   printf -v "$name" ''
   ((status == 0)) || fail "the $name exited $status on SIGTERM" "$name.log"
+  # strace writes the exit last; until then its record may lack calls.
+  deadline=$((SECONDS + 10))
+  until grep -q "^$pid +++ exited with" "$work/$name.trace"; do
+    ((SECONDS < deadline)) || fail "strace did not finish $name.trace within 10 s"
+    sleep 0.1
+  done
 done
 status=0
 sdiff_ldb --db "$state/master/db" diff --db2 "$state/follower/db" >"$work/diff.log" 2>&1 || status=$?
 ((status == 0)) || fail "after stopping, sdiff-ldb diff exits $status" diff.log
 step "both stopped on SIGTERM, exit 0; sdiff-ldb diff of the two databases: identical"
+
+# The system calls each daemon made, from its own execve on (prlimit's and
+# setpriv's are systemd's part), against its unit's SystemCallFilter lines:
+# the first allows groups and calls, each ~ line denies some.
+# expand ITEM...: the calls ITEM names, groups (@system-service) expanded.
+expand() {
+  local item
+  for item in "$@"; do
+    if [[ $item == @* ]]; then
+      # shellcheck disable=SC2046  # one word a line
+      expand $(systemd-analyze syscall-filter "$item" | sed 1d | sed -n 's/^ *\([@a-z0-9_-]\+\).*/\1/p')
+    else
+      echo "$item"
+    fi
+  done
+}
+for name in master follower; do
+  unit=/lib/systemd/system/sdiff-rocks-$name@.service
+  allow=$(sed -n 's/^SystemCallFilter=\([^~].*\)/\1/p' "$unit")
+  deny=$(sed -n 's/^SystemCallFilter=~//p' "$unit")
+  # shellcheck disable=SC2086  # lists of words
+  comm -23 <(expand $allow | sort -u) <(expand $deny | sort -u) >"$work/allowed"
+  [ -s "$work/allowed" ] || fail "$unit has no SystemCallFilter"
+  sed -n "\|execve(\"/usr/bin/sdiff-rocks-$name\"|,\$p" "$work/$name.trace" |
+    sed -n -E 's/^[0-9]+ +([a-z0-9_]+)\(.*/\1/p; s/^[0-9]+ +<\.\.\. ([a-z0-9_]+) resumed>.*/\1/p' |
+    sort -u >"$work/calls"
+  (($(wc -l <"$work/calls") > 20)) || fail "strace recorded too few calls of the $name" "$name.trace"
+  denied=$(comm -23 "$work/calls" "$work/allowed" | tr '\n' ' ')
+  [ -z "$denied" ] || fail "the $name made calls its unit's SystemCallFilter denies: $denied"
+done
+step "the daemons made only system calls their units' SystemCallFilter allows"
 
 # --- remove -------------------------------------------------------------------
 dpkg -L sdiff | sort >"$work/files"
