@@ -34,6 +34,7 @@ keys=500
 
 cache() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
 version=$(cache CMAKE_PROJECT_VERSION)
+libdir=/usr/$(cache CMAKE_INSTALL_LIBDIR)  # lib, or lib/x86_64-linux-gnu for a prefix /usr
 if [ -n "$(cache SDIFF_SANITIZE)" ]; then
   echo "check_deb: $build is a sanitizer build (SDIFF_SANITIZE); use a plain one" >&2
   exit 2
@@ -84,7 +85,7 @@ step "cpack made $(basename "$deb"), $(($(stat -c %s "$deb") / 1024)) KiB"
 dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's|^\./|/|' >"$work/contents"
 for path in /usr/bin/sdiff-rocks-master /usr/bin/sdiff-rocks-follower /usr/bin/sdiff-ldb \
   /usr/include/sdiff/master.h /usr/include/sdiff/follower.h /usr/include/sdiff/version.h \
-  /usr/lib/libsdiff.a /usr/lib/cmake/sdiff/sdiffConfig.cmake /usr/lib/pkgconfig/sdiff.pc \
+  "$libdir/libsdiff.a" "$libdir/cmake/sdiff/sdiffConfig.cmake" "$libdir/pkgconfig/sdiff.pc" \
   /lib/systemd/system/sdiff-rocks-master@.service /lib/systemd/system/sdiff-rocks-follower@.service \
   /etc/sdiff/ /usr/share/doc/sdiff/README.md /usr/share/doc/sdiff/operations.md \
   /usr/share/doc/sdiff/examples/master.conf.example \
@@ -282,7 +283,7 @@ while read -r path; do
   [ -e "$path" ] && ! [ -d "$path" ] && left+=("$path")
 done <"$work/files"
 ((${#left[@]} == 0)) || fail "dpkg -r left ${left[*]}"
-for path in /usr/include/sdiff /usr/lib/cmake/sdiff /etc/sdiff /usr/share/doc/sdiff; do
+for path in /usr/include/sdiff "$libdir/cmake/sdiff" /etc/sdiff /usr/share/doc/sdiff; do
   [ ! -e "$path" ] || fail "dpkg -r left $path"
 done
 getent passwd sdiff >/dev/null || fail "dpkg -r removed the user sdiff, which owns the databases"
