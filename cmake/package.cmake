@@ -3,19 +3,22 @@
 #   /usr/bin, /usr/lib, /usr/include/sdiff   what cmake/install.cmake installs
 #   /lib/systemd/system/sdiff-rocks-{master,follower}@.service   (deploy/systemd/)
 #   /etc/sdiff/                              empty: the operator's INSTANCE.conf files
+#   /var/lib/sdiff/                          empty: the instances' state directories
 #   /usr/share/doc/sdiff/                    README.md, docs/*.md, examples/*.conf.example
 # Its postinst makes the system user `sdiff` the units run as (cmake/deb/).
 #
 # cpack installs what the build made and builds nothing itself (see
 # CMAKE_SKIP_INSTALL_ALL_DEPENDENCY below): build the programs first.
 
-# The units and /etc/sdiff have absolute destinations, right for the package
+# The units, /etc/sdiff and /var/lib/sdiff have absolute destinations, right for the package
 # only: `cmake --install --prefix P` must not write into the system's /lib
 # or /etc, so they are a component of their own that only cpack installs.
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/sdiff-rocks-master@.service
   ${PROJECT_SOURCE_DIR}/deploy/systemd/sdiff-rocks-follower@.service
   DESTINATION /lib/systemd/system COMPONENT deb EXCLUDE_FROM_ALL)
 install(DIRECTORY DESTINATION /etc/sdiff COMPONENT deb EXCLUDE_FROM_ALL)
+# The user sdiff's home; the units' StateDirectory makes INSTANCE/ inside it.
+install(DIRECTORY DESTINATION /var/lib/sdiff COMPONENT deb EXCLUDE_FROM_ALL)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/architecture.md
   ${PROJECT_SOURCE_DIR}/docs/benchmarks.md ${PROJECT_SOURCE_DIR}/docs/operations.md
   ${PROJECT_SOURCE_DIR}/docs/protocol.md ${PROJECT_SOURCE_DIR}/docs/reliability.md

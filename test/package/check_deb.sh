@@ -46,6 +46,10 @@ chmod 755 "$work"
 installed=0
 made_user=0
 getent passwd sdiff >/dev/null || made_user=1
+# The package's directories that dpkg -r must remove, unless they held
+# something before (an earlier install's instances).
+ours=(/usr/include/sdiff /usr/share/doc/sdiff)
+for dir in /etc/sdiff /var/lib/sdiff; do [ -e "$dir" ] || ours+=("$dir"); done
 master=""  # the daemons' process ids while they run
 follower=""
 cleanup() {
@@ -87,7 +91,7 @@ for path in /usr/bin/sdiff-rocks-master /usr/bin/sdiff-rocks-follower /usr/bin/s
   /usr/include/sdiff/master.h /usr/include/sdiff/follower.h /usr/include/sdiff/version.h \
   "$libdir/libsdiff.a" "$libdir/cmake/sdiff/sdiffConfig.cmake" "$libdir/pkgconfig/sdiff.pc" \
   /lib/systemd/system/sdiff-rocks-master@.service /lib/systemd/system/sdiff-rocks-follower@.service \
-  /etc/sdiff/ /usr/share/doc/sdiff/README.md /usr/share/doc/sdiff/operations.md \
+  /etc/sdiff/ /var/lib/sdiff/ /usr/share/doc/sdiff/README.md /usr/share/doc/sdiff/operations.md \
   /usr/share/doc/sdiff/examples/master.conf.example \
   /usr/share/doc/sdiff/examples/follower.conf.example; do
   grep -qxF "$path" "$work/contents" || fail "the package lacks $path"
@@ -109,6 +113,7 @@ step "contents and Depends: $depends"
 # --- install ------------------------------------------------------------------
 installed=1
 timeout 300 dpkg -i "$deb" >"$work/dpkg-i.log" 2>&1 || fail "dpkg -i failed" dpkg-i.log
+if grep -qi warning "$work/dpkg-i.log"; then fail "dpkg -i warns" dpkg-i.log; fi
 for path in /usr/bin/sdiff-rocks-master /lib/systemd/system/sdiff-rocks-master@.service; do
   [ -e "$path" ] || fail "$path is missing after dpkg -i"
 done
@@ -283,7 +288,7 @@ while read -r path; do
   [ -e "$path" ] && ! [ -d "$path" ] && left+=("$path")
 done <"$work/files"
 ((${#left[@]} == 0)) || fail "dpkg -r left ${left[*]}"
-for path in /usr/include/sdiff "$libdir/cmake/sdiff" /etc/sdiff /usr/share/doc/sdiff; do
+for path in "${ours[@]}" "$libdir/cmake/sdiff"; do
   [ ! -e "$path" ] || fail "dpkg -r left $path"
 done
 getent passwd sdiff >/dev/null || fail "dpkg -r removed the user sdiff, which owns the databases"
