@@ -8,7 +8,8 @@
 #     shared libraries the programs link and the -dev packages the headers need;
 #   - dpkg -i installs it and its postinst makes the system user sdiff;
 #   - systemd-analyze verify passes on both installed units for an instance
-#     (it needs no systemd as PID 1, and checks that ExecStart's program exists);
+#     (it needs no systemd as PID 1, and checks that ExecStart's program exists),
+#     and systemd-analyze security rates their exposure 2.0 or less;
 #   - the installed /usr/bin programs, run as the units run them (as sdiff,
 #     --config FILE, no new privileges, no capabilities, LimitNOFILE) but
 #     directly, since systemd need not be PID 1 here, replicate on loopback:
@@ -136,7 +137,17 @@ for unit in sdiff-rocks-master@check.service sdiff-rocks-follower@check.service;
   # It reports some problems (an unknown directive) without failing.
   if grep -q sdiff "$work/verify.log"; then fail "systemd-analyze verify $unit complains" verify.log; fi
 done
-step "systemd-analyze verify: both units, instance 'check'"
+# And their sandbox, as systemd rates it (0 best, 10 none): a guard against
+# hardening lost in an edit. 1.2 when written.
+for unit in sdiff-rocks-master@check.service sdiff-rocks-follower@check.service; do
+  timeout 60 systemd-analyze security --offline=true "$unit" >"$work/security.log" 2>&1 ||
+    fail "systemd-analyze security $unit failed" security.log
+  exposure=$(sed -n 's/^→ Overall exposure level for .*: \([0-9.]*\) .*/\1/p' "$work/security.log")
+  [ -n "$exposure" ] || fail "systemd-analyze security $unit gave no exposure level" security.log
+  awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' ||
+    fail "systemd-analyze security rates $unit's exposure $exposure, above 2.0" security.log
+done
+step "systemd-analyze verify: both units, instance 'check'; security: exposure $exposure"
 
 # --- run the installed daemons as the units do ----------------------------------
 # As sdiff, with no new privileges, no capabilities and the units' LimitNOFILE
