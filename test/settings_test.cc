@@ -1,11 +1,13 @@
 // The settings of the programs people run, spawned as processes: --config
-// files (and the examples under deploy/config), and their one-line errors.
+// files (and the examples under deploy/config), log levels and JSON logs,
+// and their one-line errors.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -156,6 +158,102 @@ TEST_F(SettingsTest, ExampleConfigsStartAMasterAndAFollower) {
   EXPECT_EQ(follower->out().rfind("following 127.0.0.1:", 0), 0u) << follower->out();
   EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
   EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+}
+
+// With --log-format=json every line either daemon writes on stderr is a JSON
+// object with time (ISO 8601, UTC), level, program and message, the message
+// escaped: here a warning naming a secret file whose path holds a quote and a
+// backslash.
+TEST_F(SettingsTest, JsonLogsAreOneObjectALine) {
+  WriteDb(dir_ + "/master", NumberedKeys(10));
+  const std::string secret = dir_ + "/se\"cr\\et";
+  WriteSecret(secret, "the master's secret, long enough");
+  std::filesystem::permissions(secret, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);  // a warning to log
+  uint16_t port = 0;
+  auto master =
+      StartMaster(dir_ + "/master", {"--log-format=json", "--secret-file=" + secret}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  auto follower =
+      ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower",
+                           "--master=127.0.0.1:" + std::to_string(port), "--secret-file=" + secret,
+                           "--log-format", "json"});
+  ASSERT_TRUE(follower);
+  EXPECT_TRUE(follower->WaitForOutput(
+      [](const std::string&, const std::string& err) {
+        return err.find("connected to master") != std::string::npos;
+      },
+      kDeadline))
+      << follower->err();
+  EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+
+  const std::regex iso_utc(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  for (const auto& [program, err] : std::vector<std::pair<std::string, std::string>>{
+           {"sdiff-rocks-master", master->err()}, {"sdiff-rocks-follower", follower->err()}}) {
+    std::istringstream lines(err);
+    std::vector<nlohmann::json> logs;
+    for (std::string line; std::getline(lines, line);) {
+      nlohmann::json log = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      ASSERT_TRUE(log.is_object()) << program << " wrote a line that is not JSON: " << line;
+      EXPECT_EQ(log.size(), 4u) << line;
+      ASSERT_TRUE(log["time"].is_string() && log["level"].is_string() && log["message"].is_string())
+          << line;
+      EXPECT_TRUE(std::regex_match(log["time"].get<std::string>(), iso_utc)) << line;
+      EXPECT_EQ(log["program"], program) << line;
+      logs.push_back(log);
+    }
+    ASSERT_GE(logs.size(), 3u) << program << ":\n" << err;
+    EXPECT_TRUE(std::any_of(logs.begin(), logs.end(), [](const nlohmann::json& log) {
+      return log["message"] == "SIGTERM: stopping";
+    })) << program;
+    EXPECT_EQ(logs.front()["level"], "warn") << program;
+    EXPECT_EQ(logs.front()["message"].get<std::string>().rfind("secret file " + secret + " is ", 0),
+              0u)
+        << program << ": " << logs.front();
+  }
+}
+
+// --log-level drops the lines below it; off drops them all.
+TEST_F(SettingsTest, LogLevelFiltersLines) {
+  WriteDb(dir_ + "/master", NumberedKeys(1));
+  WriteSecret(dir_ + "/secret", "the master's secret, long enough");
+  std::filesystem::permissions(dir_ + "/secret", std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);  // a warning to log
+  for (const char* level : {"info", "warn", "off"}) {
+    uint16_t port = 0;
+    auto master = StartMaster(dir_ + "/master",
+                              {"--log-level", level, "--secret-file=" + dir_ + "/secret"}, &port);
+    ASSERT_NE(port, 0) << master->err();
+    ASSERT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+    const std::string& err = master->err();
+    bool info = err.find(" info ") != std::string::npos;
+    bool warning = err.find(" warning ") != std::string::npos;
+    EXPECT_EQ(info, std::string(level) == "info") << level << ":\n" << err;
+    EXPECT_EQ(warning, std::string(level) != "off") << level << ":\n" << err;
+    if (std::string(level) == "off") EXPECT_EQ(err, "");
+  }
+}
+
+TEST_F(SettingsTest, BadLogFlagsExitTwoWithOneLine) {
+  const std::vector<std::vector<std::string>> programs = {
+      {ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/db"},
+      {ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/db", "--master=127.0.0.1:1"},
+      {ProgramPath("sdiff-ldb"), "--db=" + dir_ + "/db", "scan"}};
+  for (const auto& program : programs) {
+    for (const char* flag : {"--log-level=loud", "--log-level=warning", "--log-format=xml"}) {
+      std::vector<std::string> argv = program;
+      argv.insert(argv.begin() + 1, flag);
+      RunResult r = RunProgram(argv, kDeadline);
+      ASSERT_TRUE(r.code.has_value()) << program[0];
+      EXPECT_EQ(*r.code, 2) << program[0] << " " << flag << ": " << r.err;
+      EXPECT_EQ(Lines(r.err), 1u) << program[0] << " " << flag << ": " << r.err;
+      EXPECT_NE(r.err.find(std::string(flag).substr(0, std::string(flag).find('='))),
+                std::string::npos)
+          << r.err;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/db"));
 }
 
 }  // namespace

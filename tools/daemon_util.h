@@ -24,8 +24,22 @@ void BlockStopSignals();
 // Waits for SIGINT or SIGTERM; returns its name.
 const char* WaitForStopSignal();
 
-// Logs go to stderr (stdout carries the one line scripts read), one line each.
-void SetUpLogging(const std::string& program);
+// --log-level and --log-format, as every program spells them.
+struct LogFlags {
+  std::string level = "info";   // trace, debug, info, warn, error or off
+  std::string format = "text";  // text or json
+  void Add(CLI::App& app);
+  bool json() const { return format == "json"; }
+};
+
+// Logs go to stderr (stdout carries the one line scripts read), one line each:
+// text ("2026-12-07 14:05:41.123 info message"), or with --log-format=json one
+// JSON object a line for log shippers:
+//   {"time":"2026-12-07T14:05:41.123Z","level":"info","program":"sdiff-rocks-master",
+//    "message":"..."}
+// with time in UTC and level one of trace, debug, info, warn, error, critical.
+// Fail() goes through the same logger from then on in JSON mode.
+void SetUpLogging(const std::string& program, const LogFlags& flags);
 
 // Parses flags: CLI11 errors become one line on stderr and exit code 2;
 // --help and --version print and exit 0. Returns -1 when the program should go on.
@@ -46,7 +60,8 @@ void AddConfigFlag(CLI::App& app);
 // version (sdiff/version.h) and the wire protocol's, which peers must share.
 void AddVersionFlag(CLI::App& app, const std::string& program);
 
-// Prints "PROGRAM: what" on stderr and returns 1.
+// Prints "PROGRAM: what" on stderr (a JSON log line with --log-format=json)
+// and returns 1.
 int Fail(const std::string& program, const std::string& what);
 
 // A RocksDB opened with every column family it has.

@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
               "SECONDS"));
   sdiff::tools::SecurityFlags security;
   security.Add(app);
+  sdiff::tools::LogFlags log;  // for what the library logs (the output is not logs)
+  log.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
   app.add_flag("--key_hex", request.key_hex, "keys in and out as hex");
   app.add_flag("--value_hex", request.value_hex, "values in and out as hex");
@@ -117,6 +119,7 @@ int main(int argc, char** argv) {
     return sdiff::tools::ReportError(std::cerr, sdiff::tools::DescribeParseError(app, e));
   }
 
+  sdiff::tools::SetUpLogging("sdiff-ldb", log);
   request.key_hex = request.key_hex || hex;
   request.value_hex = request.value_hex || hex;
   if (family_option->count() > 0) request.column_family = family;
