@@ -1,13 +1,18 @@
 // Shared plumbing of the sdiff daemons.
 #include "tools/daemon_util.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "engine/wire.h"
 #include "net/address.h"
@@ -35,12 +40,86 @@ const char* WaitForStopSignal() {
   return sig == SIGINT ? "SIGINT" : "SIGTERM";
 }
 
-void SetUpLogging(const std::string& program) {
-  auto logger = spdlog::stderr_color_mt(program);
-  // On a terminal a progress bar (tools/progress_renderer.h) may hold the last line:
-  // a log line first erases it, and the bar is redrawn below.
-  std::string erase_bar = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
-  logger->set_pattern(erase_bar + "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+namespace {
+
+// --log-level's names, which are also the levels a JSON line shows.
+const std::map<std::string, spdlog::level::level_enum>& LevelNames() {
+  static const auto* names = new std::map<std::string, spdlog::level::level_enum>{
+      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},   {"critical", spdlog::level::critical},
+      {"off", spdlog::level::off}};
+  return *names;
+}
+
+std::string LevelName(spdlog::level::level_enum level) {
+  for (const auto& [name, value] : LevelNames()) {
+    if (value == level) return name;
+  }
+  return "unknown";
+}
+
+// One JSON object a line. nlohmann-json escapes the message (quotes,
+// backslashes, control bytes) and replaces bytes that are not UTF-8, so a key
+// or a path in a message cannot break the line.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  explicit JsonFormatter(std::string program) : program_(std::move(program)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    auto since_epoch = msg.time.time_since_epoch();
+    auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds);
+    nlohmann::ordered_json line = {
+        {"time",
+         fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                     fmt::gmtime(static_cast<std::time_t>(seconds.count())), millis.count())},
+        {"level", LevelName(msg.level)},
+        {"program", program_},
+        {"message", std::string(msg.payload.data(), msg.payload.size())}};
+    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(text.data(), text.data() + text.size());
+    dest.push_back('\n');
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>(program_);
+  }
+
+ private:
+  const std::string program_;
+};
+
+std::atomic<bool> json_logs{false};  // set once by SetUpLogging, read by Fail
+
+}  // namespace
+
+void LogFlags::Add(CLI::App& app) {
+  std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error", "off"};
+  app.add_option("--log-level", level, "the least severe log lines shown")
+      ->check(CLI::IsMember(levels))
+      ->capture_default_str();
+  app.add_option("--log-format", format,
+                 "text, or json: one object a line with time (UTC), level, program, message")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+}
+
+void SetUpLogging(const std::string& program, const LogFlags& flags) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (flags.json()) {
+    logger = spdlog::stderr_logger_mt(program);
+    logger->set_formatter(std::make_unique<JsonFormatter>(program));
+    json_logs = true;
+  } else {
+    logger = spdlog::stderr_color_mt(program);
+    // On a terminal a progress bar (tools/progress_renderer.h) may hold the last line:
+    // a log line first erases it, and the bar is redrawn below.
+    std::string erase_bar = isatty(STDERR_FILENO) == 1 ? "\r\x1b[K" : "";
+    logger->set_pattern(erase_bar + "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+  auto level = LevelNames().find(flags.level);
+  logger->set_level(level != LevelNames().end() ? level->second : spdlog::level::info);
   spdlog::set_default_logger(logger);
 }
 
@@ -50,10 +129,42 @@ int ParseOrExit(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), e.what());
+    fmt::print(stderr, "{}: {} (see --help)\n", app.get_name(), DescribeParseError(app, e));
     return 2;
   }
   return -1;
+}
+
+std::string DescribeParseError(const CLI::App& app, const CLI::ParseError& e) {
+  std::string what = e.what();
+  const CLI::Option* config = app.get_config_ptr();
+  if (config == nullptr || config->count() == 0) return what;
+  const std::string file = config->results().front();
+  // CLI11 2.1 words these for its INI origins; say which file and what in it.
+  if (dynamic_cast<const CLI::FileError*>(&e) != nullptr) {
+    return fmt::format("--config {}: cannot read the file (missing?)", file);
+  }
+  const std::string unknown = "INI was not able to parse ";
+  if (dynamic_cast<const CLI::ConfigError*>(&e) != nullptr && what.rfind(unknown, 0) == 0) {
+    std::string name = what.substr(unknown.size());
+    const std::string section_start = ".++";  // CLI11's item for a `[section]` line
+    if (name.size() > section_start.size() &&
+        name.compare(name.size() - section_start.size(), section_start.size(), section_start) ==
+            0) {
+      return fmt::format("--config {}: unknown section [{}]", file,
+                         name.substr(0, name.size() - section_start.size()));
+    }
+    return fmt::format("--config {}: unknown setting \"{}\"", file, name);
+  }
+  return what;
+}
+
+void AddConfigFlag(CLI::App& app) {
+  app.set_config("--config", "",
+                 "read flags from FILE, `name = value` a line (a flag's name without its "
+                 "dashes); flags on the command line win")
+      ->type_name("FILE");
+  app.allow_config_extras(CLI::config_extras_mode::error);
 }
 
 void AddVersionFlag(CLI::App& app, const std::string& program) {
@@ -63,7 +174,11 @@ void AddVersionFlag(CLI::App& app, const std::string& program) {
 }
 
 int Fail(const std::string& program, const std::string& what) {
-  fmt::print(stderr, "{}: {}\n", program, what);
+  if (json_logs && spdlog::should_log(spdlog::level::err)) {
+    spdlog::error("{}", what);  // the JSON line names the program
+  } else {
+    fmt::print(stderr, "{}: {}\n", program, what);
+  }
   return 1;
 }
 

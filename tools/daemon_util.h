@@ -24,18 +24,44 @@ void BlockStopSignals();
 // Waits for SIGINT or SIGTERM; returns its name.
 const char* WaitForStopSignal();
 
-// Logs go to stderr (stdout carries the one line scripts read), one line each.
-void SetUpLogging(const std::string& program);
+// --log-level and --log-format, as every program spells them.
+struct LogFlags {
+  std::string level = "info";   // trace, debug, info, warn, error or off
+  std::string format = "text";  // text or json
+  void Add(CLI::App& app);
+  bool json() const { return format == "json"; }
+};
+
+// Logs go to stderr (stdout carries the one line scripts read), one line each:
+// text ("2026-12-07 14:05:41.123 info message"), or with --log-format=json one
+// JSON object a line for log shippers:
+//   {"time":"2026-12-07T14:05:41.123Z","level":"info","program":"sdiff-rocks-master",
+//    "message":"..."}
+// with time in UTC and level one of trace, debug, info, warn, error, critical.
+// Fail() goes through the same logger from then on in JSON mode.
+void SetUpLogging(const std::string& program, const LogFlags& flags);
 
 // Parses flags: CLI11 errors become one line on stderr and exit code 2;
 // --help and --version print and exit 0. Returns -1 when the program should go on.
 int ParseOrExit(CLI::App& app, int argc, char** argv);
 
+// The one line (without the program's name) that says what was wrong with
+// the flags or the --config file.
+std::string DescribeParseError(const CLI::App& app, const CLI::ParseError& e);
+
+// --config FILE: every flag may also be set in an INI/TOML file, one
+// `name = value` a line, named as the flag without its dashes (a subcommand's
+// flags under `[subcommand]`); `#` and `;` start comments. A flag given on the
+// command line wins over the file. A missing or unreadable file, an unknown
+// name or a bad value is a usage error (one line, exit 2).
+void AddConfigFlag(CLI::App& app);
+
 // --version, printing "PROGRAM 0.1.0 (protocol 2)" on stdout: the library's
 // version (sdiff/version.h) and the wire protocol's, which peers must share.
 void AddVersionFlag(CLI::App& app, const std::string& program);
 
-// Prints "PROGRAM: what" on stderr and returns 1.
+// Prints "PROGRAM: what" on stderr (a JSON log line with --log-format=json)
+// and returns 1.
 int Fail(const std::string& program, const std::string& what);
 
 // A RocksDB opened with every column family it has.

@@ -30,9 +30,9 @@ ProgressRenderer::ProgressRenderer(Options options) : options_(std::move(options
   if (!options_.now) options_.now = [] { return Clock::now(); };
 }
 
-ProgressRenderer::Options ProgressRenderer::ForStderr() {
+ProgressRenderer::Options ProgressRenderer::ForStderr(bool bars) {
   Options o;
-  o.terminal = isatty(STDERR_FILENO) == 1;
+  o.terminal = bars && isatty(STDERR_FILENO) == 1;
   return o;
 }
 

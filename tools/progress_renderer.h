@@ -32,8 +32,9 @@ class ProgressRenderer {
   };
 
   explicit ProgressRenderer(Options options);
-  // A bar when stderr is a terminal, log lines otherwise.
-  static Options ForStderr();
+  // A bar when stderr is a terminal and `bars` (not with JSON logs), log
+  // lines otherwise.
+  static Options ForStderr(bool bars = true);
 
   void Report(const plugin::Progress& progress);
   // Forwards to Report; the renderer must outlive whoever calls it.

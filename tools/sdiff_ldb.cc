@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command
   sdiff::tools::AddVersionFlag(app, "sdiff-ldb");
+  sdiff::tools::AddConfigFlag(app);
   app.add_option("--db", request.db, "the database directory (never created)");
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "
@@ -82,6 +83,8 @@ int main(int argc, char** argv) {
               "SECONDS"));
   sdiff::tools::SecurityFlags security;
   security.Add(app);
+  sdiff::tools::LogFlags log;  // for what the library logs (the output is not logs)
+  log.Add(app);
   app.add_flag("--hex", hex, "keys and values in and out as hex");
   app.add_flag("--key_hex", request.key_hex, "keys in and out as hex");
   app.add_flag("--value_hex", request.value_hex, "values in and out as hex");
@@ -113,9 +116,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    return sdiff::tools::ReportError(std::cerr, e.what());
+    return sdiff::tools::ReportError(std::cerr, sdiff::tools::DescribeParseError(app, e));
   }
 
+  sdiff::tools::SetUpLogging("sdiff-ldb", log);
   request.key_hex = request.key_hex || hex;
   request.value_hex = request.value_hex || hex;
   if (family_option->count() > 0) request.column_family = family;

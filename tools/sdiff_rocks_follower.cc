@@ -14,11 +14,13 @@ int main(int argc, char** argv) {
   CLI::App app{"sdiff-rocks-follower: keep a RocksDB directory a replica of an sdiff master",
                "sdiff-rocks-follower"};
   tools::AddVersionFlag(app, "sdiff-rocks-follower");
+  tools::AddConfigFlag(app);
   plugin::FollowerOptions options;
   double repair_interval_s = 0;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
+  tools::LogFlags log;
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
@@ -36,11 +38,13 @@ int main(int argc, char** argv) {
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);
+  log.Add(app);
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-follower";
-  tools::SetUpLogging(name);
+  tools::SetUpLogging(name, log);
 
-  tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the follower
+  tools::ProgressRenderer progress(
+      tools::ProgressRenderer::ForStderr(!log.json()));  // outlives the follower
   options.progress = progress.Callback();
   options.client.repair_interval =
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));

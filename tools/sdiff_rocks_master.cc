@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sdiff-rocks-master: serve a RocksDB directory to sdiff followers",
                "sdiff-rocks-master"};
   tools::AddVersionFlag(app, "sdiff-rocks-master");
+  tools::AddConfigFlag(app);
   std::string db_path, listen = "127.0.0.1:8123";
   bool create = false;
   bool allow_writers = false;
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
+  tools::LogFlags log;
   tools::MinFreeFlag min_free;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
   app.add_flag("--create-if-missing", create, "create the database if it does not exist");
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);
+  log.Add(app);
   min_free.Add(app, "refuses writes through it (--allow-writers)");
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
@@ -49,7 +52,7 @@ int main(int argc, char** argv) {
                "so a power loss cannot lose it; needs --allow-writers");
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-master";
-  tools::SetUpLogging(name);
+  tools::SetUpLogging(name, log);
 
   if (allow_writers && security.secret_file.empty()) {
     fmt::print(stderr, "{}: --allow-writers needs --secret-file: writers must authenticate\n",
@@ -62,7 +65,8 @@ int main(int argc, char** argv) {
                name);
     return 2;
   }
-  tools::ProgressRenderer progress(tools::ProgressRenderer::ForStderr());  // outlives the master
+  tools::ProgressRenderer progress(
+      tools::ProgressRenderer::ForStderr(!log.json()));  // outlives the master
   plugin::MasterOptions options;
   options.server.listen = listen;
   options.progress = progress.Callback();
