@@ -13,9 +13,7 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 import yaml
 
@@ -55,9 +53,7 @@ def main():
             for name in NAME.findall(e):
                 used.setdefault(name, set()).add(what)
 
-    workdir = tempfile.mkdtemp(prefix="sdiff-metric-names-")
-    procs = daemons.Processes(workdir)
-    try:
+    def check(procs, workdir):
         _, master_metrics, follower_metrics = daemons.start_pair(procs, args.bin, workdir)
         exported = set()
         for role, port in (("master", master_metrics), ("follower", follower_metrics)):
@@ -71,20 +67,14 @@ def main():
         missing = {n: sorted(w) for n, w in used.items() if n not in exported}
         print(f"{len(used)} sdiff_* names used by the rules and the dashboard, "
               f"{len(exported)} exported by a master and a follower")
+        for name, where in sorted(missing.items()):
+            print(f"not exported: {name} (used in {', '.join(where)})")
         if missing:
-            for name, where in sorted(missing.items()):
-                print(f"not exported: {name} (used in {', '.join(where)})")
             return 1
         print("every name used is exported")
         return 0
-    except daemons.Failure as e:
-        print(f"FAILED: {e}")
-        procs.dump()
-        return 1
-    finally:
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
 
+    return daemons.run_test("metric-names", check)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,10 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -133,3 +135,21 @@ def write_keys(bindir, workdir, master_port, count, prefix="key"):
 def metric_names(page):
     """The metric names a Prometheus text page declares (its # TYPE lines)."""
     return {m.group(1) for m in re.finditer(r"^# TYPE (\S+) \S+$", page, re.M)}
+
+
+def run_test(name, body):
+    """Runs body(procs, workdir) in a fresh temporary directory; returns the exit code.
+
+    A Failure prints its reason and the processes' stderr; whatever happens,
+    every process started is stopped and the directory removed."""
+    workdir = tempfile.mkdtemp(prefix=f"sdiff-{name}-")
+    procs = Processes(workdir)
+    try:
+        return body(procs, workdir)
+    except Failure as e:
+        print(f"FAILED: {e}")
+        procs.dump()
+        return 1
+    finally:
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -22,9 +22,7 @@ Usage: prometheus_test.py --bin BUILD/bin --deploy SOURCE/deploy [--prometheus P
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 
@@ -219,23 +217,15 @@ def main():
     rules = os.path.join(args.deploy, "prometheus", "sdiff-rules.yml")
     dashboard = os.path.join(args.deploy, "grafana", "sdiff-dashboard.json")
 
-    workdir = tempfile.mkdtemp(prefix="sdiff-prometheus-")
-    procs = daemons.Processes(workdir)
-    try:
+    def run(procs, workdir):
         master_port, master_metrics, follower_metrics = daemons.start_pair(procs, args.bin, workdir)
         master = f"127.0.0.1:{master_metrics}"
         follower = f"127.0.0.1:{follower_metrics}"
         prom = start_prometheus(procs, args.prometheus, workdir, rules, [master, follower])
         check(prom, master, follower, args.bin, workdir, master_port, dashboard)
         return 0
-    except Failure as e:
-        print(f"FAILED: {e}")
-        procs.dump()
-        return 1
-    finally:
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
 
+    return daemons.run_test("prometheus", run)
 
 if __name__ == "__main__":
     sys.exit(main())
