@@ -266,15 +266,17 @@ TEST_F(ToolsTest, StatusShowsBothRolesAndTheFollowerCatchingUpAfterWrites) {
   WriteSecret(dir_ + "/secret", "a shared secret, long enough");
   const std::string secret = "--secret-file=" + dir_ + "/secret";
   uint16_t port = 0;
-  auto master =
-      StartMaster(dir_ + "/master", {"--metrics=127.0.0.1:0", "--allow-writers", secret}, &port);
+  // Audits every second, so that both pages soon have a last audit.
+  auto master = StartMaster(
+      dir_ + "/master", {"--metrics=127.0.0.1:0", "--allow-writers", secret, "--audit-interval=1"},
+      &port);
   ASSERT_NE(port, 0) << master->err();
   uint16_t master_metrics = MetricsPort(*master);
   ASSERT_NE(master_metrics, 0) << master->out() << master->err();
   const std::string address = "127.0.0.1:" + std::to_string(port);
-  auto follower =
-      ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower",
-                           "--master=" + address, "--metrics=127.0.0.1:0", secret});
+  auto follower = ChildProcess::Start({ProgramPath("sdiff-rocks-follower"),
+                                       "--db=" + dir_ + "/follower", "--master=" + address,
+                                       "--metrics=127.0.0.1:0", secret, "--audit-interval=1"});
   ASSERT_TRUE(follower);
   uint16_t follower_metrics = MetricsPort(*follower);
   ASSERT_NE(follower_metrics, 0) << follower->out() << follower->err();
@@ -297,8 +299,14 @@ TEST_F(ToolsTest, StatusShowsBothRolesAndTheFollowerCatchingUpAfterWrites) {
     if (m.is_discarded() || f.is_discarded() || m.is_null() || f.is_null()) return false;
     const auto& followers = m["followers"];
     uint64_t seq = m["sequences"]["master"];
+    // And a self-audit on each since the writes: 13 keys (3 written thrice), all equal.
+    auto audited = [](const nlohmann::json& j) {
+      const auto& last = j["audit"]["last"];
+      return last.is_object() && last["result"] == "clean" && last["keys"] == 13;
+    };
     return seq >= 19 && followers.size() == 1 && followers[0]["applied_seq"] == seq &&
-           f["sequences"]["applied"] == seq && f["sequences"]["master"] == seq;
+           f["sequences"]["applied"] == seq && f["sequences"]["master"] == seq && audited(m) &&
+           audited(f);
   };
   EXPECT_TRUE(WaitUntil(caught_up, kDeadline)) << m.dump(2) << "\n" << f.dump(2);
   ASSERT_TRUE(m.is_object() && f.is_object()) << master->err() << follower->err();
@@ -326,6 +334,8 @@ TEST_F(ToolsTest, StatusShowsBothRolesAndTheFollowerCatchingUpAfterWrites) {
   EXPECT_EQ(f["master"]["link"], "up");
   EXPECT_EQ(f["sequences"]["lag"], 0);
   EXPECT_FALSE(f["last_diff"].is_null()) << "the first connection diffed";
+  EXPECT_FALSE(m["last_diff"].is_null()) << "the master diffed with it";
+  EXPECT_EQ(m["diffs"], f["diffs"]);
   EXPECT_EQ(testing::HttpGet(master_metrics, "/status/x", 5s).status, 404);
 
   EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
