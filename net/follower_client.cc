@@ -129,6 +129,7 @@ class FollowerClient::Driver : public ConnectionHandler,
           client_->Update([&](FollowerClientStatus& s) {
             s.connected = true;
             ++s.connects;
+            if (event->mode == StartMode::kBootstrap) ++s.bootstraps;
             s.last_mode = event->mode;
           });
           break;

@@ -48,6 +48,7 @@ struct FollowerClientStatus {
   uint64_t master_seq = 0;
   uint64_t connects = 0;    // successful handshakes
   uint64_t reconnects = 0;  // connection attempts after the first
+  uint64_t bootstraps = 0;  // connections the master began by sending every key (kBootstrap)
   uint64_t syncs = 0;
   uint64_t last_repaired = 0;
   int64_t last_sync_unix_ms = 0;  // wall-clock end of the last complete diff; 0: none yet

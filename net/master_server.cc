@@ -198,7 +198,16 @@ class MasterServer::Driver : public ConnectionHandler,
         case ServerEvent::Kind::kSyncDone: {
           server_->log_->info("diff with {}: {} keys repaired{}", c.peer(), event->repaired,
                               event->complete ? "" : " (incomplete, diffing again)");
-          if (event->complete) server_->counters_.syncs.fetch_add(1, std::memory_order_relaxed);
+          if (event->complete) {
+            auto& counters = server_->counters_;
+            counters.syncs.fetch_add(1, std::memory_order_relaxed);
+            counters.last_sync_repaired.store(event->repaired, std::memory_order_relaxed);
+            counters.last_sync_unix_ms.store(
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count(),
+                std::memory_order_relaxed);
+          }
           server_->counters_.keys_repaired.fetch_add(event->repaired, std::memory_order_relaxed);
           break;
         }
@@ -593,6 +602,8 @@ MasterServerStats MasterServer::stats() const {
   s.bytes_in = counters_.bytes_in.load(std::memory_order_relaxed);
   s.syncs = counters_.syncs.load(std::memory_order_relaxed);
   s.keys_repaired = counters_.keys_repaired.load(std::memory_order_relaxed);
+  s.last_sync_repaired = counters_.last_sync_repaired.load(std::memory_order_relaxed);
+  s.last_sync_unix_ms = counters_.last_sync_unix_ms.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -95,6 +95,8 @@ struct MasterServerStats {
   uint64_t bytes_in = 0;
   uint64_t syncs = 0;
   uint64_t keys_repaired = 0;
+  int64_t last_sync_unix_ms = 0;       // when the last complete diff ended; 0: none yet
+  uint64_t last_sync_repaired = 0;     // keys it repaired
   uint64_t master_seq = 0;             // the hub's current sequence when the stats were taken
   std::vector<SessionStats> sessions;  // one per live connection, in no particular order
 };
@@ -147,7 +149,10 @@ class MasterServer {
   // Counted from every connection's strand without a lock.
   struct Counters {
     std::atomic<uint64_t> accepted{0}, rejected{0}, bytes_out{0}, bytes_in{0}, syncs{0},
-        keys_repaired{0};
+        keys_repaired{0}, last_sync_repaired{0};
+    // Set after last_sync_repaired: a reader may pair one diff's time with
+    // the next one's count, which a status page tolerates.
+    std::atomic<int64_t> last_sync_unix_ms{0};
   };
   Counters counters_;
 

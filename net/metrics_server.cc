@@ -32,8 +32,8 @@ constexpr uint32_t kMaxRequestBytes = 8192;     // headers and body together, we
 // One request and its response, then the connection closes.
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  Exchange(tcp::socket socket, const MetricsServer::TextFun* text)
-      : stream_(std::move(socket)), text_(text) {
+  Exchange(tcp::socket socket, const MetricsServer::Routes* routes)
+      : stream_(std::move(socket)), routes_(routes) {
     parser_.header_limit(kMaxRequestBytes);
     parser_.body_limit(kMaxRequestBytes);
   }
@@ -56,18 +56,20 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     response_.keep_alive(false);
     response_.set(http::field::server, "sdiff");
     response_.set(http::field::content_type, "text/plain; charset=utf-8");
-    if (path != "/metrics") {
+    auto route = routes_->find(path);
+    if (route == routes_->end()) {
       response_.result(http::status::not_found);
-      response_.body() = "not found; metrics are at /metrics\n";
+      response_.body() = "not found; try";
+      for (const auto& [known, unused] : *routes_) response_.body() += " " + known;
+      response_.body() += "\n";
     } else if (request.method() != http::verb::get) {
       response_.result(http::status::method_not_allowed);
       response_.set(http::field::allow, "GET");
       response_.body() = "only GET\n";
     } else {
       response_.result(http::status::ok);
-      // The Prometheus text exposition format.
-      response_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      response_.body() = (*text_)();
+      response_.set(http::field::content_type, route->second.content_type);
+      response_.body() = route->second.body();
     }
     response_.prepare_payload();
     stream_.expires_after(kIoTimeout);
@@ -82,7 +84,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   beast::tcp_stream stream_;
-  const MetricsServer::TextFun* text_;  // owned by the server, which outlives every exchange
+  const MetricsServer::Routes* routes_;  // owned by the server, which outlives every exchange
   beast::flat_buffer buffer_{kMaxRequestBytes};
   http::request_parser<http::string_body> parser_;
   http::response<http::string_body> response_;
@@ -95,7 +97,7 @@ struct MetricsServer::Impl {
   tcp::acceptor acceptor{io};
   asio::steady_timer accept_retry{io};  // the wait after a failed accept
   AcceptBackoff backoff;
-  TextFun text;
+  Routes routes;  // constant once the thread runs
   std::thread thread;
 
   void Accept() {
@@ -115,7 +117,7 @@ struct MetricsServer::Impl {
       if (uint64_t failed = backoff.Succeeded()) {
         spdlog::info("metrics: accepting again after {} failed accepts", failed);
       }
-      std::make_shared<Exchange>(std::move(socket), &text)->Start();
+      std::make_shared<Exchange>(std::move(socket), &routes)->Start();
       Accept();
     });
   }
@@ -138,12 +140,17 @@ uint16_t MetricsServer::port() const {
 
 Status MetricsServer::Start(const std::string& listen, TextFun text,
                             std::unique_ptr<MetricsServer>* out) {
+  return Start(listen, Routes{{"/metrics", Route{kPrometheusText, std::move(text)}}}, out);
+}
+
+Status MetricsServer::Start(const std::string& listen, Routes routes,
+                            std::unique_ptr<MetricsServer>* out) {
   std::string host;
   uint16_t port = 0;
   Status s = ParseHostPort(listen, &host, &port);
   if (!s.ok()) return s;
   auto impl = std::make_unique<Impl>();
-  impl->text = std::move(text);
+  impl->routes = std::move(routes);
   boost::system::error_code ec;
   tcp::resolver resolver(impl->io);
   auto endpoints = resolver.resolve(host, std::to_string(port), ec);

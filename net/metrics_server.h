@@ -1,6 +1,7 @@
-// MetricsServer: a minimal HTTP/1.1 server for Prometheus scrapes. It answers
-// GET /metrics with whatever text its callback returns (the caller formats
-// it) and 404 for any other path; it knows nothing of trees or sessions.
+// MetricsServer: a minimal HTTP/1.1 server for Prometheus scrapes and status
+// pages. It answers GET on each path it was given a route for with whatever
+// that route's callback returns (the caller formats it: /metrics, /status)
+// and 404 for any other path; it knows nothing of trees or sessions.
 //
 // One thread, one request per connection (the response closes it), a
 // deadline on every read and write, and a small cap on request size: a
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -20,11 +22,23 @@ namespace sdiff::net {
 
 class MetricsServer {
  public:
-  // Returns the body of GET /metrics. Called on the server's thread.
+  // Returns a page's body. Called on the server's thread, once per request.
   using TextFun = std::function<std::string()>;
+  struct Route {
+    std::string content_type;  // e.g. kPrometheusText, "application/json"
+    TextFun body;
+  };
+  // Path (no query string) -> its page.
+  using Routes = std::map<std::string, Route, std::less<>>;
+
+  // The Prometheus text exposition format's Content-Type.
+  static constexpr const char* kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
 
   // Listens on `listen` (HOST:PORT; port 0 lets the OS pick) and serves
-  // until destroyed. Errors: a malformed address, or a failed bind.
+  // `routes` until destroyed. Errors: a malformed address, or a failed bind.
+  static Status Start(const std::string& listen, Routes routes,
+                      std::unique_ptr<MetricsServer>* out);
+  // Only GET /metrics, answered with `text` as kPrometheusText.
   static Status Start(const std::string& listen, TextFun text, std::unique_ptr<MetricsServer>* out);
   ~MetricsServer();  // stops accepting, ends open connections, joins the thread
   MetricsServer(const MetricsServer&) = delete;

@@ -76,16 +76,20 @@ Status Auditor::Run(AuditResult* result) {
   result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   {
     net::MutexLock lock(&mu_);
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    stats_.last_failed = !s.ok();
     if (!s.ok()) {
       ++stats_.failures;
+      stats_.last_failure_unix_ms = now_ms;
     } else {
       ++stats_.runs;
+      stats_.last_keys = result->keys;
       stats_.mismatches += result->mismatches;
       stats_.last_mismatches = result->mismatches;
       stats_.last_seconds = result->seconds;
-      stats_.last_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
+      stats_.last_unix_ms = now_ms;
     }
   }
   if (!s.ok()) {

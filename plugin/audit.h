@@ -57,6 +57,9 @@ struct AuditStats {
   int64_t last_unix_ms = 0;  // when the last audit finished; 0: never
   double last_seconds = 0;   // how long it took
   uint64_t last_mismatches = 0;
+  uint64_t last_keys = 0;            // keys the last finished audit scanned
+  bool last_failed = false;          // the latest audit could not finish
+  int64_t last_failure_unix_ms = 0;  // when an audit last failed; 0: never
 };
 
 // The most differing keys an audit corrects one by one; beyond this many the

@@ -132,6 +132,7 @@ FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   s.diffs = c.syncs;
   s.connects = c.connects;
   s.reconnects = c.reconnects;
+  s.bootstraps = c.bootstraps;
   s.last_start = c.last_mode;
   s.last_error = c.last_error;
   s.master_id = store_->State().master_id;

@@ -90,6 +90,7 @@ struct FollowerStatus {
   uint64_t diffs = 0;                       // complete diffs since Open
   uint64_t connects = 0;                    // successful handshakes since Open
   uint64_t reconnects = 0;                  // connection attempts after the first
+  uint64_t bootstraps = 0;                  // connections that began with every key sent
   StartMode last_start = StartMode::kDiff;  // how the last connection began (connects > 0)
   std::string last_error;                   // why the last connection ended or failed to start
   std::string master_id;                    // whom the replica follows, as persisted

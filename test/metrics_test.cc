@@ -3,12 +3,15 @@
 
 #include <atomic>
 
+#include "engine/wire.h"
 #include "net/metrics_server.h"
+#include "sdiff/version.h"
 #include "test/support/descriptors.h"
 #include "test/support/http_get.h"
 #include "test/support/log_capture.h"
 #include "test/support/wait.h"
 #include "tools/metrics_text.h"
+#include "tools/status_json.h"
 
 namespace sdiff {
 namespace {
@@ -40,6 +43,26 @@ TEST(MetricsServerTest, ServesTheCallbacksTextOnMetrics) {
   r = testing::HttpGet(server->port(), "/metrics?x=1", kDeadline);
   EXPECT_EQ(r.status, 200) << r.error;
   EXPECT_EQ(calls, 2);
+}
+
+TEST(MetricsServerTest, ServesEachRouteWithItsContentType) {
+  std::unique_ptr<net::MetricsServer> server;
+  net::MetricsServer::Routes routes = {
+      {"/metrics", {net::MetricsServer::kPrometheusText, [] { return std::string("x 1\n"); }}},
+      {"/status", {"application/json", [] { return std::string("{\"a\":1}"); }}},
+  };
+  ASSERT_TRUE(net::MetricsServer::Start("127.0.0.1:0", routes, &server).ok());
+  testing::HttpResponse r = testing::HttpGet(server->port(), "/status", kDeadline);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.body, "{\"a\":1}");
+  r = testing::HttpGet(server->port(), "/metrics", kDeadline);
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.content_type, net::MetricsServer::kPrometheusText);
+  EXPECT_EQ(r.body, "x 1\n");
+  r = testing::HttpGet(server->port(), "/status/x", kDeadline);
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("/status"), std::string::npos) << r.body;  // says what exists
 }
 
 TEST(MetricsServerTest, OtherPathsAreNotFound) {
@@ -185,6 +208,141 @@ TEST(MetricsTextTest, BothRolesReportTheSelfAudit) {
       EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
     }
   }
+}
+
+TEST(MetricsTextTest, DiskAndBootstrapsAreExported) {
+  std::string disk = tools::DiskMetrics(tools::DiskSpace{true, 1000, 5000}, 300);
+  for (const char* line :
+       {"sdiff_disk_free_bytes 1000\n", "sdiff_disk_capacity_bytes 5000\n",
+        "sdiff_disk_reserve_bytes 300\n", "# TYPE sdiff_disk_free_bytes gauge\n"}) {
+    EXPECT_NE(disk.find(line), std::string::npos) << line << "in:\n" << disk;
+  }
+  EXPECT_EQ(tools::DiskMetrics(tools::DiskSpace{}, 300), "") << "an unreadable disk: no sample";
+  plugin::FollowerStatus follower;
+  follower.bootstraps = 3;
+  std::string text = tools::FollowerMetrics(follower);
+  EXPECT_NE(text.find("# TYPE sdiff_bootstraps_total counter\nsdiff_bootstraps_total 3\n"),
+            std::string::npos)
+      << text;
+  plugin::MasterStatus master;
+  master.server.last_sync_unix_ms = 1'700'000'000'250;
+  text = tools::MasterMetrics(master);
+  EXPECT_NE(text.find("sdiff_last_diff_timestamp_seconds 1700000000.25\n"), std::string::npos)
+      << text;
+}
+
+constexpr int64_t kNowMs = 1'700'000'010'000;
+
+TEST(StatusJsonTest, MasterSaysItsSequencesFollowersAndSettings) {
+  plugin::MasterStatus status;
+  status.tailed_seq = 42;
+  status.db_seq = 43;
+  status.keys = 7;
+  status.rebuilds = 1;
+  status.server.connections = 3;
+  status.server.syncs = 2;
+  status.server.last_sync_unix_ms = kNowMs - 4000;
+  status.server.last_sync_repaired = 5;
+  net::SessionStats streaming;
+  streaming.peer = "127.0.0.1:5000";
+  streaming.streaming = true;
+  streaming.applied_seq = 40;
+  streaming.lag_seqs = 2;
+  streaming.lag_ms = 1500;
+  net::SessionStats handshake;
+  handshake.peer = "127.0.0.1:5001";
+  net::SessionStats writer;
+  writer.peer = "127.0.0.1:5002";
+  writer.role = Role::kWriter;
+  writer.streaming = true;
+  status.server.sessions = {streaming, handshake, writer};
+  status.audit.runs = 1;
+  status.audit.last_unix_ms = kNowMs - 2000;
+  status.audit.last_keys = 7;
+  status.audit.last_mismatches = 1;
+  status.audit.mismatches = 1;
+  tools::DaemonFacts facts{"/srv/data", "", true, true, true, 256 << 20};
+  tools::DiskSpace disk{true, 100 << 20, 1 << 30};
+
+  auto j = tools::MasterStatusJson(status, "db-id", facts, disk, kNowMs);
+  EXPECT_EQ(j.begin().key(), "role") << "role comes first, as Redis's INFO has it";
+  EXPECT_EQ(j["role"], "master");
+  EXPECT_EQ(j["master_id"], "db-id");
+  EXPECT_TRUE(j["lineage"].is_null());
+  EXPECT_EQ(j["version"]["sdiff"], kVersion);
+  EXPECT_EQ(j["version"]["protocol"], wire::kProtocolVersion);
+  EXPECT_EQ(j["sequences"]["master"], 42);
+  EXPECT_EQ(j["sequences"]["database"], 43);
+  EXPECT_EQ(j["tree"]["keys"], 7);
+  EXPECT_EQ(j["tree"]["rebuilds"], 1);
+  EXPECT_EQ(j["connections"], 3);
+  EXPECT_EQ(j["connected_followers"], 1);
+  ASSERT_EQ(j["followers"].size(), 2u) << j.dump(2);
+  EXPECT_EQ(j["followers"][0]["peer"], "127.0.0.1:5000");
+  EXPECT_EQ(j["followers"][0]["state"], "streaming");
+  EXPECT_EQ(j["followers"][0]["applied_seq"], 40);
+  EXPECT_EQ(j["followers"][0]["lag_sequences"], 2);
+  EXPECT_EQ(j["followers"][0]["lag_seconds"], 1.5);
+  EXPECT_EQ(j["followers"][1]["state"], "handshake");
+  ASSERT_EQ(j["other_sessions"].size(), 1u);
+  EXPECT_EQ(j["other_sessions"][0]["role"], "writer");
+  EXPECT_EQ(j["diffs"], 2);
+  EXPECT_EQ(j["last_diff"]["keys_repaired"], 5);
+  EXPECT_EQ(j["last_diff"]["age_seconds"], 4.0);
+  EXPECT_EQ(j["audit"]["last"]["result"], "corrected");
+  EXPECT_EQ(j["audit"]["last"]["keys"], 7);
+  EXPECT_EQ(j["audit"]["last"]["age_seconds"], 2.0);
+  EXPECT_EQ(j["security"]["auth"], "shared-secret");
+  EXPECT_EQ(j["security"]["tls"], "verify-peer");
+  EXPECT_EQ(j["disk"]["free_bytes"], 100 << 20);
+  EXPECT_EQ(j["disk"]["reserve_bytes"], 256 << 20);
+  EXPECT_EQ(j["disk"]["below_reserve"], true);
+}
+
+TEST(StatusJsonTest, FollowerSaysItsLinkAndPosition) {
+  plugin::FollowerStatus status;
+  status.master_id = "db-id";
+  status.connected = false;
+  status.applied_seq = 9;
+  status.master_seq = 12;
+  status.lag_seqs = 3;
+  status.lag_ms = 2500;
+  status.connects = 2;
+  status.bootstraps = 1;
+  status.last_start = StartMode::kResume;
+  status.last_error = "connection reset";
+  status.audit.last_failed = true;
+  status.audit.failures = 1;
+  status.audit.last_failure_unix_ms = kNowMs - 1000;
+  tools::DaemonFacts facts{"/srv/replica", "10.0.0.1:8123", false, false, false, 0};
+
+  auto j = tools::FollowerStatusJson(status, facts, tools::DiskSpace{}, kNowMs);
+  EXPECT_EQ(j["role"], "follower");
+  EXPECT_EQ(j["master_id"], "db-id");
+  EXPECT_TRUE(j["lineage"].is_null());
+  EXPECT_EQ(j["master"]["address"], "10.0.0.1:8123");
+  EXPECT_EQ(j["master"]["link"], "down");
+  EXPECT_EQ(j["master"]["last_start"], "resume");
+  EXPECT_EQ(j["master"]["bootstraps"], 1);
+  EXPECT_EQ(j["master"]["last_error"], "connection reset");
+  EXPECT_EQ(j["sequences"]["applied"], 9);
+  EXPECT_EQ(j["sequences"]["master"], 12);
+  EXPECT_EQ(j["sequences"]["lag"], 3);
+  EXPECT_EQ(j["lag_seconds"], 2.5);
+  EXPECT_TRUE(j["last_diff"].is_null()) << "no diff yet";
+  EXPECT_TRUE(j["clone"].is_null());
+  EXPECT_EQ(j["audit"]["last"]["result"], "failed");
+  EXPECT_EQ(j["audit"]["last"]["age_seconds"], 1.0);
+  EXPECT_EQ(j["security"]["auth"], "none");
+  EXPECT_EQ(j["security"]["tls"], "off");
+  EXPECT_TRUE(j["disk"]["free_bytes"].is_null()) << "an unreadable disk is null, not 0";
+  EXPECT_EQ(j["disk"]["below_reserve"], false);
+
+  // Never connected: no start mode; a fresh replica has no master id yet.
+  j = tools::FollowerStatusJson(plugin::FollowerStatus{}, facts, tools::DiskSpace{}, kNowMs);
+  EXPECT_TRUE(j["master"]["last_start"].is_null());
+  EXPECT_TRUE(j["master_id"].is_null());
+  EXPECT_TRUE(j["audit"]["last"].is_null());
 }
 
 }  // namespace

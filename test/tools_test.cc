@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
 
@@ -20,6 +21,7 @@
 #include "test/support/child_process.h"
 #include "test/support/daemon_test.h"
 #include "test/support/http_get.h"
+#include "test/support/wait.h"
 
 namespace sdiff::testing {
 namespace {
@@ -247,6 +249,94 @@ TEST_F(ToolsTest, MetricsShowTheFollowerCaughtUpWithTheMaster) {
   EXPECT_EQ(Sample(follower_page, "sdiff_applied_sequence"), master_seq) << follower_page;
   EXPECT_EQ(Sample(follower_page, "sdiff_connected"), 1.0) << follower_page;
   EXPECT_EQ(testing::HttpGet(follower_metrics, "/other", 5s).status, 404);
+
+  EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+}
+
+// GET /status on the metrics port, parsed; null if it is not 200 JSON.
+nlohmann::json Status(uint16_t port) {
+  testing::HttpResponse r = testing::HttpGet(port, "/status", 5s);
+  if (r.status != 200 || r.content_type != "application/json") return nullptr;
+  return nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+}
+
+TEST_F(ToolsTest, StatusShowsBothRolesAndTheFollowerCatchingUpAfterWrites) {
+  WriteDb(dir_ + "/master", 10);
+  WriteSecret(dir_ + "/secret", "a shared secret, long enough");
+  const std::string secret = "--secret-file=" + dir_ + "/secret";
+  uint16_t port = 0;
+  // Audits every second, so that both pages soon have a last audit.
+  auto master = StartMaster(
+      dir_ + "/master", {"--metrics=127.0.0.1:0", "--allow-writers", secret, "--audit-interval=1"},
+      &port);
+  ASSERT_NE(port, 0) << master->err();
+  uint16_t master_metrics = MetricsPort(*master);
+  ASSERT_NE(master_metrics, 0) << master->out() << master->err();
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  auto follower = ChildProcess::Start({ProgramPath("sdiff-rocks-follower"),
+                                       "--db=" + dir_ + "/follower", "--master=" + address,
+                                       "--metrics=127.0.0.1:0", secret, "--audit-interval=1"});
+  ASSERT_TRUE(follower);
+  uint16_t follower_metrics = MetricsPort(*follower);
+  ASSERT_NE(follower_metrics, 0) << follower->out() << follower->err();
+
+  // Writes through the master while the follower streams.
+  std::ofstream(dir_ + "/load.tsv") << "w1\t1\nw2\t2\nw3\t3\n";
+  for (int i = 0; i < 3; ++i) {
+    RunResult load = RunProgram(
+        {ProgramPath("sdiff-ldb"), "--master=" + address, secret, "load", dir_ + "/load.tsv"},
+        kDeadline);
+    ASSERT_EQ(load.code, 0) << load.err;
+  }
+
+  // Followers report their position once a second: poll both pages until
+  // the follower's applied sequence, as each side sees it, is the master's.
+  nlohmann::json m, f;
+  auto caught_up = [&] {
+    m = Status(master_metrics);
+    f = Status(follower_metrics);
+    if (m.is_discarded() || f.is_discarded() || m.is_null() || f.is_null()) return false;
+    const auto& followers = m["followers"];
+    uint64_t seq = m["sequences"]["master"];
+    // And a self-audit on each since the writes: 13 keys (3 written thrice), all equal.
+    auto audited = [](const nlohmann::json& j) {
+      const auto& last = j["audit"]["last"];
+      return last.is_object() && last["result"] == "clean" && last["keys"] == 13;
+    };
+    return seq >= 19 && followers.size() == 1 && followers[0]["applied_seq"] == seq &&
+           f["sequences"]["applied"] == seq && f["sequences"]["master"] == seq && audited(m) &&
+           audited(f);
+  };
+  EXPECT_TRUE(WaitUntil(caught_up, kDeadline)) << m.dump(2) << "\n" << f.dump(2);
+  ASSERT_TRUE(m.is_object() && f.is_object()) << master->err() << follower->err();
+
+  EXPECT_EQ(m["role"], "master");
+  EXPECT_EQ(f["role"], "follower");
+  for (const auto* j : {&m, &f}) {
+    for (const char* field : {"role", "version", "master_id", "lineage", "sequences", "last_diff",
+                              "audit", "security", "disk"}) {
+      EXPECT_TRUE(j->contains(field)) << field << " in " << j->dump(2);
+    }
+    EXPECT_EQ((*j)["version"]["sdiff"], kVersion);
+    EXPECT_EQ((*j)["version"]["protocol"], wire::kProtocolVersion);
+    EXPECT_TRUE((*j)["lineage"].is_null());
+    EXPECT_EQ((*j)["security"]["auth"], "shared-secret");
+    EXPECT_EQ((*j)["security"]["tls"], "off");
+    EXPECT_GT((*j)["disk"]["free_bytes"].get<uint64_t>(), 0u) << j->dump(2);
+  }
+  EXPECT_FALSE(m["master_id"].get<std::string>().empty());
+  EXPECT_EQ(f["master_id"], m["master_id"]) << "the follower follows this master";
+  EXPECT_EQ(m["connected_followers"], 1);
+  EXPECT_EQ(m["followers"][0]["state"], "streaming");
+  EXPECT_EQ(m["followers"][0]["lag_sequences"], 0);
+  EXPECT_EQ(f["master"]["address"], address);
+  EXPECT_EQ(f["master"]["link"], "up");
+  EXPECT_EQ(f["sequences"]["lag"], 0);
+  EXPECT_FALSE(f["last_diff"].is_null()) << "the first connection diffed";
+  EXPECT_FALSE(m["last_diff"].is_null()) << "the master diffed with it";
+  EXPECT_EQ(m["diffs"], f["diffs"]);
+  EXPECT_EQ(testing::HttpGet(master_metrics, "/status/x", 5s).status, 404);
 
   EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
   EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();

@@ -253,8 +253,9 @@ Status SecurityFlags::Load(std::string* secret, net::TlsOptions* tls) const {
 }
 
 void MetricsFlag::Add(CLI::App& app) {
-  app.add_option("--metrics", listen,
-                 "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any)")
+  app.add_option(
+         "--metrics", listen,
+         "HOST:PORT to serve Prometheus metrics on at /metrics, JSON at /status (port 0: any)")
       ->check(CLI::Validator(
           [](std::string& value) {
             std::string host;
@@ -265,10 +266,10 @@ void MetricsFlag::Add(CLI::App& app) {
           "HOST:PORT"));
 }
 
-Status MetricsFlag::Start(net::MetricsServer::TextFun text,
+Status MetricsFlag::Start(net::MetricsServer::Routes routes,
                           std::unique_ptr<net::MetricsServer>* out) const {
   if (listen.empty()) return Status::OK();
-  Status s = net::MetricsServer::Start(listen, std::move(text), out);
+  Status s = net::MetricsServer::Start(listen, std::move(routes), out);
   if (!s.ok()) return s;
   fmt::print("metrics on port {}\n", (*out)->port());
   std::fflush(stdout);

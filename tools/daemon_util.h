@@ -91,9 +91,9 @@ struct MetricsFlag {
   std::string listen;  // empty: no metrics endpoint
   // A value that is not HOST:PORT is a usage error (one line, exit 2).
   void Add(CLI::App& app);
-  // With the flag given, serves `text` on GET /metrics and prints
+  // With the flag given, serves `routes` (tools/metrics_pages.h) and prints
   // "metrics on port N" on stdout (the port the OS picked for port 0).
-  Status Start(net::MetricsServer::TextFun text, std::unique_ptr<net::MetricsServer>* out) const;
+  Status Start(net::MetricsServer::Routes routes, std::unique_ptr<net::MetricsServer>* out) const;
 };
 
 // --audit-interval and --audit-rate-mb, as both daemons spell them: the

@@ -112,6 +112,9 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
   e.One("sdiff_bytes_sent_total", "counter", "Bytes sent to peers.", server.bytes_out);
   e.One("sdiff_bytes_received_total", "counter", "Bytes received from peers.", server.bytes_in);
   e.One("sdiff_diffs_total", "counter", "Diffs completed with followers.", server.syncs);
+  e.One("sdiff_last_diff_timestamp_seconds", "gauge",
+        "Unix time the last complete diff with a follower ended; 0 if none yet.",
+        static_cast<double>(server.last_sync_unix_ms) / 1000);
   e.One("sdiff_keys_repaired_total", "counter", "Keys sent to followers by diffs.",
         server.keys_repaired);
   e.One("sdiff_connections_accepted_total", "counter", "Connections given a session.",
@@ -150,9 +153,26 @@ std::string FollowerMetrics(const plugin::FollowerStatus& status) {
         static_cast<double>(status.last_diff_unix_ms) / 1000);
   e.One("sdiff_connects_total", "counter", "Handshakes completed with the master.",
         status.connects);
+  e.One("sdiff_bootstraps_total", "counter",
+        "Connections the master began by sending every key (the replica was too far behind).",
+        status.bootstraps);
   e.One("sdiff_reconnects_total", "counter", "Connection attempts after the first.",
         status.reconnects);
   AuditMetrics(status.audit, &e);
+  return e.Take();
+}
+
+std::string DiskMetrics(const DiskSpace& disk, uint64_t reserve_bytes) {
+  if (!disk.known) return {};
+  Exposition e;
+  e.One("sdiff_disk_free_bytes", "gauge",
+        "Bytes free (for unprivileged users) on the disk holding the database.", disk.free_bytes);
+  e.One("sdiff_disk_capacity_bytes", "gauge", "Size of the file system holding the database.",
+        disk.capacity_bytes);
+  e.One("sdiff_disk_reserve_bytes", "gauge",
+        "Free bytes kept (--min-free-mb): below it a follower stops applying and a master "
+        "refuses writes through it; 0: no reserve.",
+        reserve_bytes);
   return e.Take();
 }
 

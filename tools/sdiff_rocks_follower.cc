@@ -5,7 +5,7 @@
 
 #include "plugin/follower.h"
 #include "tools/daemon_util.h"
-#include "tools/metrics_text.h"
+#include "tools/metrics_pages.h"
 #include "tools/progress_renderer.h"
 
 int main(int argc, char** argv) {
@@ -58,8 +58,7 @@ int main(int argc, char** argv) {
   fmt::print("following {} into {}\n", options.client.master, options.db_path);
   std::fflush(stdout);
   std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the follower closes
-  s = metrics.Start([&follower] { return tools::FollowerMetrics(follower->status()); },
-                    &metrics_server);
+  s = metrics.Start(tools::FollowerPages(follower.get(), options), &metrics_server);
   if (!s.ok()) return tools::Fail(name, s.ToString());
 
   const char* signal = tools::WaitForStopSignal();

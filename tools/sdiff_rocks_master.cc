@@ -5,7 +5,7 @@
 
 #include "plugin/master.h"
 #include "tools/daemon_util.h"
-#include "tools/metrics_text.h"
+#include "tools/metrics_pages.h"
 #include "tools/progress_renderer.h"
 
 int main(int argc, char** argv) {
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   fmt::print("serving {} on port {}\n", db_path, master->port());
   std::fflush(stdout);
   std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the master
-  s = metrics.Start([&master] { return tools::MasterMetrics(master->status()); }, &metrics_server);
+  s = metrics.Start(tools::MasterPages(master.get(), db_path, options), &metrics_server);
   if (!s.ok()) return tools::Fail(name, s.ToString());
 
   const char* signal = tools::WaitForStopSignal();
