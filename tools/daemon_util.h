@@ -15,6 +15,7 @@
 #include "net/metrics_server.h"
 #include "net/tls.h"
 #include "plugin/audit.h"
+#include "tools/rocks_options.h"
 
 namespace sdiff::tools {
 
@@ -56,6 +57,11 @@ std::string DescribeParseError(const CLI::App& app, const CLI::ParseError& e);
 // name or a bad value is a usage error (one line, exit 2).
 void AddConfigFlag(CLI::App& app);
 
+// Checks of a flag's value that say in words what it must be (CLI11's own
+// print the largest double in full): a number >= 0, a number > 0.
+CLI::Validator NonNegative();
+CLI::Validator Positive();
+
 // --version, printing "PROGRAM 0.1.0 (protocol 2)" on stdout: the library's
 // version (sdiff/version.h) and the wire protocol's, which peers must share.
 void AddVersionFlag(CLI::App& app, const std::string& program);
@@ -68,14 +74,40 @@ int Fail(const std::string& program, const std::string& what);
 struct OpenDb {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned: destroyed before db
+  std::vector<std::string> replicated;                // names; empty: all but "__sdiff"
   ~OpenDb();
-  // The handles to replicate: all but sdiff's own "__sdiff".
+  // The handles to replicate: `replicated`, or all but sdiff's own "__sdiff".
   std::vector<rocksdb::ColumnFamilyHandle*> Replicated() const;
 };
 
-// Errors name the path: missing (and !create), in use by another process,
-// not a RocksDB directory.
-Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out);
+// How sdiff-rocks-master opens its database and what it replicates:
+// --create-if-missing, --options-file, --wal-ttl-seconds, --wal-size-limit-mb
+// and --column-families.
+struct DatabaseFlags {
+  bool create_if_missing = false;
+  std::string options_file;  // a RocksDB OPTIONS file; empty: RocksDB's defaults
+  // WAL retention, so that the tailer (and followers coming back) find the
+  // WAL files they need. With an options file, each applies only when given
+  // (the file's value otherwise). Default: 600 s, no size limit.
+  uint64_t wal_ttl_seconds = 600;
+  uint64_t wal_size_limit_mb = 0;
+  std::vector<std::string> column_families;  // empty: all but "__sdiff"
+  void Add(CLI::App& app);
+  // The options the database opens with: the options file's (or RocksDB's
+  // defaults), create_if_missing, and the WAL retention above.
+  Status Options(RocksOptions* out) const;
+
+ private:
+  CLI::Option* wal_ttl_ = nullptr;  // set by Add: whether the flags were given
+  CLI::Option* wal_size_ = nullptr;
+};
+
+// Opens `path` with every column family it has, after checking, before
+// anything is written: the path (InvalidArgument or NotFound: missing and not
+// create_if_missing, not a directory, not a RocksDB database), the options
+// file, and that each of --column-families exists (InvalidArgument). A
+// database in use by another process, or that RocksDB cannot open, is IOError.
+Status OpenDatabase(const std::string& path, const DatabaseFlags& flags, OpenDb* out);
 
 // --secret-file and the --tls-* flags, as both daemons spell them.
 struct SecurityFlags {

@@ -66,6 +66,10 @@ int main(int argc, char** argv) {
   sdiff::tools::AddVersionFlag(app, "sdiff-ldb");
   sdiff::tools::AddConfigFlag(app);
   app.add_option("--db", request.db, "the database directory (never created)");
+  app.add_option("--options-file", request.options_file,
+                 "a RocksDB OPTIONS file (as ldb and db_bench take) to open --db and --db2 "
+                 "with (default: RocksDB's defaults)")
+      ->type_name("FILE");
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "
                  "audit it");

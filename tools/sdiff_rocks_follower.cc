@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
                "applied (without it, the replica resumes from before the lost ones)");
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::NonNegative());
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);

@@ -16,16 +16,16 @@ int main(int argc, char** argv) {
   tools::AddVersionFlag(app, "sdiff-rocks-master");
   tools::AddConfigFlag(app);
   std::string db_path, listen = "127.0.0.1:8123";
-  bool create = false;
   bool allow_writers = false;
   bool sync = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
+  tools::DatabaseFlags database;
   tools::LogFlags log;
   tools::MinFreeFlag min_free;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
-  app.add_flag("--create-if-missing", create, "create the database if it does not exist");
+  database.Add(app);
   app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
       ->capture_default_str();
   security.Add(app);
@@ -40,12 +40,12 @@ int main(int argc, char** argv) {
   app.add_option("--resume-window-mb", resume_window_mb,
                  "MiB of recent batches kept in memory so that a follower coming back resumes "
                  "the stream instead of diffing")
-      ->check(CLI::PositiveNumber)
+      ->check(tools::Positive())
       ->capture_default_str();
   app.add_option("--follower-backlog-mb", backlog_mb,
                  "MiB queued for a follower that reads too slowly before it is disconnected "
                  "(it catches up when it comes back)")
-      ->check(CLI::PositiveNumber)
+      ->check(tools::Positive())
       ->capture_default_str();
   app.add_flag("--sync", sync,
                "acknowledge a write through this master only once it is fsynced in the WAL, "
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   Status s = security.Load(&options.server.secret, &options.server.tls);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   tools::OpenDb db;
-  s = tools::OpenDatabase(db_path, create, &db);
+  s = tools::OpenDatabase(db_path, database, &db);
   if (!s.ok()) return tools::Fail(name, s.ToString());
   std::unique_ptr<plugin::Master> master;
   s = plugin::Master::Attach(db.db.get(), db.Replicated(), options, &master);
