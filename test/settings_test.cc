@@ -1,7 +1,7 @@
 // The settings of the programs people run, spawned as processes: --config
 // files (and the examples under deploy/config), log levels and JSON logs, WAL
 // retention, RocksDB OPTIONS files, the column families replicated, and their
-// one-line errors.
+// one-line errors and exit statuses.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/options_util.h>
@@ -389,7 +389,7 @@ TEST_F(SettingsTest, BadOptionsFileExitsWithOneLineAndTouchesNothing) {
              {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + file, "put", "k", "v"}}) {
       RunResult r = RunProgram(argv, kDeadline);
       ASSERT_TRUE(r.code.has_value()) << argv[0];
-      EXPECT_NE(*r.code, 0) << argv[0] << " " << file;
+      EXPECT_EQ(*r.code, 2) << argv[0] << " " << file;
       EXPECT_EQ(Lines(r.err), 1u) << argv[0] << " " << file << ": " << r.err;
       EXPECT_NE(r.err.find("--options-file " + file + ": "), std::string::npos) << r.err;
     }
@@ -427,11 +427,68 @@ TEST_F(SettingsTest, ColumnFamiliesChooseWhatIsReplicated) {
     RunResult r = RunProgram(
         {ProgramPath("sdiff-rocks-master"), "--db=" + db, "--listen=127.0.0.1:0", bad}, kDeadline);
     ASSERT_TRUE(r.code.has_value()) << bad;
-    EXPECT_NE(*r.code, 0) << bad;
+    EXPECT_EQ(*r.code, 2) << bad;
     EXPECT_EQ(Lines(r.err), 1u) << bad << ": " << r.err;
     EXPECT_NE(r.err.find("--column-families"), std::string::npos) << r.err;
   }
   EXPECT_EQ(Files(db), before);
+}
+
+// Whose fault: what the user gave (a flag, a value, a file it names) is
+// exit 2, with one line and nothing created; the system failing (a port in
+// use) is exit 1. --help says so.
+TEST_F(SettingsTest, ExitStatusSaysWhoseFaultItIs) {
+  WriteDb(dir_ + "/master", NumberedKeys(1));
+  const std::string master = ProgramPath("sdiff-rocks-master");
+  const std::string follower = ProgramPath("sdiff-rocks-follower");
+  const std::string db = "--db=" + dir_ + "/master";
+  const std::string created = "--db=" + dir_ + "/created";  // must stay absent
+  const std::string not_pem = WriteConfig("not.pem", "not a certificate\n");
+  WriteSecret(dir_ + "/short", "short");
+  const std::vector<std::vector<std::string>> bad_input = {
+      {master, db, "--listen=nowhere"},
+      {master, created},  // missing, without --create-if-missing
+      {master, "--db=" + not_pem, "--listen=127.0.0.1:0"},
+      {master, db, "--listen=127.0.0.1:0", "--secret-file=" + dir_ + "/none"},
+      {master, db, "--listen=127.0.0.1:0", "--secret-file=" + dir_ + "/short"},
+      {master, db, "--listen=127.0.0.1:0", "--tls-cert=" + not_pem, "--tls-key=" + not_pem},
+      {master, db, "--listen=127.0.0.1:0", "--tls-ca=" + dir_ + "/none"},
+      {master, db, "--listen=127.0.0.1:0", "--allow-writers"},
+      {master, db, "--listen=127.0.0.1:0", "--metrics=nowhere:port"},
+      {follower, created, "--master=nowhere"},
+      {follower, created, "--master=127.0.0.1:1", "--tls-ca=" + not_pem},
+      {follower, created, "--master=127.0.0.1:1", "--secret-file=" + dir_ + "/none"},
+      {follower, "--db=" + not_pem, "--master=127.0.0.1:1"},
+      {follower, created, "--master=127.0.0.1:1", "--repair-interval=-1"},
+  };
+  for (const auto& argv : bad_input) {
+    RunResult r = RunProgram(argv, kDeadline);
+    std::string what = argv[0].substr(argv[0].rfind('/') + 1) + " " + argv.back();
+    ASSERT_TRUE(r.code.has_value()) << what;
+    EXPECT_EQ(*r.code, 2) << what << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << what << ": " << r.err;
+    EXPECT_EQ(r.out, "") << what;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/created"));
+
+  // A port another process holds.
+  uint16_t port = 0;
+  auto holder = StartMaster(dir_ + "/master", {}, &port);
+  ASSERT_NE(port, 0) << holder->err();
+  WriteDb(dir_ + "/other", NumberedKeys(1));
+  RunResult busy = RunProgram(
+      {master, "--db=" + dir_ + "/other", "--listen=127.0.0.1:" + std::to_string(port)}, kDeadline);
+  ASSERT_TRUE(busy.code.has_value());
+  EXPECT_EQ(*busy.code, 1) << busy.err;
+  EXPECT_NE(busy.err.find("\nsdiff-rocks-master: I/O error: cannot listen on"), std::string::npos)
+      << busy.err;  // after the log lines of its start
+  EXPECT_EQ(holder->Stop(SIGTERM, kDeadline), 0) << holder->err();
+
+  for (const std::string& program : {master, follower}) {
+    RunResult help = RunProgram({program, "--help"}, kDeadline);
+    EXPECT_NE(help.out.find("1 a runtime failure"), std::string::npos) << help.out;
+    EXPECT_NE(help.out.find("2 a bad flag, value or file"), std::string::npos) << help.out;
+  }
 }
 
 }  // namespace

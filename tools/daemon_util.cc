@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -189,6 +190,17 @@ CLI::Validator NumberAbove(double least, bool or_equal, const std::string& words
 
 }  // namespace
 
+CLI::Validator HostPort() {
+  return CLI::Validator(
+      [](std::string& value) {
+        std::string host;
+        uint16_t port = 0;
+        Status s = net::ParseHostPort(value, &host, &port);
+        return s.ok() ? std::string() : s.message();
+      },
+      "HOST:PORT");
+}
+
 CLI::Validator NonNegative() { return NumberAbove(0, true, "a number of at least 0"); }
 CLI::Validator Positive() { return NumberAbove(0, false, "a number above 0"); }
 
@@ -198,13 +210,33 @@ void AddVersionFlag(CLI::App& app, const std::string& program) {
       "print the version of sdiff and of its wire protocol, and exit");
 }
 
-int Fail(const std::string& program, const std::string& what) {
+const char kDaemonExitFooter[] = R"(
+Every flag can also be set in a --config file. Exit status: 0 stopped by
+SIGINT or SIGTERM; 1 a runtime failure (a port in use, the database held by
+another process, a RocksDB error); 2 a bad flag, value or file (one line on
+stderr, nothing touched).)";
+
+namespace {
+
+void PrintError(const std::string& program, const std::string& what) {
   if (json_logs && spdlog::should_log(spdlog::level::err)) {
     spdlog::error("{}", what);  // the JSON line names the program
   } else {
     fmt::print(stderr, "{}: {}\n", program, what);
   }
-  return 1;
+}
+
+}  // namespace
+
+int UsageError(const std::string& program, const std::string& what) {
+  PrintError(program, what);
+  return kExitUsage;
+}
+
+int Fail(const std::string& program, const Status& s) {
+  if (s.IsInvalidArgument() || s.IsNotFound()) return UsageError(program, s.message());
+  PrintError(program, s.ToString());
+  return kExitFailure;
 }
 
 OpenDb::~OpenDb() {
@@ -326,31 +358,37 @@ void SecurityFlags::Add(CLI::App& app) {
   app.add_option("--tls-ca", tls_ca, "CA certificate (PEM) to verify the peer with");
 }
 
-Status SecurityFlags::Load(std::string* secret, net::TlsOptions* tls) const {
+Status SecurityFlags::Load(Side side, std::string* secret, net::TlsOptions* tls) const {
   if (!secret_file.empty()) {
     std::string warning;
     Status s = net::LoadSecretFile(secret_file, secret, &warning);
-    if (!s.ok()) return s;
+    if (!s.ok()) return Status::InvalidArgument(s.message());
     if (!warning.empty()) spdlog::warn("{}", warning);
   }
   if (tls_cert.empty() != tls_key.empty()) {
     return Status::InvalidArgument("--tls-cert and --tls-key go together");
   }
+  for (const auto& [flag, path] :
+       {std::pair{"--tls-cert", &tls_cert}, std::pair{"--tls-key", &tls_key},
+        std::pair{"--tls-ca", &tls_ca}}) {
+    if (!path->empty() && !std::ifstream(*path).good()) {
+      return Status::InvalidArgument(fmt::format("{} {}: cannot read the file", flag, *path));
+    }
+  }
   *tls = net::TlsOptions{tls_cert, tls_key, tls_ca};
+  if (tls->enabled()) {
+    std::unique_ptr<boost::asio::ssl::context> context;
+    Status s = side == Side::kServer ? net::MakeServerTlsContext(*tls, &context)
+                                     : net::MakeClientTlsContext(*tls, &context);
+    if (!s.ok()) return Status::InvalidArgument(s.message());
+  }
   return Status::OK();
 }
 
 void MetricsFlag::Add(CLI::App& app) {
   app.add_option("--metrics", listen,
                  "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any)")
-      ->check(CLI::Validator(
-          [](std::string& value) {
-            std::string host;
-            uint16_t port = 0;
-            Status s = net::ParseHostPort(value, &host, &port);
-            return s.ok() ? std::string() : s.message();
-          },
-          "HOST:PORT"));
+      ->check(HostPort());
 }
 
 Status MetricsFlag::Start(net::MetricsServer::TextFun text,

@@ -61,14 +61,32 @@ void AddConfigFlag(CLI::App& app);
 // print the largest double in full): a number >= 0, a number > 0.
 CLI::Validator NonNegative();
 CLI::Validator Positive();
+// HOST:PORT, as the daemons' addresses are written ([HOST]:PORT for IPv6).
+CLI::Validator HostPort();
 
 // --version, printing "PROGRAM 0.1.0 (protocol 2)" on stdout: the library's
 // version (sdiff/version.h) and the wire protocol's, which peers must share.
 void AddVersionFlag(CLI::App& app, const std::string& program);
 
+// The daemons' exit statuses (sdiff-ldb's follow diff(1): tools/ldb_commands.h).
+inline constexpr int kExitStopped = 0;  // stopped by SIGINT or SIGTERM; --help, --version
+inline constexpr int kExitFailure = 1;  // the system failed: a port in use, a database
+                                        // held by another process, RocksDB's I/O errors
+inline constexpr int kExitUsage = 2;    // what the user gave is wrong: a flag, a value, a
+                                        // file it names; nothing was touched
+
+// The daemons' --help footer: the exit statuses above.
+extern const char kDaemonExitFooter[];
+
 // Prints "PROGRAM: what" on stderr (a JSON log line with --log-format=json)
-// and returns 1.
-int Fail(const std::string& program, const std::string& what);
+// and returns kExitUsage.
+int UsageError(const std::string& program, const std::string& what);
+
+// Prints "PROGRAM: ..." on stderr (a JSON log line with --log-format=json)
+// and returns kExitUsage for InvalidArgument and NotFound (a flag's value, a
+// file or path the user named: the library returns those for what it is
+// given), kExitFailure for the rest.
+int Fail(const std::string& program, const Status& s);
 
 // A RocksDB opened with every column family it has.
 struct OpenDb {
@@ -114,8 +132,12 @@ struct SecurityFlags {
   std::string secret_file;
   std::string tls_cert, tls_key, tls_ca;
   void Add(CLI::App& app);
-  // Reads the secret (and logs a warning for a loosely protected file).
-  Status Load(std::string* secret, net::TlsOptions* tls) const;
+  enum class Side { kServer, kClient };
+  // Reads the secret (and logs a warning for a loosely protected file) and
+  // checks the TLS files by building the context the `side` will, so a bad
+  // file stops the program before it touches anything. Errors are
+  // InvalidArgument: they are about the files the flags name.
+  Status Load(Side side, std::string* secret, net::TlsOptions* tls) const;
 };
 
 // --metrics=HOST:PORT, as both daemons spell it.
