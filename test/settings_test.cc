@@ -369,6 +369,19 @@ TEST_F(SettingsTest, OptionsFileOpensTheDatabase) {
   ASSERT_TRUE(scan.code.has_value());
   EXPECT_EQ(*scan.code, 0) << scan.err;
   EXPECT_EQ(scan.out, "key0 ==> value0\n");
+
+  // The OPTIONS file RocksDB wrote into the database is one too.
+  std::string written;
+  for (const auto& entry : std::filesystem::directory_iterator(db)) {
+    std::string name = entry.path().filename();
+    if (name.rfind("OPTIONS-", 0) == 0 && (written.empty() || name > written)) written = name;
+  }
+  ASSERT_FALSE(written.empty());
+  scan = RunProgram(
+      {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + db + "/" + written, "scan"},
+      kDeadline);
+  ASSERT_TRUE(scan.code.has_value());
+  EXPECT_EQ(*scan.code, 0) << scan.err;
 }
 
 // A missing or invalid options file: one line naming it, and the database
@@ -380,7 +393,9 @@ TEST_F(SettingsTest, BadOptionsFileExitsWithOneLineAndTouchesNothing) {
   const std::vector<std::string> files = {
       dir_ + "/missing", WriteConfig("garbage", "not an options file\n"),
       WriteConfig("unknown", "[DBOptions]\n  no_such_option=1\n[CFOptions \"default\"]\n"),
-      WriteConfig("value", "[DBOptions]\n  max_open_files=many\n[CFOptions \"default\"]\n")};
+      WriteConfig("value", "[DBOptions]\n  max_open_files=many\n[CFOptions \"default\"]\n"),
+      WriteConfig("comparator",
+                  "[DBOptions]\n[CFOptions \"default\"]\n  comparator=no.such.Comparator\n")};
   for (const std::string& file : files) {
     for (const auto& argv : std::vector<std::vector<std::string>>{
              {ProgramPath("sdiff-rocks-master"), "--db=" + db, "--listen=127.0.0.1:0",

@@ -26,7 +26,10 @@ Status LoadRocksOptions(const std::string& path, RocksOptions* out) {
     return Status::InvalidArgument(fmt::format("--options-file {}: no such file", path));
   }
   rocksdb::ConfigOptions config;
-  config.ignore_unknown_options = false;  // a misspelt option must not pass silently
+  // A misspelt option, or a comparator or merge operator RocksDB cannot build
+  // here, must not pass silently (RocksDB ignores the latter by default).
+  config.ignore_unknown_options = false;
+  config.ignore_unsupported_options = false;
   config.input_strings_escaped = true;    // as RocksDB writes them
   config.env = rocksdb::Env::Default();
   rocksdb::Status rs = rocksdb::LoadOptionsFromFile(config, path, &out->db, &out->families);
