@@ -39,7 +39,7 @@ struct LogFlags {
 //   {"time":"2026-12-07T14:05:41.123Z","level":"info","program":"sdiff-rocks-master",
 //    "message":"..."}
 // with time in UTC and level one of trace, debug, info, warn, error, critical.
-// Fail() goes through the same logger from then on in JSON mode.
+// Fail() and UsageError() go through the same logger from then on in JSON mode.
 void SetUpLogging(const std::string& program, const LogFlags& flags);
 
 // Parses flags: CLI11 errors become one line on stderr and exit code 2;
@@ -73,7 +73,8 @@ inline constexpr int kExitStopped = 0;  // stopped by SIGINT or SIGTERM; --help,
 inline constexpr int kExitFailure = 1;  // the system failed: a port in use, a database
                                         // held by another process, RocksDB's I/O errors
 inline constexpr int kExitUsage = 2;    // what the user gave is wrong: a flag, a value, a
-                                        // file it names; nothing was touched
+                                        // file it names; found before the database opens
+                                        // where it can be
 
 // The daemons' --help footer: the exit statuses above.
 extern const char kDaemonExitFooter[];
