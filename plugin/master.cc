@@ -136,7 +136,9 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   if (db_options.WAL_ttl_seconds == 0 && db_options.WAL_size_limit_MB == 0) {
     log->warn(
         "WAL_ttl_seconds and WAL_size_limit_MB are 0: RocksDB deletes WAL files once flushed, so "
-        "followers resume only from the in-memory window and otherwise diff");
+        "followers resume only from the in-memory window and otherwise diff; keep WAL files by "
+        "setting DBOptions::WAL_ttl_seconds (e.g. 600) or WAL_size_limit_MB "
+        "(sdiff-rocks-master: --wal-ttl-seconds or --wal-size-limit-mb)");
   }
 
   if (families.empty()) families.push_back(db->DefaultColumnFamily());

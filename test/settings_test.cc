@@ -1,12 +1,16 @@
 // The settings of the programs people run, spawned as processes: --config
-// files (and the examples under deploy/config), log levels and JSON logs,
-// and their one-line errors.
+// files (and the examples under deploy/config), log levels and JSON logs, WAL
+// retention, RocksDB OPTIONS files, the column families replicated, and their
+// one-line errors and exit statuses.
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/options_util.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -32,8 +36,55 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
+// The options the database at `path` last opened with (its newest OPTIONS file).
+rocksdb::DBOptions LatestOptions(const std::string& path,
+                                 std::vector<rocksdb::ColumnFamilyDescriptor>* families = nullptr) {
+  rocksdb::DBOptions db;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  rocksdb::ConfigOptions config;
+  EXPECT_TRUE(rocksdb::LoadLatestOptions(config, path, &db, &descriptors).ok()) << path;
+  if (families != nullptr) *families = descriptors;
+  return db;
+}
+
+// Every file of a directory with its size and modification time: equal
+// before and after means nothing was written.
+std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> Files(
+    const std::string& dir) {
+  std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    files[entry.path().filename()] = {entry.file_size(), entry.last_write_time()};
+  }
+  return files;
+}
+
 class SettingsTest : public DaemonTest {
  protected:
+  // A database whose families `families` (beside "default") each hold one
+  // key, "FAMILY-key" = "FAMILY-value".
+  void WriteFamilies(const std::string& path, const std::vector<std::string>& families) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
+    for (const std::string& name : families) {
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      ASSERT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), name, &handle).ok());
+      EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handle, name + "-key", name + "-value").ok());
+      db->DestroyColumnFamilyHandle(handle);
+    }
+    delete db;
+  }
+  // Starts a master with `extra` flags, waits for it to serve, stops it.
+  std::string RunMaster(const std::string& db, const std::vector<std::string>& extra) {
+    uint16_t port = 0;
+    auto master = StartMaster(db, extra, &port);
+    EXPECT_NE(port, 0) << master->err();
+    EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+    return master->err();
+  }
+
   std::string WriteConfig(const std::string& name, const std::string& text) {
     std::string path = dir_ + "/" + name;
     std::ofstream(path) << text;
@@ -231,7 +282,9 @@ TEST_F(SettingsTest, LogLevelFiltersLines) {
     bool warning = err.find(" warning ") != std::string::npos;
     EXPECT_EQ(info, std::string(level) == "info") << level << ":\n" << err;
     EXPECT_EQ(warning, std::string(level) != "off") << level << ":\n" << err;
-    if (std::string(level) == "off") EXPECT_EQ(err, "");
+    if (std::string(level) == "off") {
+      EXPECT_EQ(err, "");
+    }
   }
 }
 
@@ -254,6 +307,205 @@ TEST_F(SettingsTest, BadLogFlagsExitTwoWithOneLine) {
     }
   }
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/db"));
+}
+
+// --wal-ttl-seconds and --wal-size-limit-mb reach the database (RocksDB
+// writes the options it opened with into the directory); 600 s by default;
+// both 0 draws the master's warning, naming the flags.
+TEST_F(SettingsTest, WalRetentionFlagsReachTheDatabase) {
+  const std::string db = dir_ + "/master";
+  WriteDb(db, NumberedKeys(1));
+  RunMaster(db, {});
+  EXPECT_EQ(LatestOptions(db).WAL_ttl_seconds, 600u);
+  EXPECT_EQ(LatestOptions(db).WAL_size_limit_MB, 0u);
+
+  RunMaster(db, {"--wal-ttl-seconds=1234", "--wal-size-limit-mb=7"});
+  EXPECT_EQ(LatestOptions(db).WAL_ttl_seconds, 1234u);
+  EXPECT_EQ(LatestOptions(db).WAL_size_limit_MB, 7u);
+
+  std::string err = RunMaster(db, {"--wal-ttl-seconds=0"});
+  EXPECT_EQ(LatestOptions(db).WAL_ttl_seconds, 0u);
+  EXPECT_NE(err.find("WAL_ttl_seconds and WAL_size_limit_MB are 0"), std::string::npos) << err;
+  EXPECT_NE(err.find("--wal-ttl-seconds or --wal-size-limit-mb"), std::string::npos) << err;
+  EXPECT_NE(err.find("DBOptions::WAL_ttl_seconds"), std::string::npos) << err;
+  EXPECT_EQ(RunMaster(db, {}).find("WAL_ttl_seconds and"), std::string::npos);
+
+  for (const char* bad : {"--wal-ttl-seconds=-1", "--wal-size-limit-mb=lots"}) {
+    RunResult r = RunProgram(
+        {ProgramPath("sdiff-rocks-master"), "--db=" + db, "--listen=127.0.0.1:0", bad}, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << bad;
+    EXPECT_EQ(*r.code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << bad << ": " << r.err;
+  }
+}
+
+// --options-file opens the database with a RocksDB OPTIONS file: its DB and
+// family options apply; its WAL retention stands unless the flags are given.
+// The master and sdiff-ldb take it.
+TEST_F(SettingsTest, OptionsFileOpensTheDatabase) {
+  const std::string db = dir_ + "/master";
+  WriteDb(db, NumberedKeys(1));
+  const std::string file = WriteConfig("OPTIONS",
+                                       "[Version]\n"
+                                       "  rocksdb_version=7.8.3\n"
+                                       "  options_file_version=1.1\n"
+                                       "[DBOptions]\n"
+                                       "  max_open_files=77\n"
+                                       "  WAL_ttl_seconds=99\n"
+                                       "[CFOptions \"default\"]\n"
+                                       "  write_buffer_size=1234567\n");
+  RunMaster(db, {"--options-file=" + file});
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  rocksdb::DBOptions opened = LatestOptions(db, &families);
+  EXPECT_EQ(opened.max_open_files, 77);
+  EXPECT_EQ(opened.WAL_ttl_seconds, 99u);  // the file's, not the daemon's default
+  ASSERT_EQ(families.size(), 1u);
+  EXPECT_EQ(families[0].options.write_buffer_size, 1234567u);
+
+  RunMaster(db, {"--options-file=" + file, "--wal-ttl-seconds=5"});
+  EXPECT_EQ(LatestOptions(db).WAL_ttl_seconds, 5u);  // the flag wins over the file
+  EXPECT_EQ(LatestOptions(db).max_open_files, 77);
+
+  RunResult scan = RunProgram(
+      {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + file, "scan"}, kDeadline);
+  ASSERT_TRUE(scan.code.has_value());
+  EXPECT_EQ(*scan.code, 0) << scan.err;
+  EXPECT_EQ(scan.out, "key0 ==> value0\n");
+
+  // The OPTIONS file RocksDB wrote into the database is one too.
+  std::string written;
+  for (const auto& entry : std::filesystem::directory_iterator(db)) {
+    std::string name = entry.path().filename();
+    if (name.rfind("OPTIONS-", 0) == 0 && (written.empty() || name > written)) written = name;
+  }
+  ASSERT_FALSE(written.empty());
+  scan = RunProgram(
+      {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + db + "/" + written, "scan"},
+      kDeadline);
+  ASSERT_TRUE(scan.code.has_value());
+  EXPECT_EQ(*scan.code, 0) << scan.err;
+}
+
+// A missing or invalid options file: one line naming it, and the database
+// is not touched (RocksDB is not even opened).
+TEST_F(SettingsTest, BadOptionsFileExitsWithOneLineAndTouchesNothing) {
+  const std::string db = dir_ + "/master";
+  WriteDb(db, NumberedKeys(1));
+  const auto before = Files(db);
+  const std::vector<std::string> files = {
+      dir_ + "/missing", WriteConfig("garbage", "not an options file\n"),
+      WriteConfig("unknown", "[DBOptions]\n  no_such_option=1\n[CFOptions \"default\"]\n"),
+      WriteConfig("value", "[DBOptions]\n  max_open_files=many\n[CFOptions \"default\"]\n"),
+      WriteConfig("comparator",
+                  "[DBOptions]\n[CFOptions \"default\"]\n  comparator=no.such.Comparator\n")};
+  for (const std::string& file : files) {
+    for (const auto& argv : std::vector<std::vector<std::string>>{
+             {ProgramPath("sdiff-rocks-master"), "--db=" + db, "--listen=127.0.0.1:0",
+              "--options-file=" + file},
+             {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + file, "scan"},
+             {ProgramPath("sdiff-ldb"), "--db=" + db, "--options-file=" + file, "put", "k", "v"}}) {
+      RunResult r = RunProgram(argv, kDeadline);
+      ASSERT_TRUE(r.code.has_value()) << argv[0];
+      EXPECT_EQ(*r.code, 2) << argv[0] << " " << file;
+      EXPECT_EQ(Lines(r.err), 1u) << argv[0] << " " << file << ": " << r.err;
+      EXPECT_NE(r.err.find("--options-file " + file + ": "), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(Files(db), before);
+}
+
+// --column-families chooses what the master replicates (default: every
+// family); a follower then holds those and no other.
+TEST_F(SettingsTest, ColumnFamiliesChooseWhatIsReplicated) {
+  const std::string db = dir_ + "/master";
+  WriteFamilies(db, {"a", "b", "c"});
+  uint16_t port = 0;
+  auto master = StartMaster(db, {"--column-families=a,c"}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  auto follower =
+      ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + dir_ + "/follower",
+                           "--master=127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(follower);
+  const std::string expected = "a:a-key ==> a-value\nc:c-key ==> c-value\n";
+  std::string scanned;
+  auto end = std::chrono::steady_clock::now() + kDeadline;
+  while (scanned != expected && std::chrono::steady_clock::now() < end) {
+    follower->WaitForOutput([](const std::string&, const std::string&) { return false; }, 100ms);
+    scanned =
+        RunProgram({ProgramPath("sdiff-ldb"), "--db=" + dir_ + "/follower", "scan"}, kDeadline).out;
+  }
+  EXPECT_EQ(scanned, expected) << follower->err();
+  EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+
+  // A name the database does not have, or sdiff's own: one line, untouched.
+  const auto before = Files(db);
+  for (const char* bad : {"--column-families=a,nope", "--column-families=__sdiff"}) {
+    RunResult r = RunProgram(
+        {ProgramPath("sdiff-rocks-master"), "--db=" + db, "--listen=127.0.0.1:0", bad}, kDeadline);
+    ASSERT_TRUE(r.code.has_value()) << bad;
+    EXPECT_EQ(*r.code, 2) << bad;
+    EXPECT_EQ(Lines(r.err), 1u) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find("--column-families"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(Files(db), before);
+}
+
+// Whose fault: what the user gave (a flag, a value, a file it names) is
+// exit 2, with one line and nothing created; the system failing (a port in
+// use) is exit 1. --help says so.
+TEST_F(SettingsTest, ExitStatusSaysWhoseFaultItIs) {
+  WriteDb(dir_ + "/master", NumberedKeys(1));
+  const std::string master = ProgramPath("sdiff-rocks-master");
+  const std::string follower = ProgramPath("sdiff-rocks-follower");
+  const std::string db = "--db=" + dir_ + "/master";
+  const std::string created = "--db=" + dir_ + "/created";  // must stay absent
+  const std::string not_pem = WriteConfig("not.pem", "not a certificate\n");
+  WriteSecret(dir_ + "/short", "short");
+  const std::vector<std::vector<std::string>> bad_input = {
+      {master, db, "--listen=nowhere"},
+      {master, created},  // missing, without --create-if-missing
+      {master, "--db=" + not_pem, "--listen=127.0.0.1:0"},
+      {master, db, "--listen=127.0.0.1:0", "--secret-file=" + dir_ + "/none"},
+      {master, db, "--listen=127.0.0.1:0", "--secret-file=" + dir_ + "/short"},
+      {master, db, "--listen=127.0.0.1:0", "--tls-cert=" + not_pem, "--tls-key=" + not_pem},
+      {master, db, "--listen=127.0.0.1:0", "--tls-ca=" + dir_ + "/none"},
+      {master, db, "--listen=127.0.0.1:0", "--allow-writers"},
+      {master, db, "--listen=127.0.0.1:0", "--metrics=nowhere:port"},
+      {follower, created, "--master=nowhere"},
+      {follower, created, "--master=127.0.0.1:1", "--tls-ca=" + not_pem},
+      {follower, created, "--master=127.0.0.1:1", "--secret-file=" + dir_ + "/none"},
+      {follower, "--db=" + not_pem, "--master=127.0.0.1:1"},
+      {follower, created, "--master=127.0.0.1:1", "--repair-interval=-1"},
+  };
+  for (const auto& argv : bad_input) {
+    RunResult r = RunProgram(argv, kDeadline);
+    std::string what = argv[0].substr(argv[0].rfind('/') + 1) + " " + argv.back();
+    ASSERT_TRUE(r.code.has_value()) << what;
+    EXPECT_EQ(*r.code, 2) << what << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << what << ": " << r.err;
+    EXPECT_EQ(r.out, "") << what;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/created"));
+
+  // A port another process holds.
+  uint16_t port = 0;
+  auto holder = StartMaster(dir_ + "/master", {}, &port);
+  ASSERT_NE(port, 0) << holder->err();
+  WriteDb(dir_ + "/other", NumberedKeys(1));
+  RunResult busy = RunProgram(
+      {master, "--db=" + dir_ + "/other", "--listen=127.0.0.1:" + std::to_string(port)}, kDeadline);
+  ASSERT_TRUE(busy.code.has_value());
+  EXPECT_EQ(*busy.code, 1) << busy.err;
+  EXPECT_NE(busy.err.find("\nsdiff-rocks-master: I/O error: cannot listen on"), std::string::npos)
+      << busy.err;  // after the log lines of its start
+  EXPECT_EQ(holder->Stop(SIGTERM, kDeadline), 0) << holder->err();
+
+  for (const std::string& program : {master, follower}) {
+    RunResult help = RunProgram({program, "--help"}, kDeadline);
+    EXPECT_NE(help.out.find("1 a runtime failure"), std::string::npos) << help.out;
+    EXPECT_NE(help.out.find("2 a bad flag, value or file"), std::string::npos) << help.out;
+  }
 }
 
 }  // namespace

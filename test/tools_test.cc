@@ -163,7 +163,7 @@ TEST_F(ToolsTest, MissingOrLockedDatabaseIsOneLine) {
       {ProgramPath("sdiff-rocks-master"), "--db=" + dir_ + "/nowhere", "--listen=127.0.0.1:0"},
       kDeadline);
   ASSERT_TRUE(missing.code.has_value());
-  EXPECT_NE(*missing.code, 0);
+  EXPECT_EQ(*missing.code, 2);  // what the user gave is wrong
   EXPECT_EQ(Lines(missing.err), 1u) << missing.err;
   EXPECT_NE(missing.err.find(dir_ + "/nowhere"), std::string::npos) << missing.err;
 
@@ -175,7 +175,7 @@ TEST_F(ToolsTest, MissingOrLockedDatabaseIsOneLine) {
       kDeadline);
   delete holder;
   ASSERT_TRUE(locked.code.has_value());
-  EXPECT_NE(*locked.code, 0);
+  EXPECT_EQ(*locked.code, 1);  // a runtime failure: another process holds it
   EXPECT_EQ(Lines(locked.err), 1u) << locked.err;
   EXPECT_NE(locked.err.find("in use by another process"), std::string::npos) << locked.err;
 }

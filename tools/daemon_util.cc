@@ -3,20 +3,26 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/wire.h"
 #include "net/address.h"
 #include "net/hmac_authenticator.h"
+#include "plugin/follower_store.h"
 #include "plugin/rocks_status.h"
 #include "sdiff/version.h"
 
@@ -167,19 +173,70 @@ void AddConfigFlag(CLI::App& app) {
   app.allow_config_extras(CLI::config_extras_mode::error);
 }
 
+namespace {
+
+CLI::Validator NumberAbove(double least, bool or_equal, const std::string& words) {
+  return CLI::Validator(
+      [least, or_equal, words](std::string& value) -> std::string {
+        char* end = nullptr;
+        double number = std::strtod(value.c_str(), &end);
+        bool parsed =
+            !value.empty() && end == value.c_str() + value.size() && std::isfinite(number);
+        bool fits = or_equal ? number >= least : number > least;
+        return parsed && fits ? "" : "must be " + words + ", not " + value;
+      },
+      "");
+}
+
+}  // namespace
+
+CLI::Validator HostPort() {
+  return CLI::Validator(
+      [](std::string& value) {
+        std::string host;
+        uint16_t port = 0;
+        Status s = net::ParseHostPort(value, &host, &port);
+        return s.ok() ? std::string() : s.message();
+      },
+      "HOST:PORT");
+}
+
+CLI::Validator NonNegative() { return NumberAbove(0, true, "a number of at least 0"); }
+CLI::Validator Positive() { return NumberAbove(0, false, "a number above 0"); }
+
 void AddVersionFlag(CLI::App& app, const std::string& program) {
   app.set_version_flag(
       "--version", fmt::format("{} {} (protocol {})", program, kVersion, wire::kProtocolVersion),
       "print the version of sdiff and of its wire protocol, and exit");
 }
 
-int Fail(const std::string& program, const std::string& what) {
+const char kDaemonExitFooter[] = R"(
+Every flag can also be set in a --config file. Exit status: 0 stopped by
+SIGINT or SIGTERM; 1 a runtime failure (a port in use, the database held by
+another process, a RocksDB error); 2 a bad flag, value or file (one line on
+stderr, nothing touched).)";
+
+namespace {
+
+void PrintError(const std::string& program, const std::string& what) {
   if (json_logs && spdlog::should_log(spdlog::level::err)) {
     spdlog::error("{}", what);  // the JSON line names the program
   } else {
     fmt::print(stderr, "{}: {}\n", program, what);
   }
-  return 1;
+}
+
+}  // namespace
+
+int UsageError(const std::string& program, const std::string& what) {
+  PrintError(program, what);
+  return kExitUsage;
+}
+
+int Fail(const std::string& program, const Status& s) {
+  if (s.IsInvalidArgument() || s.IsNotFound()) return UsageError(program, s.message());
+  PrintError(program, s.ToString());
+  return kExitFailure;
 }
 
 OpenDb::~OpenDb() {
@@ -191,15 +248,68 @@ OpenDb::~OpenDb() {
 std::vector<rocksdb::ColumnFamilyHandle*> OpenDb::Replicated() const {
   std::vector<rocksdb::ColumnFamilyHandle*> out;
   for (auto* h : handles) {
-    if (h->GetName() != "__sdiff") out.push_back(h);
+    const std::string& name = h->GetName();
+    bool chosen = replicated.empty()
+                      ? name != plugin::kMetaFamily
+                      : std::find(replicated.begin(), replicated.end(), name) != replicated.end();
+    if (chosen) out.push_back(h);
   }
   return out;
 }
 
-Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out) {
+void DatabaseFlags::Add(CLI::App& app) {
+  app.add_flag("--create-if-missing", create_if_missing,
+               "create the database if it does not exist");
+  app.add_option("--options-file", options_file,
+                 "a RocksDB OPTIONS file (as ldb and db_bench take) to open the database with "
+                 "(default: RocksDB's defaults)")
+      ->type_name("FILE");
+  wal_ttl_ = app.add_option("--wal-ttl-seconds", wal_ttl_seconds,
+                            "keep WAL files this long after they are flushed, for followers "
+                            "resuming the stream (RocksDB's WAL_ttl_seconds; 0: no limit by age)")
+                 ->check(NonNegative())
+                 ->capture_default_str();
+  wal_size_ = app.add_option("--wal-size-limit-mb", wal_size_limit_mb,
+                             "keep flushed WAL files up to this many MiB "
+                             "(RocksDB's WAL_size_limit_MB; 0: no limit by size)")
+                  ->check(NonNegative())
+                  ->capture_default_str();
+  app.add_option("--column-families", column_families,
+                 "the column families to replicate, comma-separated (default: all)")
+      ->delimiter(',')
+      ->type_name("NAME,...");
+}
+
+Status DatabaseFlags::Options(RocksOptions* out) const {
+  Status s = LoadRocksOptions(options_file, out);
+  if (!s.ok()) return s;
+  out->db.create_if_missing = create_if_missing;
+  bool file = !options_file.empty();
+  if (!file || (wal_ttl_ != nullptr && wal_ttl_->count() > 0)) {
+    out->db.WAL_ttl_seconds = wal_ttl_seconds;
+  }
+  if (!file || (wal_size_ != nullptr && wal_size_->count() > 0)) {
+    out->db.WAL_size_limit_MB = wal_size_limit_mb;
+  }
+  return Status::OK();
+}
+
+namespace {
+
+// The families a database has (just "default" for one not created yet).
+std::vector<std::string> FamilyNames(const rocksdb::DBOptions& options, const std::string& path) {
+  std::vector<std::string> names;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, path, &names);
+  if (!s.ok() || names.empty()) names = {rocksdb::kDefaultColumnFamilyName};
+  return names;
+}
+
+}  // namespace
+
+Status OpenDatabase(const std::string& path, const DatabaseFlags& flags, OpenDb* out) {
   std::error_code ec;
   bool exists = std::filesystem::exists(path, ec);
-  if (!exists && !create_if_missing) {
+  if (!exists && !flags.create_if_missing) {
     return Status::NotFound("database " + path +
                             " does not exist (--create-if-missing creates it)");
   }
@@ -210,16 +320,25 @@ Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out
       !std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) {
     return Status::InvalidArgument(path + " is not a RocksDB database (no CURRENT file)");
   }
-  rocksdb::Options options;
-  options.create_if_missing = create_if_missing;
-  options.WAL_ttl_seconds = 600;  // keep WAL files a while for the tailer
-  std::vector<std::string> names;
-  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, path, &names);
-  if (!s.ok()) names = {rocksdb::kDefaultColumnFamilyName};
+  RocksOptions options;
+  Status status = flags.Options(&options);
+  if (!status.ok()) return status;
+  std::vector<std::string> names = FamilyNames(options.db, path);
+  for (const std::string& name : flags.column_families) {
+    if (name == plugin::kMetaFamily) {
+      return Status::InvalidArgument("--column-families: " + name +
+                                     " is sdiff's own family, never replicated");
+    }
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      return Status::InvalidArgument(
+          fmt::format("--column-families: {} has no column family \"{}\" (it has: {})", path, name,
+                      fmt::join(names, ", ")));
+    }
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const auto& name : names) families.emplace_back(name, options);
+  for (const auto& name : names) families.emplace_back(name, options.ForFamily(name));
   rocksdb::DB* raw = nullptr;
-  s = rocksdb::DB::Open(options, path, families, &out->handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(options.db, path, families, &out->handles, &raw);
   if (!s.ok()) {
     if (plugin::IsLockHeld(s)) {
       return Status::IOError("database " + path + " is in use by another process");
@@ -227,6 +346,7 @@ Status OpenDatabase(const std::string& path, bool create_if_missing, OpenDb* out
     return Status::IOError("cannot open database " + path + ": " + s.ToString());
   }
   out->db.reset(raw);
+  out->replicated = flags.column_families;
   return Status::OK();
 }
 
@@ -238,32 +358,37 @@ void SecurityFlags::Add(CLI::App& app) {
   app.add_option("--tls-ca", tls_ca, "CA certificate (PEM) to verify the peer with");
 }
 
-Status SecurityFlags::Load(std::string* secret, net::TlsOptions* tls) const {
+Status SecurityFlags::Load(Side side, std::string* secret, net::TlsOptions* tls) const {
   if (!secret_file.empty()) {
     std::string warning;
     Status s = net::LoadSecretFile(secret_file, secret, &warning);
-    if (!s.ok()) return s;
+    if (!s.ok()) return Status::InvalidArgument(s.message());
     if (!warning.empty()) spdlog::warn("{}", warning);
   }
   if (tls_cert.empty() != tls_key.empty()) {
     return Status::InvalidArgument("--tls-cert and --tls-key go together");
   }
+  for (const auto& [flag, path] :
+       {std::pair{"--tls-cert", &tls_cert}, std::pair{"--tls-key", &tls_key},
+        std::pair{"--tls-ca", &tls_ca}}) {
+    if (!path->empty() && !std::ifstream(*path).good()) {
+      return Status::InvalidArgument(fmt::format("{} {}: cannot read the file", flag, *path));
+    }
+  }
   *tls = net::TlsOptions{tls_cert, tls_key, tls_ca};
+  if (tls->enabled()) {
+    std::unique_ptr<boost::asio::ssl::context> context;
+    Status s = side == Side::kServer ? net::MakeServerTlsContext(*tls, &context)
+                                     : net::MakeClientTlsContext(*tls, &context);
+    if (!s.ok()) return Status::InvalidArgument(s.message());
+  }
   return Status::OK();
 }
 
 void MetricsFlag::Add(CLI::App& app) {
-  app.add_option(
-         "--metrics", listen,
-         "HOST:PORT to serve Prometheus metrics on at /metrics, JSON at /status (port 0: any)")
-      ->check(CLI::Validator(
-          [](std::string& value) {
-            std::string host;
-            uint16_t port = 0;
-            Status s = net::ParseHostPort(value, &host, &port);
-            return s.ok() ? std::string() : s.message();
-          },
-          "HOST:PORT"));
+  app.add_option("--metrics", listen,
+                 "HOST:PORT to serve Prometheus metrics on at /metrics, JSON at /status (port 0: any)")
+      ->check(HostPort());
 }
 
 Status MetricsFlag::Start(net::MetricsServer::Routes routes,
@@ -279,11 +404,11 @@ Status MetricsFlag::Start(net::MetricsServer::Routes routes,
 void AuditFlags::Add(CLI::App& app) {
   app.add_option("--audit-interval", interval_s,
                  "seconds between self-audits of the merkle tree against the database (0: off)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(NonNegative())
       ->capture_default_str();
   app.add_option("--audit-rate-mb", rate_mb,
                  "MiB per second a self-audit reads at most (0: unlimited)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(NonNegative())
       ->capture_default_str();
 }
 
@@ -298,7 +423,7 @@ void MinFreeFlag::Add(CLI::App& app, const std::string& refusal) {
   app.add_option("--min-free-mb", mb,
                  "MiB kept free on the database's disk: below that the daemon " + refusal +
                      ", and goes on by itself once there is room (0: no check)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(NonNegative())
       ->capture_default_str();
 }
 

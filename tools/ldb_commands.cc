@@ -21,6 +21,7 @@
 #include "plugin/follower_store.h"
 #include "plugin/rocks_status.h"
 #include "plugin/tree_scan.h"
+#include "tools/rocks_options.h"
 
 namespace sdiff::tools {
 namespace {
@@ -69,7 +70,7 @@ std::string FamilyPrefix(std::string_view family) {
 
 int RunScan(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   std::unique_ptr<LdbDb> db;
-  Status s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db);
+  Status s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db, r.options_file);
   if (!s.ok()) return ReportError(err, s.message());
   std::vector<std::string> families;
   if (r.column_family) {
@@ -95,8 +96,8 @@ int RunScan(const LdbRequest& r, std::ostream& out, std::ostream& err) {
 int RunDiff(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   if (r.db2.empty()) return ReportError(err, "diff needs --db2, the database to compare with");
   std::unique_ptr<LdbDb> a, b;
-  Status s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &a);
-  if (s.ok()) s = LdbDb::Open(r.db2, LdbDb::Mode::kReadOnly, &b);
+  Status s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &a, r.options_file);
+  if (s.ok()) s = LdbDb::Open(r.db2, LdbDb::Mode::kReadOnly, &b, r.options_file);
   std::vector<DiffLine> lines;
   if (s.ok()) s = DiffDatabases(*a, *b, r.column_family, &lines);
   if (!s.ok()) return ReportError(err, s.message());
@@ -124,7 +125,8 @@ int RunDiff(const LdbRequest& r, std::ostream& out, std::ostream& err) {
 
 // Checks the path before RocksDB does, so each way it can be wrong gets a
 // one-line message naming it.
-Status LdbDb::Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* out) {
+Status LdbDb::Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* out,
+                   const std::string& options_file) {
   namespace fs = std::filesystem;
   if (path.empty()) return Status::InvalidArgument("no database given (--db)");
   std::error_code ec;
@@ -142,7 +144,10 @@ Status LdbDb::Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* o
         fmt::format("{} is not a RocksDB database: it has no CURRENT file", path));
   }
 
-  rocksdb::DBOptions options;
+  RocksOptions rocks;
+  Status loaded = LoadRocksOptions(options_file, &rocks);
+  if (!loaded.ok()) return loaded;
+  rocksdb::DBOptions options = rocks.db;
   options.create_if_missing = false;
   options.create_missing_column_families = false;
   if (mode == Mode::kReadOnly) options.info_log = std::make_shared<SilentLogger>();
@@ -151,7 +156,7 @@ Status LdbDb::Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* o
   if (!rs.ok()) return FromRocks(rs, "cannot list the column families of " + path);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, rocks.ForFamily(name));
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -417,7 +422,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   switch (r.command) {
     case LdbCommand::kPut:
     case LdbCommand::kDelete:
-      s = LdbDb::Open(r.db, LdbDb::Mode::kReadWrite, &db);
+      s = LdbDb::Open(r.db, LdbDb::Mode::kReadWrite, &db, r.options_file);
       if (s.ok()) {
         s = r.command == LdbCommand::kPut ? db->Put(family, key, value) : db->Delete(family, key);
       }
@@ -425,7 +430,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       fmt::print(out, "OK\n");
       return kExitOk;
     case LdbCommand::kGet:
-      s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db);
+      s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db, r.options_file);
       if (!s.ok()) return ReportError(err, s.message());  // a missing database is NotFound too
       s = db->Get(family, key, &value);
       if (s.IsNotFound()) {
@@ -441,7 +446,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       return RunScan(r, out, err);
     case LdbCommand::kRoot: {
       RootInfo info;
-      s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db);
+      s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db, r.options_file);
       if (s.ok()) s = Root(*db, r.column_family, &info);
       if (!s.ok()) return ReportError(err, s.message());
       fmt::print(out, "root {} keys {}\n", info.root.ToHex(), info.keys);

@@ -58,7 +58,11 @@ class LdbDb {
 
   // Errors are one line naming the path: no such directory, not a RocksDB
   // database, in use by another process (kReadWrite), or RocksDB's own.
-  static Status Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* out);
+  // `options_file`: a RocksDB OPTIONS file to open it with (--options-file;
+  // tools/rocks_options.h), checked before the database is touched; empty:
+  // RocksDB's defaults.
+  static Status Open(const std::string& path, Mode mode, std::unique_ptr<LdbDb>* out,
+                     const std::string& options_file = "");
   ~LdbDb();  // closes the database
   LdbDb(const LdbDb&) = delete;
   LdbDb& operator=(const LdbDb&) = delete;
@@ -142,8 +146,9 @@ enum class LdbCommand { kPut, kGet, kDelete, kScan, kRoot, kDiff, kRepair, kLoad
 
 struct LdbRequest {
   LdbCommand command = LdbCommand::kScan;
-  std::string db;   // --db
-  std::string db2;  // --db2, diff only
+  std::string db;            // --db
+  std::string db2;           // --db2, diff only
+  std::string options_file;  // --options-file: opens --db (and --db2) with it
   // --column_family. Unset: "default" for put, get and delete; every family
   // but "__sdiff" for scan, root and diff.
   std::optional<std::string> column_family;

@@ -37,7 +37,8 @@ size_t PrintDifferences(const LdbRequest& r, const plugin::InspectResult& result
 int RunInspect(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   bool repair = r.command == LdbCommand::kRepair && !r.dry_run;
   std::unique_ptr<LdbDb> db;
-  Status s = LdbDb::Open(r.db, repair ? LdbDb::Mode::kReadWrite : LdbDb::Mode::kReadOnly, &db);
+  Status s = LdbDb::Open(r.db, repair ? LdbDb::Mode::kReadWrite : LdbDb::Mode::kReadOnly, &db,
+                         r.options_file);
   if (!s.ok()) return ReportError(err, s.message());
   if (r.column_family && repair) {
     return ReportError(err, "repair makes every replicated family equal; drop --column_family");

@@ -18,7 +18,10 @@ constexpr char kFooter[] = R"(
 Exit status, as diff(1): 0 done (diff: identical; audit: the master's tree
 equals its data), 1 diff found differences, get found no such key, or audit
 found (and the master repaired) keys where its tree differed from its data,
-2 error (one line on stderr).
+2 error: a bad flag, value or file, or a failure (one line on stderr).
+
+Every global flag can also be set in a --config file, `name = value` a line
+(a flag's name without its dashes; a command's flags under `[command]`).
 
 Output: keys and values are printed with printable ASCII as-is and other bytes
 (and the backslash) as \xNN, or as 0x-prefixed hex with --hex, --key_hex or
@@ -66,6 +69,10 @@ int main(int argc, char** argv) {
   sdiff::tools::AddVersionFlag(app, "sdiff-ldb");
   sdiff::tools::AddConfigFlag(app);
   app.add_option("--db", request.db, "the database directory (never created)");
+  app.add_option("--options-file", request.options_file,
+                 "a RocksDB OPTIONS file (as ldb and db_bench take) to open --db and --db2 "
+                 "with (default: RocksDB's defaults)")
+      ->type_name("FILE");
   app.add_option("--master", request.master,
                  "HOST:PORT of a running master: diff/repair against it, write through it, or "
                  "audit it");
@@ -148,7 +155,8 @@ int main(int argc, char** argv) {
         std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(timeout_s * 1000)));
   }
   if (remote) {
-    sdiff::Status s = security.Load(&request.secret, &request.tls);
+    sdiff::Status s =
+        security.Load(sdiff::tools::SecurityFlags::Side::kClient, &request.secret, &request.tls);
     if (!s.ok()) return sdiff::tools::ReportError(std::cerr, s.message());
   }
   return sdiff::tools::RunLdb(request, std::cout, std::cerr);

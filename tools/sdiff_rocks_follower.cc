@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
                "sdiff-rocks-follower"};
   tools::AddVersionFlag(app, "sdiff-rocks-follower");
   tools::AddConfigFlag(app);
+  app.footer(tools::kDaemonExitFooter);
   plugin::FollowerOptions options;
   double repair_interval_s = 0;
   tools::SecurityFlags security;
@@ -23,7 +24,9 @@ int main(int argc, char** argv) {
   tools::LogFlags log;
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
-  app.add_option("--master", options.client.master, "HOST:PORT of the master")->required();
+  app.add_option("--master", options.client.master, "HOST:PORT of the master")
+      ->check(tools::HostPort())
+      ->required();
   tools::MinFreeFlag min_free;
   min_free.Add(app, "stops applying");
   app.add_flag("--clone,!--no-clone", options.clone_files,
@@ -34,7 +37,7 @@ int main(int argc, char** argv) {
                "applied (without it, the replica resumes from before the lost ones)");
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::NonNegative());
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);
@@ -50,20 +53,21 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(static_cast<int64_t>(repair_interval_s * 1000));
   options.audit = audit.Options();
   options.min_free_bytes = min_free.bytes();
-  Status s = security.Load(&options.client.secret, &options.client.tls);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  Status s = security.Load(tools::SecurityFlags::Side::kClient, &options.client.secret,
+                           &options.client.tls);
+  if (!s.ok()) return tools::Fail(name, s);
   std::unique_ptr<plugin::Follower> follower;
   s = plugin::Follower::Open(options, &follower);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  if (!s.ok()) return tools::Fail(name, s);
   fmt::print("following {} into {}\n", options.client.master, options.db_path);
   std::fflush(stdout);
   std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the follower closes
   s = metrics.Start(tools::FollowerPages(follower.get(), options), &metrics_server);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  if (!s.ok()) return tools::Fail(name, s);
 
   const char* signal = tools::WaitForStopSignal();
   spdlog::info("{}: stopping", signal);
   metrics_server.reset();
   follower.reset();  // finishes the write in hand, closes the database
-  return 0;
+  return tools::kExitStopped;
 }

@@ -15,18 +15,20 @@ int main(int argc, char** argv) {
                "sdiff-rocks-master"};
   tools::AddVersionFlag(app, "sdiff-rocks-master");
   tools::AddConfigFlag(app);
+  app.footer(tools::kDaemonExitFooter);
   std::string db_path, listen = "127.0.0.1:8123";
-  bool create = false;
   bool allow_writers = false;
   bool sync = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
+  tools::DatabaseFlags database;
   tools::LogFlags log;
   tools::MinFreeFlag min_free;
   app.add_option("--db", db_path, "the RocksDB directory to serve")->required();
-  app.add_flag("--create-if-missing", create, "create the database if it does not exist");
+  database.Add(app);
   app.add_option("--listen", listen, "HOST:PORT to accept followers on (port 0: any)")
+      ->check(tools::HostPort())
       ->capture_default_str();
   security.Add(app);
   metrics.Add(app);
@@ -40,12 +42,12 @@ int main(int argc, char** argv) {
   app.add_option("--resume-window-mb", resume_window_mb,
                  "MiB of recent batches kept in memory so that a follower coming back resumes "
                  "the stream instead of diffing")
-      ->check(CLI::PositiveNumber)
+      ->check(tools::Positive())
       ->capture_default_str();
   app.add_option("--follower-backlog-mb", backlog_mb,
                  "MiB queued for a follower that reads too slowly before it is disconnected "
                  "(it catches up when it comes back)")
-      ->check(CLI::PositiveNumber)
+      ->check(tools::Positive())
       ->capture_default_str();
   app.add_flag("--sync", sync,
                "acknowledge a write through this master only once it is fsynced in the WAL, "
@@ -55,15 +57,12 @@ int main(int argc, char** argv) {
   tools::SetUpLogging(name, log);
 
   if (allow_writers && security.secret_file.empty()) {
-    fmt::print(stderr, "{}: --allow-writers needs --secret-file: writers must authenticate\n",
-               "sdiff-rocks-master");
-    return 2;
+    return tools::UsageError(name,
+                             "--allow-writers needs --secret-file: writers must authenticate");
   }
   if (sync && !allow_writers) {
-    fmt::print(stderr,
-               "{}: --sync applies to writes through this master: it needs --allow-writers\n",
-               name);
-    return 2;
+    return tools::UsageError(
+        name, "--sync applies to writes through this master: it needs --allow-writers");
   }
   tools::ProgressRenderer progress(
       tools::ProgressRenderer::ForStderr(!log.json()));  // outlives the master
@@ -76,24 +75,25 @@ int main(int argc, char** argv) {
   options.resume_window_bytes = static_cast<size_t>(resume_window_mb * (1 << 20));
   options.server.connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));
   options.audit = audit.Options();
-  Status s = security.Load(&options.server.secret, &options.server.tls);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  Status s = security.Load(tools::SecurityFlags::Side::kServer, &options.server.secret,
+                           &options.server.tls);
+  if (!s.ok()) return tools::Fail(name, s);
   tools::OpenDb db;
-  s = tools::OpenDatabase(db_path, create, &db);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  s = tools::OpenDatabase(db_path, database, &db);
+  if (!s.ok()) return tools::Fail(name, s);
   std::unique_ptr<plugin::Master> master;
   s = plugin::Master::Attach(db.db.get(), db.Replicated(), options, &master);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  if (!s.ok()) return tools::Fail(name, s);
   // Scripts and tests read the port from this line when they asked for port 0.
   fmt::print("serving {} on port {}\n", db_path, master->port());
   std::fflush(stdout);
   std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the master
   s = metrics.Start(tools::MasterPages(master.get(), db_path, options), &metrics_server);
-  if (!s.ok()) return tools::Fail(name, s.ToString());
+  if (!s.ok()) return tools::Fail(name, s);
 
   const char* signal = tools::WaitForStopSignal();
   spdlog::info("{}: stopping", signal);
   metrics_server.reset();
-  master.reset();  // sessions end, the tailer stops
-  return 0;        // `db` closes the database
+  master.reset();              // sessions end, the tailer stops
+  return tools::kExitStopped;  // `db` closes the database
 }
