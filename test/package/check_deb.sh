@@ -66,19 +66,9 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# fail MESSAGE [LOG...]: says why, shows the end of each log in $work, exits 1.
-fail() {
-  echo "check_deb: $1" >&2
-  for log in "${@:2}"; do
-    [ -s "$work/$log" ] && { echo "--- $log" >&2; tail -n 30 "$work/$log" >&2; }
-  done
-  exit 1
-}
-step_start=$SECONDS
-step() {
-  echo "check_deb: $* ($((SECONDS - step_start)) s)"
-  step_start=$SECONDS
-}
+check=check_deb
+# shellcheck source=test/package/common.sh
+source "$(dirname "$0")/common.sh"
 
 # --- the package --------------------------------------------------------------
 timeout 300 cpack --config "$build/CPackConfig.cmake" -B "$work/out" >"$work/cpack.log" 2>&1 ||
@@ -177,16 +167,6 @@ secret-file = $conf/secret
 allow-writers = true
 EOF
 
-# wait_for PID SECONDS NAME: waits for NAME (NAME.log) to end and returns its
-# exit status; fails, leaving it to cleanup, if it runs longer.
-wait_for() {
-  local pid=$1 deadline=$((SECONDS + $2))
-  while kill -0 "$pid" 2>/dev/null; do
-    ((SECONDS < deadline)) || fail "$3 still runs after $2 s" "$3.log"
-    sleep 0.1
-  done
-  wait "$pid"
-}
 # sdiff_ldb ARGS...: the installed sdiff-ldb, as sdiff, for at most 60 s.
 sdiff_ldb() { timeout 60 "${as_sdiff[@]}" /usr/bin/sdiff-ldb --secret-file "$conf/secret" "$@"; }
 # load FIRST COUNT: writes key-FIRST.. through the master.

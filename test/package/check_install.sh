@@ -45,30 +45,10 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# fail MESSAGE [LOG...]: says why, shows the end of each log in $work, exits 1.
-fail() {
-  echo "check_install: $1" >&2
-  for log in "${@:2}"; do
-    [ -s "$work/$log" ] && { echo "--- $log" >&2; tail -n 30 "$work/$log" >&2; }
-  done
-  exit 1
-}
-step_start=$SECONDS
-step() {
-  echo "check_install: $* ($((SECONDS - step_start)) s)"
-  step_start=$SECONDS
-}
+check=check_install
+# shellcheck source=test/package/common.sh
+source "$(dirname "$0")/common.sh"
 
-# wait_for PID SECONDS NAME: waits for the NAME example (NAME.log) to end
-# and returns its exit status; fails, leaving it to cleanup, if it runs longer.
-wait_for() {
-  local pid=$1 deadline=$((SECONDS + $2))
-  while kill -0 "$pid" 2>/dev/null; do
-    ((SECONDS < deadline)) || fail "the $3 example still runs after $2 s" "$3.log"
-    sleep 0.1
-  done
-  wait "$pid"
-}
 
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install failed" install.log
 step "installed $build into $prefix"

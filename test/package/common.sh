@@ -1,0 +1,31 @@
+# What the package checks (check_install.sh, check_deb.sh) share: how they
+# report a step or a failure, and how they wait for a process with a deadline.
+# Source it once $check (the name each line starts with) and $work (the
+# directory that holds the logs) are set.
+
+# fail MESSAGE [LOG...]: says why, shows the end of each log in $work, exits 1.
+fail() {
+  echo "$check: $1" >&2
+  for log in "${@:2}"; do
+    [ -s "$work/$log" ] && { echo "--- $log" >&2; tail -n 30 "$work/$log" >&2; }
+  done
+  exit 1
+}
+
+# step WHAT: says what was done, and how long it took since the last step.
+step_start=$SECONDS
+step() {
+  echo "$check: $* ($((SECONDS - step_start)) s)"
+  step_start=$SECONDS
+}
+
+# wait_for PID SECONDS NAME: waits for NAME (NAME.log) to end and returns its
+# exit status; fails, leaving it to the caller's cleanup, if it runs longer.
+wait_for() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    ((SECONDS < deadline)) || fail "$3 still runs after $2 s" "$3.log"
+    sleep 0.1
+  done
+  wait "$pid"
+}
