@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 
 #include "engine/wire.h"
 #include "net/metrics_server.h"
@@ -19,6 +20,24 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto kDeadline = 10s;
+
+// A session as the master lists it: one that has not begun streaming yet.
+net::SessionStats SessionOf(std::string peer) {
+  net::SessionStats session;
+  session.peer = std::move(peer);
+  return session;
+}
+
+// A follower streaming from the master, `lag_seqs` (and `lag_ms`) behind it.
+net::SessionStats StreamingFollower(std::string peer, uint64_t applied_seq, uint64_t lag_seqs,
+                                    int64_t lag_ms) {
+  net::SessionStats follower = SessionOf(std::move(peer));
+  follower.streaming = true;
+  follower.applied_seq = applied_seq;
+  follower.lag_seqs = lag_seqs;
+  follower.lag_ms = lag_ms;
+  return follower;
+}
 
 TEST(MetricsServerTest, ServesTheCallbacksTextOnMetrics) {
   std::atomic<int> calls{0};
@@ -129,15 +148,8 @@ TEST(MetricsTextTest, MasterListsEachStreamingFollower) {
   status.left_out_keys = 1;
   status.server.bytes_out = 1000;
   status.server.rejected = 2;
-  net::SessionStats follower;
-  follower.peer = "127.0.0.1:5000";
-  follower.streaming = true;
-  follower.applied_seq = 40;
-  follower.lag_seqs = 2;
-  follower.lag_ms = 1500;
-  net::SessionStats handshaking;
-  handshaking.peer = "127.0.0.1:5001";
-  status.server.sessions = {follower, handshaking};
+  status.server.sessions = {StreamingFollower("127.0.0.1:5000", 40, 2, 1500),
+                            SessionOf("127.0.0.1:5001")};
   status.server.connections = 2;
 
   std::string text = tools::MasterMetrics(status);
@@ -243,19 +255,11 @@ TEST(StatusJsonTest, MasterSaysItsSequencesFollowersAndSettings) {
   status.server.syncs = 2;
   status.server.last_sync_unix_ms = kNowMs - 4000;
   status.server.last_sync_repaired = 5;
-  net::SessionStats streaming;
-  streaming.peer = "127.0.0.1:5000";
-  streaming.streaming = true;
-  streaming.applied_seq = 40;
-  streaming.lag_seqs = 2;
-  streaming.lag_ms = 1500;
-  net::SessionStats handshake;
-  handshake.peer = "127.0.0.1:5001";
-  net::SessionStats writer;
-  writer.peer = "127.0.0.1:5002";
+  net::SessionStats writer = SessionOf("127.0.0.1:5002");
   writer.role = Role::kWriter;
   writer.streaming = true;
-  status.server.sessions = {streaming, handshake, writer};
+  status.server.sessions = {StreamingFollower("127.0.0.1:5000", 40, 2, 1500),
+                            SessionOf("127.0.0.1:5001"), writer};
   status.audit.runs = 1;
   status.audit.last_unix_ms = kNowMs - 2000;
   status.audit.last_keys = 7;
