@@ -330,7 +330,7 @@ void ServerSession::OnAcks(bool replicated) {
     // Committed all the same (its seq says where): only the promise of
     // replication failed, so later writes go on.
     ack.error = "not replicated: committed at sequence " + std::to_string(ack.seq) +
-                " but fewer than " + std::to_string(options_.min_acks) +
+                ", but fewer than " + std::to_string(options_.min_acks) +
                 " followers applied it in time";
   }
   Send(ack);
