@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "engine/testing/link.h"
 #include "plugin/follower.h"
 #include "plugin/master.h"
 #include "sdiff/replica_reader.h"
@@ -163,3 +164,65 @@ TEST_F(AckTest, ReplicaReaderWaitsForASequence) {
 
 }  // namespace
 }  // namespace sdiff::plugin
+
+// The sessions alone, deterministic: what the master counts as held.
+namespace sdiff::testing {
+namespace {
+
+class AckSessionTest : public ::testing::Test {
+ protected:
+  void WriteKeys(int from, int to, Link* link = nullptr) {
+    for (int i = from; i < to; ++i) {
+      const Batch& batch = master_.Write({Op{OpKind::kPut, 0, "k" + std::to_string(i), "v"}});
+      if (link != nullptr) link->OnMasterBatch(batch);
+    }
+  }
+
+  std::mt19937_64 rng_{14};
+  MemoryMaster master_{"m1"};
+  MemoryFollower follower_;
+};
+
+TEST_F(AckSessionTest, AFollowerThatDiffsCountsOnceItAnswersAPingAfterTheDiff) {
+  WriteKeys(0, 50);
+  Link link(&master_, &follower_, &rng_);
+  link.Start();
+  link.Tick(0);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  ASSERT_EQ(link.stats().syncs, 1);
+  ASSERT_EQ(follower_.data(), master_.data());
+  // Its stream position was 50 from the Welcome on, before the diff had
+  // brought it the first 50 writes: not yet what it holds.
+  EXPECT_EQ(link.server().follower_applied_seq(), 50u);
+  EXPECT_EQ(link.server().acked_seq(), 0u);
+  link.Tick(1);  // the Ping that confirms the diff, not waiting for the interval
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_EQ(link.server().acked_seq(), 50u);
+
+  // From now on each write is reported as it is applied, without a Ping.
+  uint64_t to_master = link.bytes_to_master();
+  WriteKeys(50, 60, &link);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_EQ(link.server().acked_seq(), 60u);
+  EXPECT_GT(link.bytes_to_master(), to_master);
+}
+
+TEST_F(AckSessionTest, AResumedFollowerCountsAtOnce) {
+  WriteKeys(0, 20);
+  {
+    Link first(&master_, &follower_, &rng_);
+    first.Start();
+    first.Tick(0);
+    ASSERT_TRUE(first.RunUntilQuiet());
+  }
+  WriteKeys(20, 30);
+  follower_.Restart();
+  Link second(&master_, &follower_, &rng_);
+  second.Start();
+  ASSERT_TRUE(second.RunUntilQuiet());
+  ASSERT_EQ(second.stats().resumes, 1);
+  EXPECT_EQ(second.server().acked_seq(), 30u) << "no Ping was needed";
+}
+
+}  // namespace
+}  // namespace sdiff::testing
