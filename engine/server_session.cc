@@ -545,7 +545,9 @@ void ServerSession::FinishSync() {
   // The follower holds everything once it has applied the repairs: a Pong
   // answering a Ping sent after this SyncDone says so (OnTick sends one, in a
   // later millisecond than every Ping before, so the echo tells them apart).
-  if (!holds_all_ && !verify_after_ms_) verify_after_ms_ = std::max<int64_t>(last_ping_ms_, 0);
+  if (hello_.role == Role::kFollower && !holds_all_ && !verify_after_ms_) {
+    verify_after_ms_ = std::max<int64_t>(last_ping_ms_, 0);
+  }
   if (std::exchange(sync_again_, false)) RequestSync();
 }
 
