@@ -64,4 +64,13 @@ struct AuditBenchOptions {
 // stream's lag with and without it, and the tailer's cost of a range delete.
 int RunAuditBench(const AuditBenchOptions& options);
 
+struct AckBenchOptions {
+  size_t writes = 2000;                   // per measurement, one in flight
+  std::vector<size_t> min_acks = {0, 1};  // one measurement each
+  bool json = false;
+};
+// Write latency through the master (writer role) on loopback, with the
+// master's min_acks at each value and one follower in this process.
+int RunAckBench(const AckBenchOptions& options);
+
 }  // namespace sdiff::bench

@@ -93,6 +93,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{1} << 30))
       ->capture_default_str();
 
+  sdiff::bench::AckBenchOptions acks;
+  CLI::App* acks_cmd = app.add_subcommand(
+      "acks", "RocksDB plugin: write latency through the master with --min-acks 0 and 1");
+  acks_cmd->add_flag("--json", acks.json, "print one JSON object");
+  acks_cmd->add_option("--writes", acks.writes, "writes per measurement")
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
+      ->capture_default_str();
+  acks_cmd->add_option("--min-acks", acks.min_acks, "the master's min-acks, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(size_t{0}, size_t{1}))
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -109,5 +121,6 @@ int main(int argc, char** argv) {
   if (bootstrap_cmd->parsed()) return sdiff::bench::RunBootstrapBench(bootstrap);
   if (audit_cmd->parsed()) return sdiff::bench::RunAuditBench(audit);
   if (records_cmd->parsed()) return sdiff::bench::RunRecordsBench(records);
+  if (acks_cmd->parsed()) return sdiff::bench::RunAckBench(acks);
   return 2;
 }

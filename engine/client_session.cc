@@ -15,6 +15,7 @@
 //                                       (kBatch), a repair (kRepairPut), a bootstrap
 //                                       entry (kBootstrapPut)
 //                    Ping            -> Pong
+//                    (end of OnBytes) -> Pong with the applied sequence, if it moved
 //   kStreaming, assembling a write in pieces (nothing else may come between):
 //     kBatch         BatchPart of the batch, PutStart of a put in it, ValuePart
 //     kRepairPut, kBootstrapPut   ValuePart; the last one applies the put
@@ -116,7 +117,7 @@ void ClientSession::OnBytes(std::string_view bytes) {
     Handle(message);
     if (closed()) return;
   }
-  FlushStream();
+  if (FlushStream()) ReportApplied();
 }
 
 void ClientSession::Handle(Message& message) {
@@ -154,6 +155,7 @@ void ClientSession::Handle(Message& message) {
         NoteProgress();
         Send(Pong{applied_seq_, m->master_time_ms});
         last_pong_ms_ = now_ms_;
+        reported_seq_ = applied_seq_;
         return;
       }
       break;
@@ -406,6 +408,17 @@ void ClientSession::KeepAlive() {
   if (now_ms_ < 0 || (last_pong_ms_ >= 0 && now_ms_ - last_pong_ms_ < kKeepAliveMs)) return;
   Send(Pong{applied_seq_, 0});
   last_pong_ms_ = now_ms_;
+  reported_seq_ = applied_seq_;
+}
+
+// After the writes one OnBytes call brought (each read from the socket: a
+// group of batches, a batch's last part), one unasked Pong tells the master
+// how far we have applied, so a writer waiting for followers hears at once
+// rather than at the next Ping; a burst of batches still costs one Pong.
+void ClientSession::ReportApplied() {
+  if (options_.role != Role::kFollower || !streaming() || applied_seq_ <= reported_seq_) return;
+  Send(Pong{applied_seq_, 0});
+  reported_seq_ = applied_seq_;
 }
 
 // Writes what was assembled, in one atomic write with the state.

@@ -189,6 +189,7 @@ class ClientSession {
   void BeginStaged(Assembly assembly, uint64_t expected_bytes);
   bool ApplyStaged(ApplyRequest::Source source, uint64_t stream_seq = 0);
   void KeepAlive();
+  void ReportApplied();
   bool FlushStream();
   void HandleSyncStart(const SyncStart& start);
   void HandleNodes(const NodesRequest& request);
@@ -272,6 +273,7 @@ class ClientSession {
   // arrive keeps the master from taking us for silent.
   static constexpr int64_t kKeepAliveMs = 1000;
   int64_t last_pong_ms_ = -1;
+  uint64_t reported_seq_ = 0;  // applied_seq_ as of our last Pong
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

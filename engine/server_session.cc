@@ -11,6 +11,8 @@
 //                Pong           -> note the follower's applied sequence
 //                Write          -> kCommitWrite request, one at a time;
 //                                  (OnDbAnswer) -> WriteAck          (writers only)
+//                                  min_acks: (OnDbAnswer) -> kWaitAcks,
+//                                  (OnAcks) -> WriteAck
 //   (output)     cloner's files -> FileChunk ... last: release them -> kClosed, OK
 //   (OnAuditDone) auditor       -> AuditReport                     -> kClosed, OK
 //   (output)     stream batches, repairs, bootstrap entries: encoded in order as
@@ -97,6 +99,10 @@ void ServerSession::Handle(Message& message) {
     case State::kStreaming:
       if (auto* pong = std::get_if<Pong>(&message)) {
         follower_applied_seq_ = pong->applied_seq;
+        if (verify_after_ms_ && pong->echo_time_ms > static_cast<uint64_t>(*verify_after_ms_)) {
+          holds_all_ = true;  // it answered a Ping sent after the SyncDone
+          verify_after_ms_.reset();
+        }
         return;
       }
       if (auto* write = std::get_if<Write>(&message)) return HandleWrite(*write);
@@ -170,6 +176,7 @@ void ServerSession::HandleAuth(const Auth& auth) {
              hello_.applied_seq <= current && hooks_.can_resume(hello_.applied_seq)) {
     welcome.mode = StartMode::kResume;
     welcome.resume_from = hello_.applied_seq + 1;
+    holds_all_ = true;  // it holds what it applied: the resume trusts it
   } else if ((hello_.key_count == 0 || (hello_.bootstrapping && same_master)) &&
              hooks_.open_bootstrap && hooks_.key_count() >= options_.bootstrap_min_keys) {
     // The Welcome names the snapshot's sequence: it waits for the snapshot.
@@ -267,7 +274,7 @@ void ServerSession::HandleWrite(Write& write) {
 }
 
 void ServerSession::CommitNextWrite() {
-  while (!waiting_ && !writes_.empty() && !closed()) {
+  while (!waiting_ && !acking_ && !writes_.empty() && !closed()) {
     Write& write = writes_.front();
     WriteAck ack;
     ack.id = write.id;
@@ -301,9 +308,30 @@ void ServerSession::OnWriteCommitted(DbAnswer& answer) {
   ack.id = *std::exchange(committing_, std::nullopt);
   if (answer.status.ok()) {
     ack.seq = answer.seq;
+    if (options_.min_acks > 0) {
+      // Held until enough followers have applied it; later writes wait too,
+      // so a writer's acks stay in order.
+      acking_ = std::move(ack);
+      return Event(ServerEvent::WaitAcks(answer.seq));
+    }
   } else {
     ack.error = answer.status.ToString();
     failed_write_ = ack.id;
+  }
+  Send(ack);
+  CommitNextWrite();
+}
+
+void ServerSession::OnAcks(bool replicated) {
+  if (!acking_ || closed()) return;
+  WriteAck ack = std::move(*acking_);
+  acking_.reset();
+  if (!replicated) {
+    // Committed all the same (its seq says where): only the promise of
+    // replication failed, so later writes go on.
+    ack.error = "not replicated: committed at sequence " + std::to_string(ack.seq) +
+                ", but fewer than " + std::to_string(options_.min_acks) +
+                " followers applied it in time";
   }
   Send(ack);
   CommitNextWrite();
@@ -514,6 +542,12 @@ void ServerSession::FinishSync() {
   }
   retries_ = 0;
   ++syncs_completed_;
+  // The follower holds everything once it has applied the repairs: a Pong
+  // answering a Ping sent after this SyncDone says so (OnTick sends one, in a
+  // later millisecond than every Ping before, so the echo tells them apart).
+  if (hello_.role == Role::kFollower && !holds_all_ && !verify_after_ms_) {
+    verify_after_ms_ = std::max<int64_t>(last_ping_ms_, 0);
+  }
   if (std::exchange(sync_again_, false)) RequestSync();
 }
 
@@ -788,9 +822,12 @@ void ServerSession::OnTick(int64_t now_ms) {
     return Fail(Status::Aborted("follower silent for " +
                                 std::to_string(now_ms - last_received_ms_) + " ms"));
   }
-  if (state_ == State::kStreaming && now_ms >= next_ping_ms_) {
+  bool verify =
+      verify_after_ms_ && last_ping_ms_ <= *verify_after_ms_ && now_ms > *verify_after_ms_;
+  if (state_ == State::kStreaming && (now_ms >= next_ping_ms_ || verify)) {
     Send(Ping{hooks_.current_seq(), static_cast<uint64_t>(now_ms)});
     next_ping_ms_ = now_ms + options_.ping_interval_ms;
+    last_ping_ms_ = now_ms;
   }
 }
 

@@ -63,6 +63,9 @@ struct ServerOptions {
   // checksum and write, each find it in the CPU cache: 256 KiB copies twice
   // as fast as 1 MiB (docs/benchmarks.md, "Clone").
   size_t file_chunk_bytes = 256 << 10;
+  // A writer's write is acknowledged only once this many followers have
+  // applied it (the session emits kWaitAcks and waits for OnAcks). 0: at once.
+  size_t min_acks = 0;
   int64_t ping_interval_ms = 1000;
   int64_t idle_timeout_ms = 15000;  // nothing received for this long: close
   int max_sync_retries = 8;         // consecutive incomplete diffs before giving up
@@ -78,7 +81,10 @@ struct ServerEvent {
     kWantSnapshot,  // call StartSync with a tree covering seq (the stream's position)
     kSyncDone,      // a diff finished: repaired keys, complete or retried
     kRunAudit,      // run MasterHooks::audit (off the I/O thread), then call OnAuditDone
-    kClosed,        // status says why; send what TakeOutput still holds, then close
+    // seq: a writer's write committed there; call OnAcks once min_acks
+    // followers have applied it, or when the embedder's deadline passes.
+    kWaitAcks,
+    kClosed,  // status says why; send what TakeOutput still holds, then close
   };
   Kind kind;
   uint64_t seq = 0;
@@ -97,6 +103,7 @@ struct ServerEvent {
     return e;
   }
   static ServerEvent RunAudit(uint64_t seq) { return Of(Kind::kRunAudit, seq); }
+  static ServerEvent WaitAcks(uint64_t seq) { return Of(Kind::kWaitAcks, seq); }
   static ServerEvent Closed(Status status) {
     ServerEvent e = Of(Kind::kClosed, 0);
     e.status = std::move(status);
@@ -135,6 +142,10 @@ class ServerSession {
   // error. Ignored unless an audit was asked for (the session may have
   // closed meanwhile).
   void OnAuditDone(const Status& status, AuditReport report);
+  // The answer to kWaitAcks: whether min_acks followers applied the write
+  // in time. Either way it stays committed; if not, its WriteAck keeps its
+  // seq and says it was not replicated. Ignored unless acks are awaited.
+  void OnAcks(bool replicated);
   // The database request the session waits for, once (see master_hooks.h);
   // nullopt if there is none new.
   std::optional<DbRequest> PollDbRequest();
@@ -157,6 +168,14 @@ class ServerSession {
   bool streaming() const { return state_ == State::kStreaming; }
   Role peer_role() const { return hello_.role; }
   uint64_t follower_applied_seq() const { return follower_applied_seq_; }
+  // The follower's applied sequence once it is known to hold every write up
+  // to it: from the start when it resumed; after a non-resume start, once a
+  // complete diff has reached it (a Pong answering a Ping sent after the
+  // SyncDone proves it applied the repairs). 0 until then, and for peers
+  // that are not followers. What waits for replication count.
+  uint64_t acked_seq() const {
+    return hello_.role == Role::kFollower && holds_all_ ? follower_applied_seq_ : 0;
+  }
   uint64_t sent_seq() const { return sent_seq_; }  // last batch sequence sent
   uint64_t syncs_completed() const { return syncs_completed_; }
   // The frame limit now in force: wire::kMaxHandshakeFrame until the peer
@@ -167,7 +186,7 @@ class ServerSession {
   // No diff running or wanted, no bootstrap, clone or audit, nothing to send.
   bool idle() const {
     return sync_phase_ == SyncPhase::kIdle && !sync_again_ && !bootstrapping_ && !files_ &&
-           !audit_running_ && out_.empty() && !waiting_ && writes_.empty();
+           !audit_running_ && out_.empty() && !waiting_ && writes_.empty() && !acking_;
   }
   // Round trips of the last diff (SyncStart..last Nodes), for benchmarks.
   int last_sync_round_trips() const { return last_round_trips_; }
@@ -246,6 +265,12 @@ class ServerSession {
   std::deque<Write> writes_;              // a writer's writes not yet committed, in order
   size_t queued_write_bytes_ = 0;         // their ops' bytes
   std::optional<uint64_t> committing_;    // the write whose kCommitWrite is out
+  std::optional<WriteAck> acking_;        // committed, kWaitAcks out: sent on OnAcks
+  // acked_seq(): the follower holds every write up to its applied sequence;
+  // until then, a Pong echoing a Ping later than verify_after_ms_ proves it.
+  bool holds_all_ = false;
+  std::optional<int64_t> verify_after_ms_;
+  int64_t last_ping_ms_ = -1;
 
   // Database work: the request made and not yet polled, and the kind of the
   // one whose answer is awaited (at most one).

@@ -26,6 +26,9 @@ std::string Status::ToString() const {
     case Code::kAborted:
       name = "aborted";
       break;
+    case Code::kTimedOut:
+      name = "timed out";
+      break;
   }
   return std::string(name) + ": " + message_;
 }

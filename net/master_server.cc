@@ -65,6 +65,7 @@ class MasterServer::Driver : public ConnectionHandler,
     s.role = static_cast<Role>(role_.load(std::memory_order_relaxed));
     s.streaming = streaming_.load(std::memory_order_relaxed);
     s.applied_seq = applied_seq_.load(std::memory_order_relaxed);
+    s.acked_seq = acked_seq_.load(std::memory_order_relaxed);
     s.lag_seqs = s.applied_seq > 0 && master_seq > s.applied_seq ? master_seq - s.applied_seq : 0;
     s.lag_ms = lag_ms_.load(std::memory_order_relaxed);
     s.input_buffer_bytes = input_buffer_bytes_.load(std::memory_order_relaxed);
@@ -88,6 +89,11 @@ class MasterServer::Driver : public ConnectionHandler,
 
   void OnTick(Connection& c, int64_t now_ms) override {
     session_.OnTick(now_ms);
+    if (ack_wait_ != 0 && now_ms >= ack_deadline_ms_) {
+      // The deadline passed before enough followers applied the write.
+      StopWaitingForAcks();
+      session_.OnAcks(false);
+    }
     if (!session_.streaming() && !session_.closed() &&
         now_ms - opened_ms_ > server_->options_.handshake_timeout.count()) {
       dropped_ = true;
@@ -102,6 +108,8 @@ class MasterServer::Driver : public ConnectionHandler,
 
   void OnClose(Connection& c, const Status& why) override {
     server_->hub_->Unsubscribe(this);
+    server_->acks_.Remove(this);
+    StopWaitingForAcks();
     // A follower that stopped reading is dropped by a limit, like one whose
     // backlog passed the mark.
     if (c.peer_stalled()) dropped_ = true;
@@ -214,6 +222,9 @@ class MasterServer::Driver : public ConnectionHandler,
         case ServerEvent::Kind::kRunAudit:
           RunAudit();
           break;
+        case ServerEvent::Kind::kWaitAcks:
+          WaitForAcks(event->seq);
+          break;
         case ServerEvent::Kind::kClosed:
           break;
       }
@@ -290,6 +301,36 @@ class MasterServer::Driver : public ConnectionHandler,
     });
   }
 
+  // Strand. A writer's write committed at `seq` waits for min_acks
+  // followers: the tracker calls back when the followers' reports reach it
+  // (posted to this strand), OnTick gives up at the deadline; no thread
+  // waits. A callback for a wait already given up finds another ack_wait_.
+  void WaitForAcks(uint64_t seq) {
+    std::weak_ptr<Connection> weak = connection_;
+    const uint64_t id = ++ack_waits_;
+    ack_wait_ = id;
+    ack_deadline_ms_ = SteadyNowMs() + server_->options_.ack_timeout.count();
+    ack_ticket_ = server_->acks_.OnReached(seq, server_->options_.min_acks,
+                                           [self = shared_from_this(), weak, id] {
+                                             auto c = weak.lock();
+                                             if (!c) return;
+                                             c->Post([self, c, id] {
+                                               if (self->ack_wait_ != id) return;
+                                               self->ack_wait_ = 0;
+                                               self->ack_ticket_ = 0;
+                                               self->session_.OnAcks(true);
+                                               self->Pump(*c);
+                                             });
+                                           });
+  }
+
+  // Strand. Ends the wait for acks, if any.
+  void StopWaitingForAcks() {
+    if (ack_ticket_ != 0) server_->acks_.Cancel(ack_ticket_);
+    ack_ticket_ = 0;
+    ack_wait_ = 0;
+  }
+
   // Strand. The session ended itself without error: it did its job (a
   // cloner that was sent all its files, an auditor its report).
   bool SessionFinished() const { return session_.closed() && session_.error().ok(); }
@@ -317,6 +358,11 @@ class MasterServer::Driver : public ConnectionHandler,
   void NoteApplied() {
     uint64_t applied = session_.follower_applied_seq();
     if (applied == 0) return;  // no Pong yet
+    uint64_t acked = session_.acked_seq();
+    if (acked != acked_seq_.load(std::memory_order_relaxed)) {
+      acked_seq_.store(acked, std::memory_order_relaxed);
+      server_->acks_.Set(this, acked);
+    }
     while (!handed_.empty() && handed_.front().last_seq <= applied) handed_.pop_front();
     applied_seq_.store(applied, std::memory_order_relaxed);
     lag_ms_.store(handed_.empty() ? 0 : SteadyNowMs() - handed_.front().ms,
@@ -402,6 +448,13 @@ class MasterServer::Driver : public ConnectionHandler,
   std::atomic<uint8_t> role_{static_cast<uint8_t>(Role::kFollower)};
   std::atomic<bool> streaming_{false};
   std::atomic<uint64_t> applied_seq_{0};
+  std::atomic<uint64_t> acked_seq_{0};  // written on the strand only
+  // A write's wait for acks (strand): its id (0: none), the tracker's ticket
+  // (0: none pending there), the deadline (steady ms).
+  uint64_t ack_waits_ = 0;
+  uint64_t ack_wait_ = 0;
+  uint64_t ack_ticket_ = 0;
+  int64_t ack_deadline_ms_ = 0;
   std::atomic<int64_t> lag_ms_{0};
   std::atomic<size_t> input_buffer_bytes_{0};
 };
@@ -515,6 +568,7 @@ void MasterServer::Accept() {
             session.ping_interval_ms = options_.ping_interval_ms;
             session.idle_timeout_ms = options_.idle_timeout_ms;
             session.bulk_frame_bytes = options_.bulk_frame_bytes;
+            session.min_acks = options_.min_acks;
             auto driver = std::make_shared<Driver>(this, std::move(session), hub_->SessionHooks());
             connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true, driver,
                                                       handshake_connection_);

@@ -31,6 +31,7 @@
 #include "engine/master_hub.h"
 #include "engine/server_session.h"
 #include "net/accept_backoff.h"
+#include "net/ack_tracker.h"
 #include "net/connection.h"
 #include "net/mutex.h"
 #include "net/thread_annotations.h"
@@ -63,6 +64,11 @@ struct MasterServerOptions {
   // Size of the pieces a large batch or value is sent in, and of repair and
   // bootstrap frames (ServerOptions::bulk_frame_bytes). Default: 1 MiB.
   size_t bulk_frame_bytes = 1 << 20;
+  // A writer's write is acknowledged only once this many followers have
+  // applied it (ServerOptions::min_acks); when ack_timeout passes first it
+  // stays committed and its WriteAck says it was not replicated. 0: at once.
+  size_t min_acks = 0;
+  std::chrono::milliseconds ack_timeout{5000};
 };
 
 // One connected peer as the master last heard of it.
@@ -71,7 +77,11 @@ struct SessionStats {
   Role role = Role::kFollower;  // from its Hello (kFollower until the Hello arrives)
   bool streaming = false;       // handshake done, being served
   uint64_t applied_seq = 0;     // the follower's last applied sequence, from its latest Pong
-  uint64_t lag_seqs = 0;        // MasterServerStats::master_seq - applied_seq, at least 0
+  // applied_seq once the follower is known to hold every write up to it
+  // (ServerSession::acked_seq): what WaitForFollowers and min_acks count. 0
+  // until then (a follower in its first diff) and for other roles.
+  uint64_t acked_seq = 0;
+  uint64_t lag_seqs = 0;  // MasterServerStats::master_seq - applied_seq, at least 0
   // How long the oldest batch the follower had not applied (per its latest
   // Pong) had been waiting since the hub gave it to this session, measured
   // when the follower last sent anything; 0 when it had applied everything
@@ -115,6 +125,9 @@ class MasterServer {
   // Asks every connected follower to diff.
   void RequestSyncAll();
   MasterServerStats stats() const;
+  // How far each connected follower holds the writes; Wait on it from any
+  // thread but the server's own.
+  AckTracker& acks() { return acks_; }
 
  private:
   class Driver;
@@ -155,6 +168,7 @@ class MasterServer {
     std::atomic<int64_t> last_sync_unix_ms{0};
   };
   Counters counters_;
+  AckTracker acks_;
 
   mutable Mutex mu_;
   std::set<std::shared_ptr<Driver>> drivers_ GUARDED_BY(mu_);

@@ -47,7 +47,11 @@ class WriterProtocol : public ClientProtocol {
     while (auto ack = session_.PollAck()) {
       size_t ops = op_counts_.front();
       op_counts_.pop_front();
-      if (!ack->error.empty()) {
+      if (!ack->error.empty() && ack->seq != 0) {
+        // Committed at ack->seq, but too few followers applied it in time:
+        // the master goes on with later writes, and so do we.
+        if (summary_->unreplicated++ == 0) summary_->unreplicated_error = ack->error;
+      } else if (!ack->error.empty()) {
         Stop(Status::IOError("the master refused write " + std::to_string(ack->id) + ": " +
                              ack->error));
         continue;

@@ -31,9 +31,15 @@ struct WriteSummary {
   uint64_t writes = 0;    // acknowledged, committed writes
   uint64_t ops = 0;       // ops in them
   uint64_t last_seq = 0;  // the master committed them at or before this sequence
+  // Of the writes, those committed but not applied by the followers a
+  // master with min_acks waits for before its ack_timeout passed (its
+  // WriteAck has a seq and an error); the first one's reason.
+  uint64_t unreplicated = 0;
+  std::string unreplicated_error;
 };
 
-// OK when every write was committed. Otherwise the first error (the master's
+// OK when every write was committed (replicated or not: see
+// WriteSummary::unreplicated). Otherwise the first error (the master's
 // reason for a refused write, a refused connection, a broken one); *summary
 // then counts the writes committed before it.
 Status WriteThroughMaster(const WriterClientOptions& options, const NextWrite& next,

@@ -162,6 +162,16 @@ bool Follower::WaitFor(std::function<bool(const FollowerStatus&)> pred,
   }
 }
 
+// The persisted state, not the stream position: until a diff after a
+// non-resume start completes, the replica may lack older writes.
+Status Follower::WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout) const {
+  auto holds = [&](const FollowerStatus&) { return store_->State().applied_seq >= seq; };
+  if (WaitFor(holds, timeout)) return Status::OK();
+  return Status::TimedOut(
+      "the replica holds master sequence " + std::to_string(store_->State().applied_seq) +
+      ", not " + std::to_string(seq) + ", after " + std::to_string(timeout.count()) + " ms");
+}
+
 rocksdb::DB* Follower::db() { return store_->db(); }
 
 rocksdb::ColumnFamilyHandle* Follower::column_family(std::string_view name) const {

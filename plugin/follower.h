@@ -120,6 +120,10 @@ class Follower {
   // Waits until pred(status()) holds or the timeout passes; returns pred's last value.
   bool WaitFor(std::function<bool(const FollowerStatus&)> pred,
                std::chrono::milliseconds timeout) const;
+  // Waits until the replica holds every master write up to `seq`: the
+  // applied sequence it persists (0 while a diff or bootstrap rewrites it)
+  // reaches `seq`. OK, or TimedOut when `timeout` passes first.
+  Status WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout) const;
 
   // For reads; valid while the Follower lives.
   rocksdb::DB* db();

@@ -343,4 +343,12 @@ Status Master::CorrectTree(const std::vector<DiffEntry>& differing, AuditResult*
   return Status::OK();
 }
 
+Status Master::WaitForFollowers(uint64_t seq, size_t count, std::chrono::milliseconds timeout) {
+  if (server_->acks().Wait(seq, count, timeout)) return Status::OK();
+  return Status::TimedOut(std::to_string(server_->acks().CountAt(seq)) + " of " +
+                          std::to_string(count) + " followers applied sequence " +
+                          std::to_string(seq) + " within " + std::to_string(timeout.count()) +
+                          " ms");
+}
+
 }  // namespace sdiff::plugin

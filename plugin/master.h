@@ -119,6 +119,12 @@ class Master {
 
   void NotifyWrite() { tailer_->NotifyWrite(); }
   void RequestSyncAll() { server_->RequestSyncAll(); }
+  // Blocks until `count` connected followers have applied every write up to
+  // master sequence `seq` (a WriteAck's seq, or db->GetLatestSequenceNumber()
+  // after the caller's write): OK; TimedOut when `timeout` passes first.
+  // Woken by the followers' reports, not by polling. Followers count once
+  // their session has verified them (net::SessionStats::acked_seq).
+  Status WaitForFollowers(uint64_t seq, size_t count, std::chrono::milliseconds timeout);
   uint16_t port() const { return server_->port(); }
   const std::string& master_id() const { return master_id_; }
   MasterStatus status();

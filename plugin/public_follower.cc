@@ -30,6 +30,10 @@ bool Follower::WaitFor(const std::function<bool(const FollowerStatus&)>& pred,
       timeout);
 }
 
+Status Follower::WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout) const {
+  return impl_->WaitForSequence(seq, timeout);
+}
+
 rocksdb::DB* Follower::db() { return impl_->db(); }
 
 rocksdb::ColumnFamilyHandle* Follower::column_family(std::string_view name) const {

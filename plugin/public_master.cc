@@ -37,6 +37,10 @@ void Master::NotifyWrite() { impl_->NotifyWrite(); }
 
 void Master::RequestSyncAll() { impl_->RequestSyncAll(); }
 
+Status Master::WaitForFollowers(uint64_t seq, size_t count, std::chrono::milliseconds timeout) {
+  return impl_->WaitForFollowers(seq, count, timeout);
+}
+
 uint16_t Master::port() const { return impl_->port(); }
 
 const std::string& Master::master_id() const { return impl_->master_id(); }

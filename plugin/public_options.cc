@@ -104,6 +104,8 @@ MasterOptions FromPublic(const sdiff::MasterOptions& options) {
   out.allow_writers = options.allow_writers;
   out.sync_writes = options.sync_writes;
   out.min_free_bytes = options.min_free_bytes;
+  out.server.min_acks = options.min_acks;
+  out.server.ack_timeout = options.ack_timeout;
   out.accept_changes_outside_wal = options.accept_changes_outside_wal;
   out.audit.interval = options.audit_interval;
   out.audit.max_bytes_per_second = options.audit_max_bytes_per_second;
@@ -157,6 +159,7 @@ sdiff::MasterStatus ToPublic(const MasterStatus& status) {
     session.role = ToPublic(s.role);
     session.streaming = s.streaming;
     session.applied_seq = s.applied_seq;
+    session.acked_seq = s.acked_seq;
     session.lag_seqs = s.lag_seqs;
     session.lag_ms = s.lag_ms;
     session.input_buffer_bytes = s.input_buffer_bytes;

@@ -5,8 +5,10 @@
 
 #include <rocksdb/db.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -89,6 +91,27 @@ Status ReplicaReader::AppliedSeq(uint64_t* seq) const {
   if (!s.ok()) return s;
   *seq = state.applied_seq;
   return Status::OK();
+}
+
+// The follower is another process: nothing here can be woken by its writes,
+// so the reader catches up on a short period until the deadline.
+Status ReplicaReader::WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout) {
+  constexpr auto kPeriod = std::chrono::milliseconds(5);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    uint64_t applied = 0;
+    Status s = AppliedSeq(&applied);
+    if (s.ok() && applied >= seq) return Status::OK();
+    if (!s.ok() && !s.IsNotFound()) return s;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::TimedOut("the replica holds master sequence " + std::to_string(applied) +
+                              ", not " + std::to_string(seq) + ", after " +
+                              std::to_string(timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(kPeriod);
+    s = CatchUp();
+    if (!s.ok()) return s;
+  }
 }
 
 }  // namespace sdiff

@@ -1186,7 +1186,20 @@ class ClientSessionTest : public ::testing::Test {
   }
 
   void Feed(const Message& message) { session().OnBytes(Frame(message)); }
-  std::vector<Message> Out() { return Decode(session().TakeOutput()); }
+  // What the follower sent, but for the reports of its position (unasked
+  // Pongs after it applied writes), which go to reports_.
+  std::vector<Message> Out() {
+    std::vector<Message> out;
+    for (Message& m : Decode(session().TakeOutput())) {
+      if (auto* pong = std::get_if<Pong>(&m); pong != nullptr && pong->echo_time_ms == 0) {
+        reports_.push_back(pong->applied_seq);
+      } else {
+        out.push_back(std::move(m));
+      }
+    }
+    return out;
+  }
+  std::vector<uint64_t> reports_;
   std::vector<ClientEvent> Events() {
     std::vector<ClientEvent> events;
     while (auto e = session().PollEvent()) events.push_back(std::move(*e));
@@ -1979,6 +1992,14 @@ TEST_F(ClientSessionTest, BatchesInOneReadAreAppliedAsOneWrite) {
   session().OnBytes(Frame(Batch{.seq = 17, .count = 4, .ops = {Put("d", "4")}}));
   EXPECT_EQ(writes_.size(), 2u);
   EXPECT_EQ(Names(Out()), "SyncRequest");
+  // One report of its position per read, not per batch: after the Welcome,
+  // after the three batches, after the fourth.
+  EXPECT_EQ(reports_, (std::vector<uint64_t>{10, 16, 20}));
+  Feed(Ping{.master_seq = 20, .master_time_ms = 5});
+  EXPECT_EQ(One<Pong>(Out()), (Pong{.applied_seq = 20, .echo_time_ms = 5}));
+  Feed(Ping{.master_seq = 20, .master_time_ms = 6});
+  Out();
+  EXPECT_EQ(reports_.size(), 3u) << "nothing applied since: no report";
 }
 
 // Any other message sees the batches before it written: a SyncStart between

@@ -8,6 +8,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -21,6 +22,7 @@
 #include "plugin/follower_store.h"
 #include "plugin/rocks_status.h"
 #include "plugin/tree_scan.h"
+#include "sdiff/replica_reader.h"
 #include "tools/rocks_options.h"
 
 namespace sdiff::tools {
@@ -406,6 +408,36 @@ std::string FormatDiffLine(const DiffLine& line, bool key_hex) {
   return fmt::format("{} {}{}", sign, FamilyPrefix(line.family), FormatBytes(line.key, key_hex));
 }
 
+// get --min-seq: the replica as a secondary (which follows the live
+// follower's writes, unlike a read-only open) once it holds r.min_seq.
+static int RunGetAtSeq(const LdbRequest& r, const std::string& family, const std::string& key,
+                       std::ostream& out, std::ostream& err) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path secondary = fs::temp_directory_path(ec) /
+                       fmt::format("sdiff-ldb-secondary-{}-{}", getpid(),
+                                   std::chrono::steady_clock::now().time_since_epoch().count());
+  std::unique_ptr<ReplicaReader> reader;
+  Status s = ReplicaReader::Open(r.db, secondary.string(), &reader);
+  if (s.ok()) s = reader->WaitForSequence(r.min_seq, r.wait_ms);
+  std::string value;
+  if (s.ok()) s = reader->Get(family, key, &value);
+  reader.reset();
+  fs::remove_all(secondary, ec);
+  if (s.IsTimedOut()) {
+    return ReportError(err, fmt::format("{} has not applied master sequence {} within {} ms", r.db,
+                                        r.min_seq, r.wait_ms.count()));
+  }
+  if (s.IsNotFound()) {
+    fmt::print(err, "sdiff-ldb: not found: {}{}\n", FamilyPrefix(family),
+               FormatBytes(key, r.key_hex));
+    return kExitDifferent;
+  }
+  if (!s.ok()) return ReportError(err, s.message());
+  fmt::print(out, "{}\n", r.value_hex ? ToHex(value) : value);
+  return kExitOk;
+}
+
 int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
   if (!r.master.empty()) return RunRemoteLdb(r, out, err);
   std::string key, value;
@@ -430,6 +462,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       fmt::print(out, "OK\n");
       return kExitOk;
     case LdbCommand::kGet:
+      if (r.min_seq > 0) return RunGetAtSeq(r, family, key, out, err);
       s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db, r.options_file);
       if (!s.ok()) return ReportError(err, s.message());  // a missing database is NotFound too
       s = db->Get(family, key, &value);

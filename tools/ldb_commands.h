@@ -168,6 +168,13 @@ struct LdbRequest {
   // --timeout: the whole command against a master (lookup, connect, every
   // session) ends within this, with an error; zero: no limit.
   std::chrono::milliseconds timeout{0};
+  // put, delete, load through --master: print "seq N", the master sequence
+  // the writes committed at or before, instead of "OK".
+  bool print_seq = false;
+  // get --min-seq: read --db (a live follower's replica) as a secondary once
+  // it holds this master sequence, waiting up to wait_ms; 0: read at once.
+  uint64_t min_seq = 0;
+  std::chrono::milliseconds wait_ms{0};
 };
 
 // The commands that talk to a master (ldb_remote.cc): diff, repair, put,

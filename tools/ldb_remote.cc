@@ -147,7 +147,14 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
                summary.writes, r.master, summary.last_seq);
   }
   if (!s.ok()) return ReportError(err, s.message());
-  if (r.command != LdbCommand::kLoad) fmt::print(out, "OK\n");
+  if (r.print_seq) fmt::print(out, "seq {}\n", summary.last_seq);
+  if (summary.unreplicated > 0) {
+    // Committed on the master (seq above), not on enough followers in time.
+    return ReportError(
+        err, fmt::format("{} ({} of {} writes not replicated)", summary.unreplicated_error,
+                         summary.unreplicated, summary.writes));
+  }
+  if (r.command != LdbCommand::kLoad && !r.print_seq) fmt::print(out, "OK\n");
   return kExitOk;
 }
 

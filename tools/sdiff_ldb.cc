@@ -47,7 +47,14 @@ flags the master needs, and --timeout SECONDS to bound the whole command):
   repair --master   makes --db equal to the master's replicated families and
                     prints what it changed (--dry-run: what it would change)
   put, delete, load write through a master started with --allow-writers; load
-                    reads KEY<TAB>VALUE lines from FILE ("-": stdin)
+                    reads KEY<TAB>VALUE lines from FILE ("-": stdin);
+                    --print-seq prints "seq N" (the master sequence) for
+                    OK; a master with --min-acks that timed out waiting for
+                    its followers: one line, exit 2 (the write is committed)
+
+Read-your-writes on a live replica: get KEY --db=REPLICA --min-seq=N
+--wait-ms=T reads it as a secondary once its follower has applied master
+sequence N; exit 2 with one line when T ms pass first.
   audit             the master checks its merkle tree against its database now
                     (its self-audit) and repairs what differs; prints the
                     sequence, keys scanned, mismatches, seconds and the first
@@ -105,6 +112,15 @@ int main(int argc, char** argv) {
   put->add_option("VALUE", request.value, "the value")->required();
   CLI::App* get = app.add_subcommand("get", "print the value of KEY; exit 1 if absent");
   get->add_option("KEY", request.key, "the key")->required();
+  CLI::Option* min_seq = get->add_option(
+      "--min-seq", request.min_seq,
+      "read --db, a live follower's replica, as a secondary once it has applied this master "
+      "sequence (from put --print-seq)");
+  int64_t wait_ms = 0;
+  CLI::Option* wait_option =
+      get->add_option("--wait-ms", wait_ms,
+                      "with --min-seq: how long to wait for it; exit 2 when it passes (default: 0)")
+          ->check(CLI::Range(int64_t{0}, int64_t{86400000}));
   CLI::App* del = app.add_subcommand("delete", "delete KEY");
   del->add_option("KEY", request.key, "the key")->required();
   CLI::App* scan = app.add_subcommand("scan", "print every entry as KEY ==> VALUE");
@@ -116,6 +132,11 @@ int main(int argc, char** argv) {
   repair->add_flag("--dry-run", request.dry_run, "print what would change; change nothing");
   CLI::App* load = app.add_subcommand("load", "put KEY<TAB>VALUE lines of FILE through --master");
   load->add_option("FILE", request.file, "the file (\"-\": standard input)")->required();
+  for (CLI::App* write : {put, del, load}) {
+    write->add_flag("--print-seq", request.print_seq,
+                    "with --master: print \"seq N\", the master sequence the write committed at "
+                    "(for get --min-seq, or Follower::WaitForSequence)");
+  }
   CLI::App* audit = app.add_subcommand(
       "audit", "have --master check its tree against its database; exit 1 if it repaired any");
 
@@ -149,6 +170,12 @@ int main(int argc, char** argv) {
   if (diff->parsed() && remote == (db2->count() > 0)) {
     return usage("diff needs exactly one of --db2 and --master");
   }
+  if (request.print_seq && !remote) return usage("--print-seq needs --master=HOST:PORT");
+  if (wait_option->count() > 0 && min_seq->count() == 0) return usage("--wait-ms needs --min-seq");
+  if (min_seq->count() > 0 && (remote || request.min_seq == 0)) {
+    return usage("--min-seq needs --db=REPLICA and a sequence above 0");
+  }
+  request.wait_ms = std::chrono::milliseconds(wait_ms);
   if (timeout_option->count() > 0) {
     if (!remote) return usage("--timeout bounds commands against --master only");
     request.timeout =

@@ -52,6 +52,18 @@ int main(int argc, char** argv) {
   app.add_flag("--sync", sync,
                "acknowledge a write through this master only once it is fsynced in the WAL, "
                "so a power loss cannot lose it; needs --allow-writers");
+  size_t min_acks = 0;
+  int64_t ack_timeout_ms = 5000;
+  app.add_option("--min-acks", min_acks,
+                 "acknowledge a write through this master only once this many followers have "
+                 "applied it; needs --allow-writers")
+      ->check(CLI::Range(size_t{0}, size_t{1024}))
+      ->capture_default_str();
+  app.add_option("--ack-timeout-ms", ack_timeout_ms,
+                 "with --min-acks: how long a write waits for its followers; when it passes the "
+                 "write stays committed and its writer is told it was not replicated")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}))
+      ->capture_default_str();
   if (int rc = tools::ParseOrExit(app, argc, argv); rc >= 0) return rc;
   const std::string name = "sdiff-rocks-master";
   tools::SetUpLogging(name, log);
@@ -64,6 +76,10 @@ int main(int argc, char** argv) {
     return tools::UsageError(
         name, "--sync applies to writes through this master: it needs --allow-writers");
   }
+  if (min_acks > 0 && !allow_writers) {
+    return tools::UsageError(
+        name, "--min-acks applies to writes through this master: it needs --allow-writers");
+  }
   tools::ProgressRenderer progress(
       tools::ProgressRenderer::ForStderr(!log.json()));  // outlives the master
   plugin::MasterOptions options;
@@ -71,6 +87,8 @@ int main(int argc, char** argv) {
   options.progress = progress.Callback();
   options.allow_writers = allow_writers;
   options.sync_writes = sync;
+  options.server.min_acks = min_acks;
+  options.server.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   options.min_free_bytes = min_free.bytes();
   options.resume_window_bytes = static_cast<size_t>(resume_window_mb * (1 << 20));
   options.server.connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));

@@ -99,6 +99,7 @@ void Link::Pump() {
           stats_.repaired += event->repaired;
           break;
         case ServerEvent::Kind::kRunAudit:  // a link joins a follower, never an auditor
+        case ServerEvent::Kind::kWaitAcks:  // ... nor a writer
         case ServerEvent::Kind::kClosed:
           break;
       }

@@ -54,6 +54,12 @@ class Follower {
   // into this Follower.
   bool WaitFor(const std::function<bool(const FollowerStatus&)>& pred,
                std::chrono::milliseconds timeout) const;
+  // Read-your-writes: waits until the replica holds every master write up
+  // to master sequence `seq` (the `seq` a write through the master was
+  // acknowledged with, `sdiff-ldb --print-seq`): OK, or TimedOut when
+  // `timeout` passes first. While a diff or bootstrap rewrites the replica
+  // it holds no one master sequence, and the wait goes on until it is done.
+  Status WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout) const;
 
   // For reads; valid while the Follower lives.
   rocksdb::DB* db();

@@ -21,6 +21,7 @@
 // Public (include/sdiff/): needs no RocksDB, Boost or internal header.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -69,6 +70,12 @@ class Master {
   // options.master_id, or the DB's identity.
   const std::string& master_id() const;
   MasterStatus status();
+  // Blocks until `count` connected followers have applied every write up to
+  // master sequence `seq` (db->GetLatestSequenceNumber() after a write):
+  // OK, or TimedOut when `timeout` passes first (the writes stay on the
+  // master either way). Followers report as they apply, so this returns
+  // about one round trip after the last of them has applied `seq`.
+  Status WaitForFollowers(uint64_t seq, size_t count, std::chrono::milliseconds timeout);
   // Checks the tree against the database now: scans a snapshot and compares
   // it with the tree as of the same sequence. Keys that differ are corrected
   // in the tree and every follower is asked to diff. OK with

@@ -95,6 +95,11 @@ struct MasterOptions {
   // than this free; the application's own writes are its own. 0: no check.
   // Default: 256 MiB.
   uint64_t min_free_bytes = 256 << 20;
+  // A writer's batch is acknowledged only once this many followers have
+  // applied it; when ack_timeout passes first it stays committed and the
+  // writer is told it was not replicated. 0: at once. Default: 0.
+  size_t min_acks = 0;
+  std::chrono::milliseconds ack_timeout{5000};  // Default: 5 s
   // Replicate families whose data RocksDB changes without a WAL record (a
   // compaction filter or filter factory, a TTL database, FIFO compaction).
   // Attach refuses them by default: followers may then hold dropped data for
@@ -183,7 +188,11 @@ struct SessionStats {
   Role role = Role::kFollower;  // as the peer said (kFollower until it has)
   bool streaming = false;       // handshake done, being served
   uint64_t applied_seq = 0;     // the follower's last applied sequence
-  uint64_t lag_seqs = 0;        // MasterStatus::master_seq - applied_seq
+  // applied_seq once the follower is known to hold every write up to it (0
+  // during its first diff after a start that could not resume, and for
+  // other roles): what Master::WaitForFollowers counts.
+  uint64_t acked_seq = 0;
+  uint64_t lag_seqs = 0;  // MasterStatus::master_seq - applied_seq
   // How long the oldest batch the follower had not applied had been waiting,
   // as of its last report (once a second); 0 when it had applied everything.
   int64_t lag_ms = 0;

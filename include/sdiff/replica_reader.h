@@ -13,6 +13,7 @@
 // Public (include/sdiff/): needs no RocksDB, Boost or internal header.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,6 +46,11 @@ class ReplicaReader {
   // rewriting the replica, which then equals no one master sequence.
   // NotFound if the replica has recorded nothing (it never reached a master).
   Status AppliedSeq(uint64_t* seq) const;
+  // Read-your-writes from another process: catches up with the replica
+  // until it holds master sequence `seq` (AppliedSeq at least `seq`; the
+  // view then shows every write up to it), every few milliseconds. OK, or
+  // TimedOut when `timeout` passes first (the view is then the latest).
+  Status WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout);
 
   // Every call may come from any thread, as with a rocksdb::DB: a Get that
   // runs during a CatchUp sees the view from before it or after it.

@@ -19,6 +19,7 @@ class Status {
     kProtocolError,    // a peer broke the protocol's rules
     kIOError,
     kAborted,
+    kTimedOut,  // a wait's deadline passed first
   };
 
   Status() = default;
@@ -31,6 +32,7 @@ class Status {
   static Status ProtocolError(std::string_view msg) { return Status(Code::kProtocolError, msg); }
   static Status IOError(std::string_view msg) { return Status(Code::kIOError, msg); }
   static Status Aborted(std::string_view msg) { return Status(Code::kAborted, msg); }
+  static Status TimedOut(std::string_view msg) { return Status(Code::kTimedOut, msg); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -40,6 +42,7 @@ class Status {
   bool IsProtocolError() const { return code_ == Code::kProtocolError; }
   bool IsIOError() const { return code_ == Code::kIOError; }
   bool IsAborted() const { return code_ == Code::kAborted; }
+  bool IsTimedOut() const { return code_ == Code::kTimedOut; }
 
   // The message alone, without the code's name.
   const std::string& message() const { return message_; }
