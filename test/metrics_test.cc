@@ -34,6 +34,7 @@ net::SessionStats StreamingFollower(std::string peer, uint64_t applied_seq, uint
   net::SessionStats follower = SessionOf(std::move(peer));
   follower.streaming = true;
   follower.applied_seq = applied_seq;
+  follower.acked_seq = applied_seq;
   follower.lag_seqs = lag_seqs;
   follower.lag_ms = lag_ms;
   return follower;
@@ -161,6 +162,7 @@ TEST(MetricsTextTest, MasterListsEachStreamingFollower) {
            "sdiff_connected_followers 1\n",
            "sdiff_connections 2\n",
            "sdiff_follower_applied_sequence{peer=\"127.0.0.1:5000\"} 40\n",
+           "sdiff_follower_acked_sequence{peer=\"127.0.0.1:5000\"} 40\n",
            "sdiff_follower_lag_sequences{peer=\"127.0.0.1:5000\"} 2\n",
            "sdiff_follower_lag_seconds{peer=\"127.0.0.1:5000\"} 1.5\n",
            "sdiff_bytes_sent_total 1000\n",
@@ -285,6 +287,7 @@ TEST(StatusJsonTest, MasterSaysItsSequencesFollowersAndSettings) {
   EXPECT_EQ(j["followers"][0]["peer"], "127.0.0.1:5000");
   EXPECT_EQ(j["followers"][0]["state"], "streaming");
   EXPECT_EQ(j["followers"][0]["applied_seq"], 40);
+  EXPECT_EQ(j["followers"][0]["acked_seq"], 40);
   EXPECT_EQ(j["followers"][0]["lag_sequences"], 2);
   EXPECT_EQ(j["followers"][0]["lag_seconds"], 1.5);
   EXPECT_EQ(j["followers"][1]["state"], "handshake");

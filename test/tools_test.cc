@@ -305,8 +305,8 @@ TEST_F(ToolsTest, StatusShowsBothRolesAndTheFollowerCatchingUpAfterWrites) {
       return last.is_object() && last["result"] == "clean" && last["keys"] == 13;
     };
     return seq >= 19 && followers.size() == 1 && followers[0]["applied_seq"] == seq &&
-           f["sequences"]["applied"] == seq && f["sequences"]["master"] == seq && audited(m) &&
-           audited(f);
+           followers[0]["acked_seq"] == seq && f["sequences"]["applied"] == seq &&
+           f["sequences"]["master"] == seq && audited(m) && audited(f);
   };
   EXPECT_TRUE(WaitUntil(caught_up, kDeadline)) << m.dump(2) << "\n" << f.dump(2);
   ASSERT_TRUE(m.is_object() && f.is_object()) << master->err() << follower->err();

@@ -102,6 +102,10 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
   per_follower("sdiff_follower_applied_sequence",
                "A follower's last applied master sequence, from its latest Pong.",
                [](const net::SessionStats& s) { return s.applied_seq; });
+  per_follower("sdiff_follower_acked_sequence",
+               "The applied sequence once the follower is known to hold every write up to it: "
+               "what acknowledged writes (--min-acks) count; 0 until then.",
+               [](const net::SessionStats& s) { return s.acked_seq; });
   per_follower("sdiff_follower_lag_sequences",
                "Master sequence minus the follower's applied sequence.",
                [](const net::SessionStats& s) { return s.lag_seqs; });

@@ -90,6 +90,7 @@ json MasterStatusJson(const plugin::MasterStatus& status, const std::string& mas
     followers.push_back({{"peer", s.peer},
                          {"state", s.streaming ? "streaming" : "handshake"},
                          {"applied_seq", s.applied_seq},
+                         {"acked_seq", s.acked_seq},
                          {"lag_sequences", s.lag_seqs},
                          {"lag_seconds", static_cast<double>(s.lag_ms) / 1000}});
   }
