@@ -189,7 +189,7 @@ Status CloneFromMaster(const CloneFromMasterOptions& options, CloneResult* resul
     if (s.ok()) {
       const Welcome& welcome = protocol.session().welcome();
       result->master_id = welcome.master_id;
-      s = AdoptClone(staging, welcome.master_id, welcome.families, &result->seq);
+      s = AdoptClone(staging, welcome.master_id, welcome.families, options.rocks, &result->seq);
     }
   }
   if (s.ok()) s = SyncPath(staging);

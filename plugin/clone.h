@@ -19,6 +19,7 @@
 #include "engine/status.h"
 #include "net/session_runner.h"
 #include "plugin/progress.h"
+#include "plugin/replica_options.h"
 
 namespace spdlog {
 class logger;
@@ -31,6 +32,7 @@ struct CloneFromMasterOptions {
   net::ClientRunOptions connect;  // master address, TLS, timeouts
   std::string secret;             // shared secret; empty: none
   ProgressFn progress;            // Progress::Kind::kClone, in bytes; optional
+  ReplicaRocksOptions rocks;      // the copy is opened with these, as the follower will
 };
 
 struct CloneResult {

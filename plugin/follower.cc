@@ -15,11 +15,14 @@
 namespace sdiff::plugin {
 
 Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
+  Status checked = CheckReplicaOptions(options.rocks);
+  if (!checked.ok()) return checked;
   RocksFollowerStoreOptions store_options;
   store_options.db_path = options.db_path;
   store_options.create_if_missing = options.create_if_missing;
   store_options.sync_writes = options.sync_writes;
   store_options.env = options.env;
+  store_options.rocks = options.rocks;
   store_options.logger = options.client.logger;
   store_options.fail_before_write = std::move(options.fail_before_write);
   store_options.min_free_bytes = options.min_free_bytes;
@@ -69,6 +72,7 @@ void Follower::MaybeClone(const FollowerOptions& options) {
   clone.connect.connection.handshake_timeout = options.client.handshake_timeout;
   clone.secret = options.client.secret;
   clone.progress = options.progress;
+  clone.rocks = options.rocks;
   CloneResult result;
   log->info("empty: asking master {} for a copy of its files", options.client.master);
   auto start = std::chrono::steady_clock::now();

@@ -30,6 +30,7 @@
 #include "plugin/audit.h"
 #include "plugin/clone.h"
 #include "plugin/progress.h"
+#include "plugin/replica_options.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -50,6 +51,12 @@ struct FollowerOptions {
   bool sync_writes = false;
   // Testing seam: the Env the database is opened with. Default: RocksDB's.
   rocksdb::Env* env = nullptr;
+  // The RocksDB options the replica opens with (and a copy of the master's
+  // files, and each family the master adds, is created with); create_if_missing
+  // and env above win over rocks.db's. Open refuses, before touching anything,
+  // options under which the replica would not mirror the master
+  // (CheckReplicaOptions). Default: RocksDB's.
+  ReplicaRocksOptions rocks;
   net::FollowerClientOptions client;  // master address, secret, TLS, backoff
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.
@@ -108,7 +115,8 @@ struct FollowerStatus {
 class Follower {
  public:
   // Errors name the path: missing with create_if_missing false, locked by
-  // another process, or not a RocksDB directory.
+  // another process, or not a RocksDB directory; or (InvalidArgument) the
+  // RocksDB options.
   static Status Open(FollowerOptions options, std::unique_ptr<Follower>* out);
   ~Follower();  // stops the client (finishing the write in hand), then closes the DB
   Follower(const Follower&) = delete;

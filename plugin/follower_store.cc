@@ -192,17 +192,38 @@ Status FamilyMap(const std::vector<FamilyInfo>& families, std::map<FamilyTag, st
   return Status::OK();
 }
 
+// The options a replica opens with: the caller's, and on top what the store
+// needs: every family it names created, and the Env seam.
+rocksdb::DBOptions ReplicaDbOptions(const ReplicaRocksOptions& rocks, bool create_if_missing,
+                                    rocksdb::Env* env) {
+  rocksdb::DBOptions o = rocks.db;
+  o.create_if_missing = create_if_missing;
+  o.create_missing_column_families = true;
+  if (env != nullptr) o.env = env;
+  return o;
+}
+
+// sdiff's own family keeps RocksDB's defaults: the store's metadata must not
+// go through a compaction filter or a TTL of the caller's.
+rocksdb::ColumnFamilyOptions ReplicaFamilyOptions(const ReplicaRocksOptions& rocks,
+                                                  std::string_view name) {
+  if (name == kMetaFamily) return rocksdb::ColumnFamilyOptions();
+  return rocks.ForFamily(name);
+}
+
 }  // namespace
 
 Status AdoptClone(const std::string& path, const std::string& master_id,
-                  const std::vector<FamilyInfo>& families, uint64_t* seq) {
+                  const std::vector<FamilyInfo>& families, const ReplicaRocksOptions& rocks,
+                  uint64_t* seq) {
   std::map<FamilyTag, std::string> map;
   Status s = FamilyMap(families, &map);
   if (!s.ok()) return s;
   std::set<std::string> replicated;
   for (const auto& [tag, name] : map) replicated.insert(name);
+  const rocksdb::DBOptions db_options = ReplicaDbOptions(rocks, false, nullptr);
   std::vector<std::string> names;
-  rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+  rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   if (!rs.ok()) return FromRocks(rs, "cannot list the column families of the copy in " + path);
   for (const std::string& name : names) {
     if (replicated.count(name) == 0) {
@@ -212,14 +233,13 @@ Status AdoptClone(const std::string& path, const std::string& master_id,
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : replicated) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(name, ReplicaFamilyOptions(rocks, name));
   }
   if (replicated.count(rocksdb::kDefaultColumnFamilyName) == 0) {
-    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName,
+                             ReplicaFamilyOptions(rocks, rocksdb::kDefaultColumnFamilyName));
   }
-  descriptors.emplace_back(std::string(kMetaFamily), rocksdb::ColumnFamilyOptions());
-  rocksdb::DBOptions db_options;
-  db_options.create_missing_column_families = true;
+  descriptors.emplace_back(std::string(kMetaFamily), ReplicaFamilyOptions(rocks, kMetaFamily));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
@@ -300,22 +320,20 @@ Status RocksFollowerStore::OpenDb() {
     }
   }
 
+  const rocksdb::DBOptions db_options =
+      ReplicaDbOptions(options_.rocks, options_.create_if_missing, options_.env);
   std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
   if (has_db) {
-    rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+    rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
     if (!rs.ok()) return FromRocks(rs, "cannot list the column families of " + path);
   }
   if (std::find(names.begin(), names.end(), kMetaFamily) == names.end()) {
     names.emplace_back(kMetaFamily);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& name : names)
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = options_.create_if_missing;
-  db_options.create_missing_column_families = true;
-  if (options_.env != nullptr) db_options.env = options_.env;
+  for (const std::string& name : names) {
+    descriptors.emplace_back(name, ReplicaFamilyOptions(options_.rocks, name));
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   rocksdb::Status rs = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
@@ -617,7 +635,8 @@ Status RocksFollowerStore::TakeFamilies(const std::vector<FamilyInfo>& families)
   for (const auto& [tag, name] : map) {
     if (handles_.count(name) != 0) continue;
     rocksdb::ColumnFamilyHandle* handle = nullptr;
-    rocksdb::Status rs = db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), name, &handle);
+    rocksdb::Status rs =
+        db_->CreateColumnFamily(ReplicaFamilyOptions(options_.rocks, name), name, &handle);
     if (!rs.ok()) return FromRocks(rs, "cannot create column family '" + name + "'");
     log_->info("{}: created column family '{}' (master tag {})", options_.db_path, name, tag);
     handles_[name] = handle;

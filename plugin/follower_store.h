@@ -30,6 +30,7 @@
 #include "net/thread_annotations.h"
 #include "plugin/audit.h"
 #include "plugin/disk_reserve.h"
+#include "plugin/replica_options.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -59,6 +60,9 @@ struct RocksFollowerStoreOptions {
   bool sync_writes = false;
   // Testing seam: the Env the database is opened with. Default: RocksDB's.
   rocksdb::Env* env = nullptr;
+  // The RocksDB options the database opens with and its families are created
+  // with; create_if_missing and env above win over rocks.db's. Default: RocksDB's.
+  ReplicaRocksOptions rocks;
   std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
   // Testing seam: called before each write; a non-OK result fails that write
   // as a failing disk would. Default: none.
@@ -144,11 +148,12 @@ class RocksFollowerStore : public FollowerStore {
 
 // Marks a database copied from the master's files (plugin/clone.h) as a
 // replica of `master_id` as of the copy's latest sequence, which is returned
-// in *seq: opens it, adds the metadata family, records the state and the
-// master's families (fsynced), and closes it. Fails if the copy holds a
-// column family the master does not replicate.
+// in *seq: opens it (with `rocks`, as the store will), adds the metadata
+// family, records the state and the master's families (fsynced), and closes
+// it. Fails if the copy holds a column family the master does not replicate.
 Status AdoptClone(const std::string& path, const std::string& master_id,
-                  const std::vector<FamilyInfo>& families, uint64_t* seq);
+                  const std::vector<FamilyInfo>& families, const ReplicaRocksOptions& rocks,
+                  uint64_t* seq);
 
 // The metadata encodings, a version byte first. Integers are little-endian
 // fixed width; strings are a u32 length and the bytes.

@@ -30,7 +30,7 @@ Status LoadRocksOptions(const std::string& path, RocksOptions* out) {
   // here, must not pass silently (RocksDB ignores the latter by default).
   config.ignore_unknown_options = false;
   config.ignore_unsupported_options = false;
-  config.input_strings_escaped = true;    // as RocksDB writes them
+  config.input_strings_escaped = true;  // as RocksDB writes them
   config.env = rocksdb::Env::Default();
   rocksdb::Status rs = rocksdb::LoadOptionsFromFile(config, path, &out->db, &out->families);
   if (!rs.ok()) {
@@ -39,6 +39,19 @@ Status LoadRocksOptions(const std::string& path, RocksOptions* out) {
     std::replace(why.begin(), why.end(), '\n', ' ');
     return Status::InvalidArgument(fmt::format("--options-file {}: {}", path, why));
   }
+  return Status::OK();
+}
+
+Status LoadReplicaOptions(const std::string& path, plugin::ReplicaRocksOptions* out) {
+  *out = plugin::ReplicaRocksOptions();
+  RocksOptions loaded;
+  Status s = LoadRocksOptions(path, &loaded);
+  if (!s.ok()) return s;
+  out->db = loaded.db;
+  for (const auto& family : loaded.families) out->families[family.name] = family.options;
+  s = plugin::CheckReplicaOptions(*out);
+  if (!s.ok())
+    return Status::InvalidArgument(fmt::format("--options-file {}: {}", path, s.message()));
   return Status::OK();
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "plugin/replica_options.h"
 
 namespace sdiff::tools {
 
@@ -28,5 +29,11 @@ struct RocksOptions {
 // merge operator RocksDB cannot build by name) is InvalidArgument, one line
 // naming the file.
 Status LoadRocksOptions(const std::string& path, RocksOptions* out);
+
+// For a follower's replica: LoadRocksOptions, then the families the file does
+// not list get RocksDB's defaults, and options under which the replica would
+// not mirror the master (plugin::CheckReplicaOptions) are InvalidArgument too,
+// one line naming the file.
+Status LoadReplicaOptions(const std::string& path, plugin::ReplicaRocksOptions* out);
 
 }  // namespace sdiff::tools

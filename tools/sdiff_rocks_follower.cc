@@ -7,6 +7,7 @@
 #include "tools/daemon_util.h"
 #include "tools/metrics_pages.h"
 #include "tools/progress_renderer.h"
+#include "tools/rocks_options.h"
 
 int main(int argc, char** argv) {
   using namespace sdiff;
@@ -22,11 +23,16 @@ int main(int argc, char** argv) {
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
   tools::LogFlags log;
+  std::string options_file;
   app.add_option("--db", options.db_path, "the replica's directory (created if missing)")
       ->required();
   app.add_option("--master", options.client.master, "HOST:PORT of the master")
       ->check(tools::HostPort())
       ->required();
+  app.add_option("--options-file", options_file,
+                 "a RocksDB OPTIONS file (as ldb and db_bench take) to open the replica and "
+                 "create its column families with (default: RocksDB's defaults)")
+      ->type_name("FILE");
   tools::MinFreeFlag min_free;
   min_free.Add(app, "stops applying");
   app.add_flag("--clone,!--no-clone", options.clone_files,
@@ -55,6 +61,9 @@ int main(int argc, char** argv) {
   options.min_free_bytes = min_free.bytes();
   Status s = security.Load(tools::SecurityFlags::Side::kClient, &options.client.secret,
                            &options.client.tls);
+  if (!s.ok()) return tools::Fail(name, s);
+  // Checked before anything is created: a bad file leaves the replica as it was.
+  s = tools::LoadReplicaOptions(options_file, &options.rocks);
   if (!s.ok()) return tools::Fail(name, s);
   std::unique_ptr<plugin::Follower> follower;
   s = plugin::Follower::Open(options, &follower);
