@@ -414,6 +414,107 @@ TEST_F(SettingsTest, BadOptionsFileExitsWithOneLineAndTouchesNothing) {
   EXPECT_EQ(Files(db), before);
 }
 
+// sdiff-rocks-follower --options-file opens the replica with a RocksDB
+// OPTIONS file, on each way a replica comes to be: received key by key (the
+// master's families created as it announces them) and copied from the
+// master's files (which the master offers from 10000 keys on). A family the
+// file does not name gets RocksDB's defaults, and so does sdiff's own, whatever
+// the file says; the follower still replicates.
+TEST_F(SettingsTest, FollowerOptionsFileOpensTheReplica) {
+  const std::string db = dir_ + "/master";
+  const Contents keys = NumberedKeys(10000);
+  WriteDb(db, keys);
+  WriteFamilies(db, {"meta", "other"});
+  const std::string file = WriteConfig("OPTIONS",
+                                       "[Version]\n"
+                                       "  rocksdb_version=7.8.3\n"
+                                       "  options_file_version=1.1\n"
+                                       "[DBOptions]\n"
+                                       "  max_open_files=77\n"
+                                       "[CFOptions \"default\"]\n"
+                                       "  write_buffer_size=1234567\n"
+                                       "[CFOptions \"meta\"]\n"
+                                       "  write_buffer_size=2345678\n"
+                                       "[CFOptions \"__sdiff\"]\n"
+                                       "  write_buffer_size=3456789\n");
+  uint16_t port = 0;
+  auto master = StartMaster(db, {}, &port);
+  ASSERT_NE(port, 0) << master->err();
+  const size_t kDefaultWriteBuffer = rocksdb::ColumnFamilyOptions().write_buffer_size;
+  for (const char* clone : {"--no-clone", "--clone"}) {
+    SCOPED_TRACE(clone);
+    const std::string replica = dir_ + "/replica" + clone;
+    auto follower = ChildProcess::Start({ProgramPath("sdiff-rocks-follower"), "--db=" + replica,
+                                         "--master=127.0.0.1:" + std::to_string(port),
+                                         "--options-file=" + file, clone});
+    ASSERT_TRUE(follower);
+    auto end = std::chrono::steady_clock::now() + kDeadline;
+    while (ReadSecondary(replica) != keys && std::chrono::steady_clock::now() < end) {
+      follower->WaitForOutput([](const std::string&, const std::string&) { return false; }, 100ms);
+    }
+    EXPECT_EQ(ReadSecondary(replica), keys) << follower->err();
+    RunResult scan = RunProgram({ProgramPath("sdiff-ldb"), "--db=" + replica, "scan"}, kDeadline);
+    EXPECT_NE(scan.out.find("meta:meta-key ==> meta-value\n"), std::string::npos) << scan.err;
+    EXPECT_NE(scan.out.find("other:other-key ==> other-value\n"), std::string::npos) << scan.err;
+    EXPECT_EQ(follower->err().find("copied the master's files") != std::string::npos,
+              std::string(clone) == "--clone")
+        << follower->err();
+    EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
+
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    EXPECT_EQ(LatestOptions(replica, &families).max_open_files, 77);
+    std::map<std::string, size_t> write_buffers;
+    for (const auto& family : families) {
+      write_buffers[family.name] = family.options.write_buffer_size;
+    }
+    EXPECT_EQ(write_buffers, (std::map<std::string, size_t>{{"default", 1234567},
+                                                            {"meta", 2345678},
+                                                            {"other", kDefaultWriteBuffer},
+                                                            {"__sdiff", kDefaultWriteBuffer}}));
+  }
+  EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
+}
+
+// A bad options file stops the follower with one line naming it, before the
+// replica is created or opened; so do options under which the replica would
+// not mirror the master (another comparator, a compaction that drops data).
+TEST_F(SettingsTest, FollowerBadOptionsFileExitsWithOneLineAndTouchesNothing) {
+  const std::string replica = dir_ + "/replica";
+  WriteDb(replica, NumberedKeys(1));
+  const auto before = Files(replica);
+  const std::string missing = dir_ + "/missing-replica";
+  const std::vector<std::string> files = {
+      dir_ + "/missing",
+      WriteConfig("garbage", "not an options file\n"),
+      WriteConfig("unknown", "[DBOptions]\n  no_such_option=1\n[CFOptions \"default\"]\n"),
+      WriteConfig("value", "[DBOptions]\n  max_open_files=many\n[CFOptions \"default\"]\n"),
+      WriteConfig("comparator",
+                  "[DBOptions]\n[CFOptions \"default\"]\n  comparator=no.such.Comparator\n"),
+      WriteConfig("merge",
+                  "[DBOptions]\n[CFOptions \"default\"]\n  merge_operator=no.such.Merge\n"),
+      WriteConfig("reverse",
+                  "[DBOptions]\n[CFOptions \"default\"]\n[CFOptions \"meta\"]\n"
+                  "  comparator=rocksdb.ReverseBytewiseComparator\n"),
+      WriteConfig("fifo",
+                  "[DBOptions]\n[CFOptions \"default\"]\n"
+                  "  compaction_style=kCompactionStyleFIFO\n"),
+      WriteConfig("unordered", "[DBOptions]\n  unordered_write=true\n[CFOptions \"default\"]\n")};
+  for (const std::string& file : files) {
+    for (const std::string& path : {replica, missing}) {
+      RunResult r = RunProgram({ProgramPath("sdiff-rocks-follower"), "--db=" + path,
+                                "--master=127.0.0.1:1", "--options-file=" + file},
+                               kDeadline);
+      ASSERT_TRUE(r.code.has_value()) << file;
+      EXPECT_EQ(*r.code, 2) << file << ": " << r.err;
+      EXPECT_EQ(Lines(r.err), 1u) << file << ": " << r.err;
+      EXPECT_NE(r.err.find("--options-file " + file + ": "), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(Files(replica), before);
+  EXPECT_FALSE(std::filesystem::exists(missing));
+  EXPECT_FALSE(std::filesystem::exists(missing + ".sdiff-clone"));
+}
+
 // --column-families chooses what the master replicates (default: every
 // family); a follower then holds those and no other.
 TEST_F(SettingsTest, ColumnFamiliesChooseWhatIsReplicated) {
