@@ -37,6 +37,10 @@ rocksdb::ColumnFamilyOptions ReplicaRocksOptions::ForFamily(std::string_view nam
 }
 
 Status CheckReplicaOptions(const ReplicaRocksOptions& options) {
+  if (options.db.error_if_exists) {
+    return Status::InvalidArgument(
+        "error_if_exists is on: the follower reopens its replica every time it starts");
+  }
   if (options.db.unordered_write) {
     return Status::InvalidArgument(
         "unordered_write is on: a snapshot may miss older writes, so the replica's self-audit "

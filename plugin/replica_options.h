@@ -34,7 +34,7 @@ struct ReplicaRocksOptions {
 // compaction filter, a compaction filter factory or FIFO compaction (they
 // drop data the replica's tree still counts, which no diff would repair
 // until an audit); unordered_write (a snapshot, as the audit takes, may miss
-// writes older than it).
+// writes older than it); error_if_exists (a follower reopens its replica).
 Status CheckReplicaOptions(const ReplicaRocksOptions& options);
 
 }  // namespace sdiff::plugin

@@ -499,7 +499,8 @@ TEST_F(SettingsTest, FollowerBadOptionsFileExitsWithOneLineAndTouchesNothing) {
       WriteConfig("fifo",
                   "[DBOptions]\n[CFOptions \"default\"]\n"
                   "  compaction_style=kCompactionStyleFIFO\n"),
-      WriteConfig("unordered", "[DBOptions]\n  unordered_write=true\n[CFOptions \"default\"]\n")};
+      WriteConfig("unordered", "[DBOptions]\n  unordered_write=true\n[CFOptions \"default\"]\n"),
+      WriteConfig("exists", "[DBOptions]\n  error_if_exists=true\n[CFOptions \"default\"]\n")};
   for (const std::string& file : files) {
     for (const std::string& path : {replica, missing}) {
       RunResult r = RunProgram({ProgramPath("sdiff-rocks-follower"), "--db=" + path,
