@@ -386,8 +386,9 @@ Status SecurityFlags::Load(Side side, std::string* secret, net::TlsOptions* tls)
 }
 
 void MetricsFlag::Add(CLI::App& app) {
-  app.add_option("--metrics", listen,
-                 "HOST:PORT to serve Prometheus metrics on at /metrics, JSON at /status (port 0: any)")
+  app.add_option(
+         "--metrics", listen,
+         "HOST:PORT to serve Prometheus metrics on at /metrics, JSON at /status (port 0: any)")
       ->check(HostPort());
 }
 
