@@ -101,6 +101,12 @@ TEST_F(AckDaemonTest, PrintSeqThenReadTheLiveReplicaOnceItHoldsThatSequence) {
   EXPECT_NE(get.err.find("has not applied master sequence"), std::string::npos) << get.err;
   EXPECT_EQ(get.out, "");
 
+  // A replica that is not there is an error (exit 2), not a missing key (exit 1).
+  get = Ldb({"--db=" + dir_ + "/no-such-replica", "get", "b", "--min-seq=1", "--wait-ms=0"});
+  EXPECT_EQ(get.code, 2) << get.err;
+  EXPECT_EQ(Lines(get.err), 1u) << get.err;
+  EXPECT_EQ(get.err.find("not found: b"), std::string::npos) << get.err;
+
   EXPECT_EQ(follower->Stop(SIGTERM, kDeadline), 0) << follower->err();
   EXPECT_EQ(master->Stop(SIGTERM, kDeadline), 0) << master->err();
 }

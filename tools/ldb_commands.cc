@@ -408,6 +408,21 @@ std::string FormatDiffLine(const DiffLine& line, bool key_hex) {
   return fmt::format("{} {}{}", sign, FamilyPrefix(line.family), FormatBytes(line.key, key_hex));
 }
 
+// What get prints for `key`, read with status `s`: the value as stored, like
+// ldb (only --hex makes binary values printable); exit 1 if absent.
+static int PrintGot(const LdbRequest& r, const std::string& family, const std::string& key,
+                    const Status& s, const std::string& value, std::ostream& out,
+                    std::ostream& err) {
+  if (s.IsNotFound()) {
+    fmt::print(err, "sdiff-ldb: not found: {}{}\n", FamilyPrefix(family),
+               FormatBytes(key, r.key_hex));
+    return kExitDifferent;
+  }
+  if (!s.ok()) return ReportError(err, s.message());
+  fmt::print(out, "{}\n", r.value_hex ? ToHex(value) : value);
+  return kExitOk;
+}
+
 // get --min-seq: the replica as a secondary (which follows the live
 // follower's writes, unlike a read-only open) once it holds r.min_seq.
 static int RunGetAtSeq(const LdbRequest& r, const std::string& family, const std::string& key,
@@ -419,7 +434,11 @@ static int RunGetAtSeq(const LdbRequest& r, const std::string& family, const std
                                    std::chrono::steady_clock::now().time_since_epoch().count());
   std::unique_ptr<ReplicaReader> reader;
   Status s = ReplicaReader::Open(r.db, secondary.string(), &reader);
-  if (s.ok()) s = reader->WaitForSequence(r.min_seq, r.wait_ms);
+  if (!s.ok()) {  // a missing replica is NotFound too, not a missing key
+    fs::remove_all(secondary, ec);
+    return ReportError(err, s.message());
+  }
+  s = reader->WaitForSequence(r.min_seq, r.wait_ms);
   std::string value;
   if (s.ok()) s = reader->Get(family, key, &value);
   reader.reset();
@@ -428,14 +447,7 @@ static int RunGetAtSeq(const LdbRequest& r, const std::string& family, const std
     return ReportError(err, fmt::format("{} has not applied master sequence {} within {} ms", r.db,
                                         r.min_seq, r.wait_ms.count()));
   }
-  if (s.IsNotFound()) {
-    fmt::print(err, "sdiff-ldb: not found: {}{}\n", FamilyPrefix(family),
-               FormatBytes(key, r.key_hex));
-    return kExitDifferent;
-  }
-  if (!s.ok()) return ReportError(err, s.message());
-  fmt::print(out, "{}\n", r.value_hex ? ToHex(value) : value);
-  return kExitOk;
+  return PrintGot(r, family, key, s, value, out, err);
 }
 
 int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
@@ -466,15 +478,7 @@ int RunLdb(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       s = LdbDb::Open(r.db, LdbDb::Mode::kReadOnly, &db, r.options_file);
       if (!s.ok()) return ReportError(err, s.message());  // a missing database is NotFound too
       s = db->Get(family, key, &value);
-      if (s.IsNotFound()) {
-        fmt::print(err, "sdiff-ldb: not found: {}{}\n", FamilyPrefix(family),
-                   FormatBytes(key, r.key_hex));
-        return kExitDifferent;
-      }
-      if (!s.ok()) return ReportError(err, s.message());
-      // The value as stored, like ldb: only --hex makes binary values printable.
-      fmt::print(out, "{}\n", r.value_hex ? ToHex(value) : value);
-      return kExitOk;
+      return PrintGot(r, family, key, s, value, out, err);
     case LdbCommand::kScan:
       return RunScan(r, out, err);
     case LdbCommand::kRoot: {
