@@ -182,14 +182,7 @@ traced=(strace -D -f -q)
 "${traced[@]}" -o "$work/master.trace" "${as_sdiff[@]}" /usr/bin/sdiff-rocks-master \
   --config "$conf/master.conf" >"$work/master.log" 2>&1 &
 master=$!
-port=""
-deadline=$((SECONDS + 30))
-while [ -z "$port" ]; do
-  kill -0 "$master" 2>/dev/null || fail "the master exited before listening" master.log
-  ((SECONDS < deadline)) || fail "the master did not print its port within 30 s" master.log
-  sleep 0.1
-  port=$(sed -n 's/^serving .* on port \([0-9]*\)$/\1/p' "$work/master.log")
-done
+port=$(port_of "$master" "the master" master.log 's/^serving .* on port \([0-9]*\)$/\1/p')
 load 0 "$keys"
 step "the installed master serves $state/master/db on 127.0.0.1:$port; $keys keys written through it"
 

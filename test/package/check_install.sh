@@ -126,14 +126,8 @@ mkdir "$work/run"
 "$work/build-embedded_master/embedded_master" "$work/run/master" --listen 127.0.0.1:0 \
   --keys "$keys" >"$work/master.log" 2>&1 &
 master=$!
-port=""
-deadline=$((SECONDS + 30))
-while [ -z "$port" ]; do
-  kill -0 "$master" 2>/dev/null || fail "the master example exited before listening" master.log
-  ((SECONDS < deadline)) || fail "the master example did not print its port within 30 s" master.log
-  sleep 0.1
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$work/master.log")
-done
+port=$(port_of "$master" "the master example" master.log \
+  's/^listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p')
 
 last=$(printf 'key-%08d' $((keys - 1)))
 "$work/build-follower_reader/follower_reader" "$work/run/replica" --master "127.0.0.1:$port" \

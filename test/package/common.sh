@@ -29,3 +29,17 @@ wait_for() {
   done
   wait "$pid"
 }
+
+# port_of PID NAME LOG SED: waits up to 30 s for the listening process PID
+# (NAME) to print its port in $work/LOG, which the sed expression SED
+# extracts, and prints it; fails if the process exits first or never says.
+port_of() {
+  local pid=$1 name=$2 log=$3 expr=$4 port="" deadline=$((SECONDS + 30))
+  while [ -z "$port" ]; do
+    kill -0 "$pid" 2>/dev/null || fail "$name exited before listening" "$log"
+    ((SECONDS < deadline)) || fail "$name did not print its port within 30 s" "$log"
+    sleep 0.1
+    port=$(sed -n "$expr" "$work/$log")
+  done
+  echo "$port"
+}
