@@ -51,10 +51,12 @@ getent passwd sdiff >/dev/null || made_user=1
 # something before (an earlier install's instances).
 ours=(/usr/include/sdiff /usr/share/doc/sdiff)
 for dir in /etc/sdiff /var/lib/sdiff; do [ -e "$dir" ] || ours+=("$dir"); done
-master=""  # the daemons' process ids while they run
+master=""  # while the daemons run: the strace that runs each, and each daemon
 follower=""
+master_pid=""
+follower_pid=""
 cleanup() {
-  for pid in $master $follower; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in $master_pid $follower_pid $master $follower; do kill -KILL "$pid" 2>/dev/null || true; done
   if ((installed)); then timeout 120 dpkg --purge sdiff >/dev/null 2>&1 || true; fi
   if ((made_user)) && getent passwd sdiff >/dev/null; then
     userdel sdiff 2>/dev/null || true
@@ -144,8 +146,8 @@ step "systemd-analyze verify: both units, instance 'check'; security: exposure $
 # (or this machine's hard limit, if lower: a container may not raise it);
 # prlimit and setpriv exec, so $! is the daemon's own process id.
 # strace records the system calls the daemons make, for the units'
-# SystemCallFilter below; -D keeps the daemon our child and strace a detached
-# grandchild that ends with it.
+# SystemCallFilter below. It is our child and the daemon its child: it exits
+# with the daemon's status only once its record is complete.
 nofile=$(ulimit -Hn)
 if [ "$nofile" = unlimited ] || ((nofile > 65536)); then nofile=65536; fi
 as_sdiff=(prlimit --nofile="$nofile:$nofile" setpriv --reuid=sdiff --regid=sdiff --init-groups
@@ -178,10 +180,21 @@ load() {
     fail "sdiff-ldb load through the master failed" load.log master.log
 }
 
-traced=(strace -D -f -q)
+traced=(strace -f -q)
+# traced_pid TRACER NAME: the process id of the daemon TRACER (a strace) runs.
+traced_pid() {
+  local pid="" deadline=$((SECONDS + 30))
+  until pid=$(pgrep -P "$1") && [ -n "$pid" ]; do
+    kill -0 "$1" 2>/dev/null || fail "strace of the $2 exited before running it" "$2.log"
+    ((SECONDS < deadline)) || fail "strace did not start the $2 within 30 s" "$2.log"
+    sleep 0.1
+  done
+  echo "$pid"
+}
 "${traced[@]}" -o "$work/master.trace" "${as_sdiff[@]}" /usr/bin/sdiff-rocks-master \
   --config "$conf/master.conf" >"$work/master.log" 2>&1 &
 master=$!
+master_pid=$(traced_pid "$master" master)
 port=$(port_of "$master" "the master" master.log 's/^serving .* on port \([0-9]*\)$/\1/p')
 load 0 "$keys"
 step "the installed master serves $state/master/db on 127.0.0.1:$port; $keys keys written through it"
@@ -194,6 +207,7 @@ EOF
 "${traced[@]}" -o "$work/follower.trace" "${as_sdiff[@]}" /usr/bin/sdiff-rocks-follower \
   --config "$conf/follower.conf" >"$work/follower.log" 2>&1 &
 follower=$!
+follower_pid=$(traced_pid "$follower" follower)
 # The follower bootstraps the first keys; these reach it by the stream (or
 # by its diff, if it connects after them).
 load "$keys" "$keys"
@@ -210,19 +224,14 @@ until value=$(sdiff_ldb --db "$state/follower/db" get "$last" 2>/dev/null) &&
 done
 step "the installed follower holds all $((2 * keys)) keys (sdiff-ldb diff --master: identical)"
 
-kill -TERM "$follower" "$master"
+kill -TERM "$follower_pid" "$master_pid"
 for name in follower master; do
+  # strace exits with the daemon's status, once it has written all it saw.
   status=0
-  pid=${!name}
-  wait_for "$pid" 30 "$name" || status=$?
+  wait_for "${!name}" 30 "$name" || status=$?
   printf -v "$name" ''
+  printf -v "${name}_pid" ''
   ((status == 0)) || fail "the $name exited $status on SIGTERM" "$name.log"
-  # strace writes the exit last; until then its record may lack calls.
-  deadline=$((SECONDS + 10))
-  until grep -q "^$pid +++ exited with" "$work/$name.trace"; do
-    ((SECONDS < deadline)) || fail "strace did not finish $name.trace within 10 s"
-    sleep 0.1
-  done
 done
 status=0
 sdiff_ldb --db "$state/master/db" diff --db2 "$state/follower/db" >"$work/diff.log" 2>&1 || status=$?
