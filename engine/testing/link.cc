@@ -14,8 +14,22 @@ Link::Link(MemoryMaster* master, MemoryFollower* follower, std::mt19937_64* rng,
   server_options.families = defaults.families;
   hooks_ = master->Hooks(rng);
   server_ = std::make_unique<ServerSession>(server_options, hooks_);
-  client_ =
-      std::make_unique<ClientSession>(options.client, follower->Hooks(rng), follower->state());
+  FollowerHooks follower_hooks = follower->Hooks(rng);
+  // What a repair must carry whatever the protocol: the key and value of each
+  // put it applies. A delete of a key only the follower had counts nothing
+  // (the follower already holds its key), so the diff's overhead (all bytes
+  // but these) is never understated.
+  follower_hooks.write = [this, write = std::move(follower_hooks.write)](const ApplyRequest& r) {
+    Status s = write(r);
+    if (s.ok() && r.source == ApplyRequest::Source::kRepair) {
+      for (const Op& op : r.ops) {
+        if (op.kind == OpKind::kPut) stats_.repair_payload_bytes += op.key.size() + op.value.size();
+      }
+    }
+    return s;
+  };
+  client_ = std::make_unique<ClientSession>(options.client, std::move(follower_hooks),
+                                            follower->state());
 }
 
 void Link::Start() {

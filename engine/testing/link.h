@@ -21,7 +21,7 @@ struct LinkStats {
   int syncs = 0, retries = 0;                  // diffs finished, and those that must repeat
   int round_trips = 0;                         // over all diffs
   uint64_t repaired = 0;
-  uint64_t repair_payload_bytes = 0;  // keys and values the follower applied in repairs
+  uint64_t repair_payload_bytes = 0;  // keys and values of the puts repairs applied
   LinkStats& operator+=(const LinkStats& o) {
     resumes += o.resumes, diffs += o.diffs, bootstraps += o.bootstraps;
     syncs += o.syncs, retries += o.retries, round_trips += o.round_trips;
