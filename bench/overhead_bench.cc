@@ -1,11 +1,12 @@
 // `sdiff-bench overhead`: what attaching the plugin costs the master's
 // application. The same write loop (16-byte random keys, 100-byte values,
 // WAL on, no fsync) runs against a plain RocksDB and against a fresh one with
-// a Master attached and one Follower (same process, loopback) connected; the
-// attached loop calls NotifyWrite() after each Write, as the docs recommend.
-// With --idle-follower the follower's threads run at SCHED_IDLE, so they use
-// only CPU the master leaves: on a 2-core machine that separates what the
-// master pays from what a second replica on the same cores costs. Only the
+// a Master attached and N Followers (same process, loopback; --followers)
+// connected; the attached loop calls NotifyWrite() after each Write, as the
+// docs recommend. The followers' threads run at SCHED_IDLE (unless
+// --equal-follower), so they use only CPU the master leaves: deployed
+// followers run on their own machines, and on a 2-core machine that separates
+// what the master pays from what replicas on the same cores cost. Only the
 // loop is timed. Plain and attached alternate for a few rounds, since the
 // machines are noisy: rates and CPU are medians, and the ratio is the median
 // of each round's attached/plain pair.
@@ -106,7 +107,7 @@ struct Measurement {
   double writer_share = 0;    // the writing thread's CPU time / the loop's wall time
   double writer_waiting = 0;  // its time runnable but not running / the loop's wall time
   double catch_up_s = 0;      // after the loop, until the follower applied everything
-  // Attached: CPU from loop start until the follower caught up, by the threads
+  // Attached: CPU from loop start until the followers caught up, by the threads
   // Master::Attach started (tailer, server) and those Follower::Open started.
   double master_cpu_us = 0;
   double follower_cpu_us = 0;
@@ -167,7 +168,7 @@ void MakeIdle(const std::set<std::string>& tids) {
 }
 
 Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePool& values,
-                            size_t batch, bool idle_follower) {
+                            size_t batch, size_t followers, bool idle_follower) {
   TempDir dir;
   std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
   plugin::MasterOptions master_options;
@@ -178,22 +179,26 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
   Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
   auto threads1 = ThreadCpuNs();
 
-  plugin::FollowerOptions follower_options;
-  follower_options.db_path = dir.sub("follower");
-  follower_options.client.master = fmt::format("127.0.0.1:{}", master->port());
-  follower_options.client.logger = BenchLogger("follower");
-  std::unique_ptr<plugin::Follower> follower;
-  Check(plugin::Follower::Open(follower_options, &follower), "opening the follower");
+  std::vector<std::unique_ptr<plugin::Follower>> replicas(followers);
+  for (size_t i = 0; i < followers; ++i) {
+    plugin::FollowerOptions follower_options;
+    follower_options.db_path = dir.sub(fmt::format("follower-{}", i));
+    follower_options.client.master = fmt::format("127.0.0.1:{}", master->port());
+    follower_options.client.logger = BenchLogger("follower");
+    Check(plugin::Follower::Open(follower_options, &replicas[i]), "opening a follower");
+  }
   auto threads2 = ThreadCpuNs();
   std::set<std::string> master_threads = NewThreads(threads0, threads1);
   std::set<std::string> follower_threads = NewThreads(threads1, threads2);
   if (idle_follower) MakeIdle(follower_threads);
-  // Connected, and past its first diff (of an empty DB), before timing starts.
-  if (!follower->WaitFor([](const plugin::FollowerStatus& s) { return s.connected && s.diffs > 0; },
-                         10s)) {
-    fmt::print(stderr, "sdiff-bench: the follower did not connect: {}\n",
-               follower->status().last_error);
-    std::exit(1);
+  // Connected, and past their first diff (of an empty DB), before timing starts.
+  for (const auto& follower : replicas) {
+    if (!follower->WaitFor(
+            [](const plugin::FollowerStatus& s) { return s.connected && s.diffs > 0; }, 10s)) {
+      fmt::print(stderr, "sdiff-bench: a follower did not connect: {}\n",
+                 follower->status().last_error);
+      std::exit(1);
+    }
   }
 
   double cpu0 = CpuSeconds();
@@ -202,31 +207,37 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
   double t0 = WallSeconds();
   auto loop_end = ThreadCpuNs();
   uint64_t last = db->GetLatestSequenceNumber();
-  if (!follower->WaitFor([last](const plugin::FollowerStatus& s) { return s.applied_seq >= last; },
-                         kCatchUpDeadline)) {
-    fmt::print(stderr, "sdiff-bench: the follower did not catch up within {} s\n",
-               kCatchUpDeadline.count());
-    std::exit(1);
+  for (const auto& follower : replicas) {
+    if (!follower->WaitFor(
+            [last](const plugin::FollowerStatus& s) { return s.applied_seq >= last; },
+            kCatchUpDeadline)) {
+      fmt::print(stderr, "sdiff-bench: a follower did not catch up within {} s\n",
+                 kCatchUpDeadline.count());
+      std::exit(1);
+    }
   }
   r.catch_up_s = WallSeconds() - t0;
-  if (follower->status().connects != 1) {
-    // A follower dropped and reconnected meanwhile: part of the loop ran with none.
-    fmt::print(stderr, "sdiff-bench: the follower reconnected during the run: {}\n",
-               follower->status().last_error);
-    std::exit(1);
-  }
   r.process_cpu_us = (CpuSeconds() - cpu0) / keys.size() * 1e6;
   auto after = ThreadCpuNs();
   r.master_cpu_us = CpuSince(before, after, master_threads) / keys.size() * 1e6;
   r.follower_cpu_us = CpuSince(before, after, follower_threads) / keys.size() * 1e6;
   r.master_in_loop = CpuSince(before, loop_end, master_threads) /
                      std::max(1e-9, CpuSince(before, after, master_threads));
-  if (follower->status().keys != keys.size()) {
-    fmt::print(stderr, "sdiff-bench: the follower holds {} keys, expected {}\n",
-               follower->status().keys, keys.size());
-    std::exit(1);
+  for (const auto& follower : replicas) {
+    plugin::FollowerStatus status = follower->status();
+    if (status.connects != 1) {
+      // A follower dropped and reconnected meanwhile: part of the loop ran without it.
+      fmt::print(stderr, "sdiff-bench: a follower reconnected during the run: {}\n",
+                 status.last_error);
+      std::exit(1);
+    }
+    if (status.keys != keys.size()) {
+      fmt::print(stderr, "sdiff-bench: a follower holds {} keys, expected {}\n", status.keys,
+                 keys.size());
+      std::exit(1);
+    }
   }
-  follower.reset();
+  replicas.clear();
   master.reset();
   Check(db->Close(), "closing the master DB");
   return r;
@@ -234,6 +245,7 @@ Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePoo
 
 struct OverheadResult {
   size_t batch = 0;
+  size_t followers = 1;
   std::vector<Measurement> plain, attached;
 
   static double MedianOf(const std::vector<Measurement>& v, double Measurement::*field) {
@@ -265,26 +277,35 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
   std::vector<std::string> keys = RandomStrings(options.puts, kKeySize, 42);
   ValuePool values(kValueSize, 7);
   std::vector<OverheadResult> results;
-  for (size_t batch : options.batches) {
-    results.emplace_back();
-    results.back().batch = batch;
+  for (size_t followers : options.followers) {
+    for (size_t batch : options.batches) {
+      results.emplace_back();
+      results.back().batch = batch;
+      results.back().followers = followers;
+    }
   }
 
   if (!options.json) {
     fmt::print(
         "{} puts per measurement, {}-byte keys, {}-byte values, WAL on, no fsync; medians of {} "
-        "rounds, plain and attached alternating.\nattached: Master + 1 Follower in this process "
-        "over loopback{}; the loop calls master->NotifyWrite() after each Write.\n",
+        "rounds, plain and attached alternating.\nattached: Master + N Followers in this process "
+        "over loopback, the followers' threads {}; the loop calls master->NotifyWrite() after "
+        "each Write.\n",
         options.puts, kKeySize, kValueSize, options.rounds,
-        options.idle_follower ? ", the follower's threads at SCHED_IDLE" : "");
+        options.idle_follower ? "at SCHED_IDLE (the master's own cost)"
+                              : "at the master's priority (--equal-follower)");
   }
   for (int round = 0; round < options.rounds; ++round) {
     for (OverheadResult& r : results) {
       r.plain.push_back(MeasurePlain(keys, values, r.batch));
-      r.attached.push_back(MeasureAttached(keys, values, r.batch, options.idle_follower));
+      r.attached.push_back(
+          MeasureAttached(keys, values, r.batch, r.followers, options.idle_follower));
       if (!options.json) {
-        fmt::print(stderr, "round {} batch {}: plain {:.0f}/s, attached {:.0f}/s, ratio {:.3f}\n",
-                   round + 1, r.batch, r.plain.back().puts_per_s, r.attached.back().puts_per_s,
+        fmt::print(stderr,
+                   "round {} batch {} followers {}: plain {:.0f}/s, attached {:.0f}/s, ratio "
+                   "{:.3f}\n",
+                   round + 1, r.batch, r.followers, r.plain.back().puts_per_s,
+                   r.attached.back().puts_per_s,
                    r.attached.back().puts_per_s / r.plain.back().puts_per_s);
       }
     }
@@ -301,13 +322,14 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
     for (size_t i = 0; i < results.size(); ++i) {
       const OverheadResult& r = results[i];
       fmt::print(
-          "{}{{\"batch\": {}, \"plain_puts_per_s\": {:.0f}, \"attached_puts_per_s\": {:.0f}, "
+          "{}{{\"batch\": {}, \"followers\": {}, \"plain_puts_per_s\": {:.0f}, "
+          "\"attached_puts_per_s\": {:.0f}, "
           "\"ratio\": {:.3f}, \"plain_writer_cpu_us_per_put\": {:.3f}, "
           "\"attached_writer_cpu_us_per_put\": {:.3f}, \"plain_process_cpu_us_per_put\": {:.3f}, "
           "\"attached_process_cpu_us_per_put\": {:.3f}, \"attached_master_plugin_cpu_us_per_put\": "
           "{:.3f}, \"attached_master_plugin_in_loop_share\": {:.3f}, "
           "\"attached_follower_cpu_us_per_put\": {:.3f}}}",
-          i ? ", " : "", r.batch, r.plain_median(), r.attached_median(), r.ratio(),
+          i ? ", " : "", r.batch, r.followers, r.plain_median(), r.attached_median(), r.ratio(),
           r.plain_median(&M::writer_cpu_us), r.attached_median(&M::writer_cpu_us),
           r.plain_median(&M::process_cpu_us), r.attached_median(&M::process_cpu_us),
           r.attached_median(&M::master_cpu_us), r.attached_median(&M::master_in_loop),
@@ -316,14 +338,14 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
     fmt::print("], \"ratio_attached_to_plain\": {:.3f}}}\n", lowest);
     return 0;
   }
-  fmt::print("{:>6} {:>12} {:>12} {:>6} {:>17} {:>17} {:>15} {:>15} {:>9}\n", "batch",
-             "plain put/s", "attached/s", "ratio", "writer CPU us/put", "all CPU us/put",
-             "writer on CPU", "writer waiting", "catch-up");
+  fmt::print("{:>6} {:>9} {:>12} {:>12} {:>6} {:>17} {:>17} {:>15} {:>15} {:>9}\n", "batch",
+             "followers", "plain put/s", "attached/s", "ratio", "writer CPU us/put",
+             "all CPU us/put", "writer on CPU", "writer waiting", "catch-up");
   for (const OverheadResult& r : results) {
     fmt::print(
-        "{:>6} {:>12.0f} {:>12.0f} {:>6.3f} {:>7.2f} -> {:>6.2f} {:>7.2f} -> {:>6.2f} {:>5.0f}% -> "
-        "{:>3.0f}% {:>5.0f}% -> {:>3.0f}% {:>7.2f} s\n",
-        r.batch, r.plain_median(), r.attached_median(), r.ratio(),
+        "{:>6} {:>9} {:>12.0f} {:>12.0f} {:>6.3f} {:>7.2f} -> {:>6.2f} {:>7.2f} -> {:>6.2f} "
+        "{:>5.0f}% -> {:>3.0f}% {:>5.0f}% -> {:>3.0f}% {:>7.2f} s\n",
+        r.batch, r.followers, r.plain_median(), r.attached_median(), r.ratio(),
         r.plain_median(&M::writer_cpu_us), r.attached_median(&M::writer_cpu_us),
         r.plain_median(&M::process_cpu_us), r.attached_median(&M::process_cpu_us),
         100 * r.plain_median(&M::writer_share), 100 * r.attached_median(&M::writer_share),
@@ -338,16 +360,16 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
       "time it ran / was runnable but waited for a CPU (the rest it was blocked).\n",
       lowest);
   fmt::print(
-      "\nattached, CPU us per put by thread group (medians):\n{:>6} {:>8} {:>14} {:>8} {:>10} "
-      "{:>9}\n",
-      "batch", "writer", "master plugin", "in loop", "follower", "other");
+      "\nattached, CPU us per put by thread group (medians):\n{:>6} {:>9} {:>8} {:>14} {:>8} "
+      "{:>10} {:>9}\n",
+      "batch", "followers", "writer", "master plugin", "in loop", "follower", "other");
   for (const OverheadResult& r : results) {
     double writer = r.attached_median(&M::writer_cpu_us);
     double master = r.attached_median(&M::master_cpu_us);
     double follower = r.attached_median(&M::follower_cpu_us);
     double all = r.attached_median(&M::process_cpu_us);
-    fmt::print("{:>6} {:>8.2f} {:>14.2f} {:>7.0f}% {:>10.2f} {:>9.2f}\n", r.batch, writer, master,
-               100 * r.attached_median(&M::master_in_loop), follower,
+    fmt::print("{:>6} {:>9} {:>8.2f} {:>14.2f} {:>7.0f}% {:>10.2f} {:>9.2f}\n", r.batch,
+               r.followers, writer, master, 100 * r.attached_median(&M::master_in_loop), follower,
                std::max(0.0, all - writer - master - follower));
   }
   fmt::print(

@@ -12,11 +12,15 @@ namespace sdiff::bench {
 struct OverheadBenchOptions {
   size_t puts = 200'000;  // per measurement
   int rounds = 3;         // plain and attached alternate; medians reported
-  // The follower's threads run at SCHED_IDLE: they get only the CPU the
-  // master's threads leave, as a follower on another machine takes none, so
-  // the ratio shows what the master itself pays on a machine with no spare core.
-  bool idle_follower = false;
+  // The followers' threads run at SCHED_IDLE: they get only the CPU the
+  // master's threads leave, as followers on other machines take none, so the
+  // ratio shows what the master itself pays. Off (--equal-follower): they
+  // compete with the master at its own priority, as on one shared machine.
+  bool idle_follower = true;
   std::vector<size_t> batches = {1, 100};  // puts per WriteBatch; one result each
+  // Followers connected while attached; one result per count and batch, so
+  // fan-out is compared side by side in one run.
+  std::vector<size_t> followers = {1};
   bool json = false;
 };
 

@@ -30,8 +30,13 @@ int main(int argc, char** argv) {
   overhead_cmd->add_option("--puts", overhead.puts, "puts per measurement")
       ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
       ->capture_default_str();
-  overhead_cmd->add_flag("--idle-follower", overhead.idle_follower,
-                         "run the follower's threads at SCHED_IDLE (the master's own cost)");
+  overhead_cmd->add_flag("--idle-follower,!--equal-follower", overhead.idle_follower,
+                         "the followers' threads at SCHED_IDLE, the master's own cost (default); "
+                         "--equal-follower: at the master's priority, as on one shared machine");
+  overhead_cmd->add_option("--followers", overhead.followers, "followers, comma-separated counts")
+      ->delimiter(',')
+      ->check(CLI::Range(size_t{1}, size_t{64}))
+      ->capture_default_str();
   overhead_cmd->add_option("--rounds", overhead.rounds, "plain/attached rounds (medians)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
