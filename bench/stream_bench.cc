@@ -359,6 +359,38 @@ std::optional<StreamResult> MeasurePhase(Child* child, rocksdb::DB* db, plugin::
   return r;
 }
 
+// The rate the master's writer reaches alone: the same single puts as
+// WritePaced, unpaced, for `seconds`, into a plain RocksDB with the master's
+// options and no plugin. The stream is sustained at full speed when the
+// follower keeps up with this.
+double PlainPutRate(double seconds, const ValuePool& pool) {
+  TempDir dir;
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.WAL_ttl_seconds = 3600;
+  rocksdb::DB* raw = nullptr;
+  Check(rocksdb::DB::Open(db_options, dir.sub("plain"), &raw), "opening the plain DB");
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::mt19937_64 rng(43);
+  rocksdb::WriteOptions write;
+  std::string key(kKeySize, '\0');
+  std::string value(pool.Get(0));
+  const int64_t t0 = MonotonicNs(), end = t0 + static_cast<int64_t>(seconds * 1e9);
+  uint64_t written = 0;
+  int64_t now = t0;
+  while (now < end) {
+    for (int i = 0; i < 64; ++i, ++written) {  // the clock read once per 64 puts
+      uint64_t k0 = rng(), k1 = rng();
+      std::memcpy(key.data(), &k0, 8);
+      std::memcpy(key.data() + 8, &k1, 8);
+      Check(db->Put(write, key, value), "plain write");
+    }
+    now = MonotonicNs();
+  }
+  Check(db->Close(), "closing the plain DB");
+  return written / ((now - t0) * 1e-9);
+}
+
 // The parent's side of `stream` and `audit`: a master DB in a temporary
 // directory, attached, with the follower process connected.
 struct StreamSetup {
@@ -536,6 +568,8 @@ int RunStreamBench(const StreamBenchOptions& options) {
 
   bool clean = setup.Finish();
   if (lost_contact) return 1;
+  // Measured after the phases, in the same run, so both see the same machine.
+  const double plain = PlainPutRate(options.seconds, pool);
 
   if (options.json) {
     fmt::print("{{\"benchmark\": \"stream\", \"seconds\": {}, \"results\": [", options.seconds);
@@ -546,10 +580,15 @@ int RunStreamBench(const StreamBenchOptions& options) {
           "{:.3f}, \"lag_p99_ms\": {:.3f}, \"lag_max_ms\": {:.3f}}}",
           i ? ", " : "", r.offered, r.achieved, r.p50_ms, r.p99_ms, r.max_ms);
     }
-    fmt::print("], \"max_sustained_puts_per_s\": {}}}\n", best);
+    fmt::print("], \"max_sustained_puts_per_s\": {}, \"master_plain_puts_per_s\": {:.0f}}}\n", best,
+               plain);
   } else {
     fmt::print("highest sustained offered rate: {} puts/s{}\n", best,
                failed == 0 ? " (no tried rate failed)" : "");
+    fmt::print(
+        "the master's writer alone (plain RocksDB, no plugin, unpaced single puts, {} s): {:.0f} "
+        "puts/s; sustained / alone: {:.2f}\n",
+        options.seconds, plain, best / plain);
   }
   return clean ? 0 : 1;
 }
