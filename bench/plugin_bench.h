@@ -77,4 +77,16 @@ struct AckBenchOptions {
 // master's min_acks at each value and one follower in this process.
 int RunAckBench(const AckBenchOptions& options);
 
+struct TwoPhaseBenchOptions {
+  uint64_t keys = 1'000'000;  // in the master before it attaches
+  uint64_t rate = 1000;       // offered transactions/s
+  uint32_t puts = 4;          // per transaction
+  double seconds = 3;
+  bool json = false;
+};
+// Two-phase-commit transactions on a TransactionDB master: the follower's
+// lag, the master's CPU per transaction beside a plain TransactionDB's, and
+// the tree rebuilds they cause (goal: none).
+int RunTwoPhaseBench(const TwoPhaseBenchOptions& options);
+
 }  // namespace sdiff::bench

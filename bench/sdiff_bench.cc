@@ -110,6 +110,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{0}, size_t{1}))
       ->capture_default_str();
 
+  sdiff::bench::TwoPhaseBenchOptions twopc;
+  CLI::App* twopc_cmd = app.add_subcommand(
+      "twopc", "RocksDB plugin: two-phase-commit transactions: lag, CPU, rebuilds");
+  twopc_cmd->add_flag("--json", twopc.json, "print one JSON object");
+  twopc_cmd->add_option("--keys", twopc.keys, "keys in the master")->capture_default_str();
+  twopc_cmd->add_option("--rate", twopc.rate, "offered transactions/s")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000}))
+      ->capture_default_str();
+  twopc_cmd->add_option("--puts", twopc.puts, "puts per transaction")
+      ->check(CLI::Range(1u, 10'000u))
+      ->capture_default_str();
+  twopc_cmd->add_option("--seconds", twopc.seconds, "writing time")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -127,5 +140,6 @@ int main(int argc, char** argv) {
   if (audit_cmd->parsed()) return sdiff::bench::RunAuditBench(audit);
   if (records_cmd->parsed()) return sdiff::bench::RunRecordsBench(records);
   if (acks_cmd->parsed()) return sdiff::bench::RunAckBench(acks);
+  if (twopc_cmd->parsed()) return sdiff::bench::RunTwoPhaseBench(twopc);
   return 2;
 }

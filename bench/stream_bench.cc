@@ -1,5 +1,5 @@
-// `sdiff-bench stream` (and `audit`): replication lag from master commit to follower apply,
-// the follower in a process of its own.
+// `sdiff-bench stream` (and `audit`, `twopc`): replication lag from master commit to follower
+// apply, the follower in a process of its own.
 //
 // The parent opens a RocksDB, attaches a Master and spawns itself as
 // `stream-follower --master=127.0.0.1:PORT --db=DIR`. For each offered rate it
@@ -24,6 +24,8 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/transaction.h>
+#include <rocksdb/utilities/transaction_db.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -235,15 +237,26 @@ class Child {
 };
 
 struct WriterResult {
-  uint64_t written = 0;
-  int64_t end_ns = 0;  // after the last Write
+  uint64_t writes = 0;   // single puts, or transactions
+  uint64_t written = 0;  // puts
+  int64_t end_ns = 0;    // after the last Write
   double achieved_per_s = 0;
 };
 
-// Writes rate * seconds single-put batches, put i due at t0 + i / rate. Stops
-// early (short of the count) if it is still writing at t0 + 2 * seconds.
+// How the paced loop writes: single puts (db->Put), or two-phase-commit
+// transactions of `puts` puts each (BeginTransaction, Put..., Prepare, Commit).
+struct WriteShape {
+  rocksdb::TransactionDB* txn_db = nullptr;  // set: transactions
+  uint32_t puts = 1;                         // per transaction
+};
+
+// Writes rate * seconds writes of `shape`, write i due at t0 + i / rate.
+// Stops early (short of the count) if it is still writing at t0 + 2 * seconds.
+// `master` may be null (the plain runs). Each value is stamped just before its
+// own Put, so a transaction's lag includes its Prepare and Commit.
 WriterResult WritePaced(rocksdb::DB* db, plugin::Master* master, uint64_t rate, double seconds,
-                        uint32_t phase, std::mt19937_64* rng, const ValuePool& pool) {
+                        uint32_t phase, std::mt19937_64* rng, const ValuePool& pool,
+                        const WriteShape& shape = {}) {
   const uint64_t n = static_cast<uint64_t>(rate * seconds);
   const double period_ns = 1e9 / rate;
   const int64_t t0 = MonotonicNs();
@@ -252,6 +265,13 @@ WriterResult WritePaced(rocksdb::DB* db, plugin::Master* master, uint64_t rate, 
   std::string key(kKeySize, '\0');
   std::string value(pool.Get(phase));
   std::memcpy(value.data() + 8, &phase, 4);
+  auto next = [&] {
+    uint64_t k0 = (*rng)(), k1 = (*rng)();
+    std::memcpy(key.data(), &k0, 8);
+    std::memcpy(key.data() + 8, &k1, 8);
+    int64_t commit = MonotonicNs();
+    std::memcpy(value.data(), &commit, 8);
+  };
   WriterResult r;
   for (uint64_t i = 0; i < n; ++i) {
     int64_t due = t0 + static_cast<int64_t>(i * period_ns);
@@ -263,17 +283,26 @@ WriterResult WritePaced(rocksdb::DB* db, plugin::Master* master, uint64_t rate, 
     } else if (now > hard_end) {
       break;
     }
-    uint64_t k0 = (*rng)(), k1 = (*rng)();
-    std::memcpy(key.data(), &k0, 8);
-    std::memcpy(key.data() + 8, &k1, 8);
-    int64_t commit = MonotonicNs();
-    std::memcpy(value.data(), &commit, 8);
-    Check(db->Put(write, key, value), "master write");
-    master->NotifyWrite();
-    ++r.written;
+    if (shape.txn_db == nullptr) {
+      next();
+      Check(db->Put(write, key, value), "master write");
+      ++r.written;
+    } else {
+      std::unique_ptr<rocksdb::Transaction> txn(shape.txn_db->BeginTransaction(write));
+      Check(txn->SetName(fmt::format("bench-{}", i)), "naming a transaction");
+      for (uint32_t j = 0; j < shape.puts; ++j) {
+        next();
+        Check(txn->Put(key, value), "transaction put");
+      }
+      Check(txn->Prepare(), "prepare");
+      Check(txn->Commit(), "commit");
+      r.written += shape.puts;
+    }
+    if (master != nullptr) master->NotifyWrite();
+    ++r.writes;
   }
   r.end_ns = MonotonicNs();
-  r.achieved_per_s = r.written / ((r.end_ns - t0 + period_ns) * 1e-9);
+  r.achieved_per_s = r.writes / ((r.end_ns - t0 + period_ns) * 1e-9);
   return r;
 }
 
@@ -333,12 +362,13 @@ using BesideWrites = std::function<void(const std::atomic<bool>& writes_done)>;
 std::optional<StreamResult> MeasurePhase(Child* child, rocksdb::DB* db, plugin::Master* master,
                                          uint64_t rate, double seconds, uint32_t phase,
                                          std::mt19937_64* rng, const ValuePool& pool,
-                                         const BesideWrites& beside = {}) {
+                                         const BesideWrites& beside = {},
+                                         const WriteShape& shape = {}) {
   double cpu0 = CpuSeconds();
   std::atomic<bool> writes_done{false};
   std::thread side;
   if (beside) side = std::thread([&] { beside(writes_done); });
-  WriterResult w = WritePaced(db, master, rate, seconds, phase, rng, pool);
+  WriterResult w = WritePaced(db, master, rate, seconds, phase, rng, pool, shape);
   writes_done = true;
   if (side.joinable()) side.join();
   StreamResult r;
@@ -391,24 +421,42 @@ double PlainPutRate(double seconds, const ValuePool& pool) {
   return written / ((now - t0) * 1e-9);
 }
 
+// A TransactionDB (write-committed, the default policy) with the stream
+// master's options.
+rocksdb::TransactionDB* OpenTransactionDb(const std::string& path) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.WAL_ttl_seconds = 3600;
+  rocksdb::TransactionDB* raw = nullptr;
+  Check(rocksdb::TransactionDB::Open(db_options, rocksdb::TransactionDBOptions(), path, &raw),
+        "opening the master TransactionDB");
+  return raw;
+}
+
 // The parent's side of `stream` and `audit`: a master DB in a temporary
 // directory, attached, with the follower process connected.
 struct StreamSetup {
   TempDir dir;
   std::unique_ptr<rocksdb::DB> db;
+  rocksdb::TransactionDB* txn_db = nullptr;  // db, when opened for transactions
   std::unique_ptr<plugin::Master> master;
   std::unique_ptr<Child> child;
 
   // Opens the DB (after `fill` writes to it, if set), attaches and spawns the
   // follower. False (after a line on stderr) when the follower does not get ready.
   bool Start(plugin::MasterOptions master_options,
-             const std::function<void(rocksdb::DB*)>& fill = {}) {
-    rocksdb::Options db_options;
-    db_options.create_if_missing = true;
-    db_options.WAL_ttl_seconds = 3600;
-    rocksdb::DB* raw = nullptr;
-    Check(rocksdb::DB::Open(db_options, dir.sub("master"), &raw), "opening the master DB");
-    db.reset(raw);
+             const std::function<void(rocksdb::DB*)>& fill = {}, bool transactions = false) {
+    if (transactions) {
+      txn_db = OpenTransactionDb(dir.sub("master"));
+      db.reset(txn_db);
+    } else {
+      rocksdb::Options db_options;
+      db_options.create_if_missing = true;
+      db_options.WAL_ttl_seconds = 3600;
+      rocksdb::DB* raw = nullptr;
+      Check(rocksdb::DB::Open(db_options, dir.sub("master"), &raw), "opening the master DB");
+      db.reset(raw);
+    }
     if (fill) fill(db.get());
     master_options.server.listen = "127.0.0.1:0";
     master_options.server.logger = BenchLogger("master");
@@ -713,6 +761,79 @@ int RunAuditBench(const AuditBenchOptions& options) {
                range_ms[range_ms.size() / 2]);
   }
   return clean ? 0 : 1;
+}
+
+int RunTwoPhaseBench(const TwoPhaseBenchOptions& options) {
+  signal(SIGPIPE, SIG_IGN);
+  std::mt19937_64 rng(17);
+  ValuePool pool(kValueSize, 19);
+  // The same paced transactions into a plain TransactionDB: what they cost
+  // with no plugin, measured in the same run.
+  double plain_cpu_us = 0;
+  {
+    TempDir dir;
+    std::unique_ptr<rocksdb::TransactionDB> txn_db(OpenTransactionDb(dir.sub("plain")));
+    double cpu0 = CpuSeconds();
+    WriterResult w = WritePaced(txn_db.get(), nullptr, options.rate, options.seconds, 0, &rng, pool,
+                                WriteShape{txn_db.get(), options.puts});
+    plain_cpu_us = (CpuSeconds() - cpu0) * 1e6 / std::max<uint64_t>(1, w.writes);
+    Check(txn_db->Close(), "closing the plain TransactionDB");
+  }
+
+  StreamSetup setup;
+  bool ready = setup.Start(
+      {},
+      [&](rocksdb::DB* db) {
+        rocksdb::WriteBatch batch;
+        for (uint64_t i = 0; i < options.keys; ++i) {
+          Check(batch.Put(OrderedKey(rng(), rng()), pool.Get(i)), "preload");
+          if (batch.Count() == 1000 || i + 1 == options.keys) {
+            Check(db->Write(rocksdb::WriteOptions(), &batch), "preload");
+            batch.Clear();
+          }
+        }
+      },
+      /*transactions=*/true);
+  if (!ready) return 1;
+  plugin::Master* master = setup.master.get();
+  const uint64_t rebuilds0 = master->status().rebuilds;
+  std::optional<StreamResult> r =
+      MeasurePhase(setup.child.get(), setup.db.get(), master, options.rate, options.seconds, 0,
+                   &rng, pool, {}, WriteShape{setup.txn_db, options.puts});
+  const uint64_t rebuilds = master->status().rebuilds - rebuilds0;
+  const bool caught_up = master->status().tailed_seq == setup.db->GetLatestSequenceNumber();
+  bool clean = setup.Finish();
+  if (!r) return 1;
+  // MeasurePhase counts CPU per put; here per transaction.
+  const double attached_cpu_us = r->master_cpu_us * options.puts;
+
+  if (options.json) {
+    fmt::print(
+        "{{\"benchmark\": \"twopc\", \"keys\": {}, \"puts_per_transaction\": {}, "
+        "\"offered_transactions_per_s\": {}, \"achieved_transactions_per_s\": {:.0f}, "
+        "\"lag_p50_ms\": {:.3f}, \"lag_p99_ms\": {:.3f}, \"lag_max_ms\": {:.3f}, "
+        "\"plain_cpu_us_per_transaction\": {:.1f}, \"attached_cpu_us_per_transaction\": {:.1f}, "
+        "\"rebuilds\": {}, \"applied_all\": {}, \"tailed_all\": {}}}\n",
+        options.keys, options.puts, options.rate, r->achieved, r->p50_ms, r->p99_ms, r->max_ms,
+        plain_cpu_us, attached_cpu_us, rebuilds, r->applied >= r->written, caught_up);
+  } else {
+    fmt::print(
+        "master of {} keys (a TransactionDB, write-committed); {} two-phase transactions/s of {} "
+        "puts each (BeginTransaction, Put, Prepare, Commit) for {} s; the follower in its own "
+        "process over loopback.\n",
+        options.keys, options.rate, options.puts, options.seconds);
+    fmt::print(
+        "achieved {:.0f} transactions/s; lag (each put's stamp before its Put to its "
+        "apply) p50 {:.3f} ms, p99 {:.3f} ms, max {:.3f} ms; {} of {} puts applied\n",
+        r->achieved, r->p50_ms, r->p99_ms, r->max_ms, r->applied, r->written);
+    fmt::print(
+        "CPU per transaction, whole process: plain TransactionDB {:.1f} us, attached (writer, "
+        "master plugin) {:.1f} us; the plugin's part {:.1f} us\n",
+        plain_cpu_us, attached_cpu_us, attached_cpu_us - plain_cpu_us);
+    fmt::print("tree rebuilds during the run: {} (goal 0); tailer at the DB's last sequence: {}\n",
+               rebuilds, caught_up ? "yes" : "no");
+  }
+  return clean && rebuilds == 0 ? 0 : 1;
 }
 
 }  // namespace sdiff::bench
