@@ -78,13 +78,15 @@ bool WalFileReader::Fill(uint64_t end) {
     buf_.erase(0, pos_ - buf_start_);
     buf_start_ = pos_;
   }
-  std::string chunk;
   while (have < end) {
     const size_t want = std::max<uint64_t>(end - have, kReadChunk);
-    chunk.resize(want);
+    if (scratch_size_ < want) {
+      scratch_.reset(new char[want]);  // uninitialised: Read fills what it returns
+      scratch_size_ = want;
+    }
     rocksdb::Slice got;
     rocksdb::IOStatus s =
-        file_->Read(have, want, rocksdb::IOOptions(), &got, chunk.data(), nullptr);
+        file_->Read(have, want, rocksdb::IOOptions(), &got, scratch_.get(), nullptr);
     if (!s.ok()) return false;  // read again on the next call; a lasting error shows as a gap
     buf_.append(got.data(), got.size());
     have += got.size();

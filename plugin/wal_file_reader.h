@@ -64,7 +64,11 @@ class WalFileReader {
   std::string buf_;         // the file's bytes from buf_start_ on
   uint64_t buf_start_ = 0;  // file offset of buf_[0]
   uint64_t pos_ = 0;        // file offset of the next physical record
-  std::string fragments_;   // a logical record's fragments read so far
+  // Where Fill reads to, kept between calls: a tailer polled a thousand
+  // times a second would otherwise allocate and zero a chunk each time.
+  std::unique_ptr<char[]> scratch_;
+  size_t scratch_size_ = 0;
+  std::string fragments_;  // a logical record's fragments read so far
   bool in_fragments_ = false;
   bool recyclable_;  // the file holds recyclable records: other bytes are old
 };
