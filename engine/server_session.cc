@@ -366,6 +366,13 @@ void ServerSession::RequestSync() {
   Event(ServerEvent::WantSnapshot(sent_seq_));
 }
 
+void ServerSession::RequestCorrection() {
+  holds_all_ = false;
+  verify_after_ms_.reset();
+  correction_sync_floor_ = sync_id_ + (sync_phase_ == SyncPhase::kIdle ? 0 : 1);
+  RequestSync();
+}
+
 void ServerSession::StartSync(TreeView snapshot, uint64_t snapshot_seq) {
   if (state_ != State::kStreaming || sync_phase_ != SyncPhase::kWantSnapshot) return;
   // Nothing will ever stream what lies between: batches up to the snapshot
@@ -545,7 +552,8 @@ void ServerSession::FinishSync() {
   // The follower holds everything once it has applied the repairs: a Pong
   // answering a Ping sent after this SyncDone says so (OnTick sends one, in a
   // later millisecond than every Ping before, so the echo tells them apart).
-  if (hello_.role == Role::kFollower && !holds_all_ && !verify_after_ms_) {
+  if (hello_.role == Role::kFollower && !holds_all_ && !verify_after_ms_ &&
+      sync_id_ > correction_sync_floor_) {
     verify_after_ms_ = std::max<int64_t>(last_ping_ms_, 0);
   }
   if (std::exchange(sync_again_, false)) RequestSync();

@@ -130,6 +130,12 @@ class ServerSession {
   bool OnBatch(std::shared_ptr<const Batch> batch);
   bool OnBatch(const Batch& batch);  // a copy, for tests and small embedders
   void RequestSync();
+  // The master's data changed outside the stream (its tree was rebuilt after
+  // a WAL gap, an audit corrected it, files were ingested): asks for a diff,
+  // and until one that starts after this call completes, and the follower
+  // answers a Ping sent after it, what it applied no longer proves it holds
+  // every write (acked_seq() is 0).
+  void RequestCorrection();
   // `snapshot_seq`: the sequence the snapshot stands at, when the tree jumped
   // past the stream (a rebuild): the diff brings the follower there, and the
   // stream goes on after it. 0: at the stream's position.
@@ -270,6 +276,10 @@ class ServerSession {
   // until then, a Pong echoing a Ping later than verify_after_ms_ proves it.
   bool holds_all_ = false;
   std::optional<int64_t> verify_after_ms_;
+  // Only a diff numbered above this can restore holds_all_ after a
+  // correction (RequestCorrection): one asked for or running before it may
+  // compare a tree from before the change.
+  uint64_t correction_sync_floor_ = 0;
   int64_t last_ping_ms_ = -1;
 
   // Database work: the request made and not yet polled, and the kind of the

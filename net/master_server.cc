@@ -173,10 +173,10 @@ class MasterServer::Driver : public ConnectionHandler,
   }
 
   // From any thread.
-  void RequestSync() {
+  void RequestCorrection() {
     if (auto c = connection_.lock()) {
       c->Post([self = shared_from_this(), c] {
-        self->session_.RequestSync();
+        self->session_.RequestCorrection();
         self->Pump(*c);
       });
     }
@@ -637,7 +637,7 @@ void MasterServer::RequestSyncAll() {
     MutexLock lock(&mu_);
     drivers = drivers_;
   }
-  for (const auto& d : drivers) d->RequestSync();
+  for (const auto& d : drivers) d->RequestCorrection();
 }
 
 MasterServerStats MasterServer::stats() const {

@@ -122,7 +122,9 @@ class MasterServer {
   uint16_t port() const { return port_; }
   // Stops accepting, closes every session (they finish their frame), joins threads.
   void Stop();
-  // Asks every connected follower to diff.
+  // Asks every connected follower to diff, as after a change outside the
+  // stream: until its diff completes, none counts as holding every write
+  // (ServerSession::RequestCorrection).
   void RequestSyncAll();
   MasterServerStats stats() const;
   // How far each connected follower holds the writes; Wait on it from any

@@ -224,5 +224,35 @@ TEST_F(AckSessionTest, AResumedFollowerCountsAtOnce) {
   EXPECT_EQ(second.server().acked_seq(), 30u) << "no Ping was needed";
 }
 
+// A change outside the stream (a rebuild after a WAL gap, an audit's
+// correction) makes the master ask every follower to diff: until that diff is
+// done, what a follower applied no longer says it holds every write.
+TEST_F(AckSessionTest, AfterACorrectionAFollowerCountsOnlyOnceItsDiffIsConfirmed) {
+  WriteKeys(0, 20);
+  Link link(&master_, &follower_, &rng_);
+  link.Start();
+  link.Tick(0);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  link.Tick(1);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  ASSERT_EQ(link.server().acked_seq(), 20u);
+  const int syncs = link.stats().syncs;
+
+  // The master's data changes without a batch on the stream (as a rebuild
+  // finds it), then the correction; the stream goes on meanwhile.
+  master_.Write({Op{OpKind::kPut, 0, "outside", "v"}});  // never handed to the link
+  link.server().RequestCorrection();
+  EXPECT_EQ(link.server().acked_seq(), 0u) << "at once, before the diff";
+  WriteKeys(21, 25, &link);
+  EXPECT_EQ(link.server().acked_seq(), 0u);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  ASSERT_GT(link.stats().syncs, syncs);
+  ASSERT_EQ(follower_.data(), master_.data()) << "the diff brought the change";
+  EXPECT_EQ(link.server().acked_seq(), 0u) << "not before a Ping after the diff";
+  link.Tick(2);
+  ASSERT_TRUE(link.RunUntilQuiet());
+  EXPECT_EQ(link.server().acked_seq(), 25u);
+}
+
 }  // namespace
 }  // namespace sdiff::testing

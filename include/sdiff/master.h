@@ -63,7 +63,9 @@ class Master {
 
   // Call after each write to the DB to replicate it at once. Thread-safe and cheap.
   void NotifyWrite();
-  // Asks every connected follower to diff now (anti-entropy on demand).
+  // Asks every connected follower to diff now (anti-entropy on demand, or
+  // after changing the data outside the WAL). Until its diff completes, a
+  // follower does not count for WaitForFollowers.
   void RequestSyncAll();
   // The port followers connect to: options.listen's, or the OS's pick for port 0.
   uint16_t port() const;
