@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <map>
@@ -185,7 +184,7 @@ class RelayTest : public ::testing::Test {
     options.client.master = "127.0.0.1:" + std::to_string(upstream_port);
     options.client.backoff_initial = 20ms;
     options.client.backoff_max = 200ms;
-    options.client.logger = getenv("RELAY_LOG") ? spdlog::default_logger() : QuietLogger();
+    options.client.logger = QuietLogger();
     options.audit.interval = 0ms;
     if (relay) {
       options.relay.server.listen = "127.0.0.1:" + std::to_string(listen_port);
