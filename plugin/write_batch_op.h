@@ -26,8 +26,9 @@ rocksdb::Status AddOp(const Op& op, rocksdb::ColumnFamilyHandle* family,
 
 // Appends to *out the puts, deletes and range deletes `batch` holds in the
 // column families `families` maps (RocksDB family ID -> tag), in order;
-// records of other families are skipped. Fails on a record AddOp never
-// writes (a merge, a single delete, a wide-column entity).
+// records of other families are skipped. For a batch AddOp built: records
+// it never writes (merges, single deletes) are left to RocksDB's handler
+// defaults, which skip or refuse them.
 rocksdb::Status OpsOf(const rocksdb::WriteBatch& batch,
                       const std::map<uint32_t, FamilyTag>& families, std::vector<Op>* out);
 
