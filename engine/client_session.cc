@@ -576,7 +576,7 @@ void ClientSession::HandleBootstrap(const BootstrapChunk& chunk) {
 bool ClientSession::Apply(ApplyRequest::Source source, const std::vector<Op>& ops,
                           uint64_t stream_seq, StagedWrite* staged) {
   persisted_.applied_seq = consistent_ ? applied_seq_ : 0;
-  Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq, staged});
+  Status s = hooks_.write(ApplyRequest{source, ops, persisted_, stream_seq, staged, applied_seq_});
   if (!s.ok()) {
     Fail(Status::IOError("applying to the replica failed: " + s.ToString()), RejectCode::kInternal);
     return false;

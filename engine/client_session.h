@@ -69,6 +69,12 @@ struct ApplyRequest {
   // Not null: a staged write (FollowerHooks::stage) to write first, in the
   // same atomic write as `ops` and `state`.
   StagedWrite* staged = nullptr;
+  // The stream's position once this write is applied: the last master
+  // sequence the follower has applied or been brought to (a diff's start,
+  // a bootstrap's snapshot), persisted or not. `state.applied_seq` says it
+  // only once the replica is known consistent (0 until then); a relay
+  // (plugin/relay.h) needs it always, to relay with the master's sequences.
+  uint64_t position = 0;
 };
 
 struct FollowerHooks {

@@ -46,7 +46,13 @@ using ReadFun = std::function<Status(const std::vector<KeyRef>& keys,
 
 struct MasterHooks {
   std::function<uint64_t()> current_seq;  // last committed sequence
-  std::function<uint64_t()> key_count;    // keys in the master's tree
+  // Optional: the newest sequence the origin master has committed, as far as
+  // this master knows, which Pings carry (followers measure their lag from
+  // it). A relay (a follower serving followers) is behind its own master, so
+  // its followers' lag is end to end only if it passes on what it heard.
+  // Null: current_seq.
+  std::function<uint64_t()> newest_seq;
+  std::function<uint64_t()> key_count;  // keys in the master's tree
   // Whether every batch after `seq` can still be fed (the WAL still holds it).
   std::function<bool(uint64_t seq)> can_resume;
   ReadFun read;

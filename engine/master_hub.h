@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/merkle_tree.h"
@@ -43,6 +44,9 @@ class MasterHub {
   // the snapshot then waits until the tree has caught up.
   virtual void RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) = 0;
   virtual void Unsubscribe(const BatchSink* sink) = 0;
+  // Why the hub cannot serve anyone now (a relay that follows no master
+  // yet), or empty when it can. The server refuses connections meanwhile.
+  virtual std::string Unavailable() { return {}; }
 };
 
 }  // namespace sdiff

@@ -119,6 +119,11 @@ std::vector<DiffEntry> Diff(const TreeView& a, const TreeView& b);
 class MerkleTree : public TreeView {
  public:
   using TreeView::TreeView;
+  // A tree holding what `view` holds, in O(1): it shares the view's nodes and
+  // copies one only when a write reaches it. Keys a collision left out of the
+  // tree the view came from are not in a view, so left_out() starts at 0
+  // (a relay's batch log takes its follower's tree this way and never writes it).
+  explicit MerkleTree(const TreeView& view) : TreeView(view) {}
 
   // Inserts or overwrites. A key whose key hash collides with another's is
   // kept aside as above (left_out() counts them). Always OK: the Status is

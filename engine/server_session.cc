@@ -833,7 +833,8 @@ void ServerSession::OnTick(int64_t now_ms) {
   bool verify =
       verify_after_ms_ && last_ping_ms_ <= *verify_after_ms_ && now_ms > *verify_after_ms_;
   if (state_ == State::kStreaming && (now_ms >= next_ping_ms_ || verify)) {
-    Send(Ping{hooks_.current_seq(), static_cast<uint64_t>(now_ms)});
+    uint64_t newest = hooks_.newest_seq ? hooks_.newest_seq() : hooks_.current_seq();
+    Send(Ping{newest, static_cast<uint64_t>(now_ms)});
     next_ping_ms_ = now_ms + options_.ping_interval_ms;
     last_ping_ms_ = now_ms;
   }

@@ -20,7 +20,8 @@
 namespace sdiff::net {
 namespace {
 
-// Answers a connection beyond max_connections with Reject{kOverload}.
+// Answers a connection the server does not take (beyond max_connections, or
+// while the hub is unavailable) with Reject{kOverload}: come back later.
 class RefuseHandler : public ConnectionHandler {
  public:
   explicit RefuseHandler(std::string reason) : reason_(std::move(reason)) {}
@@ -182,10 +183,10 @@ class MasterServer::Driver : public ConnectionHandler,
     }
   }
 
-  void Shutdown() {
+  void Shutdown(std::string reason = "master shutting down") {
     if (auto c = connection_.lock()) {
-      c->Post([self = shared_from_this(), c] {
-        self->session_.Close("master shutting down");
+      c->Post([self = shared_from_this(), c, reason = std::move(reason)] {
+        self->session_.Close(reason);
         self->Pump(*c);
       });
     }
@@ -555,13 +556,14 @@ void MasterServer::Accept() {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         std::shared_ptr<Connection> connection;
-        {
+        std::string reason = hub_->Unavailable();  // outside mu_: the hub has its own lock
+        if (reason.empty()) {
           // A driver is wired to its connection before Stop or RequestSyncAll
           // can see it, and none is added once Stop has taken its copy.
           MutexLock lock(&mu_);
           if (stopped_) return;
           if (drivers_.size() >= options_.max_connections) {
-            counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+            reason = "too many connections (max " + std::to_string(options_.max_connections) + ")";
           } else {
             ServerOptions session = hub_->SessionOptions();
             session.authenticator = authenticator_.get();
@@ -580,8 +582,7 @@ void MasterServer::Accept() {
         if (connection) {
           connection->Start();
         } else {
-          std::string reason =
-              "too many connections (max " + std::to_string(options_.max_connections) + ")";
+          counters_.rejected.fetch_add(1, std::memory_order_relaxed);
           auto connection = std::make_shared<Connection>(std::move(socket), tls_.get(), true,
                                                          std::make_shared<RefuseHandler>(reason),
                                                          handshake_connection_);
@@ -629,6 +630,15 @@ void MasterServer::Stop() {
   threads_.clear();
   MutexLock lock(&mu_);
   drivers_.clear();
+}
+
+void MasterServer::DisconnectAll(const std::string& reason) {
+  std::set<std::shared_ptr<Driver>> drivers;
+  {
+    MutexLock lock(&mu_);
+    drivers = drivers_;
+  }
+  for (const auto& d : drivers) d->Shutdown(reason);
 }
 
 void MasterServer::RequestSyncAll() {

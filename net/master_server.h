@@ -3,7 +3,8 @@
 // the plugin's RocksDB master, or an in-memory one in tests).
 //
 // Limits, each enforced with a log line: at most max_connections sessions
-// (more are refused with Reject{kOverload}), a handshake must finish within
+// (more are refused with Reject{kOverload}, as are all while the hub says it
+// is unavailable: MasterHub::Unavailable), a handshake must finish within
 // handshake_timeout, and a follower whose unsent backlog passes the
 // connection's high-water mark is disconnected (it repairs itself on return);
 // each batch counts for at most a quarter of the mark, so one large write
@@ -126,6 +127,9 @@ class MasterServer {
   // stream: until its diff completes, none counts as holding every write
   // (ServerSession::RequestCorrection).
   void RequestSyncAll();
+  // Ends every session with `reason` (their peers come back, and start
+  // again: a relay whose identity or position changed under them).
+  void DisconnectAll(const std::string& reason);
   MasterServerStats stats() const;
   // How far each connected follower holds the writes; Wait on it from any
   // thread but the server's own.

@@ -89,17 +89,43 @@ Status BatchLog::Append(std::shared_ptr<Batch> batch) {
     if (!s.ok()) return s;
   }
   tailed_seq_ = LastSeq(*batch);
-  std::shared_ptr<const Batch> shared = std::move(batch);
-  window_bytes_ += BatchBytes(*shared);
-  window_.push_back(shared);
+  KeepLocked(std::move(batch));
+  RunTreeTasksLocked();
+  return Status::OK();
+}
+
+void BatchLog::KeepLocked(std::shared_ptr<const Batch> batch) {
+  window_bytes_ += BatchBytes(*batch);
+  window_.push_back(batch);
   while (window_bytes_ > options_.resume_window_bytes && window_.size() > 1) {
     window_bytes_ -= BatchBytes(*window_.front());
     window_.pop_front();
   }
-  unsent_.push_back(std::move(shared));
+  unsent_.push_back(std::move(batch));
   if (unsent_.size() >= kHandOffBatches) FlushLocked();
+}
+
+Status BatchLog::AppendApplied(std::shared_ptr<Batch> batch, TreeView tree_after) {
+  net::MutexLock lock(&mu_);
+  if (batch->seq != tailed_seq_ + 1) {
+    return Status::InvalidArgument("relayed batch at sequence " + std::to_string(batch->seq) +
+                                   " does not follow " + std::to_string(tailed_seq_));
+  }
+  tree_ = MerkleTree(tree_after);
+  tailed_seq_ = LastSeq(*batch);
+  KeepLocked(std::move(batch));
   RunTreeTasksLocked();
   return Status::OK();
+}
+
+void BatchLog::Correct(TreeView tree, uint64_t seq) {
+  net::MutexLock lock(&mu_);
+  FlushLocked();  // what was appended before goes out before the change
+  tree_ = MerkleTree(tree);
+  tailed_seq_ = seq;
+  MarkCorrectedLocked();
+  FlushLocked();  // snapshots that waited for `seq`
+  RunTreeTasksLocked();
 }
 
 void BatchLog::Flush() {

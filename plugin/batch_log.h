@@ -8,10 +8,16 @@
 // It knows nothing of RocksDB or of the WAL: the tailer turns the WAL into
 // Batches, and rocks_master_hooks.h serves the sessions' database reads.
 //
-// Threads: writer-thread calls (Reset, Append, Flush, RunTreeTasks) come from
-// one thread, the tree's only writer; the rest may come from any thread. All
-// take mu_. Sinks are called under mu_, so a sink must not call back into the
-// log.
+// A relay (plugin/relay.h: a follower that serves followers) has no WAL to
+// tail and a tree already: its follower's store keeps one. It hands the log
+// each write its follower applied with the store's tree after it
+// (AppendApplied), and what changed the tree outside the stream (Correct),
+// so the log holds no second tree.
+//
+// Threads: writer-thread calls (Reset, Append, AppendApplied, Correct, Flush,
+// RunTreeTasks) come from one thread, the tree's only writer; the rest may
+// come from any thread. All take mu_. Sinks are called under mu_, so a sink
+// must not call back into the log.
 #pragma once
 
 #include <chrono>
@@ -75,6 +81,17 @@ class BatchLog {
   // window and queues it for the sinks (handed over by Flush, or sooner when
   // many gather). Fails only if the tree refuses an op.
   Status Append(std::shared_ptr<Batch> batch);
+  // A relay's: `batch`, which follows tailed_seq() (InvalidArgument if it
+  // does not: a jump is a Correct), was applied elsewhere, and `tree_after`
+  // is the tree with it, which the log takes as its own (O(1), shared, never
+  // written here). Kept in the window and queued for the sinks like Append's.
+  Status AppendApplied(std::shared_ptr<Batch> batch, TreeView tree_after);
+  // A relay's: the data changed outside the stream (a repair, a bootstrap's
+  // chunk) or the stream's position jumped (a diff's start); the tree is
+  // `tree` at `seq` from now on. As after the self-audit's correction, nobody
+  // resumes at or before `seq` (the stream they had did not carry the
+  // change). Snapshots waiting for `seq` are given.
+  void Correct(TreeView tree, uint64_t seq);
   // Hands the queued batches to every sink as one group, then the snapshots
   // that waited for the tree to reach them.
   void Flush();
@@ -112,6 +129,8 @@ class BatchLog {
  private:
   // After a correction at tailed_seq_: nobody resumes at or before it.
   void MarkCorrectedLocked() REQUIRES(mu_);
+  // Keeps `batch` (at tailed_seq_ now) in the window and queues it for the sinks.
+  void KeepLocked(std::shared_ptr<const Batch> batch) REQUIRES(mu_);
   void FlushLocked() REQUIRES(mu_);
   void RunTreeTasksLocked() REQUIRES(mu_);
   // Logs a key that newly collides with another's key hash; `left_out`: the

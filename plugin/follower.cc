@@ -39,12 +39,23 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   if (!s.ok()) return s;
   RemoveStaleStaging(options);
   FollowerStore* store = follower->store_.get();
+  if (options.relay.enabled()) {
+    follower->relay_ =
+        std::make_unique<Relay>(follower->store_.get(), options.relay, options.key_hasher, log);
+  }
   if (options.progress) {
     follower->progress_ = std::make_unique<FollowerProgress>(store, std::move(options.progress));
     store = follower->progress_.get();
   }
   s = net::FollowerClient::Start(store, std::move(options.client), &follower->client_);
   if (!s.ok()) return s;
+  if (follower->relay_) {
+    // The newest master sequence the client heard of: the relay's Pings pass
+    // it on, so lag down the chain is measured from the origin master.
+    s = follower->relay_->Serve(
+        [client = follower->client_.get()] { return client->status().master_seq; });
+    if (!s.ok()) return s;
+  }
   if (follower->progress_) follower->progress_->Start(follower->client_.get());
   follower->auditor_ = std::make_unique<Auditor>(
       options.audit, log,
@@ -108,14 +119,17 @@ void Follower::RemoveStaleStaging(const FollowerOptions& options) {
 Follower::~Follower() {
   auditor_.reset();                  // an audit under way stops scanning
   if (progress_) progress_->Stop();  // it reads the client's status
+  if (relay_) relay_->Stop();        // its sessions read the database and the client
   client_.reset();                   // no write may be in flight when the DB closes
   progress_.reset();
+  relay_.reset();
   store_.reset();
 }
 
 FollowerStatus Follower::status() const {
   FollowerStatus s = Compose(client_->status());
   s.audit = auditor_->stats();
+  if (relay_) s.relay = relay_->status();
   return s;
 }
 

@@ -30,6 +30,7 @@
 #include "plugin/audit.h"
 #include "plugin/clone.h"
 #include "plugin/progress.h"
+#include "plugin/relay.h"
 #include "plugin/replica_options.h"
 
 namespace rocksdb {
@@ -80,6 +81,10 @@ struct FollowerOptions {
   // Testing seam: how the tree hashes keys, to force key-hash collisions.
   // Master and followers must agree. Default: KeyHash (docs/protocol.md).
   KeyHasher key_hasher = &KeyHash;
+  // Serve followers of this follower (a chain, plugin/relay.h) on
+  // relay.server.listen, with the secret, TLS and limits given there as a
+  // master's. Default: none (an empty listen).
+  RelayOptions relay;
 };
 
 struct FollowerStatus {
@@ -110,6 +115,8 @@ struct FollowerStatus {
   uint64_t clone_bytes = 0;
   uint64_t clone_seq = 0;
   AuditStats audit;  // the self-audits since Open
+  // Set when it serves followers of its own (FollowerOptions::relay).
+  std::optional<RelayStatus> relay;
 };
 
 class Follower {
@@ -139,6 +146,8 @@ class Follower {
   rocksdb::ColumnFamilyHandle* column_family(std::string_view name) const;
   // The replica's merkle tree as of its last applied write.
   TreeView tree() const;
+  // The port it serves followers of its own on (FollowerOptions::relay); 0: none.
+  uint16_t port() const { return relay_ ? relay_->port() : 0; }
   // Checks the tree against the replica's data now; where they differ, the
   // tree is corrected and the master asked for a diff, which repairs the
   // data. OK with result->mismatches == 0: the tree equals the data. One
@@ -155,6 +164,7 @@ class Follower {
   std::optional<CloneResult> clone_;  // set when Open copied the master's files
   std::unique_ptr<RocksFollowerStore> store_;
   std::unique_ptr<FollowerProgress> progress_;  // between client_ and store_, if reporting
+  std::unique_ptr<Relay> relay_;  // takes the store's changes; stops serving before the client goes
   std::unique_ptr<net::FollowerClient> client_;
   std::unique_ptr<Auditor> auditor_;  // stopped first
 };

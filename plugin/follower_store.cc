@@ -384,6 +384,7 @@ Status RocksFollowerStore::LoadMeta() {
   }
 
   net::MutexLock lock(&mu_);
+  position_ = state.applied_seq;
   state_ = std::move(state);
   families_ = std::move(families);
   by_tag_.clear();
@@ -478,9 +479,12 @@ Status RocksFollowerStore::Prepare() {
   MerkleTree tree(hasher);
   Status s = BuildTree(families, &tree);
   if (!s.ok()) return s;
-  net::MutexLock lock(&mu_);
-  tree_ = std::move(tree);
-  tree_built_ = true;
+  {
+    net::MutexLock lock(&mu_);
+    tree_ = std::move(tree);
+    tree_built_ = true;
+  }
+  TellChanged();
   return Status::OK();
 }
 
@@ -614,7 +618,9 @@ Status RocksFollowerStore::Handle(FamilyTag family, rocksdb::ColumnFamilyHandle*
 FollowerHooks RocksFollowerStore::Hooks() {
   FollowerHooks hooks;
   hooks.families = [this](const std::vector<FamilyInfo>& families) {
-    return TakeFamilies(families);
+    Status s = TakeFamilies(families);
+    if (s.ok()) TellChanged();  // a changed map re-tags the tree
+    return s;
   };
   hooks.write = [this](const ApplyRequest& request) { return Write(request); };
   hooks.stage = [this](uint64_t expected_bytes) -> std::unique_ptr<StagedWrite> {
@@ -675,7 +681,42 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
     Status s = staged->Take(&batch);
     if (!s.ok()) return s;
   }
-  net::MutexLock lock(&mu_);
+  bool written = false;
+  Status result;
+  StoreChange change;
+  std::map<uint32_t, FamilyTag> ids;  // for a staged write's ops, told to on_change_
+  {
+    net::MutexLock lock(&mu_);
+    result = WriteLocked(request, staged, &batch, &written);
+    if (!written || !on_change_) return result;
+    change.position = position_;
+    change.state = state_;
+    change.tree = tree_.Snapshot();
+    change.tree_built = tree_built_;
+    if (staged != nullptr) {
+      for (const auto& [tag, handle] : by_tag_) ids[handle->GetID()] = tag;
+    }
+  }
+  std::vector<Op> decoded;
+  change.ops = &request.ops;
+  if (request.source == ApplyRequest::Source::kStream) {
+    change.kind = StoreChange::Kind::kStream;
+    change.stream_seq = request.stream_seq;
+    if (staged != nullptr) {
+      // Its ops went into the write batch's records as they came: read them back.
+      rocksdb::Status rs = OpsOf(batch, ids, &decoded);
+      if (!rs.ok()) return FromRocks(rs, "cannot read back a staged write's ops");
+      change.ops = &decoded;
+    }
+  }
+  on_change_(change);
+  return result;
+}
+
+Status RocksFollowerStore::WriteLocked(const ApplyRequest& request, StagedWrite* staged_write,
+                                       rocksdb::WriteBatch* batch_ptr, bool* written) {
+  auto* staged = static_cast<StagedBatch*>(staged_write);
+  rocksdb::WriteBatch& batch = *batch_ptr;
   size_t bytes = 64;
   for (const Op& op : request.ops) bytes += op.key.size() + op.value.size() + 16;
   if (staged == nullptr) batch = rocksdb::WriteBatch(bytes);
@@ -730,8 +771,10 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   write.sync = options_.sync_writes;
   rs = db_->Write(write, &batch);
   if (!rs.ok()) return FromRocks(rs, "RocksDB write to " + options_.db_path + " failed");
+  *written = true;
 
   state_ = request.state;
+  position_ = request.position;
   Status result;
   if (staged != nullptr) {
     for (const StagedBatch::Change& c : staged->changes()) {
@@ -762,6 +805,31 @@ Status RocksFollowerStore::Write(const ApplyRequest& request) {
   }
   if (!result.ok()) log_->error("{}: {}", options_.db_path, result.ToString());
   return result;
+}
+
+void RocksFollowerStore::TellChanged() {
+  if (on_change_) on_change_(Current());
+}
+
+StoreChange RocksFollowerStore::Current() const {
+  net::MutexLock lock(&mu_);
+  StoreChange change;
+  change.position = position_;
+  change.state = state_;
+  change.tree = tree_.Snapshot();
+  change.tree_built = tree_built_;
+  return change;
+}
+
+const rocksdb::Snapshot* RocksFollowerStore::SnapshotAtPosition(uint64_t* position) const {
+  net::MutexLock lock(&mu_);
+  *position = position_;
+  return db_->GetSnapshot();
+}
+
+TaggedFamilies RocksFollowerStore::tagged_families() const {
+  net::MutexLock lock(&mu_);
+  return TaggedFamilies(by_tag_.begin(), by_tag_.end());
 }
 
 FollowerState RocksFollowerStore::State() {

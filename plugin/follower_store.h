@@ -31,11 +31,14 @@
 #include "plugin/audit.h"
 #include "plugin/disk_reserve.h"
 #include "plugin/replica_options.h"
+#include "plugin/tree_scan.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
 class Env;
+class Snapshot;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace spdlog {
@@ -85,6 +88,23 @@ struct RocksFollowerStoreOptions {
   KeyHasher key_hasher = &KeyHash;
 };
 
+// What changed the store's tree, for a relay (plugin/relay.h) that serves the
+// replica to followers of its own. Valid during the call only.
+struct StoreChange {
+  // kStream: master batches applied from the stream (ops, stream_seq); kOther:
+  // anything else that changed the tree or the state (a repair, a bootstrap
+  // chunk, the state alone, the tree built or re-tagged).
+  enum class Kind { kStream, kOther };
+  Kind kind = Kind::kOther;
+  const std::vector<Op>* ops = nullptr;  // kStream: the write's ops, in order
+  uint64_t stream_seq = 0;               // kStream: the first sequence they carry
+  uint64_t position = 0;                 // the stream position after the change (0: none)
+  FollowerState state;                   // as persisted with it
+  TreeView tree;                         // the tree after it
+  bool tree_built = false;               // false: the tree is not built yet (empty)
+};
+using StoreChangeFn = std::function<void(const StoreChange&)>;
+
 class RocksFollowerStore : public FollowerStore {
  public:
   // Opens (or creates) the database with all its column families, reads the
@@ -115,6 +135,19 @@ class RocksFollowerStore : public FollowerStore {
   // which repairs the data. Any thread; writes go on during the scan.
   Status Audit(const TreeScanOptions& scan, AuditResult* result);
 
+  // A relay's. Called after every change of the tree or state (StoreChange),
+  // on the client's thread, outside the store's lock. Set it before the
+  // client starts.
+  void set_on_change(StoreChangeFn fn) { on_change_ = std::move(fn); }
+  // The tree, the stream position and the state as of the last change, together.
+  StoreChange Current() const;
+  // A snapshot of the database for a bootstrap scan, taken under the lock
+  // every write takes, and in *position the master sequence it stands at.
+  // The caller releases it with db()->ReleaseSnapshot.
+  const rocksdb::Snapshot* SnapshotAtPosition(uint64_t* position) const;
+  // The replicated families with their tags, ascending.
+  TaggedFamilies tagged_families() const;
+
  private:
   class StagedBatch;
   explicit RocksFollowerStore(RocksFollowerStoreOptions options);
@@ -127,6 +160,12 @@ class RocksFollowerStore : public FollowerStore {
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
+  // The write itself: the database, then the state and the tree; *written
+  // once the database has it.
+  Status WriteLocked(const ApplyRequest& request, StagedWrite* staged, rocksdb::WriteBatch* batch,
+                     bool* written) REQUIRES(mu_);
+  // Tells on_change_ (if set) of the tree and state as they are (Current()).
+  void TellChanged();
   // The handle of a family the master announced, or an error naming it.
   Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const REQUIRES(mu_);
 
@@ -144,6 +183,10 @@ class RocksFollowerStore : public FollowerStore {
   DiskReserve reserve_;  // see min_free_bytes
   MerkleTree tree_ GUARDED_BY(mu_);
   bool tree_built_ GUARDED_BY(mu_) = false;
+  // The stream position of the last write (ApplyRequest::position); at open,
+  // the persisted applied_seq.
+  uint64_t position_ GUARDED_BY(mu_) = 0;
+  StoreChangeFn on_change_;  // set before the client starts; called on its thread
 };
 
 // Marks a database copied from the master's files (plugin/clone.h) as a

@@ -21,6 +21,8 @@ Follower::~Follower() = default;
 
 FollowerStatus Follower::status() const { return plugin::ToPublic(impl_->status()); }
 
+uint16_t Follower::port() const { return impl_->port(); }
+
 void Follower::RequestSync() { impl_->RequestSync(); }
 
 bool Follower::WaitFor(const std::function<bool(const FollowerStatus&)>& pred,

@@ -128,6 +128,12 @@ FollowerOptions FromPublic(const sdiff::FollowerOptions& options) {
   out.client.backoff_initial = options.backoff_initial;
   out.client.backoff_max = options.backoff_max;
   out.client.repair_interval = options.repair_interval;
+  out.relay.server.listen = options.listen;
+  out.relay.server.secret = options.secret;
+  out.relay.server.tls = FromPublic(options.tls);
+  out.relay.server.max_connections = options.max_connections;
+  out.relay.server.connection.high_water_bytes = options.max_follower_backlog_bytes;
+  out.relay.resume_window_bytes = options.resume_window_bytes;
   out.audit.interval = options.audit_interval;
   out.audit.max_bytes_per_second = options.audit_max_bytes_per_second;
   out.progress = FromPublic(options.progress);

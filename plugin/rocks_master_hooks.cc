@@ -17,15 +17,23 @@ namespace {
 // A bootstrap scan over a snapshot, family by family (ascending tag), key by key.
 class BootstrapCursor {
  public:
-  BootstrapCursor(rocksdb::DB* db, TaggedFamilies families)
-      : db_(db), families_(std::move(families)) {}
+  using SnapshotFn = std::function<const rocksdb::Snapshot*(uint64_t* seq)>;
+  // `take`: see RocksMasterHooksOptions::bootstrap_snapshot (may be empty).
+  BootstrapCursor(rocksdb::DB* db, TaggedFamilies families, SnapshotFn take)
+      : db_(db), families_(std::move(families)), take_(std::move(take)) {}
   ~BootstrapCursor() { Close(); }
 
   // Takes a new snapshot and places the cursor at the start, or (`resume`)
   // just after (family, key). Returns the snapshot's sequence.
   uint64_t Open(bool resume, FamilyTag family, const std::string& key) {
     Close();
-    snapshot_ = db_->GetSnapshot();
+    uint64_t seq = 0;
+    if (take_) {
+      snapshot_ = take_(&seq);
+    } else {
+      snapshot_ = db_->GetSnapshot();
+      seq = snapshot_->GetSequenceNumber();
+    }
     family_ = 0;
     if (resume) {
       while (family_ < families_.size() && families_[family_].first < family) ++family_;
@@ -39,7 +47,7 @@ class BootstrapCursor {
         it_->SeekToFirst();
       }
     }
-    return snapshot_->GetSequenceNumber();
+    return seq;
   }
 
   // Appends puts of about max_bytes; true once every family is done (the
@@ -79,6 +87,7 @@ class BootstrapCursor {
 
   rocksdb::DB* const db_;
   const TaggedFamilies families_;
+  const SnapshotFn take_;
   const rocksdb::Snapshot* snapshot_ = nullptr;
   size_t family_ = 0;
   std::unique_ptr<rocksdb::Iterator> it_;
@@ -112,6 +121,7 @@ ServerOptions RocksMasterHooks::SessionOptions() const {
 MasterHooks RocksMasterHooks::Make() {
   MasterHooks h;
   h.current_seq = [this] { return log_->tailed_seq(); };
+  h.newest_seq = options_.newest_seq;
   h.key_count = [this] { return log_->key_count(); };
   h.can_resume = [this](uint64_t seq) { return log_->CanResume(seq); };
   h.read = [this](const std::vector<KeyRef>& keys,
@@ -126,7 +136,7 @@ MasterHooks RocksMasterHooks::Make() {
       return OpenDbFiles(db_, handles, out);
     };
   }
-  auto cursor = std::make_shared<BootstrapCursor>(db_, families_);
+  auto cursor = std::make_shared<BootstrapCursor>(db_, families_, options_.bootstrap_snapshot);
   h.open_bootstrap = [cursor](bool resume, FamilyTag family, const std::string& key) {
     return cursor->Open(resume, family, key);
   };

@@ -45,6 +45,13 @@ struct RocksMasterHooksOptions {
   std::function<uint64_t(const std::string& path)> free_bytes;
   // Empty followers may copy the database files (MasterHooks::open_files).
   bool serve_files = true;
+  // Takes the snapshot a bootstrap scans and sets *seq to the sequence its
+  // followers are told it stands at; released with DB::ReleaseSnapshot.
+  // Default: DB::GetSnapshot, at the snapshot's own sequence. A relay
+  // (plugin/relay.h) names its master's sequence instead.
+  std::function<const rocksdb::Snapshot*(uint64_t* seq)> bootstrap_snapshot;
+  // See MasterHooks::newest_seq. Default: none (the log's sequence).
+  std::function<uint64_t()> newest_seq;
   std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
 };
 

@@ -201,6 +201,34 @@ TEST(MetricsTextTest, FollowerSaysItsPosition) {
   }
 }
 
+TEST(MetricsTextTest, AFollowerServingFollowersListsThemWithTheirLagBehindIt) {
+  plugin::FollowerStatus status;
+  status.applied_seq = 50;
+  status.master_seq = 52;
+  status.lag_seqs = 2;  // end to end: behind the origin master
+  EXPECT_EQ(tools::FollowerMetrics(status).find("sdiff_relay"), std::string::npos)
+      << "no relay, no relay metrics";
+  plugin::RelayStatus relay;
+  relay.seq = 50;
+  relay.server.sessions = {StreamingFollower("127.0.0.1:6000", 47, 3, 250)};
+  relay.server.connections = 1;
+  status.relay = relay;
+  std::string text = tools::FollowerMetrics(status);
+  for (const char* line : {
+           "sdiff_lag_sequences 2\n",
+           "sdiff_relay_sequence 50\n",
+           "sdiff_relay_available 1\n",
+           "sdiff_connected_followers 1\n",
+           "sdiff_follower_applied_sequence{peer=\"127.0.0.1:6000\"} 47\n",
+           "sdiff_follower_lag_sequences{peer=\"127.0.0.1:6000\"} 3\n",
+           "sdiff_follower_lag_seconds{peer=\"127.0.0.1:6000\"} 0.25\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  }
+  status.relay->unavailable = "not yet";
+  EXPECT_NE(tools::FollowerMetrics(status).find("sdiff_relay_available 0\n"), std::string::npos);
+}
+
 TEST(MetricsTextTest, BothRolesReportTheSelfAudit) {
   plugin::AuditStats audit;
   audit.runs = 3;

@@ -385,6 +385,35 @@ Status SecurityFlags::Load(Side side, std::string* secret, net::TlsOptions* tls)
   return Status::OK();
 }
 
+void ServeFlags::Add(CLI::App& app) {
+  app.add_option("--max-connections", max_connections,
+                 "connections served at once (followers, and sdiff-ldb's); more are refused "
+                 "and retry")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
+      ->capture_default_str();
+  app.add_option("--resume-window-mb", resume_window_mb,
+                 "MiB of recent batches kept in memory so that a follower coming back resumes "
+                 "the stream instead of diffing")
+      ->check(Positive())
+      ->capture_default_str();
+  app.add_option("--follower-backlog-mb", backlog_mb,
+                 "MiB queued for a follower that reads too slowly before it is disconnected "
+                 "(it catches up when it comes back)")
+      ->check(Positive())
+      ->capture_default_str();
+}
+
+bool ServeFlags::Given(const CLI::App& app) {
+  return app.count("--max-connections") + app.count("--resume-window-mb") +
+             app.count("--follower-backlog-mb") >
+         0;
+}
+
+void ServeFlags::Apply(net::MasterServerOptions* server) const {
+  server->max_connections = max_connections;
+  server->connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));
+}
+
 void MetricsFlag::Add(CLI::App& app) {
   app.add_option(
          "--metrics", listen,

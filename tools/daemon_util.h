@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "net/master_server.h"
 #include "net/metrics_server.h"
 #include "net/tls.h"
 #include "plugin/audit.h"
@@ -139,6 +140,21 @@ struct SecurityFlags {
   // file stops the program before it touches anything. Errors are
   // InvalidArgument: they are about the files the flags name.
   Status Load(Side side, std::string* secret, net::TlsOptions* tls) const;
+};
+
+// What a daemon serving followers takes besides --listen, as both spell it
+// (a master, and a follower serving followers of its own): --max-connections,
+// --resume-window-mb, --follower-backlog-mb.
+struct ServeFlags {
+  size_t max_connections = 64;
+  double resume_window_mb = 64;
+  double backlog_mb = 64;
+  void Add(CLI::App& app);
+  size_t resume_window_bytes() const { return static_cast<size_t>(resume_window_mb * (1 << 20)); }
+  // Sets the connection limit and the backlog a follower may leave.
+  void Apply(net::MasterServerOptions* server) const;
+  // Whether any of them was given (on the command line or in --config).
+  static bool Given(const CLI::App& app);
 };
 
 // --metrics=HOST:PORT, as both daemons spell it.

@@ -70,6 +70,44 @@ void AuditMetrics(const plugin::AuditStats& audit, Exposition* e) {
          audit.last_seconds);
 }
 
+// The followers a server has and its connections: the same for a master and
+// for a follower serving followers of its own (their lag is behind it: one
+// hop of a chain).
+void FollowerSessionMetrics(const net::MasterServerStats& server, Exposition* e) {
+  auto is_follower = [](const net::SessionStats& s) {
+    return s.streaming && s.role == Role::kFollower;  // not a handshake, inspector or writer
+  };
+  e->One("sdiff_connected_followers", "gauge", "Followers connected and streaming.",
+         std::count_if(server.sessions.begin(), server.sessions.end(), is_follower));
+  e->One("sdiff_connections", "gauge", "Open connections, handshakes included.",
+         server.connections);
+  // A gauge with one sample per follower, labelled with its address.
+  auto per_follower = [&](std::string_view name, std::string_view help, auto value) {
+    e->Describe(name, "gauge", help);
+    for (const net::SessionStats& s : server.sessions) {
+      if (is_follower(s)) e->Sample(name, value(s), "peer=" + Quoted(s.peer));
+    }
+  };
+  per_follower("sdiff_follower_applied_sequence",
+               "A follower's last applied master sequence, from its latest Pong.",
+               [](const net::SessionStats& s) { return s.applied_seq; });
+  per_follower("sdiff_follower_acked_sequence",
+               "The applied sequence once the follower is known to hold every write up to it: "
+               "what acknowledged writes (--min-acks) count; 0 until then.",
+               [](const net::SessionStats& s) { return s.acked_seq; });
+  per_follower("sdiff_follower_lag_sequences",
+               "This node's sequence minus the follower's applied sequence (one hop).",
+               [](const net::SessionStats& s) { return s.lag_seqs; });
+  per_follower("sdiff_follower_lag_seconds",
+               "Age of the oldest write the follower had not applied at its latest Pong (one hop).",
+               [](const net::SessionStats& s) { return static_cast<double>(s.lag_ms) / 1000; });
+  e->One("sdiff_connections_accepted_total", "counter", "Connections given a session.",
+         server.accepted);
+  e->One("sdiff_connections_rejected_total", "counter",
+         "Connections refused or dropped: limits, failed or timed-out handshakes, slow followers.",
+         server.rejected);
+}
+
 }  // namespace
 
 std::string MasterMetrics(const plugin::MasterStatus& status) {
@@ -86,33 +124,7 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
         status.left_out_keys);
   e.One("sdiff_tree_rebuilds_total", "counter",
         "Trees rebuilt from a snapshot after a WAL gap or an ingested file.", status.rebuilds);
-  auto is_follower = [](const net::SessionStats& s) {
-    return s.streaming && s.role == Role::kFollower;  // not a handshake, inspector or writer
-  };
-  e.One("sdiff_connected_followers", "gauge", "Followers connected and streaming.",
-        std::count_if(server.sessions.begin(), server.sessions.end(), is_follower));
-  e.One("sdiff_connections", "gauge", "Open connections, handshakes included.", server.connections);
-  // A gauge with one sample per follower, labelled with its address.
-  auto per_follower = [&](std::string_view name, std::string_view help, auto value) {
-    e.Describe(name, "gauge", help);
-    for (const net::SessionStats& s : server.sessions) {
-      if (is_follower(s)) e.Sample(name, value(s), "peer=" + Quoted(s.peer));
-    }
-  };
-  per_follower("sdiff_follower_applied_sequence",
-               "A follower's last applied master sequence, from its latest Pong.",
-               [](const net::SessionStats& s) { return s.applied_seq; });
-  per_follower("sdiff_follower_acked_sequence",
-               "The applied sequence once the follower is known to hold every write up to it: "
-               "what acknowledged writes (--min-acks) count; 0 until then.",
-               [](const net::SessionStats& s) { return s.acked_seq; });
-  per_follower("sdiff_follower_lag_sequences",
-               "Master sequence minus the follower's applied sequence.",
-               [](const net::SessionStats& s) { return s.lag_seqs; });
-  per_follower("sdiff_follower_lag_seconds",
-               "Age of the oldest write the follower had not applied at its latest Pong.",
-               [](const net::SessionStats& s) { return static_cast<double>(s.lag_ms) / 1000; });
-
+  FollowerSessionMetrics(server, &e);
   e.One("sdiff_bytes_sent_total", "counter", "Bytes sent to peers.", server.bytes_out);
   e.One("sdiff_bytes_received_total", "counter", "Bytes received from peers.", server.bytes_in);
   e.One("sdiff_diffs_total", "counter", "Diffs completed with followers.", server.syncs);
@@ -121,11 +133,6 @@ std::string MasterMetrics(const plugin::MasterStatus& status) {
         static_cast<double>(server.last_sync_unix_ms) / 1000);
   e.One("sdiff_keys_repaired_total", "counter", "Keys sent to followers by diffs.",
         server.keys_repaired);
-  e.One("sdiff_connections_accepted_total", "counter", "Connections given a session.",
-        server.accepted);
-  e.One("sdiff_connections_rejected_total", "counter",
-        "Connections refused or dropped: limits, failed or timed-out handshakes, slow followers.",
-        server.rejected);
   AuditMetrics(status.audit, &e);
   return e.Take();
 }
@@ -138,11 +145,16 @@ std::string FollowerMetrics(const plugin::FollowerStatus& status) {
         status.connected ? 1 : 0);
   e.One("sdiff_applied_sequence", "gauge", "Last master sequence applied to the replica.",
         status.applied_seq);
-  e.One("sdiff_master_sequence", "gauge", "The master's newest sequence this follower heard of.",
-        status.master_seq);
-  e.One("sdiff_lag_sequences", "gauge", "Master sequence minus applied sequence.", status.lag_seqs);
+  e.One(
+      "sdiff_master_sequence", "gauge",
+      "The origin master's newest sequence this follower heard of (through a chain, as passed on).",
+      status.master_seq);
+  e.One("sdiff_lag_sequences", "gauge",
+        "Master sequence minus applied sequence: behind the origin master, end to end through "
+        "a chain.",
+        status.lag_seqs);
   e.One("sdiff_lag_seconds", "gauge",
-        "How long the replica has been behind the newest master sequence it heard of.",
+        "How long the replica has been behind the newest origin master sequence it heard of.",
         static_cast<double>(status.lag_ms) / 1000);
   e.One("sdiff_bytes_received_total", "counter", "Bytes received from the master.",
         status.bytes_in);
@@ -163,6 +175,15 @@ std::string FollowerMetrics(const plugin::FollowerStatus& status) {
   e.One("sdiff_reconnects_total", "counter", "Connection attempts after the first.",
         status.reconnects);
   AuditMetrics(status.audit, &e);
+  if (status.relay) {
+    const plugin::RelayStatus& relay = *status.relay;
+    e.One("sdiff_relay_sequence", "gauge",
+          "Last master sequence relayed to followers of this follower.", relay.seq);
+    e.One("sdiff_relay_available", "gauge",
+          "1 while this follower serves followers of its own, 0 while it refuses them.",
+          relay.unavailable.empty() ? 1 : 0);
+    FollowerSessionMetrics(relay.server, &e);
+  }
   return e.Take();
 }
 

@@ -44,6 +44,13 @@ int main(int argc, char** argv) {
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
       ->check(tools::NonNegative());
+  std::string listen;
+  app.add_option("--listen", listen,
+                 "HOST:PORT to serve followers of this follower on, as its master would (a "
+                 "chain; port 0: any); the secret and TLS flags apply to them too")
+      ->check(tools::HostPort());
+  tools::ServeFlags serve;
+  serve.Add(app);
   security.Add(app);
   metrics.Add(app);
   audit.Add(app);
@@ -62,6 +69,20 @@ int main(int argc, char** argv) {
   Status s = security.Load(tools::SecurityFlags::Side::kClient, &options.client.secret,
                            &options.client.tls);
   if (!s.ok()) return tools::Fail(name, s);
+  if (listen.empty() && tools::ServeFlags::Given(app)) {
+    return tools::UsageError(name,
+                             "--max-connections, --resume-window-mb and --follower-backlog-mb "
+                             "apply to the followers of this follower: they need --listen");
+  }
+  if (!listen.empty()) {
+    // Its followers see it as their master: the same secret, its certificate.
+    s = security.Load(tools::SecurityFlags::Side::kServer, &options.relay.server.secret,
+                      &options.relay.server.tls);
+    if (!s.ok()) return tools::Fail(name, s);
+    options.relay.server.listen = listen;
+    options.relay.resume_window_bytes = serve.resume_window_bytes();
+    serve.Apply(&options.relay.server);
+  }
   // Checked before anything is created: a bad file leaves the replica as it was.
   s = tools::LoadReplicaOptions(options_file, &options.rocks);
   if (!s.ok()) return tools::Fail(name, s);
@@ -69,6 +90,9 @@ int main(int argc, char** argv) {
   s = plugin::Follower::Open(options, &follower);
   if (!s.ok()) return tools::Fail(name, s);
   fmt::print("following {} into {}\n", options.client.master, options.db_path);
+  // As the master says it: scripts and tests read the port from this line.
+  if (follower->port() != 0)
+    fmt::print("serving {} on port {}\n", options.db_path, follower->port());
   std::fflush(stdout);
   std::unique_ptr<net::MetricsServer> metrics_server;  // stops before the follower closes
   s = metrics.Start(tools::FollowerPages(follower.get(), options), &metrics_server);

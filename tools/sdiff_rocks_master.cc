@@ -38,17 +38,8 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
                "(sdiff-ldb --master put/delete/load); needs --secret-file");
-  double resume_window_mb = 64, backlog_mb = 64;
-  app.add_option("--resume-window-mb", resume_window_mb,
-                 "MiB of recent batches kept in memory so that a follower coming back resumes "
-                 "the stream instead of diffing")
-      ->check(tools::Positive())
-      ->capture_default_str();
-  app.add_option("--follower-backlog-mb", backlog_mb,
-                 "MiB queued for a follower that reads too slowly before it is disconnected "
-                 "(it catches up when it comes back)")
-      ->check(tools::Positive())
-      ->capture_default_str();
+  tools::ServeFlags serve;
+  serve.Add(app);
   app.add_flag("--sync", sync,
                "acknowledge a write through this master only once it is fsynced in the WAL, "
                "so a power loss cannot lose it; needs --allow-writers");
@@ -90,8 +81,8 @@ int main(int argc, char** argv) {
   options.server.min_acks = min_acks;
   options.server.ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
   options.min_free_bytes = min_free.bytes();
-  options.resume_window_bytes = static_cast<size_t>(resume_window_mb * (1 << 20));
-  options.server.connection.high_water_bytes = static_cast<size_t>(backlog_mb * (1 << 20));
+  options.resume_window_bytes = serve.resume_window_bytes();
+  serve.Apply(&options.server);
   options.audit = audit.Options();
   Status s = security.Load(tools::SecurityFlags::Side::kServer, &options.server.secret,
                            &options.server.tls);

@@ -74,26 +74,55 @@ json LastDiff(int64_t unix_ms, uint64_t repaired, int64_t now_unix_ms) {
           {"keys_repaired", repaired}};
 }
 
+// A server's sessions: its followers (each with its lag behind the server),
+// the other peers, and how many followers stream.
+struct Sessions {
+  json followers = json::array();
+  json others = json::array();
+  size_t streaming = 0;
+};
+
+Sessions SessionsOf(const net::MasterServerStats& server) {
+  Sessions out;
+  for (const net::SessionStats& s : server.sessions) {
+    if (s.role != Role::kFollower) {
+      out.others.push_back({{"peer", s.peer}, {"role", RoleName(s.role)}});
+      continue;
+    }
+    if (s.streaming) ++out.streaming;
+    out.followers.push_back({{"peer", s.peer},
+                             {"state", s.streaming ? "streaming" : "handshake"},
+                             {"applied_seq", s.applied_seq},
+                             {"acked_seq", s.acked_seq},
+                             {"lag_sequences", s.lag_seqs},
+                             {"lag_seconds", static_cast<double>(s.lag_ms) / 1000}});
+  }
+  return out;
+}
+
+// A follower serving followers of its own: null when it does not.
+json RelayJson(const std::optional<plugin::RelayStatus>& relay) {
+  if (!relay) return nullptr;
+  Sessions sessions = SessionsOf(relay->server);
+  return {{"port", relay->port},
+          {"sequence", relay->seq},
+          {"available", relay->unavailable.empty()},
+          {"unavailable", relay->unavailable},
+          {"connections", relay->server.connections},
+          {"connected_followers", sessions.streaming},
+          {"followers", sessions.followers},
+          {"other_sessions", sessions.others}};
+}
+
 }  // namespace
 
 json MasterStatusJson(const plugin::MasterStatus& status, const std::string& master_id,
                       const DaemonFacts& facts, const DiskSpace& disk, int64_t now_unix_ms) {
   const net::MasterServerStats& server = status.server;
-  json followers = json::array(), others = json::array();
-  size_t streaming = 0;
-  for (const net::SessionStats& s : server.sessions) {
-    if (s.role != Role::kFollower) {
-      others.push_back({{"peer", s.peer}, {"role", RoleName(s.role)}});
-      continue;
-    }
-    if (s.streaming) ++streaming;
-    followers.push_back({{"peer", s.peer},
-                         {"state", s.streaming ? "streaming" : "handshake"},
-                         {"applied_seq", s.applied_seq},
-                         {"acked_seq", s.acked_seq},
-                         {"lag_sequences", s.lag_seqs},
-                         {"lag_seconds", static_cast<double>(s.lag_ms) / 1000}});
-  }
+  Sessions sessions = SessionsOf(server);
+  json& followers = sessions.followers;
+  json& others = sessions.others;
+  const size_t streaming = sessions.streaming;
   return {
       {"role", "master"},
       {"version", Version()},
@@ -145,6 +174,7 @@ json FollowerStatusJson(const plugin::FollowerStatus& status, const DaemonFacts&
       {"audit", Audit(status.audit, now_unix_ms)},
       {"security", Security(facts)},
       {"disk", Disk(facts, disk)},
+      {"relay", RelayJson(status.relay)},
   };
 }
 

@@ -47,6 +47,8 @@ class Follower {
   Follower& operator=(const Follower&) = delete;
 
   FollowerStatus status() const;
+  // The port it serves followers of its own on (FollowerOptions::listen); 0: none.
+  uint16_t port() const;
   // Asks the master for a diff now (anti-entropy on demand).
   void RequestSync();
   // Waits until pred(status()) holds or the timeout passes; returns pred's

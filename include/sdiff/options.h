@@ -152,6 +152,19 @@ struct FollowerOptions {
   // A periodic anti-entropy diff while connected. 0: off. Default: 0.
   std::chrono::milliseconds repair_interval{0};
 
+  // HOST:PORT to serve followers of this follower on (a chain: they follow
+  // it as they would the master, with the master's identity and sequences);
+  // port 0 lets the OS pick (Follower::port()). They must prove the same
+  // secret, and with TLS this follower presents tls's certificate to them
+  // (and with tls.ca_file requires theirs). Empty: none. Default: empty.
+  std::string listen;
+  size_t max_connections = 64;  // followers of this follower. Default: 64
+  // Bytes queued for one of them that reads too slowly before it is
+  // disconnected. Default: 64 MiB.
+  size_t max_follower_backlog_bytes = 64 << 20;
+  // Recent batches kept so that one of them coming back resumes. Default: 64 MiB.
+  size_t resume_window_bytes = 64 << 20;
+
   // The self-audit checks the replica's tree against its data this often.
   // 0: only on demand (Follower::Audit). Default: 1 hour.
   std::chrono::milliseconds audit_interval = std::chrono::hours(1);
