@@ -74,6 +74,17 @@ json LastDiff(int64_t unix_ms, uint64_t repaired, int64_t now_unix_ms) {
           {"keys_repaired", repaired}};
 }
 
+// A promoted master's earlier identities; null for any other master.
+json Lineage(const std::vector<LineageLink>& lineage) {
+  if (lineage.empty()) return nullptr;
+  json out = json::array();
+  for (const LineageLink& link : lineage) {
+    out.push_back(
+        {{"master_id", link.master_id}, {"master_seq", link.master_seq}, {"seq", link.seq}});
+  }
+  return out;
+}
+
 }  // namespace
 
 json MasterStatusJson(const plugin::MasterStatus& status, const std::string& master_id,
@@ -98,7 +109,7 @@ json MasterStatusJson(const plugin::MasterStatus& status, const std::string& mas
       {"role", "master"},
       {"version", Version()},
       {"master_id", master_id},
-      {"lineage", nullptr},  // promotion does not exist yet (issue 14)
+      {"lineage", Lineage(status.lineage)},
       {"sequences", {{"master", status.tailed_seq}, {"database", status.db_seq}}},
       {"tree",
        {{"keys", status.keys},
@@ -125,7 +136,7 @@ json FollowerStatusJson(const plugin::FollowerStatus& status, const DaemonFacts&
       {"role", "follower"},
       {"version", Version()},
       {"master_id", status.master_id.empty() ? json(nullptr) : json(status.master_id)},
-      {"lineage", nullptr},  // promotion does not exist yet (issue 14)
+      {"lineage", nullptr},  // a follower has none: its master does
       {"master",
        {{"address", facts.master_address},
         {"link", status.connected ? "up" : "down"},
