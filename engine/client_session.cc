@@ -199,9 +199,9 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
   expected_seq_ = welcome.resume_from;
   switch (welcome.mode) {
     case StartMode::kResume:
-      if (persisted_.applied_seq == 0 || persisted_.bootstrapping ||
-          (welcome.master_id == persisted_.master_id &&
-           welcome.resume_from != persisted_.applied_seq + 1)) {
+      if (welcome.master_id == persisted_.master_id
+              ? welcome.resume_from != persisted_.applied_seq + 1
+              : persisted_.applied_seq == 0 || persisted_.bootstrapping) {
         return Fail(Status::ProtocolError("Welcome: resume from " +
                                           std::to_string(welcome.resume_from) +
                                           " does not follow our state"));
