@@ -199,11 +199,19 @@ void ClientSession::HandleWelcome(const Welcome& welcome) {
   expected_seq_ = welcome.resume_from;
   switch (welcome.mode) {
     case StartMode::kResume:
-      if (welcome.master_id != persisted_.master_id ||
-          welcome.resume_from != persisted_.applied_seq + 1) {
+      if (welcome.master_id == persisted_.master_id
+              ? welcome.resume_from != persisted_.applied_seq + 1
+              : persisted_.applied_seq == 0 || persisted_.bootstrapping) {
         return Fail(Status::ProtocolError("Welcome: resume from " +
                                           std::to_string(welcome.resume_from) +
                                           " does not follow our state"));
+      }
+      if (welcome.master_id != persisted_.master_id) {
+        // A lineage resume: the master (a promoted follower) found our
+        // master and applied sequence in its lineage, where its own history
+        // stands at resume_from - 1. The catch-up diff checks it as any resume.
+        persisted_.master_id = welcome.master_id;
+        persisted_.applied_seq = welcome.resume_from - 1;
       }
       applied_seq_ = persisted_.applied_seq;
       consistent_ = true;

@@ -169,13 +169,22 @@ void ServerSession::HandleAuth(const Auth& auth) {
   const RoleRules& rules = RulesFor(hello_.role);
   if (rules.copies_files) return StartCloning(welcome);
   bool same_master = hello_.master_id == options_.master_id;
+  // Where the follower's history stands in this master's: its applied
+  // sequence, or where the lineage says the old master's position lies.
+  uint64_t position = same_master ? hello_.applied_seq : 0;
+  for (const LineageLink& link : options_.lineage) {
+    if (!same_master && hello_.master_id == link.master_id &&
+        hello_.applied_seq == link.master_seq) {
+      position = link.seq;
+    }
+  }
   if (!rules.streams) {
     welcome.mode = StartMode::kDiff;  // no stream; an inspector is diffed below
     welcome.resume_from = current + 1;
-  } else if (same_master && !hello_.bootstrapping && hello_.applied_seq > 0 &&
-             hello_.applied_seq <= current && hooks_.can_resume(hello_.applied_seq)) {
+  } else if (!hello_.bootstrapping && hello_.applied_seq > 0 && position > 0 &&
+             position <= current && hooks_.can_resume(position)) {
     welcome.mode = StartMode::kResume;
-    welcome.resume_from = hello_.applied_seq + 1;
+    welcome.resume_from = position + 1;
     holds_all_ = true;  // it holds what it applied: the resume trusts it
   } else if ((hello_.key_count == 0 || (hello_.bootstrapping && same_master)) &&
              hooks_.open_bootstrap && hooks_.key_count() >= options_.bootstrap_min_keys) {

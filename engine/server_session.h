@@ -44,8 +44,24 @@
 
 namespace sdiff {
 
+// A point of another master's history that this master's continues: a
+// follower that applied `master_id` up to exactly `master_seq` holds this
+// master's replicated data as of its own sequence `seq`, so it may resume
+// the stream from seq + 1. A promoted follower records one (its old master
+// and the sequence it had applied, and its own sequence at the promotion);
+// docs/architecture.md, "Lineage".
+struct LineageLink {
+  std::string master_id;
+  uint64_t master_seq = 0;
+  uint64_t seq = 0;
+  friend bool operator==(const LineageLink&, const LineageLink&) = default;
+};
+
 struct ServerOptions {
-  std::string master_id;             // identity of the master database
+  std::string master_id;  // identity of the master database
+  // Earlier identities whose followers may resume here (see LineageLink).
+  // Default: none (followers of another identity diff).
+  std::vector<LineageLink> lineage;
   std::vector<FamilyInfo> families;  // what the master replicates
   // The largest frame accepted once the peer has authenticated; before,
   // wire::kMaxHandshakeFrame (or this, if smaller).

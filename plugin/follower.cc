@@ -17,6 +17,10 @@ namespace sdiff::plugin {
 Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   Status checked = CheckReplicaOptions(options.rocks);
   if (!checked.ok()) return checked;
+  if (options.discard && !options.ledger.empty()) {
+    return Status::InvalidArgument(
+        "a ledger records what repairs overwrite, discarding lets them: choose one");
+  }
   RocksFollowerStoreOptions store_options;
   store_options.db_path = options.db_path;
   store_options.create_if_missing = options.create_if_missing;
@@ -28,6 +32,9 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.min_free_bytes = options.min_free_bytes;
   store_options.free_bytes = options.free_bytes;
   store_options.key_hasher = options.key_hasher;
+  store_options.ledger_path = options.ledger;
+  store_options.unfollowed_data =
+      options.discard ? UnfollowedData::kDiscard : UnfollowedData::kRefuse;
 
   std::unique_ptr<Follower> follower(new Follower());
   auto log = options.client.logger ? options.client.logger : spdlog::default_logger();

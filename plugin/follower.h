@@ -85,6 +85,16 @@ struct FollowerOptions {
   // relay.server.listen, with the secret, TLS and limits given there as a
   // master's. Default: none (an empty listen).
   RelayOptions relay;
+  // A file where every key a diff or bootstrap changes or deletes is first
+  // written, fsynced, with the value the replica had (plugin/ledger.h), so
+  // that `sdiff-ldb --master=M load FILE` can replay what was overwritten.
+  // Also lets Open take a directory that holds data but no follower state (a
+  // former master, a plain RocksDB). Default: none.
+  std::string ledger;
+  // Lets Open take such a directory without a ledger: what only it holds is
+  // overwritten by the first diff. Default: false (Open refuses it, touching
+  // nothing, unless `ledger` is set). Not with `ledger`.
+  bool discard = false;
 };
 
 struct FollowerStatus {

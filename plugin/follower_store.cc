@@ -28,6 +28,7 @@ namespace {
 
 constexpr uint8_t kStateVersion = 1;
 constexpr uint8_t kFamiliesVersion = 1;
+constexpr uint8_t kMasterVersion = 1;
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -62,15 +63,16 @@ class Reader {
   std::string_view in_;
 };
 
-// Calls `fn` with each key on disk in [range.key, range.value) of `handle`.
+// Calls `fn` with each key on disk in [range.key, range.value) of `handle`,
+// and its value.
 Status ForEachCovered(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, const Op& range,
-                      const std::function<void(const rocksdb::Slice&)>& fn) {
+                      const std::function<void(const rocksdb::Slice&, const rocksdb::Slice&)>& fn) {
   rocksdb::Slice upper(range.value);
   rocksdb::ReadOptions read;
   read.iterate_upper_bound = &upper;
   read.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> iter(db->NewIterator(read, handle));
-  for (iter->Seek(range.key); iter->Valid(); iter->Next()) fn(iter->key());
+  for (iter->Seek(range.key); iter->Valid(); iter->Next()) fn(iter->key(), iter->value());
   if (!iter->status().ok()) return FromRocks(iter->status(), "cannot scan a deleted range");
   return Status::OK();
 }
@@ -95,7 +97,7 @@ Status AddCoveredDeletes(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* handle, c
       changes->push_back({false, range.family, c.key, {}});
     }
   }
-  return ForEachCovered(db, handle, range, [&](const rocksdb::Slice& key) {
+  return ForEachCovered(db, handle, range, [&](const rocksdb::Slice& key, const rocksdb::Slice&) {
     changes->push_back({false, range.family, keep(key), {}});
   });
 }
@@ -170,6 +172,43 @@ Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* 
   }
   if (!r.done()) return Status::Corruption("family map: trailing bytes");
   *families = std::move(out);
+  return Status::OK();
+}
+
+std::string EncodeMasterRecord(const MasterRecord& record) {
+  std::string out;
+  out.push_back(static_cast<char>(kMasterVersion));
+  PutString(&out, record.master_id);
+  PutFixed(&out, record.lineage.size(), 4);
+  for (const LineageLink& link : record.lineage) {
+    PutString(&out, link.master_id);
+    PutFixed(&out, link.master_seq, 8);
+    PutFixed(&out, link.seq, 8);
+  }
+  return out;
+}
+
+Status DecodeMasterRecord(std::string_view bytes, MasterRecord* record) {
+  Reader r(bytes);
+  uint64_t version = 0, count = 0;
+  MasterRecord out;
+  if (!r.Fixed(1, &version)) return Status::Corruption("master record: empty");
+  if (version != kMasterVersion) {
+    return Status::Corruption("master record: unknown version " + std::to_string(version));
+  }
+  if (!r.String(&out.master_id) || !r.Fixed(4, &count)) {
+    return Status::Corruption("master record: malformed record");
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    LineageLink link;
+    if (!r.String(&link.master_id) || !r.Fixed(8, &link.master_seq) || !r.Fixed(8, &link.seq)) {
+      return Status::Corruption("master record: malformed lineage");
+    }
+    out.lineage.push_back(std::move(link));
+  }
+  if (!r.done() || out.master_id.empty())
+    return Status::Corruption("master record: malformed record");
+  *record = std::move(out);
   return Status::OK();
 }
 
@@ -273,7 +312,13 @@ RocksFollowerStore::RocksFollowerStore(RocksFollowerStoreOptions options)
 Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
                                 std::unique_ptr<RocksFollowerStore>* out) {
   std::unique_ptr<RocksFollowerStore> store(new RocksFollowerStore(std::move(options)));
-  Status s = store->OpenDb();
+  Status s;
+  if (!store->options_.ledger_path.empty()) {
+    store->options_.unfollowed_data = UnfollowedData::kLedger;
+    s = Ledger::Open(store->options_.ledger_path, &store->ledger_);
+    if (!s.ok()) return s;
+  }
+  s = store->OpenDb();
   if (!s.ok()) return s;
   s = store->LoadMeta();
   if (!s.ok()) return s;
@@ -327,9 +372,10 @@ Status RocksFollowerStore::OpenDb() {
     rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
     if (!rs.ok()) return FromRocks(rs, "cannot list the column families of " + path);
   }
-  if (std::find(names.begin(), names.end(), kMetaFamily) == names.end()) {
-    names.emplace_back(kMetaFamily);
-  }
+  // A database without our family is created with it; an existing one gets
+  // it only once ClaimDirectory has accepted it, so a refusal adds nothing.
+  const bool has_meta = std::find(names.begin(), names.end(), kMetaFamily) != names.end();
+  if (!has_db && !has_meta) names.emplace_back(kMetaFamily);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : names) {
     descriptors.emplace_back(name, ReplicaFamilyOptions(options_.rocks, name));
@@ -345,13 +391,115 @@ Status RocksFollowerStore::OpenDb() {
     return FromRocks(rs, "cannot open RocksDB at " + path);
   }
   db_.reset(db);
-  net::MutexLock lock(&mu_);
-  for (size_t i = 0; i < handles.size(); ++i) {
-    if (names[i] == kMetaFamily) {
-      meta_ = handles[i];
-    } else {
-      handles_[names[i]] = handles[i];
+  {
+    net::MutexLock lock(&mu_);
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (names[i] == kMetaFamily) {
+        meta_ = handles[i];
+      } else {
+        handles_[names[i]] = handles[i];
+      }
     }
+  }
+  return ClaimDirectory(has_db);
+}
+
+namespace {
+
+// Whether any family but ours holds a key.
+Status HoldsData(rocksdb::DB* db,
+                 const std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>>& handles,
+                 bool* out) {
+  *out = false;
+  for (const auto& [name, handle] : handles) {
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, handle));
+    it->SeekToFirst();
+    if (!it->status().ok()) return FromRocks(it->status(), "cannot read column family " + name);
+    if (it->Valid()) {
+      *out = true;
+      return Status::OK();
+    }
+  }
+  return Status::OK();
+}
+
+// Reads `key` of sdiff's family into *value; false when it is not there.
+Status GetMeta(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,
+               std::optional<std::string>* value) {
+  value->reset();
+  if (meta == nullptr) return Status::OK();
+  std::string bytes;
+  rocksdb::Status rs = db->Get(rocksdb::ReadOptions(), meta, key, &bytes);
+  if (rs.IsNotFound()) return Status::OK();
+  if (!rs.ok()) return FromRocks(rs, std::string("cannot read sdiff's ") + key + " record");
+  *value = std::move(bytes);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RocksFollowerStore::ClaimDirectory(bool existed) {
+  const std::string& path = options_.db_path;
+  std::optional<std::string> state, unreconciled, master;
+  Status s = GetMeta(db_.get(), meta_, kStateKey, &state);
+  if (s.ok()) s = GetMeta(db_.get(), meta_, kUnreconciledKey, &unreconciled);
+  if (s.ok()) s = GetMeta(db_.get(), meta_, kMasterKey, &master);
+  if (!s.ok()) return s;
+  {
+    net::MutexLock lock(&mu_);
+    if (existed) s = HoldsData(db_.get(), handles_, &held_data_);
+    unreconciled_ = unreconciled.has_value();
+  }
+  if (!s.ok()) return s;
+  const UnfollowedData what = options_.unfollowed_data;
+  const bool unfollowed = (!state && held_data_) || unreconciled;
+  if (unfollowed && what == UnfollowedData::kRefuse) {
+    std::string was;
+    MasterRecord record;
+    if (unreconciled) {
+      return Status::InvalidArgument(
+          path +
+          " held data of its own and has not finished its first diff with a master; "
+          "start it again with a ledger (--ledger=FILE) or --discard");
+    }
+    if (master && DecodeMasterRecord(*master, &record).ok()) {
+      was = "a master's (promoted, identity " + record.master_id + ")";
+    } else {
+      was = "not a follower's (a former master, or a RocksDB of its own)";
+    }
+    return Status::InvalidArgument(
+        path + " holds data but no follower state: it is " + was +
+        "; following a master would overwrite what only it holds. Start it with a ledger "
+        "(--ledger=FILE) to record what is overwritten, or with --discard");
+  }
+  if (meta_ == nullptr) {
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    rocksdb::Status rs = db_->CreateColumnFamily(ReplicaFamilyOptions(options_.rocks, kMetaFamily),
+                                                 std::string(kMetaFamily), &handle);
+    if (!rs.ok()) return FromRocks(rs, "cannot create sdiff's column family in " + path);
+    meta_ = handle;
+  }
+  if (!unfollowed || unreconciled) return Status::OK();
+  // From here until its first diff completes, the directory keeps needing a
+  // ledger or --discard, whatever happens meanwhile; and it is no master now.
+  rocksdb::WriteBatch batch;
+  rocksdb::Status rs = batch.Put(meta_, kUnreconciledKey, "");
+  if (rs.ok()) rs = batch.Delete(meta_, kMasterKey);
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  if (rs.ok()) rs = db_->Write(write, &batch);
+  if (!rs.ok()) return FromRocks(rs, "cannot record that " + path + " is being reconciled");
+  {
+    net::MutexLock lock(&mu_);
+    unreconciled_ = true;
+  }
+  if (what == UnfollowedData::kLedger) {
+    log_->warn("{} holds data but no follower state: what repairs overwrite goes to the ledger {}",
+               path, ledger_->path());
+  } else {
+    log_->warn("{} holds data but no follower state: repairs will overwrite it (--discard)", path);
   }
   return Status::OK();
 }
@@ -385,6 +533,15 @@ Status RocksFollowerStore::LoadMeta() {
 
   net::MutexLock lock(&mu_);
   position_ = state.applied_seq;
+  if (families.empty() && held_data_) {
+    // A directory of its own (a former master): the master names its
+    // families only in its Welcome. Tag ours for now, so that the tree, and
+    // the key count the Hello reports, show the data held here (a follower
+    // that says it is empty is bootstrapped: sent every key); the Welcome's
+    // map replaces these tags, rebuilding the tree if they differ.
+    FamilyTag tag = 0;
+    for (const auto& [name, handle] : handles_) families[tag++] = name;
+  }
   state_ = std::move(state);
   families_ = std::move(families);
   by_tag_.clear();
@@ -605,6 +762,58 @@ class RocksFollowerStore::StagedBatch : public StagedWrite {
   uint64_t value_left_ = 0;
 };
 
+Status RocksFollowerStore::LedgerEntries(const ApplyRequest& request,
+                                         std::vector<LedgerEntry>* out) {
+  // A key a repair adds was absent here: a lost delete, worth a line, unless
+  // the replica started empty (then every key would be one, and nothing was lost).
+  const bool adds = request.source == ApplyRequest::Source::kRepair && held_data_;
+  auto held = [&](FamilyTag family, std::string_view key, std::optional<std::string>* value) {
+    value->reset();
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    Status s = Handle(family, &handle);
+    if (!s.ok()) return s;
+    std::string bytes;
+    rocksdb::Status rs =
+        db_->Get(rocksdb::ReadOptions(), handle, rocksdb::Slice(key.data(), key.size()), &bytes);
+    if (rs.ok()) *value = std::move(bytes);
+    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "cannot read a key for the ledger");
+    return Status::OK();
+  };
+  auto add = [&](FamilyTag family, std::string_view key, std::optional<std::string> value) {
+    out->push_back(LedgerEntry{families_[family], std::string(key), std::move(value)});
+  };
+  std::optional<std::string> old;
+  if (auto* staged = static_cast<StagedBatch*>(request.staged)) {
+    for (const StagedBatch::Change& c : staged->changes()) {
+      Status s = held(c.family, c.key, &old);
+      if (!s.ok()) return s;
+      bool same =
+          c.put ? (old ? LeafHash(tree_.hasher()(c.family, c.key), *old) == c.leaf_hash : !adds)
+                : !old;
+      if (!same) add(c.family, c.key, std::move(old));
+    }
+  }
+  for (const Op& op : request.ops) {
+    if (op.kind == OpKind::kDeleteRange) {
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      Status s = Handle(op.family, &handle);
+      if (s.ok() && !IsEmptyRange(op)) {
+        s = ForEachCovered(db_.get(), handle, op,
+                           [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
+                             add(op.family, key.ToStringView(), value.ToString());
+                           });
+      }
+      if (!s.ok()) return s;
+      continue;
+    }
+    Status s = held(op.family, op.key, &old);
+    if (!s.ok()) return s;
+    bool same = op.kind == OpKind::kPut ? (old ? *old == op.value : !adds) : !old;
+    if (!same) add(op.family, op.key, std::move(old));
+  }
+  return Status::OK();
+}
+
 Status RocksFollowerStore::Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const {
   auto it = by_tag_.find(family);
   if (it == by_tag_.end()) {
@@ -763,18 +972,38 @@ Status RocksFollowerStore::WriteLocked(const ApplyRequest& request, StagedWrite*
     }
   }
   rocksdb::Status rs = batch.Put(meta_, kStateKey, EncodeState(request.state));
+  // The first complete diff (or resume) ends the reconciliation.
+  const bool reconciled = unreconciled_ && request.state.applied_seq > 0;
+  if (rs.ok() && reconciled) rs = batch.Delete(meta_, kUnreconciledKey);
   if (!rs.ok()) return FromRocks(rs, "cannot build the write batch");
 
   Status room = reserve_.Check(batch.GetDataSize());
   if (!room.ok()) return room;
+  if (ledger_ && (request.source == ApplyRequest::Source::kRepair ||
+                  request.source == ApplyRequest::Source::kBootstrap)) {
+    // Written down, and on disk, before the write that overwrites it.
+    std::vector<LedgerEntry> entries;
+    Status s = LedgerEntries(request, &entries);
+    if (s.ok()) s = ledger_->Append(entries);
+    if (!s.ok()) return s;
+  }
   rocksdb::WriteOptions write;
-  write.sync = options_.sync_writes;
+  write.sync = options_.sync_writes || reconciled;
   rs = db_->Write(write, &batch);
   if (!rs.ok()) return FromRocks(rs, "RocksDB write to " + options_.db_path + " failed");
   *written = true;
 
   state_ = request.state;
   position_ = request.position;
+  if (reconciled) {
+    unreconciled_ = false;
+    if (ledger_) {
+      log_->info("{} is a replica of {} now; the ledger {} holds {} entries from this run",
+                 options_.db_path, request.state.master_id, ledger_->path(), ledger_->appended());
+    } else {
+      log_->info("{} is a replica of {} now", options_.db_path, request.state.master_id);
+    }
+  }
   Status result;
   if (staged != nullptr) {
     for (const StagedBatch::Change& c : staged->changes()) {

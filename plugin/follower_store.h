@@ -10,6 +10,13 @@
 // plus one reserved family that is never replicated nor part of the tree:
 //   __sdiff / "state"    -> FollowerState   (EncodeState)
 //   __sdiff / "families" -> the master's families, tag -> name (EncodeFamilies)
+//   __sdiff / "unreconciled" -> "" while a directory that held data of its own
+//                           (no follower state) has not finished its first
+//                           diff: until then it starts only with a ledger or
+//                           told to discard (see unfollowed_data)
+// A promoted follower's directory, now a master's (plugin/lineage.h), holds
+//   __sdiff / "master"   -> MasterRecord   (EncodeMasterRecord)
+// and no "state".
 // Column families without a tag in that map are left alone (logged at open).
 #pragma once
 
@@ -24,12 +31,14 @@
 #include "engine/client_session.h"
 #include "engine/merkle_tree.h"
 #include "engine/messages.h"
+#include "engine/server_session.h"
 #include "engine/status.h"
 #include "net/follower_client.h"
 #include "net/mutex.h"
 #include "net/thread_annotations.h"
 #include "plugin/audit.h"
 #include "plugin/disk_reserve.h"
+#include "plugin/ledger.h"
 #include "plugin/replica_options.h"
 #include "plugin/tree_scan.h"
 
@@ -52,6 +61,26 @@ namespace sdiff::plugin {
 inline constexpr std::string_view kMetaFamily = "__sdiff";
 inline constexpr char kStateKey[] = "state";
 inline constexpr char kFamiliesKey[] = "families";
+inline constexpr char kUnreconciledKey[] = "unreconciled";
+inline constexpr char kMasterKey[] = "master";
+
+// A master's identity and lineage, as a promoted follower records them
+// (plugin/lineage.h): the identity it serves under, and the earlier
+// identities whose followers may resume on it.
+struct MasterRecord {
+  std::string master_id;
+  std::vector<LineageLink> lineage;
+  friend bool operator==(const MasterRecord&, const MasterRecord&) = default;
+};
+
+// What a follower does with a directory that holds data but no follower
+// state (a former master, a promoted follower's, or any plain RocksDB): a
+// diff would overwrite or delete what only it holds.
+enum class UnfollowedData {
+  kRefuse,   // Open fails (InvalidArgument) and touches nothing
+  kLedger,   // follow, recording what repairs overwrite in the ledger
+  kDiscard,  // follow, letting repairs overwrite it
+};
 
 struct RocksFollowerStoreOptions {
   std::string db_path;
@@ -86,6 +115,11 @@ struct RocksFollowerStoreOptions {
   // Testing seam: how the tree hashes keys, to force key-hash collisions.
   // Master and followers must agree. Default: KeyHash (docs/protocol.md).
   KeyHasher key_hasher = &KeyHash;
+  // A file where every key a repair or bootstrap changes or deletes is first
+  // written with the value it had (plugin/ledger.h). Empty: none. Default: none.
+  std::string ledger_path;
+  // See UnfollowedData. A ledger_path makes kRefuse kLedger. Default: kRefuse.
+  UnfollowedData unfollowed_data = UnfollowedData::kRefuse;
 };
 
 // What changed the store's tree, for a relay (plugin/relay.h) that serves the
@@ -152,7 +186,12 @@ class RocksFollowerStore : public FollowerStore {
   class StagedBatch;
   explicit RocksFollowerStore(RocksFollowerStoreOptions options);
   Status OpenDb();
+  // Refuses a directory holding data but no follower state, unless told
+  // what to do with its data; then marks it unreconciled.
+  Status ClaimDirectory(bool existed);
   Status LoadMeta();
+  // What the repair or bootstrap write `request` overwrites, for the ledger.
+  Status LedgerEntries(const ApplyRequest& request, std::vector<LedgerEntry>* out) REQUIRES(mu_);
   // Rebuilds the tree from a snapshot of every tagged family.
   Status RebuildTree() REQUIRES(mu_);
   // Reads `families` from one snapshot into *tree.
@@ -186,7 +225,12 @@ class RocksFollowerStore : public FollowerStore {
   // The stream position of the last write (ApplyRequest::position); at open,
   // the persisted applied_seq.
   uint64_t position_ GUARDED_BY(mu_) = 0;
-  StoreChangeFn on_change_;  // set before the client starts; called on its thread
+  StoreChangeFn on_change_;         // set before the client starts; called on its thread
+  std::unique_ptr<Ledger> ledger_;  // set by Open when asked for; used under mu_
+  // The replicated families held data when the store opened: a key a repair
+  // adds is then recorded as absent (an empty replica lost nothing).
+  bool held_data_ = false;                     // constant after Open
+  bool unreconciled_ GUARDED_BY(mu_) = false;  // kUnreconciledKey is set
 };
 
 // Marks a database copied from the master's files (plugin/clone.h) as a
@@ -205,7 +249,11 @@ Status AdoptClone(const std::string& path, const std::string& master_id,
 //   families v1: u8 1, u32 count, count x (u16 tag, str name)
 std::string EncodeState(const FollowerState& state);
 Status DecodeState(std::string_view bytes, FollowerState* state);
+//   master v1:   u8 1, str master_id, u32 count,
+//                count x (str master_id, u64 master_seq, u64 seq)
 std::string EncodeFamilies(const std::map<FamilyTag, std::string>& families);
 Status DecodeFamilies(std::string_view bytes, std::map<FamilyTag, std::string>* families);
+std::string EncodeMasterRecord(const MasterRecord& record);
+Status DecodeMasterRecord(std::string_view bytes, MasterRecord* record);
 
 }  // namespace sdiff::plugin

@@ -164,6 +164,8 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   if (!s.ok()) return s;
   RocksMasterHooksOptions h;
   h.master_id = master->master_id_;
+  master->lineage_ = options.lineage;
+  h.lineage = options.lineage;
   h.bootstrap_min_keys = options.bootstrap_min_keys;
   h.diff_on_connect = options.diff_on_connect;
   h.allow_writers = options.allow_writers;
@@ -228,6 +230,7 @@ MasterStatus Master::status() {
   st.audit = auditor_->stats();
   st.left_out_keys = l.left_out_keys;
   st.server = server_->stats();
+  st.lineage = lineage_;
   return st;
 }
 

@@ -52,6 +52,9 @@ struct MasterOptions {
   std::shared_ptr<MasterListener> listener;  // see MasterListener; optional
   net::MasterServerOptions server;           // listen address, secret, TLS, limits
   std::string master_id;                     // default: the DB's identity (DB::GetDbIdentity)
+  // Earlier identities whose followers resume on this master (a promoted
+  // follower's record, plugin/lineage.h: TakeAsMaster). Default: none.
+  std::vector<LineageLink> lineage;
   std::chrono::milliseconds poll_interval{1};
   size_t resume_window_bytes = 64 << 20;  // recent batches kept for resuming followers
   uint64_t bootstrap_min_keys = 10000;
@@ -106,6 +109,7 @@ struct MasterStatus {
   AuditStats audit;
   size_t left_out_keys = 0;  // see BatchLogStats::left_out_keys
   net::MasterServerStats server;
+  std::vector<LineageLink> lineage;  // MasterOptions::lineage
 };
 
 class Master {
@@ -127,6 +131,7 @@ class Master {
   Status WaitForFollowers(uint64_t seq, size_t count, std::chrono::milliseconds timeout);
   uint16_t port() const { return server_->port(); }
   const std::string& master_id() const { return master_id_; }
+  const std::vector<LineageLink>& lineage() const { return lineage_; }
   MasterStatus status();
   // Checks the tree against the database now (plugin/audit.h): scans a
   // snapshot at sequence S and compares it with the tree as of S. Keys that
@@ -148,6 +153,7 @@ class Master {
 
   rocksdb::DB* db_ = nullptr;
   std::string master_id_;
+  std::vector<LineageLink> lineage_;
   std::shared_ptr<MasterListener> listener_;
   std::unique_ptr<BatchLog> log_;  // outlives the tailer, its writer
   std::unique_ptr<WalTailer> tailer_;

@@ -120,6 +120,8 @@ FollowerOptions FromPublic(const sdiff::FollowerOptions& options) {
   out.sync_writes = options.sync_writes;
   out.min_free_bytes = options.min_free_bytes;
   out.clone_files = options.clone_files;
+  out.ledger = options.ledger;
+  out.discard = options.discard;
   out.client.master = options.master;
   out.client.secret = options.secret;
   out.client.tls = FromPublic(options.tls);

@@ -111,6 +111,7 @@ RocksMasterHooks::RocksMasterHooks(rocksdb::DB* db, TaggedFamilies families, Bat
 ServerOptions RocksMasterHooks::SessionOptions() const {
   ServerOptions o;
   o.master_id = options_.master_id;
+  o.lineage = options_.lineage;
   o.bootstrap_min_keys = options_.bootstrap_min_keys;
   o.diff_on_connect = options_.diff_on_connect;
   for (const auto& [tag, handle] : families_)

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/server_session.h"
 #include "plugin/batch_log.h"
@@ -32,6 +33,7 @@ namespace sdiff::plugin {
 
 struct RocksMasterHooksOptions {
   std::string master_id;
+  std::vector<LineageLink> lineage;     // see ServerOptions::lineage
   uint64_t bootstrap_min_keys = 10000;  // see ServerOptions::bootstrap_min_keys
   bool diff_on_connect = true;          // see ServerOptions::diff_on_connect
   // Clients in the writer role may write through the master (MasterHooks::write).

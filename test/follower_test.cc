@@ -438,8 +438,10 @@ TEST_F(FollowerTest, FailingWritesLeaveNoHalfBatch) {
   master->Stop();
 }
 
-// A RocksDB that was never a replica: its data counts once the master's
-// families are known, and the first diff removes what the master lacks.
+// A RocksDB that was never a replica: refused as it is (its own data would
+// be overwritten); told to discard it, its data counts as held from the
+// first Hello (so it is diffed, not bootstrapped), and the first diff
+// removes what the master lacks.
 TEST_F(FollowerTest, PlainRocksDbBecomesAnEqualReplica) {
   MemoryHub hub("plain-master");
   Fill(&hub, 30, "m");
@@ -460,6 +462,11 @@ TEST_F(FollowerTest, PlainRocksDbBecomesAnEqualReplica) {
     db->DestroyColumnFamilyHandle(meta);
     db->Close();
   }
+  std::unique_ptr<Follower> refused;
+  Status s = Follower::Open(options, &refused);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("holds data but no follower state"), std::string::npos) << s.ToString();
+  options.discard = true;
   auto follower = Open(options);
   ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));
   EXPECT_EQ(follower->status().last_start, StartMode::kDiff);

@@ -440,6 +440,35 @@ TEST_F(ServerSessionTest, ForeignMasterIdFallsBackToDiff) {
   EXPECT_EQ(events[1].kind, ServerEvent::Kind::kWantSnapshot);
 }
 
+TEST_F(ServerSessionTest, FollowerOfAnOldMasterAtItsLineageLinkResumes) {
+  // This master's history continues old-master's at old-master's 7 = our 3.
+  options_.lineage = {LineageLink{"old-master", 7, 3}};
+  WriteKeys(5);
+  Welcome welcome = ConnectWelcome(ResumeHello("old-master", 7, 7));
+  EXPECT_EQ(welcome.mode, StartMode::kResume);
+  EXPECT_EQ(welcome.master_id, "m1");
+  EXPECT_EQ(welcome.resume_from, 4u);
+  std::vector<ServerEvent> events = Events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, ServerEvent::Kind::kStreamFrom);
+  EXPECT_EQ(events[0].seq, 4u);
+}
+
+TEST_F(ServerSessionTest, FollowerOfAnOldMasterElsewhereDiffs) {
+  options_.lineage = {LineageLink{"old-master", 7, 3}};
+  WriteKeys(5);
+  // Behind the link or past it (writes this master never had): not a prefix
+  // of this master's history at any sequence it knows.
+  for (uint64_t applied : {6u, 8u}) {
+    NewSession();
+    Welcome welcome = ConnectWelcome(ResumeHello("old-master", applied, applied));
+    EXPECT_EQ(welcome.mode, StartMode::kDiff) << applied;
+  }
+  // Our own followers are not affected by the lineage.
+  NewSession();
+  EXPECT_EQ(ConnectWelcome(ResumeHello("m1", 3, 3)).mode, StartMode::kResume);
+}
+
 TEST_F(ServerSessionTest, AppliedSequenceAheadOfMasterFallsBackToDiff) {
   WriteKeys(5);
   Welcome welcome = ConnectWelcome(ResumeHello("m1", 9, 9));
@@ -1399,8 +1428,22 @@ TEST_F(ClientSessionTest, ResumeWelcomeNotFollowingOurSequenceIsProtocolError) {
   EXPECT_TRUE(writes_.empty());
 }
 
-TEST_F(ClientSessionTest, ResumeWelcomeFromAnotherMasterIsProtocolError) {
+TEST_F(ClientSessionTest, ResumeWelcomeFromAnotherMasterIsALineageResume) {
+  // m2, a promoted follower, found (m1, 10) in its lineage at its own 30.
   state_ = FollowerState{"m1", 10};
+  std::vector<Message> out = Connect(MakeWelcome(StartMode::kResume, 30, 31, "m2"));
+  EXPECT_EQ(Names(out), "SyncRequest");  // caught up: the one diff that checks it
+  EXPECT_FALSE(session().closed());
+  EXPECT_EQ(session().applied_seq(), 30u);
+  EXPECT_EQ(session().follower_state().master_id, "m2");
+  EXPECT_EQ(session().follower_state().applied_seq, 30u);
+  Feed(Batch{.seq = 31, .count = 1, .ops = {Put("a", "1")}});
+  ASSERT_EQ(writes_.size(), 1u);
+  EXPECT_EQ(writes_[0].state, (FollowerState{"m2", 31}));  // resumable on m2 from here
+}
+
+TEST_F(ClientSessionTest, ResumeWelcomeWithoutAResumablePositionIsProtocolError) {
+  state_ = FollowerState{"m1", 0};  // a diff had not completed
   Start();
   Feed(ChallengeFor(Hello{}, nullptr));
   Out();

@@ -257,6 +257,13 @@ std::vector<rocksdb::ColumnFamilyHandle*> OpenDb::Replicated() const {
   return out;
 }
 
+rocksdb::ColumnFamilyHandle* OpenDb::Family(std::string_view name) const {
+  for (auto* h : handles) {
+    if (h->GetName() == name) return h;
+  }
+  return nullptr;
+}
+
 void DatabaseFlags::Add(CLI::App& app) {
   app.add_flag("--create-if-missing", create_if_missing,
                "create the database if it does not exist");

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/status.h"
@@ -98,6 +99,8 @@ struct OpenDb {
   ~OpenDb();
   // The handles to replicate: `replicated`, or all but sdiff's own "__sdiff".
   std::vector<rocksdb::ColumnFamilyHandle*> Replicated() const;
+  // The family named `name`, or null.
+  rocksdb::ColumnFamilyHandle* Family(std::string_view name) const;
 };
 
 // How sdiff-rocks-master opens its database and what it replicates:

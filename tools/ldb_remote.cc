@@ -13,6 +13,7 @@
 #include "net/audit_client.h"
 #include "net/writer_client.h"
 #include "plugin/inspector.h"
+#include "plugin/ledger.h"
 #include "tools/ldb_commands.h"
 
 namespace sdiff::tools {
@@ -88,19 +89,26 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
     }
   }
   size_t line_number = 0;
+  bool ledger = false;                     // the file is a ledger (plugin/ledger.h)
+  std::optional<FamilyTag> ledger_family;  // of its lines, from its last family line
   net::NextWrite next = [&](const std::vector<FamilyInfo>& families, std::vector<Op>* ops,
                             bool* more) {
-    auto info = std::find_if(families.begin(), families.end(),
-                             [&](const FamilyInfo& f) { return f.name == family; });
-    if (info == families.end()) {
-      return Status::InvalidArgument(
-          fmt::format("the master does not replicate column family '{}'", Escape(family)));
-    }
+    auto tag_of = [&](const std::string& name, FamilyTag* tag) {
+      auto info = std::find_if(families.begin(), families.end(),
+                               [&](const FamilyInfo& f) { return f.name == name; });
+      if (info == families.end()) {
+        return Status::InvalidArgument(
+            fmt::format("the master does not replicate column family '{}'", Escape(name)));
+      }
+      *tag = info->tag;
+      return Status::OK();
+    };
     Op op;
-    op.family = info->tag;
     if (r.command != LdbCommand::kLoad) {
+      Status s = tag_of(family, &op.family);
+      if (!s.ok()) return s;
       op.kind = r.command == LdbCommand::kPut ? OpKind::kPut : OpKind::kDelete;
-      Status s = DecodeArg(r.key, r.key_hex, &op.key);
+      s = DecodeArg(r.key, r.key_hex, &op.key);
       if (s.ok() && op.kind == OpKind::kPut) s = DecodeArg(r.value, r.value_hex, &op.value);
       if (!s.ok()) return s;
       ops->push_back(std::move(op));
@@ -117,19 +125,55 @@ int RunWrite(const LdbRequest& r, std::ostream& out, std::ostream& err) {
       }
       ++line_number;
       if (!line.empty() && line.back() == '\r') line.pop_back();  // a CRLF file
-      if (line.empty()) continue;
-      size_t tab = line.find('\t');
-      if (tab == std::string::npos) {
-        return Status::InvalidArgument(
-            fmt::format("{}:{}: no tab between key and value", r.file, line_number));
+      auto at_line = [&](const Status& s) {
+        return Status::InvalidArgument(fmt::format("{}:{}: {}", r.file, line_number, s.message()));
+      };
+      if (line_number == 1 && line == plugin::kLedgerHeader) {
+        if (r.column_family) {
+          return at_line(Status::InvalidArgument(
+              "a ledger names its column families itself; drop --column_family"));
+        }
+        ledger = true;
+        continue;
       }
       Op put;
-      put.kind = OpKind::kPut;
-      put.family = info->tag;
-      Status s = DecodeArg(std::string_view(line).substr(0, tab), r.key_hex, &put.key);
-      if (s.ok()) s = DecodeArg(std::string_view(line).substr(tab + 1), r.value_hex, &put.value);
-      if (!s.ok())
-        return Status::InvalidArgument(fmt::format("{}:{}: {}", r.file, line_number, s.message()));
+      if (ledger) {
+        plugin::LedgerLine entry;
+        Status s = plugin::ParseLedgerLine(line, &entry);
+        if (s.ok() && entry.kind == plugin::LedgerLine::Kind::kFamily) {
+          FamilyTag tag = 0;
+          s = tag_of(entry.family, &tag);
+          if (s.ok()) ledger_family = tag;
+        }
+        if (!s.ok()) return at_line(s);
+        if (entry.kind != plugin::LedgerLine::Kind::kPut &&
+            entry.kind != plugin::LedgerLine::Kind::kDelete) {
+          continue;
+        }
+        if (!ledger_family) {
+          FamilyTag tag = 0;
+          s = tag_of(std::string(rocksdb::kDefaultColumnFamilyName), &tag);
+          if (!s.ok()) return at_line(s);
+          ledger_family = tag;
+        }
+        put.kind = entry.kind == plugin::LedgerLine::Kind::kPut ? OpKind::kPut : OpKind::kDelete;
+        put.family = *ledger_family;
+        put.key = std::move(entry.key);
+        put.value = std::move(entry.value);
+      } else {
+        if (line.empty()) continue;
+        size_t tab = line.find('\t');
+        if (tab == std::string::npos) {
+          return Status::InvalidArgument(
+              fmt::format("{}:{}: no tab between key and value", r.file, line_number));
+        }
+        Status s = tag_of(family, &put.family);
+        if (!s.ok()) return s;
+        put.kind = OpKind::kPut;
+        s = DecodeArg(std::string_view(line).substr(0, tab), r.key_hex, &put.key);
+        if (s.ok()) s = DecodeArg(std::string_view(line).substr(tab + 1), r.value_hex, &put.value);
+        if (!s.ok()) return at_line(s);
+      }
       bytes += put.key.size() + put.value.size();
       ops->push_back(std::move(put));
     }

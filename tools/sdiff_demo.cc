@@ -88,6 +88,7 @@ int RunDemo(const std::string& dir, uint16_t port) {
   fo.db_path = dir + "/follower";
   fo.client.master = "127.0.0.1:" + std::to_string(master->port());
   fo.client.session.diff_after_catch_up = false;
+  fo.discard = true;  // the stale `key` is the follower's own: the diff is to remove it
   std::unique_ptr<sdiff::plugin::Follower> follower;
   s = sdiff::plugin::Follower::Open(fo, &follower);
   if (!s.ok()) return Fail(s.ToString());

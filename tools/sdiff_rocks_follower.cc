@@ -41,6 +41,17 @@ int main(int argc, char** argv) {
   app.add_flag("--sync", options.sync_writes,
                "fsync every applied batch: a power loss then loses no batch the replica "
                "applied (without it, the replica resumes from before the lost ones)");
+  auto* ledger =
+      app.add_option("--ledger", options.ledger,
+                     "append every key a diff or bootstrap changes or deletes to FILE, with the "
+                     "value it had, before changing it (replay: sdiff-ldb --master=M load "
+                     "FILE); also lets a directory holding data of its own (a former master) "
+                     "become a replica")
+          ->type_name("FILE");
+  app.add_flag("--discard", options.discard,
+               "let a directory holding data but no follower state (a former master, a plain "
+               "RocksDB) become a replica, its own data overwritten without a record")
+      ->excludes(ledger);
   app.add_option("--repair-interval", repair_interval_s,
                  "seconds between anti-entropy diffs while connected (0: off)")
       ->check(tools::NonNegative());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "plugin/lineage.h"
 #include "plugin/master.h"
 #include "tools/daemon_util.h"
 #include "tools/metrics_pages.h"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   std::string db_path, listen = "127.0.0.1:8123";
   bool allow_writers = false;
   bool sync = false;
+  bool promote = false;
   tools::SecurityFlags security;
   tools::MetricsFlag metrics;
   tools::AuditFlags audit;
@@ -35,6 +37,10 @@ int main(int argc, char** argv) {
   audit.Add(app);
   log.Add(app);
   min_free.Add(app, "refuses writes through it (--allow-writers)");
+  app.add_flag("--promote", promote,
+               "make a stopped follower's directory a master's: keep its data, serve it under "
+               "a new identity that records the master it followed and how far, so that "
+               "followers at that point resume (docs/operations.md, Failover)");
   app.add_flag("--allow-writers", allow_writers,
                "let clients that prove the shared secret write through this master "
                "(sdiff-ldb --master put/delete/load); needs --secret-file");
@@ -90,6 +96,14 @@ int main(int argc, char** argv) {
   tools::OpenDb db;
   s = tools::OpenDatabase(db_path, database, &db);
   if (!s.ok()) return tools::Fail(name, s);
+  plugin::MasterRecord record;
+  std::string promoted;
+  s = plugin::TakeAsMaster(db.db.get(), db.Family(plugin::kMetaFamily), promote, &record,
+                           &promoted);
+  if (!s.ok()) return tools::Fail(name, s);
+  if (!promoted.empty()) spdlog::warn("{}", promoted);
+  options.master_id = record.master_id;
+  options.lineage = record.lineage;
   std::unique_ptr<plugin::Master> master;
   s = plugin::Master::Attach(db.db.get(), db.Replicated(), options, &master);
   if (!s.ok()) return tools::Fail(name, s);

@@ -100,6 +100,17 @@ Sessions SessionsOf(const net::MasterServerStats& server) {
   return out;
 }
 
+// A promoted master's earlier identities; null for any other master.
+json Lineage(const std::vector<LineageLink>& lineage) {
+  if (lineage.empty()) return nullptr;
+  json out = json::array();
+  for (const LineageLink& link : lineage) {
+    out.push_back(
+        {{"master_id", link.master_id}, {"master_seq", link.master_seq}, {"seq", link.seq}});
+  }
+  return out;
+}
+
 // A follower serving followers of its own: null when it does not.
 json RelayJson(const std::optional<plugin::RelayStatus>& relay) {
   if (!relay) return nullptr;
@@ -127,7 +138,7 @@ json MasterStatusJson(const plugin::MasterStatus& status, const std::string& mas
       {"role", "master"},
       {"version", Version()},
       {"master_id", master_id},
-      {"lineage", nullptr},  // promotion does not exist yet (issue 14)
+      {"lineage", Lineage(status.lineage)},
       {"sequences", {{"master", status.tailed_seq}, {"database", status.db_seq}}},
       {"tree",
        {{"keys", status.keys},
@@ -154,7 +165,7 @@ json FollowerStatusJson(const plugin::FollowerStatus& status, const DaemonFacts&
       {"role", "follower"},
       {"version", Version()},
       {"master_id", status.master_id.empty() ? json(nullptr) : json(status.master_id)},
-      {"lineage", nullptr},  // promotion does not exist yet (issue 14)
+      {"lineage", nullptr},  // a follower has none: its master does
       {"master",
        {{"address", facts.master_address},
         {"link", status.connected ? "up" : "down"},

@@ -138,6 +138,15 @@ struct FollowerOptions {
   // bootstraps or diffs it. Open blocks for the copy (or for connect_timeout
   // when the master is unreachable). Default: true.
   bool clone_files = true;
+  // A file where every key a diff or bootstrap changes or deletes is first
+  // appended, fsynced, with the value the replica had (one KEY<TAB>VALUE line
+  // in hex; `sdiff-ldb --master=M load FILE` replays it). It also lets Open
+  // take a directory holding data but no follower state (a former master, a
+  // plain RocksDB), which it refuses otherwise. Default: none.
+  std::string ledger;
+  // Lets Open take such a directory without a ledger: the first diff
+  // overwrites what only it holds. Not with `ledger`. Default: false.
+  bool discard = false;
 
   std::string master = "127.0.0.1:8123";  // HOST:PORT. Default: "127.0.0.1:8123"
   std::string secret;                     // shared secret; empty: none. Default: empty
