@@ -6,7 +6,8 @@
 //   kAwaitWelcome    Welcome         -> resume | await diff | bootstrap -> kStreaming
 //   kStreaming       Batch           -> apply atomically (consecutive ones together)
 //                    SyncStart       -> snapshot, SyncRoot
-//                    NodesRequest    -> Nodes from the snapshot
+//                    NodesRequest    -> Nodes from the snapshot: what differs from
+//                                       the master's summaries, or our own summaries
 //                    Repair          -> apply, minus keys streamed since the snapshot
 //                    SyncDone        -> consistent (or await the retry)
 //                    BootstrapChunk  -> apply, minus keys streamed since it began
@@ -484,7 +485,8 @@ void ClientSession::HandleSyncStart(const SyncStart& start) {
   root.key_count = snapshot_.size();
   root.equal = root.root == start.root;
   root.hash_bytes = hash_bytes_;
-  if (!root.equal) root.top = Summarize(snapshot_, "", salt_, hash_bytes_);
+  // Folded: a difference or two show in a few lines, many in every one.
+  if (!root.equal) root.top = Summarize(snapshot_, "", salt_, hash_bytes_, kMaxFoldFamilies);
   Send(root);
 }
 
@@ -500,12 +502,24 @@ void ClientSession::HandleNodes(const NodesRequest& request) {
                                       " paths, more than " +
                                       std::to_string(wire::kMaxPathsPerRequest)));
   }
+  bool probed = !request.summaries.empty();
+  if (probed &&
+      (request.summaries.size() != request.paths.size() || request.hash_bytes != hash_bytes_)) {
+    return Fail(Status::ProtocolError("NodesRequest: summaries do not match its paths"));
+  }
   Nodes nodes;
   nodes.sync_id = sync_id_;
   nodes.hash_bytes = hash_bytes_;
-  nodes.summaries.reserve(request.paths.size());
-  for (const std::string& path : request.paths) {
-    nodes.summaries.push_back(Summarize(snapshot_, path, salt_, hash_bytes_));
+  nodes.summaries.resize(request.paths.size());
+  for (size_t i = 0; i < request.paths.size(); ++i) {
+    const std::string& path = request.paths[i];
+    if (!probed) {
+      nodes.summaries[i] = Summarize(snapshot_, path, salt_, hash_bytes_);
+      continue;
+    }
+    Status s =
+        AnswerProbe(snapshot_, path, request.summaries[i], salt_, hash_bytes_, &nodes.summaries[i]);
+    if (!s.ok()) return Fail(s);
   }
   Send(nodes);
 }

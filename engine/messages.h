@@ -5,7 +5,8 @@
 //   F: Hello            M: Challenge        F: Auth          M: Welcome | Reject
 //   then M streams Batch frames; either side may ask for a diff:
 //   F: SyncRequest  (or M decides)   M: SyncStart{root}   F: SyncRoot{root, top summary}
-//   M: NodesRequest{paths}  F: Nodes{summaries}   ... one exchange per trie level ...
+//   M: NodesRequest{paths, its summaries}  F: Nodes{what differs}  ... two trie levels
+//   per exchange ...
 //   M: Repair{ops}...  M: SyncDone
 //   bootstrap of an empty follower: M: BootstrapChunk ... (last = true), then stream
 //   liveness: M: Ping  F: Pong
@@ -49,18 +50,34 @@ struct Op {
   friend bool operator==(const Op&, const Op&) = default;
 };
 
-// What one side holds under one trie prefix.
+// What one side holds under one trie prefix, or (kDetails) what differs
+// there. Truncated hashes are TruncatedHash values (engine/sync.h).
 struct NodeSummary {
-  enum class Kind : uint8_t { kEmpty = 0, kLeaf = 1, kInner = 2 };
+  enum class Kind : uint8_t {
+    kEmpty = 0,    // no key under the prefix
+    kLeaf = 1,     // one key: key_hash, leaf_hash
+    kInner = 2,    // two or more keys: digits, hashes
+    kFolded = 3,   // two or more keys: hashes holds folded lines
+    kLeaves = 4,   // two or more keys, each listed: key_hashes, leaf_hashes
+    kDetails = 5,  // an answer to a probe: digits, details
+  };
   Kind kind = Kind::kEmpty;
   // kLeaf: the only key under the prefix.
   Hash128 key_hash;
   Hash128 leaf_hash;
-  // kInner (two or more keys under the prefix): for each digit at depth
-  // prefix.size() under which keys exist, a truncated hash of those keys
-  // (TruncatedHash in engine/sync.h), ascending digits.
+  // kInner: for each digit at depth prefix.size() under which keys exist, a
+  // truncated hash of those keys, ascending digits.
+  // kFolded: no digits; hashes holds 16 lines per family of lines (2 to 4
+  // families, FoldLine in engine/sync.h): each line the XOR of the truncated
+  // hashes of the children on it.
+  // kDetails: the digits of the children that differ, ascending; details
+  // holds the sender's summary of each (any kind but kDetails).
   std::vector<uint8_t> digits;
   std::vector<uint64_t> hashes;
+  std::vector<NodeSummary> details;
+  // kLeaves: every key under the prefix (2..kMaxListedLeaves), ascending key hash.
+  std::vector<Hash128> key_hashes;
+  std::vector<Hash128> leaf_hashes;
   friend bool operator==(const NodeSummary&, const NodeSummary&) = default;
 };
 
@@ -207,13 +224,18 @@ struct SyncRoot {  // F -> M
   friend bool operator==(const SyncRoot&, const SyncRoot&) = default;
 };
 
-struct NodesRequest {  // M -> F: summaries of these prefixes, please
+// M -> F: about these prefixes, please. With `summaries` (one per path, the
+// master's children there: kEmpty, kInner or kFolded) the follower compares
+// and answers what differs (kDetails); without, its summary of each path.
+struct NodesRequest {
   uint64_t sync_id = 0;
-  std::vector<std::string> paths;  // digit strings, at most 16 digits
+  std::vector<std::string> paths;      // digit strings, at most 16 digits
+  std::vector<NodeSummary> summaries;  // empty, or one per path
+  uint8_t hash_bytes = 8;              // width of the truncated hashes in `summaries`, 1..8
   friend bool operator==(const NodesRequest&, const NodesRequest&) = default;
 };
 
-struct Nodes {  // F -> M: one summary per requested path, same order
+struct Nodes {  // F -> M: one summary (or kDetails answer) per requested path, same order
   uint64_t sync_id = 0;
   std::vector<NodeSummary> summaries;
   uint8_t hash_bytes = 8;  // width of the truncated hashes in `summaries`, 1..8 (SyncStart's)

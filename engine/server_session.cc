@@ -447,8 +447,9 @@ void ServerSession::HandleNodes(const Nodes& nodes) {
   if (outstanding_.empty()) AskOrRepair();
 }
 
-// Sends the next level's questions, all at once in frames of bounded size, or
-// moves on to repair when nothing is left to ask.
+// Sends the next level's questions, each with our summary of the children
+// there for the follower to compare, all at once in frames whose answers fit
+// our frame limit, or moves on to repair when nothing is left to ask.
 void ServerSession::AskOrRepair() {
   std::vector<std::string> paths = comparer_->TakePending();
   if (paths.empty()) {
@@ -456,12 +457,23 @@ void ServerSession::AskOrRepair() {
     return;
   }
   ++round_trips_;
-  for (size_t begin = 0; begin < paths.size(); begin += wire::kMaxPathsPerRequest) {
-    size_t end = std::min(paths.size(), begin + wire::kMaxPathsPerRequest);
+  // An answer per path holds at most kMaxDetails summaries of at most
+  // kFoldAbove children (or a few listed leaves) each, once decoded.
+  constexpr size_t kMaxAnswerMemory =
+      kMaxDetails * (sizeof(NodeSummary) + 1 + kFoldAbove * (sizeof(uint64_t) + 1));
+  size_t per_frame =
+      std::clamp<size_t>(options_.max_frame / kMaxAnswerMemory, 1, wire::kMaxPathsPerRequest);
+  for (size_t begin = 0; begin < paths.size(); begin += per_frame) {
+    size_t end = std::min(paths.size(), begin + per_frame);
     NodesRequest request;
     request.sync_id = sync_id_;
+    request.hash_bytes = options_.hash_bytes;
     request.paths.assign(std::make_move_iterator(paths.begin() + begin),
                          std::make_move_iterator(paths.begin() + end));
+    request.summaries.reserve(request.paths.size());
+    for (const std::string& path : request.paths) {
+      request.summaries.push_back(comparer_->Probe(path, paths.size()));
+    }
     Send(request);
     outstanding_.push_back(std::move(request.paths));
   }

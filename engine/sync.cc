@@ -29,6 +29,8 @@ template <typename Fn>
 void ForEachChildAt(NodeRef node, int depth, Fn&& fn) {
   if (node.empty()) return;
   if (node.is_inner() && node.depth() == depth) {
+    // Children lie anywhere in memory: fetch them all, then read them.
+    for (int i = 0; i < node.child_count(); ++i) node.child(i).Prefetch();
     for (int i = 0; i < node.child_count(); ++i) fn(node.child_digit(i), node.child(i));
     return;
   }
@@ -42,6 +44,24 @@ uint64_t TruncatedHash(const Hash128& h, uint64_t salt, int bytes) {
   h.ToBytes(canonical);
   uint64_t mixed = XXH3_64bits_withSeed(canonical, sizeof(canonical), salt);
   return bytes >= 8 ? mixed : mixed & ((uint64_t{1} << (8 * bytes)) - 1);
+}
+
+// A grid of 16 rows (high nibble) by 16 columns (low nibble); the diagonals
+// r + c and r + 3c cross every row and column once, and any two lines of
+// different families but the two diagonals meet in exactly one digit.
+int FoldLine(int family, uint8_t digit) {
+  int r = digit >> 4;
+  int c = digit & 15;
+  switch (family) {
+    case 0:
+      return r;
+    case 1:
+      return 16 + c;
+    case 2:
+      return 32 + ((r + c) & 15);
+    default:
+      return 48 + ((r + 3 * c) & 15);
+  }
 }
 
 NodeRef LocatePrefix(const TreeView& tree, std::string_view path) {
@@ -63,7 +83,93 @@ NodeRef LocatePrefix(const TreeView& tree, std::string_view path) {
   return node;
 }
 
-NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes) {
+namespace {
+
+// The lines of `node`'s children at `depth`, `families` families of 16.
+std::vector<uint64_t> FoldChildren(NodeRef node, int depth, uint64_t salt, int hash_bytes,
+                                   int families) {
+  std::vector<uint64_t> lines(16 * families, 0);
+  ForEachChildAt(node, depth, [&](uint8_t digit, NodeRef child) {
+    uint64_t h = TruncatedHash(child.hash(), salt, hash_bytes);
+    for (int f = 0; f < families; ++f) lines[FoldLine(f, digit)] ^= h;
+  });
+  return lines;
+}
+
+// `node`'s children at `depth` (node non-empty): plain, or folded into lines.
+NodeSummary ChildrenOf(NodeRef node, int depth, uint64_t salt, int hash_bytes, int families) {
+  NodeSummary s;
+  bool branches = node.is_inner() && node.depth() == depth;
+  if (families > 0 && branches && static_cast<size_t>(node.child_count()) > kFoldAbove) {
+    s.kind = NodeSummary::Kind::kFolded;
+    s.hashes = FoldChildren(node, depth, salt, hash_bytes, families);
+    return s;
+  }
+  s.kind = NodeSummary::Kind::kInner;
+  ForEachChildAt(node, depth, [&](uint8_t digit, NodeRef child) {
+    s.digits.push_back(digit);
+    s.hashes.push_back(TruncatedHash(child.hash(), salt, hash_bytes));
+  });
+  return s;
+}
+
+// Walks `mine`'s children at `depth` and a plain summary's in digit order:
+// only_mine(digit, child) for a child the summary lacks, differs(digit) for
+// one only the summary has or whose truncated hash differs.
+template <typename OnlyMine, typename Differs>
+void CompareChildren(NodeRef mine, int depth, const NodeSummary& theirs, uint64_t salt,
+                     int hash_bytes, OnlyMine&& only_mine, Differs&& differs) {
+  size_t j = 0;
+  ForEachChildAt(mine, depth, [&](uint8_t digit, NodeRef child) {
+    while (j < theirs.digits.size() && theirs.digits[j] < digit) differs(theirs.digits[j++]);
+    if (j < theirs.digits.size() && theirs.digits[j] == digit) {
+      if (TruncatedHash(child.hash(), salt, hash_bytes) != theirs.hashes[j]) differs(digit);
+      ++j;
+    } else {
+      only_mine(digit, child);
+    }
+  });
+  while (j < theirs.digits.size()) differs(theirs.digits[j++]);
+}
+
+// Up to `limit` leaves below node; false if there are more.
+bool CollectLeaves(NodeRef node, size_t limit, std::vector<NodeRef>* out) {
+  if (node.is_leaf()) {
+    if (out->size() == limit) return false;
+    out->push_back(node);
+    return true;
+  }
+  for (int i = 0; i < node.child_count(); ++i) {
+    if (!CollectLeaves(node.child(i), limit, out)) return false;
+  }
+  return true;
+}
+
+// The digits whose every line differs between two folds of `families` families.
+std::vector<uint8_t> FoldedCandidates(const std::vector<uint64_t>& a,
+                                      const std::vector<uint64_t>& b, int families) {
+  std::vector<uint8_t> out;
+  for (int d = 0; d < 256; ++d) {
+    auto digit = static_cast<uint8_t>(d);
+    bool differs = true;
+    for (int f = 0; f < families && differs; ++f) {
+      int line = FoldLine(f, digit);
+      differs = a[line] != b[line];
+    }
+    if (differs) out.push_back(digit);
+  }
+  return out;
+}
+
+bool ValidFold(const NodeSummary& s) {
+  return s.digits.empty() && s.hashes.size() % 16 == 0 &&
+         s.hashes.size() >= 16 * kMinFoldFamilies && s.hashes.size() <= 16 * kMaxFoldFamilies;
+}
+
+}  // namespace
+
+NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes,
+                      int fold_families) {
   NodeSummary s;
   NodeRef node = LocatePrefix(tree, path);
   if (node.empty()) return s;
@@ -73,12 +179,72 @@ NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt
     s.leaf_hash = node.hash();
     return s;
   }
-  s.kind = NodeSummary::Kind::kInner;
-  ForEachChildAt(node, static_cast<int>(path.size()), [&](uint8_t digit, NodeRef child) {
-    s.digits.push_back(digit);
-    s.hashes.push_back(TruncatedHash(child.hash(), salt, hash_bytes));
-  });
-  return s;
+  std::vector<NodeRef> leaves;
+  if (CollectLeaves(node, kMaxListedLeaves, &leaves)) {
+    s.kind = NodeSummary::Kind::kLeaves;
+    for (NodeRef leaf : leaves) {
+      s.key_hashes.push_back(leaf.key_hash());
+      s.leaf_hashes.push_back(leaf.hash());
+    }
+    return s;
+  }
+  return ChildrenOf(node, static_cast<int>(path.size()), salt, hash_bytes, fold_families);
+}
+
+NodeSummary ProbeSummary(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes,
+                         int fold_families) {
+  NodeRef node = LocatePrefix(tree, path);
+  if (node.empty() || path.size() >= kMaxPathDigits) return NodeSummary{};
+  return ChildrenOf(node, static_cast<int>(path.size()), salt, hash_bytes, fold_families);
+}
+
+Status AnswerProbe(const TreeView& tree, std::string_view path, const NodeSummary& theirs,
+                   uint64_t salt, int hash_bytes, NodeSummary* answer) {
+  using Kind = NodeSummary::Kind;
+  if (path.size() >= kMaxPathDigits) {
+    *answer = Summarize(tree, path, salt, hash_bytes);
+    return Status::OK();
+  }
+  int depth = static_cast<int>(path.size());
+  NodeRef node = LocatePrefix(tree, path);
+  std::vector<uint8_t> candidates;
+  switch (theirs.kind) {
+    case Kind::kEmpty:
+      ForEachChildAt(node, depth, [&](uint8_t digit, NodeRef) { candidates.push_back(digit); });
+      break;
+    case Kind::kInner: {
+      if (theirs.digits.size() != theirs.hashes.size() || theirs.digits.empty()) {
+        return Status::ProtocolError("NodesRequest: malformed probe");
+      }
+      auto differs = [&](uint8_t digit) { candidates.push_back(digit); };
+      CompareChildren(
+          node, depth, theirs, salt, hash_bytes, [&](uint8_t digit, NodeRef) { differs(digit); },
+          differs);
+      break;
+    }
+    case Kind::kFolded: {
+      if (!ValidFold(theirs)) return Status::ProtocolError("NodesRequest: malformed folded probe");
+      int families = static_cast<int>(theirs.hashes.size() / 16);
+      candidates = FoldedCandidates(FoldChildren(node, depth, salt, hash_bytes, families),
+                                    theirs.hashes, families);
+      break;
+    }
+    default:
+      return Status::ProtocolError("NodesRequest: a probe is empty, inner or folded");
+  }
+  if (candidates.size() > kMaxDetails) {
+    *answer = Summarize(tree, path, salt, hash_bytes);
+    return Status::OK();
+  }
+  answer->kind = Kind::kDetails;
+  std::string child(path);
+  child.push_back('\0');
+  for (uint8_t digit : candidates) {
+    child.back() = static_cast<char>(digit);
+    answer->digits.push_back(digit);
+    answer->details.push_back(Summarize(tree, child, salt, hash_bytes, kMaxFoldFamilies));
+  }
+  return Status::OK();
 }
 
 DiffComparer::DiffComparer(TreeView master, uint64_t salt, int hash_bytes)
@@ -97,58 +263,121 @@ void DiffComparer::SendAll(NodeRef node) {
   });
 }
 
-Status DiffComparer::OnSummary(const std::string& path, const NodeSummary& theirs) {
-  if (theirs.kind == NodeSummary::Kind::kInner &&
-      (path.size() >= kMaxPathDigits || theirs.digits.size() != theirs.hashes.size() ||
-       theirs.digits.empty())) {
-    return Status::ProtocolError("Nodes: malformed inner summary at depth " +
+void DiffComparer::MatchLeaves(NodeRef mine, const std::vector<Hash128>& key_hashes,
+                               const std::vector<Hash128>& leaf_hashes) {
+  std::vector<bool> matched(key_hashes.size(), false);
+  for (const Hash128& leaf_hash : leaf_hashes) residue_ ^= leaf_hash;
+  ForEachLeafBelow(mine, [&](NodeRef leaf) {
+    residue_ ^= leaf.hash();
+    Hash128 key_hash = leaf.key_hash();
+    for (size_t i = 0; i < key_hashes.size(); ++i) {
+      if (!matched[i] && key_hashes[i] == key_hash) {
+        matched[i] = true;
+        if (leaf.hash() != leaf_hashes[i]) {
+          to_send_.push_back(KeyRef{leaf.family(), std::string(leaf.key())});
+        }
+        return;
+      }
+    }
+    to_send_.push_back(KeyRef{leaf.family(), std::string(leaf.key())});
+  });
+  for (size_t i = 0; i < key_hashes.size(); ++i) {
+    if (!matched[i]) follower_only_.push_back(key_hashes[i]);
+  }
+}
+
+Status DiffComparer::Validate(const std::string& path, const NodeSummary& theirs,
+                              bool nested) const {
+  using Kind = NodeSummary::Kind;
+  auto malformed = [&](const char* what) {
+    return Status::ProtocolError(std::string("Nodes: malformed ") + what + " summary at depth " +
                                  std::to_string(path.size()));
+  };
+  bool children =
+      theirs.kind == Kind::kInner || theirs.kind == Kind::kFolded || theirs.kind == Kind::kDetails;
+  if (children && path.size() >= kMaxPathDigits) return malformed("inner");
+  switch (theirs.kind) {
+    case Kind::kInner:
+      if (theirs.digits.size() != theirs.hashes.size() || theirs.digits.empty()) {
+        return malformed("inner");
+      }
+      break;
+    case Kind::kFolded:
+      if (!ValidFold(theirs)) return malformed("folded");
+      break;
+    case Kind::kLeaves:
+      if (theirs.key_hashes.size() != theirs.leaf_hashes.size() || theirs.key_hashes.size() < 2 ||
+          theirs.key_hashes.size() > kMaxListedLeaves) {
+        return malformed("leaves");
+      }
+      break;
+    case Kind::kDetails:
+      if (nested || theirs.digits.size() != theirs.details.size() ||
+          theirs.digits.size() > kMaxDetails) {
+        return malformed("details");
+      }
+      break;
+    case Kind::kEmpty:
+    case Kind::kLeaf:
+      break;
+  }
+  return Status::OK();
+}
+
+NodeSummary DiffComparer::Probe(const std::string& path, size_t pending) const {
+  // Few questions at this level: few differences, each alone in its lines.
+  int families = pending <= 8 ? kMinFoldFamilies : kMaxFoldFamilies;
+  return ProbeSummary(master_, path, salt_, hash_bytes_, families);
+}
+
+Status DiffComparer::OnSummary(const std::string& path, const NodeSummary& theirs) {
+  using Kind = NodeSummary::Kind;
+  if (Status s = Validate(path, theirs, /*nested=*/false); !s.ok()) return s;
+  if (theirs.kind == Kind::kDetails) {
+    // The children the follower found differing from our probe; the others
+    // are equal (or a collision hid them, which the residue shows).
+    std::string child = path;
+    child.push_back('\0');
+    for (size_t i = 0; i < theirs.digits.size(); ++i) {
+      if (i > 0 && theirs.digits[i] <= theirs.digits[i - 1]) {
+        return Status::ProtocolError("Nodes: details not in ascending digit order");
+      }
+      if (Status s = Validate(child, theirs.details[i], /*nested=*/true); !s.ok()) return s;
+      child.back() = static_cast<char>(theirs.digits[i]);
+      if (Status s = OnSummary(child, theirs.details[i]); !s.ok()) return s;
+    }
+    return Status::OK();
   }
   NodeRef mine = LocatePrefix(master_, path);
   switch (theirs.kind) {
-    case NodeSummary::Kind::kEmpty:
+    case Kind::kEmpty:
       SendAll(mine);
       return Status::OK();
-    case NodeSummary::Kind::kLeaf: {
-      // Their one key either matches one of ours or is theirs alone.
-      residue_ ^= theirs.leaf_hash;
-      bool matched = false;
-      ForEachLeafBelow(mine, [&](NodeRef leaf) {
-        if (!matched && leaf.key_hash() == theirs.key_hash) {
-          matched = true;
-          residue_ ^= leaf.hash();
-          if (leaf.hash() != theirs.leaf_hash) {
-            to_send_.push_back(KeyRef{leaf.family(), std::string(leaf.key())});
-          }
-          return;
-        }
-        residue_ ^= leaf.hash();
-        to_send_.push_back(KeyRef{leaf.family(), std::string(leaf.key())});
-      });
-      if (!matched) follower_only_.push_back(theirs.key_hash);
+    case Kind::kLeaf:
+      MatchLeaves(mine, {theirs.key_hash}, {theirs.leaf_hash});
+      return Status::OK();
+    case Kind::kLeaves:
+      MatchLeaves(mine, theirs.key_hashes, theirs.leaf_hashes);
+      return Status::OK();
+    case Kind::kFolded: {
+      // Which children differ is known only up to the lines: ask about each
+      // digit every line of which differs (the follower's answer settles it).
+      int families = static_cast<int>(theirs.hashes.size() / 16);
+      std::vector<uint64_t> lines =
+          FoldChildren(mine, static_cast<int>(path.size()), salt_, hash_bytes_, families);
+      for (uint8_t digit : FoldedCandidates(lines, theirs.hashes, families)) {
+        pending_.push_back(path + static_cast<char>(digit));
+      }
       return Status::OK();
     }
-    case NodeSummary::Kind::kInner:
+    case Kind::kInner:
+    case Kind::kDetails:
       break;
   }
-  // Walk our children and theirs in digit order.
-  int depth = static_cast<int>(path.size());
-  size_t j = 0;
-  auto ask = [&](uint8_t digit) {
-    std::string child = path;
-    child.push_back(static_cast<char>(digit));
-    pending_.push_back(std::move(child));
-  };
-  ForEachChildAt(mine, depth, [&](uint8_t digit, NodeRef child) {
-    while (j < theirs.digits.size() && theirs.digits[j] < digit) ask(theirs.digits[j++]);
-    if (j < theirs.digits.size() && theirs.digits[j] == digit) {
-      if (TruncatedHash(child.hash(), salt_, hash_bytes_) != theirs.hashes[j]) ask(digit);
-      ++j;
-    } else {
-      SendAll(child);
-    }
-  });
-  while (j < theirs.digits.size()) ask(theirs.digits[j++]);
+  CompareChildren(
+      mine, static_cast<int>(path.size()), theirs, salt_, hash_bytes_,
+      [&](uint8_t, NodeRef child) { SendAll(child); },
+      [&](uint8_t digit) { pending_.push_back(path + static_cast<char>(digit)); });
   return Status::OK();
 }
 

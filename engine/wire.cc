@@ -30,7 +30,10 @@ constexpr size_t kMinOpBytes = 4;       // kind, family, key length, value lengt
 constexpr size_t kMinFamilyBytes = 2;   // tag, name length
 constexpr size_t kMinPathBytes = 1;     // length
 constexpr size_t kMinSummaryBytes = 1;  // kind (kEmpty)
-constexpr size_t kMinExampleBytes = 1;  // length (empty)
+constexpr size_t kFoldLines = 16;       // lines per family of a folded summary
+constexpr size_t kMaxFoldFamilies = 4;
+constexpr size_t kMaxListedLeafCount = 16;  // a kLeaves summary's limit on the wire
+constexpr size_t kMinExampleBytes = 1;      // length (empty)
 
 // The largest Hello (type byte and body) must fit the handshake's frame limit:
 // versions and role, the nonce, master_id, two varints, the bool, the family
@@ -119,34 +122,65 @@ void Encode(Writer& w, std::span<const Op> ops) {
   for (const Op& op : ops) Encode(w, op);
 }
 
+void EncodeDigits(Writer& w, const std::vector<uint8_t>& digits) {
+  if (digits.size() == kMaxChildren) {
+    // Every digit: nothing to say beyond the count.
+  } else if (digits.size() <= kMaxListedChildren) {
+    for (uint8_t d : digits) w.U8(d);
+  } else {
+    uint8_t bitmap[kBitmapBytes] = {};
+    for (uint8_t d : digits) bitmap[d / 8] |= static_cast<uint8_t>(1u << (d % 8));
+    for (uint8_t b : bitmap) w.U8(b);
+  }
+}
+
 void Encode(Writer& w, const NodeSummary& s, uint8_t hash_bytes) {
+  using Kind = NodeSummary::Kind;
   w.Enum(s.kind);
+  // The caller's summary must be well formed: the decoder rejects anything else.
   switch (s.kind) {
-    case NodeSummary::Kind::kEmpty:
+    case Kind::kEmpty:
       return;
-    case NodeSummary::Kind::kLeaf:
+    case Kind::kLeaf:
       w.Hash(s.key_hash);
       w.Hash(s.leaf_hash);
       return;
-    case NodeSummary::Kind::kInner:
-      break;
+    case Kind::kInner:
+      assert(!s.digits.empty() && s.digits.size() <= kMaxChildren);
+      assert(s.digits.size() == s.hashes.size());
+      assert(std::is_sorted(s.digits.begin(), s.digits.end()) &&
+             std::adjacent_find(s.digits.begin(), s.digits.end()) == s.digits.end());
+      w.Varint(s.digits.size());
+      EncodeDigits(w, s.digits);
+      for (uint64_t h : s.hashes) w.Truncated(h, hash_bytes);
+      return;
+    case Kind::kFolded:
+      assert(s.hashes.size() % kFoldLines == 0 && s.hashes.size() >= 2 * kFoldLines &&
+             s.hashes.size() <= kFoldLines * kMaxFoldFamilies);
+      w.U8(static_cast<uint8_t>(s.hashes.size() / kFoldLines));
+      for (uint64_t h : s.hashes) w.Truncated(h, hash_bytes);
+      return;
+    case Kind::kLeaves:
+      assert(s.key_hashes.size() == s.leaf_hashes.size() && s.key_hashes.size() >= 2 &&
+             s.key_hashes.size() <= kMaxListedLeafCount);
+      w.Varint(s.key_hashes.size());
+      for (size_t i = 0; i < s.key_hashes.size(); ++i) {
+        w.Hash(s.key_hashes[i]);
+        w.Hash(s.leaf_hashes[i]);
+      }
+      return;
+    case Kind::kDetails:
+      assert(s.digits.size() == s.details.size() && s.digits.size() <= kMaxChildren);
+      assert(std::is_sorted(s.digits.begin(), s.digits.end()) &&
+             std::adjacent_find(s.digits.begin(), s.digits.end()) == s.digits.end());
+      w.Varint(s.digits.size());
+      if (!s.digits.empty()) EncodeDigits(w, s.digits);
+      for (const NodeSummary& detail : s.details) {
+        assert(detail.kind != Kind::kDetails);
+        Encode(w, detail, hash_bytes);
+      }
+      return;
   }
-  // The caller's summary must be well formed: the decoder rejects anything else.
-  assert(!s.digits.empty() && s.digits.size() <= kMaxChildren);
-  assert(s.digits.size() == s.hashes.size());
-  assert(std::is_sorted(s.digits.begin(), s.digits.end()) &&
-         std::adjacent_find(s.digits.begin(), s.digits.end()) == s.digits.end());
-  w.Varint(s.digits.size());
-  if (s.digits.size() == kMaxChildren) {
-    // Every digit: nothing to say beyond the count.
-  } else if (s.digits.size() <= kMaxListedChildren) {
-    for (uint8_t d : s.digits) w.U8(d);
-  } else {
-    uint8_t bitmap[kBitmapBytes] = {};
-    for (uint8_t d : s.digits) bitmap[d / 8] |= static_cast<uint8_t>(1u << (d % 8));
-    for (uint8_t b : bitmap) w.U8(b);
-  }
-  for (uint64_t h : s.hashes) w.Truncated(h, hash_bytes);
 }
 
 void Encode(Writer& w, const Hello& m) {
@@ -217,12 +251,17 @@ void Encode(Writer& w, const SyncRoot& m) {
 }
 
 void Encode(Writer& w, const NodesRequest& m) {
+  assert(ValidHashBytes(m.hash_bytes));
+  assert(m.summaries.empty() || m.summaries.size() == m.paths.size());
+  w.U8(m.hash_bytes);
   w.Varint(m.sync_id);
   w.Varint(m.paths.size());
   for (const std::string& path : m.paths) {
     assert(path.size() <= kMaxPathDigits);
     w.Bytes(path);
   }
+  w.Varint(m.summaries.size());
+  for (const NodeSummary& s : m.summaries) Encode(w, s, m.hash_bytes);
 }
 
 void Encode(Writer& w, const Nodes& m) {
@@ -550,15 +589,77 @@ bool DecodeDigits(Reader& r, size_t count, std::vector<uint8_t>* digits) {
   return true;
 }
 
-bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s) {
-  if (!r.Enum("kind", 0, 2, &s->kind)) return false;
+// `nested`: a detail of a kDetails answer, which may not be one itself.
+bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s, bool nested = false) {
+  using Kind = NodeSummary::Kind;
+  if (!r.Enum("kind", 0, nested ? 4 : 5, &s->kind)) return false;
   switch (s->kind) {
-    case NodeSummary::Kind::kEmpty:
+    case Kind::kEmpty:
       return true;
-    case NodeSummary::Kind::kLeaf:
+    case Kind::kLeaf:
       return r.Hash("key_hash", &s->key_hash) && r.Hash("leaf_hash", &s->leaf_hash);
-    case NodeSummary::Kind::kInner:
+    case Kind::kInner:
       break;
+    case Kind::kFolded: {
+      uint8_t families;
+      if (!r.U8("families", &families)) return false;
+      if (families < 2 || families > kMaxFoldFamilies) {
+        return r.Fail(fmt::format("families {} outside 2..{}", families, kMaxFoldFamilies));
+      }
+      size_t count = families * kFoldLines;
+      if (count * hash_bytes > r.remaining()) {
+        return r.Fail(fmt::format("{} lines need {} bytes, {} remain", count, count * hash_bytes,
+                                  r.remaining()));
+      }
+      if (!r.Charge("lines", count * sizeof(uint64_t))) return false;
+      s->hashes.resize(count);
+      for (uint64_t& h : s->hashes) {
+        if (!r.Truncated("line", hash_bytes, &h)) return false;
+      }
+      return true;
+    }
+    case Kind::kLeaves: {
+      uint64_t count;
+      if (!r.Varint("leaf count", &count)) return false;
+      if (count < 2 || count > kMaxListedLeafCount) {
+        return r.Fail(fmt::format("leaf count {} outside 2..{}", count, kMaxListedLeafCount));
+      }
+      if (count * 2 * kHashBytes > r.remaining()) {
+        return r.Fail(fmt::format("{} leaves need {} bytes, {} remain", count,
+                                  count * 2 * kHashBytes, r.remaining()));
+      }
+      if (!r.Charge("leaves", count * 2 * sizeof(Hash128))) return false;
+      s->key_hashes.resize(count);
+      s->leaf_hashes.resize(count);
+      for (size_t i = 0; i < count; ++i) {
+        if (!(r.Hash("key_hash", &s->key_hashes[i]) && r.Hash("leaf_hash", &s->leaf_hashes[i]))) {
+          return false;
+        }
+      }
+      return true;
+    }
+    case Kind::kDetails: {
+      uint64_t count;
+      if (!r.Varint("detail count", &count)) return false;
+      if (count > kMaxChildren) {
+        return r.Fail(fmt::format("detail count {} exceeds {}", count, kMaxChildren));
+      }
+      size_t digit_bytes = count == kMaxChildren         ? 0
+                           : count <= kMaxListedChildren ? count
+                                                         : kBitmapBytes;
+      // Each detail takes at least its kind byte.
+      if (digit_bytes + count * kMinSummaryBytes > r.remaining()) {
+        return r.Fail(fmt::format("{} details need at least {} bytes, {} remain", count,
+                                  digit_bytes + count * kMinSummaryBytes, r.remaining()));
+      }
+      if (!r.Charge("details", count * (sizeof(uint8_t) + sizeof(NodeSummary)))) return false;
+      if (count > 0 && !DecodeDigits(r, count, &s->digits)) return false;
+      s->details.resize(count);
+      for (NodeSummary& detail : s->details) {
+        if (!Decode(r, hash_bytes, &detail, /*nested=*/true)) return false;
+      }
+      return true;
+    }
   }
   uint64_t count;
   if (!r.Varint("child count", &count)) return false;
@@ -650,7 +751,7 @@ bool Decode(Reader& r, SyncRoot* m) {
 
 bool Decode(Reader& r, NodesRequest* m) {
   size_t n;
-  if (!(r.Varint("sync_id", &m->sync_id) &&
+  if (!(r.HashBytes("hash_bytes", &m->hash_bytes) && r.Varint("sync_id", &m->sync_id) &&
         r.Count("path count", kMinPathBytes, sizeof(std::string), &n))) {
     return false;
   }
@@ -658,6 +759,17 @@ bool Decode(Reader& r, NodesRequest* m) {
   for (size_t i = 0; i < n; ++i) {
     r.SetElement("path", i);
     if (!r.Bytes("digits", &m->paths[i], kMaxPathDigits)) return false;
+  }
+  r.SetElement(nullptr);
+  if (!r.Count("summary count", kMinSummaryBytes, sizeof(NodeSummary), &n)) return false;
+  if (n != 0 && n != m->paths.size()) {
+    return r.Fail(
+        fmt::format("summary count {} is neither 0 nor the path count {}", n, m->paths.size()));
+  }
+  m->summaries.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    r.SetElement("summary", i);
+    if (!Decode(r, m->hash_bytes, &m->summaries[i])) return false;
   }
   return true;
 }

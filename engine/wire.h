@@ -24,7 +24,9 @@
 namespace sdiff::wire {
 
 // 2: large batches and values travel in pieces (BatchPart, PutStart, ValuePart).
-constexpr uint8_t kProtocolVersion = 2;
+// 3: the diff compares on both sides (NodesRequest carries the master's
+//    summaries, Nodes answers with what differs) and folds large summaries.
+constexpr uint8_t kProtocolVersion = 3;
 constexpr size_t kFrameHeaderSize = 4;
 constexpr size_t kDefaultMaxFrame = 64 << 20;  // 64 MiB
 // The largest value a PutStart may announce: RocksDB's own limit (its write
@@ -41,9 +43,11 @@ constexpr size_t kMaxHandshakeFrame = 4 << 10;  // 4 KiB
 // re-sends the few keys between it and the key, which the follower already has.
 constexpr size_t kMaxBootstrapKeyBytes = 2 << 10;  // 2 KiB
 // A NodesRequest asks about at most this many trie prefixes. The follower
-// answers each with a summary of up to 256 children, so the limit bounds its
-// answer (about 9 MiB at 8-byte hashes) whatever the request's frame size.
-constexpr size_t kMaxPathsPerRequest = 4096;
+// answers each with a summary of up to 256 children, or with summaries of up
+// to 64 differing children of at most 64 hashes each, so the limit bounds its
+// answer (about 35 MiB at 8-byte hashes, 10 MiB at 2) whatever the request's
+// frame size.
+constexpr size_t kMaxPathsPerRequest = 1024;
 // An AuditReport names at most this many differing keys, each in at most this
 // many bytes: a report is a summary, never a list of every difference.
 constexpr size_t kMaxAuditExamples = 16;

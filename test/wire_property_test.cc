@@ -80,7 +80,8 @@ rc::Gen<std::vector<uint8_t>> GenDigits() {
   return gen::weightedOneOf<std::vector<uint8_t>>({{4, few}, {4, many}, {1, gen::just(all)}});
 }
 
-rc::Gen<NodeSummary> GenSummary(int hash_bytes) {
+// A summary of any kind but kDetails.
+rc::Gen<NodeSummary> GenPlainSummary(int hash_bytes) {
   uint64_t mask = hash_bytes == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * hash_bytes)) - 1;
   auto leaf = gen::map(gen::pair(GenHash(), GenHash()), [](std::pair<Hash128, Hash128> h) {
     NodeSummary s;
@@ -101,7 +102,48 @@ rc::Gen<NodeSummary> GenSummary(int hash_bytes) {
                       return s;
                     });
   });
-  return gen::oneOf(gen::just(NodeSummary{}), leaf, inner);
+  auto folded = gen::mapcat(gen::inRange(2, 5), [mask](int families) {
+    return gen::map(gen::container<std::vector<uint64_t>>(16 * families, GenU64()),
+                    [mask](std::vector<uint64_t> lines) {
+                      NodeSummary s;
+                      s.kind = NodeSummary::Kind::kFolded;
+                      for (uint64_t& h : lines) h &= mask;
+                      s.hashes = std::move(lines);
+                      return s;
+                    });
+  });
+  auto leaves = gen::mapcat(gen::inRange<size_t>(2, 17), [](size_t n) {
+    return gen::map(gen::pair(gen::container<std::vector<Hash128>>(n, GenHash()),
+                              gen::container<std::vector<Hash128>>(n, GenHash())),
+                    [](std::pair<std::vector<Hash128>, std::vector<Hash128>> h) {
+                      NodeSummary s;
+                      s.kind = NodeSummary::Kind::kLeaves;
+                      s.key_hashes = std::move(h.first);
+                      s.leaf_hashes = std::move(h.second);
+                      return s;
+                    });
+  });
+  return gen::oneOf(gen::just(NodeSummary{}), leaf, inner, folded, leaves);
+}
+
+rc::Gen<NodeSummary> GenSummary(int hash_bytes) {
+  // kDetails: a few differing children, each a summary of another kind.
+  auto details = gen::mapcat(
+      gen::unique<std::vector<uint8_t>>(gen::arbitrary<uint8_t>()),
+      [hash_bytes](std::vector<uint8_t> digits) {
+        std::sort(digits.begin(), digits.end());
+        if (digits.size() > 8) digits.resize(8);
+        size_t n = digits.size();
+        return gen::map(gen::container<std::vector<NodeSummary>>(n, GenPlainSummary(hash_bytes)),
+                        [digits = std::move(digits)](std::vector<NodeSummary> children) {
+                          NodeSummary s;
+                          s.kind = NodeSummary::Kind::kDetails;
+                          s.digits = digits;
+                          s.details = std::move(children);
+                          return s;
+                        });
+      });
+  return gen::weightedOneOf<NodeSummary>({{5, GenPlainSummary(hash_bytes)}, {1, details}});
 }
 
 // A chunk whose data lies within its file (offset + size <= file_size, without
@@ -175,9 +217,21 @@ rc::Gen<Message> GenMessage() {
                                   gen::set(&SyncRoot::top, GenSummary(hb)),
                                   gen::set(&SyncRoot::hash_bytes, gen::just<uint8_t>(hb)));
                             })),
-      AsMessage(gen::build<NodesRequest>(
-          gen::set(&NodesRequest::sync_id, GenU64()),
-          gen::set(&NodesRequest::paths, gen::container<std::vector<std::string>>(GenBytes(16))))),
+      AsMessage(gen::mapcat(
+          gen::pair(hash_bytes, gen::container<std::vector<std::string>>(GenBytes(16))),
+          [](std::pair<int, std::vector<std::string>> hb_paths) {
+            auto [hb, paths] = std::move(hb_paths);
+            size_t n = paths.size();
+            // No summaries, or one per path.
+            auto summaries =
+                gen::oneOf(gen::just(std::vector<NodeSummary>()),
+                           gen::container<std::vector<NodeSummary>>(n, GenPlainSummary(hb)));
+            return gen::build<NodesRequest>(
+                gen::set(&NodesRequest::sync_id, GenU64()),
+                gen::set(&NodesRequest::paths, gen::just(std::move(paths))),
+                gen::set(&NodesRequest::summaries, summaries),
+                gen::set(&NodesRequest::hash_bytes, gen::just<uint8_t>(hb)));
+          })),
       AsMessage(gen::mapcat(hash_bytes,
                             [](int hb) {
                               return gen::build<Nodes>(
@@ -254,6 +308,9 @@ struct Footprint {
   void Add(const NodeSummary& s) {
     Add(s.digits);
     Add(s.hashes);
+    Add(s.details);
+    Add(s.key_hashes);
+    Add(s.leaf_hashes);
   }
   template <typename T>
   void Add(const std::vector<T>& v) {
@@ -285,6 +342,7 @@ struct Footprint {
             Add(x.top);
           } else if constexpr (std::is_same_v<T, NodesRequest>) {
             Add(x.paths);
+            Add(x.summaries);
           } else if constexpr (std::is_same_v<T, Nodes>) {
             Add(x.summaries);
           } else if constexpr (std::is_same_v<T, Repair>) {

@@ -82,16 +82,36 @@ std::vector<Message> SampleMessages() {
                          .top = SampleInner(256, 8),
                          .hash_bytes = 8});
   out.push_back(SyncRoot{.sync_id = 1, .root = {}, .equal = true, .top = {}, .hash_bytes = 1});
-  out.push_back(
-      NodesRequest{.sync_id = 3, .paths = {"", "\0"s, std::string(16, '\xff'), "\xff\0\x80"s}});
+  out.push_back(NodesRequest{.sync_id = 3,
+                             .paths = {"", "\0"s, std::string(16, '\xff'), "\xff\0\x80"s},
+                             .summaries = {},
+                             .hash_bytes = 8});
   NodeSummary leaf;
   leaf.kind = NodeSummary::Kind::kLeaf;
   leaf.key_hash = {1, 2};
   leaf.leaf_hash = {kMax, 0};
-  out.push_back(Nodes{.sync_id = 3,
-                      .summaries = {NodeSummary{}, leaf, SampleInner(3, 2), SampleInner(32, 2),
-                                    SampleInner(33, 2), SampleInner(1, 2)},
-                      .hash_bytes = 2});
+  NodeSummary folded;
+  folded.kind = NodeSummary::Kind::kFolded;
+  for (uint64_t i = 0; i < 64; ++i) folded.hashes.push_back((i * 0x9e37) & 0xffff);
+  NodeSummary leaves;
+  leaves.kind = NodeSummary::Kind::kLeaves;
+  leaves.key_hashes = {{1, 2}, {3, 4}, {kMax, kMax}};
+  leaves.leaf_hashes = {{5, 6}, {0, 0}, {kMax, 1}};
+  NodeSummary details;
+  details.kind = NodeSummary::Kind::kDetails;
+  details.digits = {0, 7, 255};
+  details.details = {NodeSummary{}, leaf, SampleInner(3, 2)};
+  NodeSummary no_details;
+  no_details.kind = NodeSummary::Kind::kDetails;
+  out.push_back(NodesRequest{.sync_id = 4,
+                             .paths = {"", "\x01"s, "\x02\x03"s},
+                             .summaries = {folded, SampleInner(3, 2), NodeSummary{}},
+                             .hash_bytes = 2});
+  out.push_back(Nodes{
+      .sync_id = 3,
+      .summaries = {NodeSummary{}, leaf, SampleInner(3, 2), SampleInner(32, 2), SampleInner(33, 2),
+                    SampleInner(1, 2), folded, leaves, details, no_details},
+      .hash_bytes = 2});
   out.push_back(Nodes{.sync_id = 4, .summaries = {SampleInner(256, 1)}, .hash_bytes = 1});
   out.push_back(Repair{
       .sync_id = 3,

@@ -346,8 +346,11 @@ TEST(WireDecodeTest, UndefinedEnumValuesRejected) {
   ExpectCorrupt(Type(MessageType::kWelcome) + "\0\0\x05\0\0"s, "Welcome: mode 5");
   ExpectCorrupt(Type(MessageType::kBatch) + "\x01\x01\x01"s + "\x04\0\0\0"s,
                 "Batch: op 0: kind 4 is not a defined value");
-  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x02"s + "\0"s + "\x03"s,
-                "Nodes: summary 1: kind 3 is not a defined value");
+  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x02"s + "\0"s + "\x06"s,
+                "Nodes: summary 1: kind 6 is not a defined value");
+  // A detail of an answer is a summary, never an answer itself.
+  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x01"s + "\x05\x01\x07"s + "\x05"s,
+                "Nodes: summary 0: kind 5 is not a defined value");
 }
 
 TEST(WireDecodeTest, BoolsOtherThanZeroOrOneRejected) {
@@ -370,6 +373,8 @@ TEST(WireDecodeTest, HashBytesOutsideOneToEightRejected) {
     std::string v = std::to_string(hb);
     ExpectCorrupt(Type(MessageType::kNodes) + hb + "\x01\0"s,
                   "Nodes: hash_bytes " + v + " outside 1..8");
+    ExpectCorrupt(Type(MessageType::kNodesRequest) + hb + "\x01\0\0"s,
+                  "NodesRequest: hash_bytes " + v + " outside 1..8");
     ExpectCorrupt(Type(MessageType::kSyncRoot) + hb + "\x01"s + root + "\0\x01\0"s,
                   "SyncRoot: hash_bytes " + v + " outside 1..8");
     ExpectCorrupt(Type(MessageType::kSyncStart) + "\x01\x01\x01"s + hb + root + "\0"s,
@@ -391,6 +396,25 @@ TEST(WireDecodeTest, DigitsNotStrictlyAscendingRejected) {
   EXPECT_TRUE(Decode(NodesWithOneSummary("\x02\x03\x01\x03\x07"
                                          "abc"))
                   .ok());
+}
+
+TEST(WireDecodeTest, FoldedLeavesAndDetailsOutOfRangeRejected) {
+  ExpectCorrupt(NodesWithOneSummary("\x03\x01"s + std::string(16, 'h')),
+                "Nodes: summary 0: families 1 outside 2..4");
+  ExpectCorrupt(NodesWithOneSummary("\x03\x05"s + std::string(80, 'h')), "families 5 outside 2..4");
+  ExpectCorrupt(NodesWithOneSummary("\x03\x02"s + std::string(31, 'h')),
+                "32 lines need 32 bytes, 31 remain");
+  EXPECT_TRUE(Decode(NodesWithOneSummary("\x03\x02"s + std::string(32, 'h'))).ok());
+  ExpectCorrupt(NodesWithOneSummary("\x04\x01"s + std::string(32, 'k')),
+                "Nodes: summary 0: leaf count 1 outside 2..16");
+  ExpectCorrupt(NodesWithOneSummary("\x04\x02"s + std::string(63, 'k')),
+                "2 leaves need 64 bytes, 63 remain");
+  EXPECT_TRUE(Decode(NodesWithOneSummary("\x04\x02"s + std::string(64, 'k'))).ok());
+  ExpectCorrupt(NodesWithOneSummary("\x05"s + Varint(257)), "detail count 257 exceeds 256");
+  ExpectCorrupt(NodesWithOneSummary("\x05\x02\x09\x03\0\0"s),
+                "digits not strictly ascending (3 after 9)");
+  EXPECT_TRUE(Decode(NodesWithOneSummary("\x05\x02\x03\x09\0\0"s)).ok());
+  EXPECT_TRUE(Decode(NodesWithOneSummary("\x05\0"s)).ok());
 }
 
 TEST(WireDecodeTest, BitmapPopcountMismatchRejected) {
@@ -430,8 +454,10 @@ TEST(WireDecodeTest, CountsCheckedAgainstRemainingBytes) {
                 "Batch: op count 1000000 exceeds remaining 12 bytes (each takes at least 4)");
   ExpectCorrupt(Type(MessageType::kRepair) + "\x01\0"s + Varint(2) + std::string(31, 'x'),
                 "Repair: delete_key_hashes count 2 exceeds remaining 31 bytes");
-  ExpectCorrupt(Type(MessageType::kNodesRequest) + "\x01"s + Varint(~uint64_t{0}),
+  ExpectCorrupt(Type(MessageType::kNodesRequest) + "\x01\x01"s + Varint(~uint64_t{0}),
                 "NodesRequest: path count 18446744073709551615 exceeds remaining 0 bytes");
+  ExpectCorrupt(Type(MessageType::kNodesRequest) + "\x01\x01\x02\0\0"s + "\x01\0"s,
+                "NodesRequest: summary count 1 is neither 0 nor the path count 2");
   ExpectCorrupt(Type(MessageType::kReject) + "\x01"s + Varint(uint64_t{1} << 62) + "abc",
                 "Reject: reason length 4611686018427387904 exceeds remaining 3 bytes");
 }
@@ -440,7 +466,7 @@ TEST(WireDecodeTest, StringLimitsEnforced) {
   ExpectCorrupt(Type(MessageType::kAuth) + Varint(65) + std::string(65, 'p'),
                 "Auth: client_proof length 65 exceeds limit 64");
   ExpectCorrupt(
-      Type(MessageType::kNodesRequest) + "\x01\x02\x00"s + Varint(17) + std::string(17, '\x01'),
+      Type(MessageType::kNodesRequest) + "\x01\x01\x02\x00"s + Varint(17) + std::string(17, '\x01'),
       "NodesRequest: path 1: digits length 17 exceeds limit 16");
 }
 

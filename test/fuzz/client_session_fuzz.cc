@@ -10,9 +10,11 @@
 // a close is final, writes nothing more, and unless clean carries a reason
 // and ends in a Reject; the input buffer stays within wire.h's bound; one
 // step's output stays within what its input asked for (a Nodes answers at
-// most 4096 paths, each with a summary of at most 256 children).
+// most wire::kMaxPathsPerRequest paths, each with a summary of at most 256
+// children or with at most kMaxDetails summaries of what differs).
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -166,14 +168,17 @@ class ClientFuzz {
       }
     }
     std::string out = session_->TakeOutput();
-    // A step's answer: Nodes of at most 4096 summaries of at most 256
-    // children of 9 bytes each, per NodesRequest, and a few small frames
-    // (SyncRoot's top summary, Pongs, Reject) per input byte.
-    size_t bound = 4096 * (256 * 9 + 64) * requests_ + 64 * input_bytes_ + (8 << 10);
+    // A step's answer: Nodes of at most kMaxPathsPerRequest summaries, each
+    // of at most 256 children of 9 bytes or kMaxDetails summaries of at most
+    // kFoldAbove children (or a few leaves), per NodesRequest, and a few
+    // small frames (SyncRoot's top summary, Pongs, Reject) per input byte.
+    constexpr size_t kPerPath =
+        std::max<size_t>(256 * 9 + 64, kMaxDetails * (kFoldAbove * 9 + 64 + 2));
+    size_t bound = wire::kMaxPathsPerRequest * kPerPath * requests_ + 64 * input_bytes_ + (8 << 10);
     requests_ = 0;
     Check(out.size() <= bound, "a step's output passed its bound");
     std::vector<Message> sent = DecodeOutput(out);
-    // protocol.md: at most 4096 paths a request; a master asking more would
+    // protocol.md: at most kMaxPathsPerRequest paths a request; a master asking more would
     // make the follower build an answer thousands of times its size. (A
     // request delivered whole is not always read as one: the bytes of an
     // earlier, mutated frame may still be waiting for their end, so what
@@ -308,6 +313,17 @@ class ClientFuzz {
       h.ToBytes(bytes);
       size_t depth = in_.ConsumeIntegralInRange<size_t>(0, 16);
       request.paths.emplace_back(reinterpret_cast<const char*>(bytes), depth);
+    }
+    // Probes: the follower compares and answers what differs.
+    if (in_.ConsumeBool()) {
+      request.hash_bytes = in_.ConsumeIntegralInRange<uint8_t>(1, 8);
+      uint64_t salt = in_.ConsumeIntegral<uint64_t>();
+      int families = in_.ConsumeIntegralInRange<int>(kMinFoldFamilies, kMaxFoldFamilies);
+      for (const std::string& path : request.paths) {
+        request.summaries.push_back(in_.ConsumeBool() ? NodeSummary{}
+                                                      : ProbeSummary(follower_.tree(), path, salt,
+                                                                     request.hash_bytes, families));
+      }
     }
     ++requests_;
     Deliver(Frame(request));

@@ -272,15 +272,16 @@ class ServerFuzz {
 
   // Takes output up to `takes` times (fewer: the connection has no room).
   // Each take is within bulk_frame_bytes, plus the largest frame the session
-  // makes (a NodesRequest of 4096 paths, a FileChunk, a Batch of at most
-  // bulk_frame_bytes), plus the control frames this step's input and ticks
-  // asked for: at most 64 bytes of answer per byte received (a Nodes of 256
-  // one-byte hashes asks 256 paths of 17 bytes) and a Ping per tick.
+  // makes (a FileChunk, a Batch of at most bulk_frame_bytes), plus the
+  // control frames this step's input and ticks asked for: at most 1024 bytes
+  // of answer per byte received (a folded summary of 34 bytes can name all
+  // 256 children, each probed with a path and our summary of up to 64
+  // one-byte hashes) and a Ping per tick.
   // WriteAcks answer writes committed since, and are not counted.
   void Drain(int takes) {
     for (int i = 0; i < takes && session_->wants_write(); ++i) {
       std::string out = session_->TakeOutput();
-      size_t bound = 2 * bulk_ + (128 << 10) + 64 * input_bytes_ + 64 * ticks_;
+      size_t bound = 2 * bulk_ + (128 << 10) + 1024 * input_bytes_ + 64 * ticks_;
       size_t acks = 0;
       std::vector<Message> messages = DecodeOutput(out);
       for (const Message& m : messages) {
@@ -388,8 +389,15 @@ class ServerFuzz {
       nodes.hash_bytes = in_.ConsumeIntegralInRange<uint8_t>(1, 8);
     }
     TreeView view = peer_tree_.Snapshot();
-    for (const std::string& path : request.paths) {
-      nodes.summaries.push_back(Summarize(view, path, sync_.salt, nodes.hash_bytes));
+    bool answer_probes = !request.summaries.empty() && in_.ConsumeBool();
+    for (size_t i = 0; i < request.paths.size(); ++i) {
+      NodeSummary summary;
+      if (!answer_probes || !AnswerProbe(view, request.paths[i], request.summaries[i], sync_.salt,
+                                         nodes.hash_bytes, &summary)
+                                 .ok()) {
+        summary = Summarize(view, request.paths[i], sync_.salt, nodes.hash_bytes);
+      }
+      nodes.summaries.push_back(std::move(summary));
     }
     if (!nodes.summaries.empty() && in_.ConsumeIntegralInRange<int>(0, 7) == 0) {
       nodes.summaries.pop_back();
