@@ -767,7 +767,9 @@ Status RocksFollowerStore::LedgerEntries(const ApplyRequest& request,
   // A key a repair adds was absent here: a lost delete, worth a line, unless
   // the replica started empty (then every key would be one, and nothing was lost).
   const bool adds = request.source == ApplyRequest::Source::kRepair && held_data_;
-  auto held = [&](FamilyTag family, std::string_view key, std::optional<std::string>* value) {
+  // Called under mu_, as this function is (the analysis does not see into lambdas).
+  auto held = [&](FamilyTag family, std::string_view key,
+                  std::optional<std::string>* value) REQUIRES(mu_) {
     value->reset();
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     Status s = Handle(family, &handle);
@@ -779,7 +781,8 @@ Status RocksFollowerStore::LedgerEntries(const ApplyRequest& request,
     if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "cannot read a key for the ledger");
     return Status::OK();
   };
-  auto add = [&](FamilyTag family, std::string_view key, std::optional<std::string> value) {
+  auto add = [&](FamilyTag family, std::string_view key,
+                 std::optional<std::string> value) REQUIRES(mu_) {
     out->push_back(LedgerEntry{families_[family], std::string(key), std::move(value)});
   };
   std::optional<std::string> old;
@@ -799,9 +802,8 @@ Status RocksFollowerStore::LedgerEntries(const ApplyRequest& request,
       Status s = Handle(op.family, &handle);
       if (s.ok() && !IsEmptyRange(op)) {
         s = ForEachCovered(db_.get(), handle, op,
-                           [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
-                             add(op.family, key.ToStringView(), value.ToString());
-                           });
+                           [&](const rocksdb::Slice& key, const rocksdb::Slice& value) REQUIRES(
+                               mu_) { add(op.family, key.ToStringView(), value.ToString()); });
       }
       if (!s.ok()) return s;
       continue;
