@@ -655,6 +655,18 @@ std::string OrderedKey(uint64_t high, uint64_t low) {
   return key;
 }
 
+// Writes `keys` random keys in batches of 1,000, before the master attaches.
+void Preload(rocksdb::DB* db, uint64_t keys, std::mt19937_64* rng, const ValuePool& pool) {
+  rocksdb::WriteBatch batch;
+  for (uint64_t i = 0; i < keys; ++i) {
+    Check(batch.Put(OrderedKey((*rng)(), (*rng)()), pool.Get(i)), "preload");
+    if (batch.Count() == 1000 || i + 1 == keys) {
+      Check(db->Write(rocksdb::WriteOptions(), &batch), "preload");
+      batch.Clear();
+    }
+  }
+}
+
 // Deletes a range of the keyspace holding about `keys` of `total` keys.
 void DeleteNarrowRange(rocksdb::DB* db, std::mt19937_64* rng, uint64_t keys, uint64_t total) {
   uint64_t begin = (*rng)() >> 1;
@@ -674,16 +686,8 @@ int RunAuditBench(const AuditBenchOptions& options) {
   master_options.audit.max_bytes_per_second = options.rate_mb << 20;
   std::mt19937_64 rng(7);
   ValuePool pool(kValueSize, 11);
-  bool ready = setup.Start(master_options, [&](rocksdb::DB* db) {
-    rocksdb::WriteBatch batch;
-    for (uint64_t i = 0; i < options.keys; ++i) {
-      Check(batch.Put(OrderedKey(rng(), rng()), pool.Get(i)), "preload");
-      if (batch.Count() == 1000 || i + 1 == options.keys) {
-        Check(db->Write(rocksdb::WriteOptions(), &batch), "preload");
-        batch.Clear();
-      }
-    }
-  });
+  bool ready =
+      setup.Start(master_options, [&](rocksdb::DB* db) { Preload(db, options.keys, &rng, pool); });
   if (!ready) return 1;
   rocksdb::DB* db = setup.db.get();
   plugin::Master* master = setup.master.get();
@@ -782,17 +786,7 @@ int RunTwoPhaseBench(const TwoPhaseBenchOptions& options) {
 
   StreamSetup setup;
   bool ready = setup.Start(
-      {},
-      [&](rocksdb::DB* db) {
-        rocksdb::WriteBatch batch;
-        for (uint64_t i = 0; i < options.keys; ++i) {
-          Check(batch.Put(OrderedKey(rng(), rng()), pool.Get(i)), "preload");
-          if (batch.Count() == 1000 || i + 1 == options.keys) {
-            Check(db->Write(rocksdb::WriteOptions(), &batch), "preload");
-            batch.Clear();
-          }
-        }
-      },
+      {}, [&](rocksdb::DB* db) { Preload(db, options.keys, &rng, pool); },
       /*transactions=*/true);
   if (!ready) return 1;
   plugin::Master* master = setup.master.get();

@@ -425,27 +425,14 @@ Status HoldsData(rocksdb::DB* db,
   return Status::OK();
 }
 
-// Reads `key` of sdiff's family into *value; false when it is not there.
-Status GetMeta(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,
-               std::optional<std::string>* value) {
-  value->reset();
-  if (meta == nullptr) return Status::OK();
-  std::string bytes;
-  rocksdb::Status rs = db->Get(rocksdb::ReadOptions(), meta, key, &bytes);
-  if (rs.IsNotFound()) return Status::OK();
-  if (!rs.ok()) return FromRocks(rs, std::string("cannot read sdiff's ") + key + " record");
-  *value = std::move(bytes);
-  return Status::OK();
-}
-
 }  // namespace
 
 Status RocksFollowerStore::ClaimDirectory(bool existed) {
   const std::string& path = options_.db_path;
   std::optional<std::string> state, unreconciled, master;
-  Status s = GetMeta(db_.get(), meta_, kStateKey, &state);
-  if (s.ok()) s = GetMeta(db_.get(), meta_, kUnreconciledKey, &unreconciled);
-  if (s.ok()) s = GetMeta(db_.get(), meta_, kMasterKey, &master);
+  Status s = ReadMetaRecord(db_.get(), meta_, kStateKey, &state);
+  if (s.ok()) s = ReadMetaRecord(db_.get(), meta_, kUnreconciledKey, &unreconciled);
+  if (s.ok()) s = ReadMetaRecord(db_.get(), meta_, kMasterKey, &master);
   if (!s.ok()) return s;
   {
     net::MutexLock lock(&mu_);
@@ -1089,6 +1076,18 @@ TreeView RocksFollowerStore::tree() const {
 uint64_t RocksFollowerStore::keys() const {
   net::MutexLock lock(&mu_);
   return tree_.size();
+}
+
+Status ReadMetaRecord(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,
+                      std::optional<std::string>* value) {
+  value->reset();
+  if (meta == nullptr) return Status::OK();
+  std::string bytes;
+  rocksdb::Status rs = db->Get(rocksdb::ReadOptions(), meta, key, &bytes);
+  if (rs.IsNotFound()) return Status::OK();
+  if (!rs.ok()) return FromRocks(rs, std::string("cannot read sdiff's ") + key + " record");
+  *value = std::move(bytes);
+  return Status::OK();
 }
 
 }  // namespace sdiff::plugin

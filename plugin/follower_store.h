@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -241,6 +242,11 @@ class RocksFollowerStore : public FollowerStore {
 Status AdoptClone(const std::string& path, const std::string& master_id,
                   const std::vector<FamilyInfo>& families, const ReplicaRocksOptions& rocks,
                   uint64_t* seq);
+
+// Reads the record `key` of sdiff's family `meta` (null: the database has
+// none) into *value; empty when it is not there.
+Status ReadMetaRecord(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,
+                      std::optional<std::string>* value);
 
 // The metadata encodings, a version byte first. Integers are little-endian
 // fixed width; strings are a u32 length and the bytes.

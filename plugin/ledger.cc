@@ -20,18 +20,6 @@ Status Errno(const std::string& what, const std::string& path) {
   return Status::IOError(what + " " + path + ": " + std::strerror(errno));
 }
 
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out = "0x";
-  out.reserve(2 + 2 * bytes.size());
-  for (char c : bytes) {
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(kDigits[u >> 4]);
-    out.push_back(kDigits[u & 0xf]);
-  }
-  return out;
-}
-
 int HexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -117,10 +105,10 @@ Status Ledger::Append(const std::vector<LedgerEntry>& entries) {
   for (const LedgerEntry& e : entries) {
     if (family != e.family) {
       family = e.family;
-      text.append(kFamilyPrefix).append(Hex(e.family)).push_back('\n');
+      text.append(kFamilyPrefix).append(HexBytes(e.family)).push_back('\n');
     }
-    text.append(Hex(e.key)).push_back('\t');
-    text.append(e.value ? Hex(*e.value) : std::string(kAbsent)).push_back('\n');
+    text.append(HexBytes(e.key)).push_back('\t');
+    text.append(e.value ? HexBytes(*e.value) : std::string(kAbsent)).push_back('\n');
   }
   Status s = WriteAll(fd_, text);
   if (s.ok() && ::fdatasync(fd_) != 0) s = Errno("cannot fsync", path_);
@@ -166,6 +154,18 @@ Status ParseLedgerLine(std::string_view line, LedgerLine* out) {
   }
   out->kind = LedgerLine::Kind::kPut;
   return Status::OK();
+}
+
+std::string HexBytes(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out = "0x";
+  out.reserve(2 + 2 * bytes.size());
+  for (char c : bytes) {
+    auto u = static_cast<unsigned char>(c);
+    out.push_back(kDigits[u >> 4]);
+    out.push_back(kDigits[u & 0xf]);
+  }
+  return out;
 }
 
 }  // namespace sdiff::plugin

@@ -33,6 +33,10 @@ namespace sdiff::plugin {
 
 inline constexpr std::string_view kLedgerHeader = "# sdiff ledger v1";
 
+// "0x" and upper-case hex digits: how the ledger writes keys and values, and
+// how `sdiff-ldb --hex` prints them (and load reads them back).
+std::string HexBytes(std::string_view bytes);
+
 // What the replica held of one key before a repair changed it.
 struct LedgerEntry {
   std::string family;  // the column family's name

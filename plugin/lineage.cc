@@ -12,18 +12,6 @@
 namespace sdiff::plugin {
 namespace {
 
-Status Get(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,
-           std::optional<std::string>* value) {
-  value->reset();
-  if (meta == nullptr) return Status::OK();
-  std::string bytes;
-  rocksdb::Status rs = db->Get(rocksdb::ReadOptions(), meta, key, &bytes);
-  if (rs.IsNotFound()) return Status::OK();
-  if (!rs.ok()) return FromRocks(rs, std::string("cannot read sdiff's ") + key + " record");
-  *value = std::move(bytes);
-  return Status::OK();
-}
-
 // 128 random bits in hex: no two promotions share an identity, and none is a
 // database's RocksDB identity (a directory copied with its IDENTITY file
 // would share that with the master it was copied from).
@@ -80,9 +68,9 @@ Status TakeAsMaster(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, bool pro
                     MasterRecord* record, std::string* note) {
   const std::string path = db->GetName();
   std::optional<std::string> state_bytes, unreconciled, master_bytes;
-  Status s = Get(db, meta, kStateKey, &state_bytes);
-  if (s.ok()) s = Get(db, meta, kUnreconciledKey, &unreconciled);
-  if (s.ok()) s = Get(db, meta, kMasterKey, &master_bytes);
+  Status s = ReadMetaRecord(db, meta, kStateKey, &state_bytes);
+  if (s.ok()) s = ReadMetaRecord(db, meta, kUnreconciledKey, &unreconciled);
+  if (s.ok()) s = ReadMetaRecord(db, meta, kMasterKey, &master_bytes);
   if (!s.ok()) return s;
   std::optional<MasterRecord> master;
   if (master_bytes) {

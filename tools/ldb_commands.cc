@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "plugin/follower_store.h"
+#include "plugin/ledger.h"
 #include "plugin/rocks_status.h"
 #include "plugin/tree_scan.h"
 #include "sdiff/replica_reader.h"
@@ -359,17 +360,7 @@ std::string Escape(std::string_view bytes) {
   return out;
 }
 
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out = "0x";
-  out.reserve(2 + 2 * bytes.size());
-  for (char c : bytes) {
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(kDigits[u >> 4]);
-    out.push_back(kDigits[u & 0xf]);
-  }
-  return out;
-}
+std::string ToHex(std::string_view bytes) { return plugin::HexBytes(bytes); }
 
 Status FromHex(std::string_view hex, std::string* bytes) {
   std::string_view digits = hex;
