@@ -465,7 +465,8 @@ TEST_F(FollowerTest, PlainRocksDbBecomesAnEqualReplica) {
   std::unique_ptr<Follower> refused;
   Status s = Follower::Open(options, &refused);
   EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
-  EXPECT_NE(s.message().find("holds data but no follower state"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("holds data but no follower state"), std::string::npos)
+      << s.ToString();
   options.discard = true;
   auto follower = Open(options);
   ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed(follower.get(), &hub, path));

@@ -28,8 +28,8 @@ Link::Link(MemoryMaster* master, MemoryFollower* follower, std::mt19937_64* rng,
     }
     return s;
   };
-  client_ = std::make_unique<ClientSession>(options.client, std::move(follower_hooks),
-                                            follower->state());
+  client_ =
+      std::make_unique<ClientSession>(options.client, std::move(follower_hooks), follower->state());
 }
 
 void Link::Start() {
