@@ -31,6 +31,7 @@ struct StreamBenchOptions {
   std::vector<uint64_t> rates = {10'000, 50'000, 100'000};  // offered puts/s
   double seconds = 3;                                       // writing time per rate
   int max_probes = 4;  // extra rates tried to find the highest sustained one
+  bool tls = false;    // the follower connects over TLS (throwaway certificates)
   bool json = false;
 };
 
@@ -40,6 +41,7 @@ int RunStreamBench(const StreamBenchOptions& options);
 struct StreamFollowerOptions {
   std::string master;  // HOST:PORT
   std::string db;      // the replica's directory
+  std::string tls_ca;  // with TLS: the CA file the master's certificate chains to
 };
 
 // The child of `stream`: follows the master and answers the parent's requests

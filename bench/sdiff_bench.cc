@@ -57,12 +57,15 @@ int main(int argc, char** argv) {
   stream_cmd
       ->add_option("--probes", stream.max_probes, "extra rates tried for the highest sustained")
       ->capture_default_str();
+  stream_cmd->add_flag("--tls", stream.tls,
+                       "the follower connects over TLS (throwaway certificates made for the run)");
 
   // The child `stream` spawns; not for direct use, so hidden from --help.
   sdiff::bench::StreamFollowerOptions stream_follower;
   CLI::App* stream_follower_cmd = app.add_subcommand("stream-follower", "")->group("");
   stream_follower_cmd->add_option("--master", stream_follower.master)->required();
   stream_follower_cmd->add_option("--db", stream_follower.db)->required();
+  stream_follower_cmd->add_option("--tls-ca", stream_follower.tls_ca);
 
   sdiff::bench::BootstrapBenchOptions bootstrap;
   CLI::App* bootstrap_cmd =

@@ -56,6 +56,7 @@
 #include "net/follower_client.h"
 #include "plugin/follower_store.h"
 #include "plugin/master.h"
+#include "test/support/test_certs.h"
 
 extern char** environ;
 
@@ -445,7 +446,8 @@ struct StreamSetup {
   // Opens the DB (after `fill` writes to it, if set), attaches and spawns the
   // follower. False (after a line on stderr) when the follower does not get ready.
   bool Start(plugin::MasterOptions master_options,
-             const std::function<void(rocksdb::DB*)>& fill = {}, bool transactions = false) {
+             const std::function<void(rocksdb::DB*)>& fill = {}, bool transactions = false,
+             bool tls = false) {
     if (transactions) {
       txn_db = OpenTransactionDb(dir.sub("master"));
       db.reset(txn_db);
@@ -460,10 +462,17 @@ struct StreamSetup {
     if (fill) fill(db.get());
     master_options.server.listen = "127.0.0.1:0";
     master_options.server.logger = BenchLogger("master");
+    std::vector<std::string> args = {"sdiff-bench", "stream-follower", "",
+                                     "--db=" + dir.sub("follower")};
+    if (tls) {
+      testing::TestCerts certs;
+      Check(testing::MakeTestCertificates(dir.path(), &certs), "making TLS certificates");
+      master_options.server.tls = {certs.server_cert, certs.server_key, ""};
+      args.push_back("--tls-ca=" + certs.ca_cert);
+    }
     Check(plugin::Master::Attach(db.get(), {}, master_options, &master), "attaching the master");
-    child = Child::Spawn({"sdiff-bench", "stream-follower",
-                          fmt::format("--master=127.0.0.1:{}", master->port()),
-                          "--db=" + dir.sub("follower")});
+    args[2] = fmt::format("--master=127.0.0.1:{}", master->port());
+    child = Child::Spawn(args);
     if (!child) {
       fmt::print(stderr, "sdiff-bench: cannot spawn the follower process\n");
       return false;
@@ -500,6 +509,7 @@ int RunStreamFollower(const StreamFollowerOptions& options) {
   LagRecorder recorder(store.get());
   net::FollowerClientOptions client_options;
   client_options.master = options.master;
+  client_options.tls.ca_file = options.tls_ca;
   client_options.logger = store_options.logger;
   client_options.backoff_initial = 20ms;
   client_options.backoff_max = 200ms;
@@ -545,18 +555,19 @@ int RunStreamFollower(const StreamFollowerOptions& options) {
 int RunStreamBench(const StreamBenchOptions& options) {
   signal(SIGPIPE, SIG_IGN);  // a dead child's stdin must not kill us
   StreamSetup setup;
-  if (!setup.Start({})) return 1;
+  if (!setup.Start({}, {}, /*transactions=*/false, options.tls)) return 1;
 
   if (!options.json) {
     fmt::print(
         "single-put batches at a fixed offered rate for {} s each, {}-byte keys, {}-byte values; "
-        "the follower runs in its own process over loopback.\n"
+        "the follower runs in its own process over loopback{}.\n"
         "lag = follower apply time - master commit time (CLOCK_MONOTONIC).\n"
         "sustained: the writer achieved >= {:.0f}% of the offered rate, the follower applied "
         "every put within {} ms of the last commit, and lag p99 < {:.0f} ms.\n"
         "M, F us/put: CPU time per put of the master process (writer included) and of the "
         "follower process.\n",
-        options.seconds, kKeySize, kValueSize, kWriterShare * 100, kCatchUpNs / 1'000'000,
+        options.seconds, kKeySize, kValueSize, options.tls ? ", over TLS" : "", kWriterShare * 100,
+        kCatchUpNs / 1'000'000,
         kSustainedP99Ms);
     fmt::print("{:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>10}\n", "offered/s",
                "achieved/s", "p50 ms", "p99 ms", "max ms", "catch-up", "M us/put", "F us/put",
@@ -620,13 +631,16 @@ int RunStreamBench(const StreamBenchOptions& options) {
   const double plain = PlainPutRate(options.seconds, pool);
 
   if (options.json) {
-    fmt::print("{{\"benchmark\": \"stream\", \"seconds\": {}, \"results\": [", options.seconds);
+    fmt::print("{{\"benchmark\": \"stream\", \"tls\": {}, \"seconds\": {}, \"results\": [",
+               options.tls, options.seconds);
     for (size_t i = 0; i < results.size(); ++i) {
       const StreamResult& r = results[i];
       fmt::print(
           "{}{{\"offered_puts_per_s\": {}, \"achieved_puts_per_s\": {:.0f}, \"lag_p50_ms\": "
-          "{:.3f}, \"lag_p99_ms\": {:.3f}, \"lag_max_ms\": {:.3f}}}",
-          i ? ", " : "", r.offered, r.achieved, r.p50_ms, r.p99_ms, r.max_ms);
+          "{:.3f}, \"lag_p99_ms\": {:.3f}, \"lag_max_ms\": {:.3f}, \"master_cpu_us_per_put\": "
+          "{:.2f}, \"follower_cpu_us_per_put\": {:.2f}, \"sustained\": {}}}",
+          i ? ", " : "", r.offered, r.achieved, r.p50_ms, r.p99_ms, r.max_ms, r.master_cpu_us,
+          r.follower_cpu_us, r.sustained);
     }
     fmt::print("], \"max_sustained_puts_per_s\": {}, \"master_plain_puts_per_s\": {:.0f}}}\n", best,
                plain);
