@@ -168,11 +168,13 @@ void MakeIdle(const std::set<std::string>& tids) {
 }
 
 Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePool& values,
-                            size_t batch, size_t followers, bool idle_follower) {
+                            size_t batch, size_t followers, bool idle_follower,
+                            int io_threads) {
   TempDir dir;
   std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
   plugin::MasterOptions master_options;
   master_options.server.listen = "127.0.0.1:0";
+  master_options.server.threads = io_threads;
   master_options.server.logger = BenchLogger("master");
   std::unique_ptr<plugin::Master> master;
   auto threads0 = ThreadCpuNs();
@@ -299,7 +301,8 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
     for (OverheadResult& r : results) {
       r.plain.push_back(MeasurePlain(keys, values, r.batch));
       r.attached.push_back(
-          MeasureAttached(keys, values, r.batch, r.followers, options.idle_follower));
+          MeasureAttached(keys, values, r.batch, r.followers, options.idle_follower,
+                          options.io_threads));
       if (!options.json) {
         fmt::print(stderr,
                    "round {} batch {} followers {}: plain {:.0f}/s, attached {:.0f}/s, ratio "
@@ -317,8 +320,8 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
   if (options.json) {
     fmt::print(
         "{{\"benchmark\": \"overhead\", \"puts\": {}, \"rounds\": {}, \"idle_follower\": {}, "
-        "\"results\": [",
-        options.puts, options.rounds, options.idle_follower);
+        "\"io_threads\": {}, \"results\": [",
+        options.puts, options.rounds, options.idle_follower, options.io_threads);
     for (size_t i = 0; i < results.size(); ++i) {
       const OverheadResult& r = results[i];
       fmt::print(

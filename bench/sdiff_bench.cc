@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::Range(size_t{1}, size_t{64}))
       ->capture_default_str();
+  overhead_cmd->add_option("--io-threads", overhead.io_threads, "the master's network threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   overhead_cmd->add_option("--rounds", overhead.rounds, "plain/attached rounds (medians)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
@@ -56,6 +59,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   stream_cmd
       ->add_option("--probes", stream.max_probes, "extra rates tried for the highest sustained")
+      ->capture_default_str();
+  stream_cmd->add_option("--io-threads", stream.io_threads, "the master's network threads")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   stream_cmd->add_flag("--tls", stream.tls,
                        "the follower connects over TLS (throwaway certificates made for the run)");

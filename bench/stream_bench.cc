@@ -447,7 +447,7 @@ struct StreamSetup {
   // follower. False (after a line on stderr) when the follower does not get ready.
   bool Start(plugin::MasterOptions master_options,
              const std::function<void(rocksdb::DB*)>& fill = {}, bool transactions = false,
-             bool tls = false) {
+             bool tls = false, int io_threads = 0) {
     if (transactions) {
       txn_db = OpenTransactionDb(dir.sub("master"));
       db.reset(txn_db);
@@ -462,6 +462,7 @@ struct StreamSetup {
     if (fill) fill(db.get());
     master_options.server.listen = "127.0.0.1:0";
     master_options.server.logger = BenchLogger("master");
+    if (io_threads > 0) master_options.server.threads = io_threads;
     std::vector<std::string> args = {"sdiff-bench", "stream-follower", "",
                                      "--db=" + dir.sub("follower")};
     if (tls) {
@@ -555,7 +556,7 @@ int RunStreamFollower(const StreamFollowerOptions& options) {
 int RunStreamBench(const StreamBenchOptions& options) {
   signal(SIGPIPE, SIG_IGN);  // a dead child's stdin must not kill us
   StreamSetup setup;
-  if (!setup.Start({}, {}, /*transactions=*/false, options.tls)) return 1;
+  if (!setup.Start({}, {}, /*transactions=*/false, options.tls, options.io_threads)) return 1;
 
   if (!options.json) {
     fmt::print(
@@ -631,8 +632,10 @@ int RunStreamBench(const StreamBenchOptions& options) {
   const double plain = PlainPutRate(options.seconds, pool);
 
   if (options.json) {
-    fmt::print("{{\"benchmark\": \"stream\", \"tls\": {}, \"seconds\": {}, \"results\": [",
-               options.tls, options.seconds);
+    fmt::print(
+        "{{\"benchmark\": \"stream\", \"tls\": {}, \"io_threads\": {}, \"seconds\": {}, "
+        "\"results\": [",
+        options.tls, options.io_threads, options.seconds);
     for (size_t i = 0; i < results.size(); ++i) {
       const StreamResult& r = results[i];
       fmt::print(
