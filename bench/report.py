@@ -254,6 +254,10 @@ def main():
     b = os.path.abspath(args.bench)
     q = args.quick
 
+    try:  # with autogroups, `nice` does not keep other sessions' builds off the benchmark
+        autogroup = open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() == "1"
+    except OSError:
+        autogroup = False
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     r = {}
@@ -298,7 +302,8 @@ def main():
         f"Measured {started:%Y-%m-%d %H:%M} UTC at commit {commit}{dirty} by `./run report"
         f"{' --quick' if q else ''}`, which runs every scenario below with `--json` (kept in "
         "`docs/report/*.json`, each with its command) and draws these plots with gnuplot. "
-        f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after. "
+        f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
+        f"{'; scheduler autogroups on' if autogroup else ''}. "
         f"Goals met: {met} of {judged}.",
         "",
         "| figure | measured | goal | met |",
