@@ -235,5 +235,31 @@ TEST(MerkleTreeTest, CollidingKeysGiveTheTreeOfTheDataWhateverTheHistory) {
   }
 }
 
+// PrefetchPaths only reads: on an empty tree, a tree of one leaf, and a
+// tree of 5,000 keys given 300 hashes at once (present, absent, repeated),
+// every key keeps its leaf hash and the root its hash.
+TEST(MerkleTreeTest, PrefetchPathsChangesNothing) {
+  MerkleTree tree;
+  std::vector<Hash128> hashes = {KeyHash(0, "a"), KeyHash(0, "a")};
+  tree.PrefetchPaths(hashes);
+  EXPECT_EQ(tree.size(), 0u);
+  ASSERT_TRUE(tree.Put(0, "a", "v").ok());
+  tree.PrefetchPaths(hashes);
+  EXPECT_EQ(tree.root_hash(), LeafHash(KeyHash(0, "a"), "v"));
+
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(tree.Put(0, std::to_string(i), "v").ok());
+  const TreeView before = tree.Snapshot();
+  hashes.clear();
+  for (int i = 0; i < 300; ++i) hashes.push_back(KeyHash(0, std::to_string(i * 37 % 6000)));
+  tree.PrefetchPaths(hashes);
+  tree.PrefetchPaths({});
+  EXPECT_EQ(tree.root_hash(), before.root_hash());
+  EXPECT_EQ(tree.size(), 5001u);
+  EXPECT_TRUE(Diff(tree, before).empty());
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_EQ(tree.Find(0, std::to_string(i)), LeafHash(KeyHash(0, std::to_string(i)), "v"));
+  }
+}
+
 }  // namespace
 }  // namespace sdiff
