@@ -136,8 +136,9 @@ TreeResult Measure(size_t n, size_t group) {
 int RunTreeBench(const TreeBenchOptions& options) {
   std::vector<TreeResult> results;
   if (!options.json) {
-    if (options.group > 1)
+    if (options.group > 1) {
       fmt::print("writes {} at a time, their paths prefetched\n", options.group);
+    }
     fmt::print("{:>10} {:>12} {:>12} {:>12} {:>14} {:>11} {:>10} {:>10}\n", "n", "insert/s",
                "overwrite/s", "erase/s", "ins+snap/s", "snapshot", "diff 1000", "B/key");
   }
