@@ -16,6 +16,10 @@ int main(int argc, char** argv) {
   tree_cmd->add_flag("--json", tree.json, "print one JSON object");
   tree_cmd->add_flag("--big", tree_big, "also n = 1e7 (needs about 2 GiB)");
   tree_cmd->add_option("--sizes", tree.sizes, "key counts to measure")->expected(1, -1);
+  tree_cmd
+      ->add_option("--group", tree.group,
+                   "writes applied this many at a time, their paths prefetched first")
+      ->check(CLI::Range(size_t{1}, size_t{4096}));
 
   sdiff::bench::DiffBenchOptions diff;
   CLI::App* diff_cmd = app.add_subcommand("diff", "diff protocol: round trips, bytes, CPU");

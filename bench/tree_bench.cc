@@ -1,6 +1,6 @@
 // `sdiff-bench tree`: insert, overwrite, erase and snapshot-held insert rates,
 // snapshot() cost, local diff time and tree memory per key, for 16-byte random
-// keys and 100-byte values.
+// keys and 100-byte values; writes one by one or in groups (--group).
 #include "bench/tree_bench.h"
 
 #include <fmt/format.h>
@@ -39,7 +39,23 @@ void Check(const Status& s) {
   }
 }
 
-TreeResult Measure(size_t n) {
+// Runs write(i) for every i in [0, n), in order, `group` at a time: with
+// group > 1 the paths of a group's keys are prefetched first.
+template <typename Write>
+void Apply(const TreeView& tree, const std::vector<std::string>& keys, size_t n, size_t group,
+           const Write& write) {
+  std::vector<Hash128> hashes(group);
+  for (size_t begin = 0; begin < n; begin += group) {
+    const size_t end = std::min(n, begin + group);
+    if (group > 1) {
+      for (size_t i = begin; i < end; ++i) hashes[i - begin] = tree.hasher()(0, keys[i]);
+      tree.PrefetchPaths({hashes.data(), end - begin});
+    }
+    for (size_t i = begin; i < end; ++i) write(i);
+  }
+}
+
+TreeResult Measure(size_t n, size_t group) {
   TreeResult r;
   r.n = n;
   std::vector<std::string> keys = RandomStrings(n, kKeySize, 42 + n);
@@ -50,14 +66,14 @@ TreeResult Measure(size_t n) {
   MerkleTree tree;
   size_t heap_before = HeapInUse();
   double t0 = WallSeconds();
-  for (size_t i = 0; i < n; ++i) Check(tree.Put(0, keys[i], values.Get(i)));
+  Apply(tree, keys, n, group, [&](size_t i) { Check(tree.Put(0, keys[i], values.Get(i))); });
   double t1 = WallSeconds();
   size_t heap_after = HeapInUse();
   r.insert_per_s = n / (t1 - t0);
   r.bytes_per_key = (static_cast<double>(heap_after) - heap_before) / n - kKeySize;
 
   t0 = WallSeconds();
-  for (size_t i = 0; i < n; ++i) Check(tree.Put(0, keys[i], values.Get(i, 1)));
+  Apply(tree, keys, n, group, [&](size_t i) { Check(tree.Put(0, keys[i], values.Get(i, 1))); });
   r.overwrite_per_s = n / (WallSeconds() - t0);
 
   // snapshot() and its release, averaged over many.
@@ -97,7 +113,7 @@ TreeResult Measure(size_t n) {
   }
 
   t0 = WallSeconds();
-  for (size_t i = 0; i < n; ++i) tree.Erase(0, keys[i]);
+  Apply(tree, keys, n, group, [&](size_t i) { tree.Erase(0, keys[i]); });
   r.erase_per_s = n / (WallSeconds() - t0);
 
   // Insert from empty again while a snapshot is always held, retaken every
@@ -106,10 +122,10 @@ TreeResult Measure(size_t n) {
     MerkleTree fresh;
     TreeView held = fresh.Snapshot();
     t0 = WallSeconds();
-    for (size_t i = 0; i < n; ++i) {
+    Apply(fresh, keys, n, group, [&](size_t i) {
       if (i % kSnapshotEvery == 0) held = fresh.Snapshot();
       Check(fresh.Put(0, keys[i], values.Get(i)));
-    }
+    });
     r.insert_with_snapshot_per_s = n / (WallSeconds() - t0);
   }
   return r;
@@ -120,12 +136,15 @@ TreeResult Measure(size_t n) {
 int RunTreeBench(const TreeBenchOptions& options) {
   std::vector<TreeResult> results;
   if (!options.json) {
+    if (options.group > 1) {
+      fmt::print("writes {} at a time, their paths prefetched\n", options.group);
+    }
     fmt::print("{:>10} {:>12} {:>12} {:>12} {:>14} {:>11} {:>10} {:>10}\n", "n", "insert/s",
                "overwrite/s", "erase/s", "ins+snap/s", "snapshot", "diff 1000", "B/key");
   }
   int rc = 0;
   for (size_t n : options.sizes) {
-    TreeResult r = Measure(n);
+    TreeResult r = Measure(n, options.group);
     if (r.diff_found != kDiffCount) {
       fmt::print(stderr, "sdiff-bench: diff found {} differences, expected {}\n", r.diff_found,
                  kDiffCount);
@@ -141,8 +160,10 @@ int RunTreeBench(const TreeBenchOptions& options) {
     }
   }
   if (options.json) {
-    fmt::print("{{\"benchmark\": \"tree\", \"key_bytes\": {}, \"value_bytes\": {}, \"results\": [",
-               kKeySize, kValueSize);
+    fmt::print(
+        "{{\"benchmark\": \"tree\", \"key_bytes\": {}, \"value_bytes\": {}, \"group\": {}, "
+        "\"results\": [",
+        kKeySize, kValueSize, options.group);
     for (size_t i = 0; i < results.size(); ++i) {
       const TreeResult& r = results[i];
       fmt::print(

@@ -8,6 +8,9 @@ namespace sdiff::bench {
 
 struct TreeBenchOptions {
   std::vector<size_t> sizes = {100'000, 1'000'000};
+  // Writes applied this many at a time, their paths loaded first
+  // (TreeView::PrefetchPaths), as the tailer applies a batch; 1: one by one.
+  size_t group = 1;
   bool json = false;
 };
 

@@ -457,6 +457,51 @@ void TreeView::ForEach(
   ForEachLeaf(root_, [&](const Leaf* leaf) { fn(leaf->family, leaf->key(), leaf->hash); });
 }
 
+void TreeView::PrefetchPaths(std::span<const Hash128> key_hashes) const {
+  if (root_ == 0 || IsLeaf(root_)) return;
+  // Each pass advances every unfinished path by half a level: first it reads
+  // a node's header (loaded by the pass before) and prefetches the slots where
+  // the key's digit should be; the next pass finds the child there and
+  // prefetches the child's header and first slots.
+  constexpr size_t kMaxKeys = 64;
+  struct Path {
+    Slot node;
+    bool slots_loaded;
+  };
+  for (size_t begin = 0; begin < key_hashes.size(); begin += kMaxKeys) {
+    const size_t count = std::min(kMaxKeys, key_hashes.size() - begin);
+    const Hash128* hashes = key_hashes.data() + begin;
+    Path paths[kMaxKeys];
+    for (size_t i = 0; i < count; ++i) paths[i] = Path{root_, true};
+    for (size_t active = count; active > 0;) {
+      active = 0;
+      for (size_t i = 0; i < count; ++i) {
+        Path& path = paths[i];
+        if (path.node == 0 || IsLeaf(path.node)) continue;
+        ++active;
+        const Inner* inner = AsInner(path.node);
+        const uint8_t digit = hashes[i].digit(inner->depth);
+        if (!path.slots_loaded) {
+          const int n = inner->count;
+          const Slot* guess =
+              inner->slots() + (n == kMaxChildren ? digit : digit * n / kMaxChildren);
+          __builtin_prefetch(guess);
+          path.slots_loaded = true;
+          continue;
+        }
+        const Slot* child = FindChildSlot(inner, digit);
+        path.node = child == nullptr ? 0 : *child;
+        path.slots_loaded = false;
+        if (path.node != 0) {
+          const char* p = reinterpret_cast<const char*>(path.node & kPtrMask);
+          __builtin_prefetch(p);
+          __builtin_prefetch(p + 64);
+        }
+      }
+    }
+  }
+}
+
 std::vector<DiffEntry> Diff(const TreeView& a, const TreeView& b) {
   assert(a.hasher() == b.hasher());
   std::vector<DiffEntry> out;

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -98,6 +99,16 @@ class TreeView {
                    fn) const;
   NodeRef root() const { return NodeRef(root_, hasher_); }
   KeyHasher hasher() const { return hasher_; }
+
+  // Loads into the cache the nodes on the paths of these keys (by key hash,
+  // as hasher() gives them), for reads or writes of those keys that follow.
+  // A path's nodes depend on each other (a node's address is in its parent),
+  // so one key's cache misses come one after another; walking all paths a
+  // level at a time, prefetching each level for every key before reading it,
+  // makes the misses of different keys overlap. Changes nothing; a few dozen
+  // keys at a time are enough (the cache must still hold the first path when
+  // the last is loaded).
+  void PrefetchPaths(std::span<const Hash128> key_hashes) const;
 
  protected:
   friend std::vector<DiffEntry> Diff(const TreeView& a, const TreeView& b);

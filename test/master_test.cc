@@ -586,5 +586,45 @@ TEST_F(MasterTest, WritersWithoutASecretAreRefused) {
   EXPECT_TRUE(Attach(options).ok());
 }
 
+// Takes the snapshot a BatchLog gives.
+class SnapshotSink : public BatchSink {
+ public:
+  void OnBatches(std::vector<std::shared_ptr<const Batch>>) override {}
+  void OnSnapshot(TreeView snapshot, uint64_t) override { tree = std::move(snapshot); }
+  TreeView tree;
+};
+
+// A batch several times longer than the group of ops the log prefetches for
+// at once, mixing puts, overwrites, deletes and a range delete, leaves the
+// tree that applying its ops one by one in order gives.
+TEST(BatchLogTest, ALongBatchGivesTheTreeOfItsOpsInOrder) {
+  BatchLog log(BatchLogOptions{.logger = testing::QuietLogger()});
+  log.Reset(MerkleTree(), 0);
+  auto batch = std::make_shared<Batch>();
+  batch->seq = 1;
+  MerkleTree expected;
+  auto put = [&](const std::string& key, const std::string& value) {
+    batch->ops.push_back(Op{.kind = OpKind::kPut, .family = 0, .key = key, .value = value});
+    ASSERT_TRUE(expected.Put(0, key, value).ok());
+  };
+  for (int i = 0; i < 40; ++i) put("k" + std::to_string(i), "a");
+  for (int i = 0; i < 40; i += 3) put("k" + std::to_string(i), "b");
+  batch->ops.push_back(Op{.kind = OpKind::kDelete, .family = 0, .key = "k5", .value = ""});
+  expected.Erase(0, "k5");
+  batch->ops.push_back(Op{.kind = OpKind::kDeleteRange, .family = 0, .key = "k2", .value = "k3"});
+  expected.EraseRange(0, "k2", "k3");
+  put("k25", "c");
+  for (int i = 40; i < 60; ++i) put("k" + std::to_string(i), "d");
+  batch->count = batch->ops.size();
+  ASSERT_TRUE(log.Append(batch).ok());
+  auto sink = std::make_shared<SnapshotSink>();
+  log.RequestSnapshot(sink, batch->count);
+  EXPECT_EQ(sink->tree.size(), expected.size());
+  EXPECT_EQ(sink->tree.root_hash(), expected.root_hash());
+  EXPECT_TRUE(Diff(sink->tree, expected).empty());
+  EXPECT_FALSE(sink->tree.Find(0, "k21"));
+  EXPECT_TRUE(sink->tree.Find(0, "k25"));
+}
+
 }  // namespace
 }  // namespace sdiff::plugin

@@ -578,6 +578,27 @@ void SnapshotsKeepTheirContents(KeyHasher hasher) {
   RcRequire(CheckTree(live.tree(), live.model(), live.touched()));
 }
 
+// Prefetching paths (of keys present, absent and erased, in groups larger
+// than PrefetchPaths walks at once) changes neither the tree nor a snapshot
+// that shares its nodes.
+void PrefetchingPathsChangesNothing(KeyHasher hasher) {
+  ModelledTree live(hasher);
+  std::vector<std::pair<TreeView, Model>> snapshots;
+  for (const Op& op : *GenOps(kMaxOps, /*snapshots=*/true)) {
+    if (op.kind != OpKind::kSnapshot) {
+      RcRequire(live.Apply(op));
+      continue;
+    }
+    snapshots.emplace_back(live.tree().Snapshot(), live.model());
+    std::vector<Hash128> hashes;
+    for (const auto& [family, key] : live.touched()) hashes.push_back(hasher(family, key));
+    hashes.push_back(hasher(0, "never written"));
+    live.tree().PrefetchPaths(hashes);
+    RcRequire(CheckTree(live.tree(), live.model(), live.touched()));
+  }
+  for (const auto& [view, model] : snapshots) RcRequire(CheckTree(view, model, live.touched()));
+}
+
 #define SDIFF_PROP_WITH_EVERY_HASHER(Name)                                                \
   RC_GTEST_PROP(MerkleTreeProperty, Name, ()) { Name(&KeyHash); }                         \
   RC_GTEST_PROP(MerkleTreeProperty, Name##DeepTrie, ()) { Name(&PrefixCollidingHasher); } \
@@ -589,6 +610,7 @@ SDIFF_PROP_WITH_EVERY_HASHER(DifferentContentsGiveDifferentRootHashes)
 SDIFF_PROP_WITH_EVERY_HASHER(DiffIsTheModelsSymmetricDifference)
 SDIFF_PROP_WITH_EVERY_HASHER(DiffIsInKeyHashOrder)
 SDIFF_PROP_WITH_EVERY_HASHER(SnapshotsKeepTheirContents)
+SDIFF_PROP_WITH_EVERY_HASHER(PrefetchingPathsChangesNothing)
 
 // ---- Fixed cases ----
 
