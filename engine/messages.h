@@ -63,7 +63,7 @@ struct NodeSummary {
     kSums = 6,     // five or more keys, added up: leaf_count, key_hash, leaf_hash, check
   };
   Kind kind = Kind::kEmpty;
-  // kLeaf: the only key under the prefix.
+  // kLeaf: the only key under the prefix (key_hash, leaf_hash).
   // kSums (only as a detail of kDetails): leaf_count keys; key_hash is the
   // XOR of their key hashes, leaf_hash of their leaf hashes (the prefix
   // hash), check of their CheckHash values (engine/sync.h), so that the

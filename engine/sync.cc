@@ -355,8 +355,9 @@ bool DiffComparer::Decode(const std::string& path, const NodeSummary& theirs) {
     to_send_.push_back(KeyRef{leaves[i].family(), std::string(leaves[i].key())});
     return true;
   };
-  if (delta.is_zero())
+  if (delta.is_zero()) {  // equal after all: the probe's lines made it look different
     return keys.is_zero() && check.is_zero() && leaves.size() == theirs.leaf_count;
+  }
   if (leaves.size() == theirs.leaf_count + 1) {
     // A key only we hold: `keys` is its key hash, `delta` its leaf hash.
     for (size_t i = 0; i < leaves.size(); ++i) {

@@ -9,7 +9,9 @@
 // Both sides compare: the master compares the follower's summaries and probes
 // the children that differ with its own summary of their children; the
 // follower compares those and answers with its summaries of the grandchildren
-// that differ (kDetails). So one exchange descends two levels. Truncated
+// that differ (kDetails), a grandchild of a few dozen keys by its sums, from
+// which the master names a single difference there at once (kSums). So one
+// exchange descends two levels, and often settles a third. Truncated
 // hashes are salted, so a collision that hid a difference in one sync is not
 // repeated by the next; the comparer proves the result complete with the full
 // root hashes (see DiffComparer::complete()).

@@ -212,6 +212,18 @@ class SumsTest : public ::testing::Test {
     return answer;
   }
 
+  // One difference: the answer names its child by its sums, from which the
+  // comparer names the difference, and the diff is complete.
+  void ExpectNamed(const std::vector<KeyRef>& sent, const std::vector<Hash128>& follower_only) {
+    NodeSummary answer = Answer();
+    ASSERT_EQ(answer.details.size(), 1u);
+    EXPECT_EQ(answer.details[0].kind, NodeSummary::Kind::kSums);
+    EXPECT_TRUE(comparer_->finished());
+    EXPECT_TRUE(comparer_->complete());
+    EXPECT_EQ(comparer_->to_send(), sent);
+    EXPECT_EQ(comparer_->follower_only(), follower_only);
+  }
+
   static std::string Digit0(std::string_view key) {
     return std::string(1, static_cast<char>(KeyHash(0, key).digit(0)));
   }
@@ -222,32 +234,17 @@ class SumsTest : public ::testing::Test {
 
 TEST_F(SumsTest, AChangedValueIsNamed) {
   follower_.Put(0, "k42", "changed");
-  NodeSummary answer = Answer();
-  ASSERT_EQ(answer.details.size(), 1u);
-  EXPECT_EQ(answer.details[0].kind, NodeSummary::Kind::kSums);
-  EXPECT_TRUE(comparer_->complete());
-  EXPECT_EQ(comparer_->to_send(), (std::vector<KeyRef>{{0, "k42"}}));
-  EXPECT_TRUE(comparer_->follower_only().empty());
+  ExpectNamed({{0, "k42"}}, {});
 }
 
 TEST_F(SumsTest, AKeyOnlyTheMasterHoldsIsNamed) {
   follower_.Erase(0, "k42");
-  NodeSummary answer = Answer();
-  ASSERT_EQ(answer.details.size(), 1u);
-  EXPECT_EQ(answer.details[0].kind, NodeSummary::Kind::kSums);
-  EXPECT_TRUE(comparer_->complete());
-  EXPECT_EQ(comparer_->to_send(), (std::vector<KeyRef>{{0, "k42"}}));
-  EXPECT_TRUE(comparer_->follower_only().empty());
+  ExpectNamed({{0, "k42"}}, {});
 }
 
 TEST_F(SumsTest, AKeyOnlyTheFollowerHoldsIsNamed) {
   follower_.Put(0, "extra", "x");
-  NodeSummary answer = Answer();
-  ASSERT_EQ(answer.details.size(), 1u);
-  EXPECT_EQ(answer.details[0].kind, NodeSummary::Kind::kSums);
-  EXPECT_TRUE(comparer_->complete());
-  EXPECT_TRUE(comparer_->to_send().empty());
-  EXPECT_EQ(comparer_->follower_only(), std::vector<Hash128>{KeyHash(0, "extra")});
+  ExpectNamed({}, {KeyHash(0, "extra")});
 }
 
 // Two differences under one child: the sums name neither, so the master
