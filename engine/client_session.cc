@@ -486,7 +486,7 @@ void ClientSession::HandleSyncStart(const SyncStart& start) {
   root.equal = root.root == start.root;
   root.hash_bytes = hash_bytes_;
   // Folded: a difference or two show in a few lines, many in every one.
-  if (!root.equal) root.top = Summarize(snapshot_, "", salt_, hash_bytes_, kMaxFoldFamilies);
+  if (!root.equal) root.top = Summarize(snapshot_, "", salt_, hash_bytes_, kRootFoldFamilies);
   Send(root);
 }
 

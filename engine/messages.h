@@ -60,11 +60,18 @@ struct NodeSummary {
     kFolded = 3,   // two or more keys: hashes holds folded lines
     kLeaves = 4,   // two or more keys, each listed: key_hashes, leaf_hashes
     kDetails = 5,  // an answer to a probe: digits, details
+    kSums = 6,     // five or more keys, added up: leaf_count, key_hash, leaf_hash, check
   };
   Kind kind = Kind::kEmpty;
-  // kLeaf: the only key under the prefix.
+  // kLeaf: the only key under the prefix (key_hash, leaf_hash).
+  // kSums (only as a detail of kDetails): leaf_count keys; key_hash is the
+  // XOR of their key hashes, leaf_hash of their leaf hashes (the prefix
+  // hash), check of their CheckHash values (engine/sync.h), so that the
+  // master can name the one key that differs there from these sums and its own.
   Hash128 key_hash;
   Hash128 leaf_hash;
+  Hash128 check;
+  uint64_t leaf_count = 0;
   // kInner: for each digit at depth prefix.size() under which keys exist, a
   // truncated hash of those keys, ascending digits.
   // kFolded: no digits; hashes holds 16 lines per family of lines (2 to 4

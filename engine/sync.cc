@@ -39,6 +39,14 @@ void ForEachChildAt(NodeRef node, int depth, Fn&& fn) {
 
 }  // namespace
 
+Hash128 CheckHash(const Hash128& key_hash, const Hash128& leaf_hash, uint64_t salt) {
+  uint8_t canonical[32];
+  key_hash.ToBytes(canonical);
+  leaf_hash.ToBytes(canonical + 16);
+  XXH128_hash_t h = XXH3_128bits_withSeed(canonical, sizeof(canonical), salt);
+  return Hash128{h.high64, h.low64};
+}
+
 uint64_t TruncatedHash(const Hash128& h, uint64_t salt, int bytes) {
   uint8_t canonical[16];
   h.ToBytes(canonical);
@@ -139,24 +147,47 @@ bool CollectLeaves(NodeRef node, size_t limit, std::vector<NodeRef>* out) {
     out->push_back(node);
     return true;
   }
+  for (int i = 0; i < node.child_count(); ++i) node.child(i).Prefetch();
   for (int i = 0; i < node.child_count(); ++i) {
     if (!CollectLeaves(node.child(i), limit, out)) return false;
   }
   return true;
 }
 
-// The digits whose every line differs between two folds of `families` families.
+// The digits that may differ between two folds of `families` families, in
+// ascending order. A line's difference is the XOR of its differing children's
+// differences, so a child alone on each of its lines shows the same difference
+// on all of them: such a child is taken as differing and its difference taken
+// out of its lines (peeled, as an invertible Bloom lookup table is), which
+// clears the lines it shared with children that are equal. What is left is
+// every digit all of whose lines still differ. A child taken wrongly (its
+// lines agreeing by chance, about 2^(-8w(families-1))) can clear a line of
+// one that differs, which the residue check then finds.
 std::vector<uint8_t> FoldedCandidates(const std::vector<uint64_t>& a,
                                       const std::vector<uint64_t>& b, int families) {
+  uint64_t delta[16 * kMaxFoldFamilies];
+  for (int i = 0; i < 16 * families; ++i) delta[i] = a[i] ^ b[i];
+  bool taken[256] = {};
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int d = 0; d < 256; ++d) {
+      auto digit = static_cast<uint8_t>(d);
+      uint64_t v = delta[FoldLine(0, digit)];
+      if (taken[d] || v == 0) continue;
+      bool alone = true;
+      for (int f = 1; f < families && alone; ++f) alone = delta[FoldLine(f, digit)] == v;
+      if (!alone) continue;
+      taken[d] = true;
+      progress = true;
+      for (int f = 0; f < families; ++f) delta[FoldLine(f, digit)] ^= v;
+    }
+  }
   std::vector<uint8_t> out;
   for (int d = 0; d < 256; ++d) {
     auto digit = static_cast<uint8_t>(d);
     bool differs = true;
-    for (int f = 0; f < families && differs; ++f) {
-      int line = FoldLine(f, digit);
-      differs = a[line] != b[line];
-    }
-    if (differs) out.push_back(digit);
+    for (int f = 0; f < families && differs; ++f) differs = delta[FoldLine(f, digit)] != 0;
+    if (taken[d] || differs) out.push_back(digit);
   }
   return out;
 }
@@ -166,10 +197,10 @@ bool ValidFold(const NodeSummary& s) {
          s.hashes.size() >= 16 * kMinFoldFamilies && s.hashes.size() <= 16 * kMaxFoldFamilies;
 }
 
-}  // namespace
-
-NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes,
-                      int fold_families) {
+// The summary of `path`: its keys listed when few, added up (kSums) when at
+// most `sum_limit`, else its children.
+NodeSummary SummarizePath(const TreeView& tree, std::string_view path, uint64_t salt,
+                          int hash_bytes, int fold_families, size_t sum_limit) {
   NodeSummary s;
   NodeRef node = LocatePrefix(tree, path);
   if (node.empty()) return s;
@@ -180,15 +211,33 @@ NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt
     return s;
   }
   std::vector<NodeRef> leaves;
-  if (CollectLeaves(node, kMaxListedLeaves, &leaves)) {
-    s.kind = NodeSummary::Kind::kLeaves;
+  if (CollectLeaves(node, std::max(kMaxListedLeaves, sum_limit), &leaves)) {
+    if (leaves.size() <= kMaxListedLeaves) {
+      s.kind = NodeSummary::Kind::kLeaves;
+      for (NodeRef leaf : leaves) {
+        s.key_hashes.push_back(leaf.key_hash());
+        s.leaf_hashes.push_back(leaf.hash());
+      }
+      return s;
+    }
+    s.kind = NodeSummary::Kind::kSums;
+    s.leaf_count = leaves.size();
+    s.leaf_hash = node.hash();
     for (NodeRef leaf : leaves) {
-      s.key_hashes.push_back(leaf.key_hash());
-      s.leaf_hashes.push_back(leaf.hash());
+      Hash128 key_hash = leaf.key_hash();
+      s.key_hash ^= key_hash;
+      s.check ^= CheckHash(key_hash, leaf.hash(), salt);
     }
     return s;
   }
   return ChildrenOf(node, static_cast<int>(path.size()), salt, hash_bytes, fold_families);
+}
+
+}  // namespace
+
+NodeSummary Summarize(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes,
+                      int fold_families) {
+  return SummarizePath(tree, path, salt, hash_bytes, fold_families, /*sum_limit=*/0);
 }
 
 NodeSummary ProbeSummary(const TreeView& tree, std::string_view path, uint64_t salt, int hash_bytes,
@@ -242,7 +291,8 @@ Status AnswerProbe(const TreeView& tree, std::string_view path, const NodeSummar
   for (uint8_t digit : candidates) {
     child.back() = static_cast<char>(digit);
     answer->digits.push_back(digit);
-    answer->details.push_back(Summarize(tree, child, salt, hash_bytes, kMaxFoldFamilies));
+    answer->details.push_back(
+        SummarizePath(tree, child, salt, hash_bytes, kMaxFoldFamilies, kMaxSummedLeaves));
   }
   return Status::OK();
 }
@@ -286,6 +336,55 @@ void DiffComparer::MatchLeaves(NodeRef mine, const std::vector<Hash128>& key_has
   }
 }
 
+bool DiffComparer::Decode(const std::string& path, const NodeSummary& theirs) {
+  // Our keys there: one more than theirs at most, or it is not one difference.
+  std::vector<NodeRef> leaves;
+  NodeRef mine = LocatePrefix(master_, path);
+  if (!mine.empty() && !CollectLeaves(mine, theirs.leaf_count + 1, &leaves)) return false;
+  std::vector<Hash128> key_hashes, checks;
+  Hash128 keys = theirs.key_hash, check = theirs.check;
+  for (NodeRef leaf : leaves) {
+    key_hashes.push_back(leaf.key_hash());
+    checks.push_back(CheckHash(key_hashes.back(), leaf.hash(), salt_));
+    keys ^= key_hashes.back();
+    check ^= checks.back();
+  }
+  Hash128 delta = mine.hash() ^ theirs.leaf_hash;  // the differing leaves' XOR
+  auto found = [&](size_t i) {
+    residue_ ^= delta;
+    to_send_.push_back(KeyRef{leaves[i].family(), std::string(leaves[i].key())});
+    return true;
+  };
+  if (delta.is_zero()) {  // equal after all: the probe's lines made it look different
+    return keys.is_zero() && check.is_zero() && leaves.size() == theirs.leaf_count;
+  }
+  if (leaves.size() == theirs.leaf_count + 1) {
+    // A key only we hold: `keys` is its key hash, `delta` its leaf hash.
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      if (key_hashes[i] == keys) return leaves[i].hash() == delta && checks[i] == check && found(i);
+    }
+    return false;
+  }
+  if (leaves.size() + 1 == theirs.leaf_count) {
+    // A key only they hold, under this path and not among ours.
+    if (!PathMatches(path, keys, 0) || CheckHash(keys, delta, salt_) != check) return false;
+    for (const Hash128& key_hash : key_hashes) {
+      if (key_hash == keys) return false;
+    }
+    residue_ ^= delta;
+    follower_only_.push_back(keys);
+    return true;
+  }
+  if (leaves.size() != theirs.leaf_count || !keys.is_zero()) return false;
+  // The same keys, one value changed: the key whose check, with their leaf
+  // hash in place of ours, accounts for the checks' difference.
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    Hash128 theirs_leaf = leaves[i].hash() ^ delta;
+    if ((checks[i] ^ CheckHash(key_hashes[i], theirs_leaf, salt_)) == check) return found(i);
+  }
+  return false;
+}
+
 Status DiffComparer::Validate(const std::string& path, const NodeSummary& theirs,
                               bool nested) const {
   using Kind = NodeSummary::Kind;
@@ -317,6 +416,12 @@ Status DiffComparer::Validate(const std::string& path, const NodeSummary& theirs
         return malformed("details");
       }
       break;
+    case Kind::kSums:
+      if (!nested || path.size() >= kMaxPathDigits || theirs.leaf_count <= kMaxListedLeaves ||
+          theirs.leaf_count > kMaxSummedLeaves) {
+        return malformed("sums");
+      }
+      break;
     case Kind::kEmpty:
     case Kind::kLeaf:
       break;
@@ -326,7 +431,10 @@ Status DiffComparer::Validate(const std::string& path, const NodeSummary& theirs
 
 NodeSummary DiffComparer::Probe(const std::string& path, size_t pending) const {
   // Few questions at this level: few differences, each alone in its lines.
-  int families = pending <= 8 ? kMinFoldFamilies : kMaxFoldFamilies;
+  // Many: a few differences a probe, which the follower peels out of three
+  // families of lines (a fourth would cost more than the false candidates
+  // it saves once peeling has cleared most of them).
+  int families = pending <= 8 ? kMinFoldFamilies : kProbeFoldFamilies;
   return ProbeSummary(master_, path, salt_, hash_bytes_, families);
 }
 
@@ -344,7 +452,11 @@ Status DiffComparer::OnSummary(const std::string& path, const NodeSummary& their
       }
       if (Status s = Validate(child, theirs.details[i], /*nested=*/true); !s.ok()) return s;
       child.back() = static_cast<char>(theirs.digits[i]);
-      if (Status s = OnSummary(child, theirs.details[i]); !s.ok()) return s;
+      if (theirs.details[i].kind == Kind::kSums) {
+        if (!Decode(child, theirs.details[i])) pending_.push_back(child);
+      } else if (Status s = OnSummary(child, theirs.details[i]); !s.ok()) {
+        return s;
+      }
     }
     return Status::OK();
   }
@@ -372,6 +484,7 @@ Status DiffComparer::OnSummary(const std::string& path, const NodeSummary& their
     }
     case Kind::kInner:
     case Kind::kDetails:
+    case Kind::kSums:
       break;
   }
   CompareChildren(

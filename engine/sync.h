@@ -9,7 +9,9 @@
 // Both sides compare: the master compares the follower's summaries and probes
 // the children that differ with its own summary of their children; the
 // follower compares those and answers with its summaries of the grandchildren
-// that differ (kDetails). So one exchange descends two levels. Truncated
+// that differ (kDetails), a grandchild of a few dozen keys by its sums, from
+// which the master names a single difference there at once (kSums). So one
+// exchange descends two levels, and often settles a third. Truncated
 // hashes are salted, so a collision that hid a difference in one sync is not
 // repeated by the next; the comparer proves the result complete with the full
 // root hashes (see DiffComparer::complete()).
@@ -37,14 +39,28 @@ constexpr size_t kFoldAbove = 64;
 // differing ones (which cost a summary each) when several differ.
 constexpr int kMinFoldFamilies = 2;
 constexpr int kMaxFoldFamilies = 4;
+// Families of the master's probes when it sends many (differences are then
+// many, a few under each probe), and of the follower's root summary.
+constexpr int kProbeFoldFamilies = 3;
+constexpr int kRootFoldFamilies = 4;
 // A subtree of at most this many keys is summarized by listing them (kLeaves).
 constexpr size_t kMaxListedLeaves = 4;
 // A kDetails answer names at most this many children; past that, the follower
 // answers with its plain summary of the probed prefix instead.
 constexpr size_t kMaxDetails = 64;
+// A differing child of at most this many keys (and more than kMaxListedLeaves)
+// is named in a kDetails answer by its sums (NodeSummary::kSums), not by its
+// children: from them and its own keys there the master names a single
+// difference below at once, a level sooner; more than one, it probes the
+// child. Both sides read every key of such a child, so the limit bounds that.
+constexpr size_t kMaxSummedLeaves = 64;
 
 // The low `bytes` bytes of a salted 64-bit hash of h.
 uint64_t TruncatedHash(const Hash128& h, uint64_t salt, int bytes);
+
+// A key's term in the check of a kSums summary: XXH3-128 of its key hash and
+// leaf hash (canonical, 32 bytes), seeded with the diff's salt.
+Hash128 CheckHash(const Hash128& key_hash, const Hash128& leaf_hash, uint64_t salt);
 
 // The index in a folded summary's hashes of digit's line in `family` (0..3):
 // the digit's high nibble, its low nibble, and two diagonals.
@@ -67,10 +83,11 @@ NodeSummary ProbeSummary(const TreeView& tree, std::string_view path, uint64_t s
                          int fold_families);
 
 // The follower's answer to a probe (`theirs`, the master's ProbeSummary of
-// `path`): kDetails with its Summarize of each child that differs (or that
-// a folded probe cannot tell apart), or, past kMaxDetails of them or at a
-// path of 16 digits, its plain Summarize of `path`. A malformed probe is a
-// protocol error.
+// `path`): kDetails with its summary of each child that differs (or that a
+// folded probe cannot tell apart): Summarize's, but kSums for a child of more
+// than kMaxListedLeaves and at most kMaxSummedLeaves keys. Past kMaxDetails
+// such children, or at a path of 16 digits, its plain Summarize of `path`. A
+// malformed probe is a protocol error.
 Status AnswerProbe(const TreeView& tree, std::string_view path, const NodeSummary& theirs,
                    uint64_t salt, int hash_bytes, NodeSummary* answer);
 
@@ -115,6 +132,9 @@ class DiffComparer {
 
  private:
   void SendAll(NodeRef node);
+  // Names the one difference under `path` from the follower's sums there and
+  // ours; false when they show more than one (then `path` is probed).
+  bool Decode(const std::string& path, const NodeSummary& theirs);
   // Their keys under `mine`'s prefix, listed in full, against ours.
   void MatchLeaves(NodeRef mine, const std::vector<Hash128>& key_hashes,
                    const std::vector<Hash128>& leaf_hashes);

@@ -169,6 +169,12 @@ void Encode(Writer& w, const NodeSummary& s, uint8_t hash_bytes) {
         w.Hash(s.leaf_hashes[i]);
       }
       return;
+    case Kind::kSums:
+      w.Varint(s.leaf_count);
+      w.Hash(s.key_hash);
+      w.Hash(s.leaf_hash);
+      w.Hash(s.check);
+      return;
     case Kind::kDetails:
       assert(s.digits.size() == s.details.size() && s.digits.size() <= kMaxChildren);
       assert(std::is_sorted(s.digits.begin(), s.digits.end()) &&
@@ -589,13 +595,20 @@ bool DecodeDigits(Reader& r, size_t count, std::vector<uint8_t>* digits) {
   return true;
 }
 
-// `nested`: a detail of a kDetails answer, which may not be one itself.
+// `nested`: a detail of a kDetails answer, which may not be one itself; only
+// a detail may be kSums.
 bool Decode(Reader& r, uint8_t hash_bytes, NodeSummary* s, bool nested = false) {
   using Kind = NodeSummary::Kind;
-  if (!r.Enum("kind", 0, nested ? 4 : 5, &s->kind)) return false;
+  if (!r.Enum("kind", 0, 6, &s->kind)) return false;
+  if ((s->kind == Kind::kDetails && nested) || (s->kind == Kind::kSums && !nested)) {
+    return r.Fail(nested ? "kind 5 (details) inside details" : "kind 6 (sums) outside details");
+  }
   switch (s->kind) {
     case Kind::kEmpty:
       return true;
+    case Kind::kSums:
+      return r.Varint("leaf count", &s->leaf_count) && r.Hash("key_hash", &s->key_hash) &&
+             r.Hash("leaf_hash", &s->leaf_hash) && r.Hash("check", &s->check);
     case Kind::kLeaf:
       return r.Hash("key_hash", &s->key_hash) && r.Hash("leaf_hash", &s->leaf_hash);
     case Kind::kInner:

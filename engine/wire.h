@@ -26,7 +26,7 @@ namespace sdiff::wire {
 // 2: large batches and values travel in pieces (BatchPart, PutStart, ValuePart).
 // 3: the diff compares on both sides (NodesRequest carries the master's
 //    summaries, Nodes answers with what differs) and folds large summaries.
-constexpr uint8_t kProtocolVersion = 3;
+constexpr uint8_t kProtocolVersion = 4;
 constexpr size_t kFrameHeaderSize = 4;
 constexpr size_t kDefaultMaxFrame = 64 << 20;  // 64 MiB
 // The largest value a PutStart may announce: RocksDB's own limit (its write

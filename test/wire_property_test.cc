@@ -126,23 +126,35 @@ rc::Gen<NodeSummary> GenPlainSummary(int hash_bytes) {
   return gen::oneOf(gen::just(NodeSummary{}), leaf, inner, folded, leaves);
 }
 
+// kSums, which only a detail may be.
+rc::Gen<NodeSummary> GenSums() {
+  return gen::map(gen::tuple(GenU64(), GenHash(), GenHash(), GenHash()),
+                  [](std::tuple<uint64_t, Hash128, Hash128, Hash128> t) {
+                    NodeSummary s;
+                    s.kind = NodeSummary::Kind::kSums;
+                    std::tie(s.leaf_count, s.key_hash, s.leaf_hash, s.check) = t;
+                    return s;
+                  });
+}
+
 rc::Gen<NodeSummary> GenSummary(int hash_bytes) {
   // kDetails: a few differing children, each a summary of another kind.
-  auto details = gen::mapcat(
-      gen::unique<std::vector<uint8_t>>(gen::arbitrary<uint8_t>()),
-      [hash_bytes](std::vector<uint8_t> digits) {
-        std::sort(digits.begin(), digits.end());
-        if (digits.size() > 8) digits.resize(8);
-        size_t n = digits.size();
-        return gen::map(gen::container<std::vector<NodeSummary>>(n, GenPlainSummary(hash_bytes)),
-                        [digits = std::move(digits)](std::vector<NodeSummary> children) {
-                          NodeSummary s;
-                          s.kind = NodeSummary::Kind::kDetails;
-                          s.digits = digits;
-                          s.details = std::move(children);
-                          return s;
-                        });
-      });
+  auto detail = gen::weightedOneOf<NodeSummary>({{4, GenPlainSummary(hash_bytes)}, {1, GenSums()}});
+  auto details = gen::mapcat(gen::unique<std::vector<uint8_t>>(gen::arbitrary<uint8_t>()),
+                             [detail](std::vector<uint8_t> digits) {
+                               std::sort(digits.begin(), digits.end());
+                               if (digits.size() > 8) digits.resize(8);
+                               size_t n = digits.size();
+                               return gen::map(
+                                   gen::container<std::vector<NodeSummary>>(n, detail),
+                                   [digits = std::move(digits)](std::vector<NodeSummary> children) {
+                                     NodeSummary s;
+                                     s.kind = NodeSummary::Kind::kDetails;
+                                     s.digits = digits;
+                                     s.details = std::move(children);
+                                     return s;
+                                   });
+                             });
   return gen::weightedOneOf<NodeSummary>({{5, GenPlainSummary(hash_bytes)}, {1, details}});
 }
 

@@ -97,10 +97,16 @@ std::vector<Message> SampleMessages() {
   leaves.kind = NodeSummary::Kind::kLeaves;
   leaves.key_hashes = {{1, 2}, {3, 4}, {kMax, kMax}};
   leaves.leaf_hashes = {{5, 6}, {0, 0}, {kMax, 1}};
+  NodeSummary sums;
+  sums.kind = NodeSummary::Kind::kSums;
+  sums.leaf_count = 64;
+  sums.key_hash = {7, kMax};
+  sums.leaf_hash = {0, 9};
+  sums.check = {kMax, 3};
   NodeSummary details;
   details.kind = NodeSummary::Kind::kDetails;
-  details.digits = {0, 7, 255};
-  details.details = {NodeSummary{}, leaf, SampleInner(3, 2)};
+  details.digits = {0, 7, 9, 255};
+  details.details = {NodeSummary{}, leaf, sums, SampleInner(3, 2)};
   NodeSummary no_details;
   no_details.kind = NodeSummary::Kind::kDetails;
   out.push_back(NodesRequest{.sync_id = 4,

@@ -346,11 +346,20 @@ TEST(WireDecodeTest, UndefinedEnumValuesRejected) {
   ExpectCorrupt(Type(MessageType::kWelcome) + "\0\0\x05\0\0"s, "Welcome: mode 5");
   ExpectCorrupt(Type(MessageType::kBatch) + "\x01\x01\x01"s + "\x04\0\0\0"s,
                 "Batch: op 0: kind 4 is not a defined value");
-  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x02"s + "\0"s + "\x06"s,
-                "Nodes: summary 1: kind 6 is not a defined value");
+  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x02"s + "\0"s + "\x07"s,
+                "Nodes: summary 1: kind 7 is not a defined value");
   // A detail of an answer is a summary, never an answer itself.
   ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x01"s + "\x05\x01\x07"s + "\x05"s,
-                "Nodes: summary 0: kind 5 is not a defined value");
+                "Nodes: summary 0: kind 5 (details) inside details");
+  // Sums are only ever a detail of an answer.
+  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x01"s + "\x06\x05"s + std::string(48, 'h'),
+                "Nodes: summary 0: kind 6 (sums) outside details");
+  EXPECT_TRUE(Decode(Type(MessageType::kNodes) + "\x08\x01\x01"s + "\x05\x01\x07"s + "\x06\x05"s +
+                     std::string(48, 'h'))
+                  .ok());
+  ExpectCorrupt(Type(MessageType::kNodes) + "\x08\x01\x01"s + "\x05\x01\x07"s + "\x06\x05"s +
+                    std::string(47, 'h'),
+                "check");
 }
 
 TEST(WireDecodeTest, BoolsOtherThanZeroOrOneRejected) {
