@@ -5,9 +5,11 @@
 
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <shared_mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -18,39 +20,75 @@
 namespace sdiff {
 
 struct ReplicaReader::Rep {
+  std::string replica_dir;
+  std::string secondary_dir;
+  // Shared by reads and catch-ups, exclusive while the instance is reopened
+  // (Reload): every call may come from any thread.
+  mutable std::shared_mutex mu;
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // every one Open returned
   // The replicated families by name; the metadata family is apart.
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families;
   rocksdb::ColumnFamilyHandle* meta = nullptr;  // null: not (yet) a follower's directory
 
-  ~Rep() {
+  ~Rep() { Close(); }
+
+  void Close() {
     for (rocksdb::ColumnFamilyHandle* handle : handles) db->DestroyColumnFamilyHandle(handle);
+    handles.clear();
+    families.clear();
+    meta = nullptr;
+    db.reset();
+  }
+
+  // Opens the secondary instance with every column family the replica has now.
+  Status Load() {
+    std::vector<std::string> names;
+    rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), replica_dir, &names);
+    if (!rs.ok()) return plugin::FromRocks(rs, "cannot open the replica " + replica_dir);
+    rocksdb::Options options;
+    options.max_open_files = -1;  // a secondary instance requires it
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) descriptors.emplace_back(name, options);
+    rocksdb::DB* raw = nullptr;
+    rs = rocksdb::DB::OpenAsSecondary(options, replica_dir, secondary_dir, descriptors, &handles,
+                                      &raw);
+    if (!rs.ok()) return plugin::FromRocks(rs, "cannot open the replica " + replica_dir);
+    db.reset(raw);
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      if (handle->GetName() == plugin::kMetaFamily) {
+        meta = handle;
+      } else {
+        families.emplace(handle->GetName(), handle);
+      }
+    }
+    return Status::OK();
+  }
+
+  // A secondary instance sees only the column families there were at its
+  // open. A follower that had not made its metadata family yet (it was still
+  // starting) may have one now: then open again to see it. OK, and nothing
+  // done, while there is none.
+  Status Reload() {
+    std::unique_lock lock(mu);
+    if (meta != nullptr) return Status::OK();
+    std::vector<std::string> names;
+    rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), replica_dir, &names);
+    if (!rs.ok() || std::find(names.begin(), names.end(), plugin::kMetaFamily) == names.end()) {
+      return Status::OK();
+    }
+    Close();
+    return Load();
   }
 };
 
 Status ReplicaReader::Open(const std::string& replica_dir, const std::string& secondary_dir,
                            std::unique_ptr<ReplicaReader>* out) {
-  std::vector<std::string> names;
-  rocksdb::Status rs = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), replica_dir, &names);
-  if (!rs.ok()) return plugin::FromRocks(rs, "cannot open the replica " + replica_dir);
-  rocksdb::Options options;
-  options.max_open_files = -1;  // a secondary instance requires it
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& name : names) descriptors.emplace_back(name, options);
   auto rep = std::make_unique<Rep>();
-  rocksdb::DB* db = nullptr;
-  rs = rocksdb::DB::OpenAsSecondary(options, replica_dir, secondary_dir, descriptors, &rep->handles,
-                                    &db);
-  if (!rs.ok()) return plugin::FromRocks(rs, "cannot open the replica " + replica_dir);
-  rep->db.reset(db);
-  for (rocksdb::ColumnFamilyHandle* handle : rep->handles) {
-    if (handle->GetName() == plugin::kMetaFamily) {
-      rep->meta = handle;
-    } else {
-      rep->families.emplace(handle->GetName(), handle);
-    }
-  }
+  rep->replica_dir = replica_dir;
+  rep->secondary_dir = secondary_dir;
+  Status s = rep->Load();
+  if (!s.ok()) return s;
   out->reset(new ReplicaReader(std::move(rep)));
   return Status::OK();
 }
@@ -60,12 +98,14 @@ ReplicaReader::ReplicaReader(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 ReplicaReader::~ReplicaReader() = default;
 
 Status ReplicaReader::CatchUp() {
+  std::shared_lock lock(rep_->mu);
   rocksdb::Status rs = rep_->db->TryCatchUpWithPrimary();
   if (!rs.ok()) return plugin::FromRocks(rs, "cannot catch up with the replica");
   return Status::OK();
 }
 
 Status ReplicaReader::Get(std::string_view family, std::string_view key, std::string* value) const {
+  std::shared_lock lock(rep_->mu);
   auto it = rep_->families.find(family);
   if (it == rep_->families.end()) {
     return Status::InvalidArgument("the replica has no column family '" + std::string(family) +
@@ -79,6 +119,7 @@ Status ReplicaReader::Get(std::string_view family, std::string_view key, std::st
 }
 
 Status ReplicaReader::AppliedSeq(uint64_t* seq) const {
+  std::shared_lock lock(rep_->mu);
   std::string bytes;
   rocksdb::Status rs = rocksdb::Status::NotFound();
   if (rep_->meta != nullptr) {
@@ -104,12 +145,14 @@ Status ReplicaReader::WaitForSequence(uint64_t seq, std::chrono::milliseconds ti
     if (s.ok() && applied >= seq) return Status::OK();
     if (!s.ok() && !s.IsNotFound()) return s;
     if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::TimedOut("the replica holds master sequence " + std::to_string(applied) +
-                              ", not " + std::to_string(seq) + ", after " +
+      std::string holds = s.ok() ? "holds master sequence " + std::to_string(applied)
+                                 : "has recorded no master sequence";
+      return Status::TimedOut("the replica " + holds + ", not " + std::to_string(seq) + ", after " +
                               std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(kPeriod);
-    s = CatchUp();
+    s = rep_->Reload();
+    if (s.ok()) s = CatchUp();
     if (!s.ok()) return s;
   }
 }

@@ -162,6 +162,33 @@ TEST_F(AckTest, ReplicaReaderWaitsForASequence) {
   EXPECT_TRUE(s.IsTimedOut()) << s.ToString();
 }
 
+// A follower's directory is first a RocksDB with the default family alone:
+// RocksDB makes the others, sdiff's metadata family among them, just after.
+// A reader opened in between (sdiff-ldb get --min-seq run as the follower
+// starts) must still see the follower's state once there is one.
+TEST_F(AckTest, ReplicaReaderOpenedBeforeTheFollowerMadeItsFamilySeesItsState) {
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/f2", &raw).ok());
+    delete raw;
+  }
+  std::unique_ptr<ReplicaReader> reader;
+  Status s = ReplicaReader::Open(dir_ + "/f2", dir_ + "/reader", &reader);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  uint64_t applied = 0;
+  EXPECT_TRUE(reader->AppliedSeq(&applied).IsNotFound());
+
+  OpenFollower("f2");  // an empty database: it adds its family and follows
+  uint64_t seq = Put("k", "v");
+  s = reader->WaitForSequence(seq, kDeadline);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::string value;
+  ASSERT_TRUE(reader->Get("default", "k", &value).ok());
+  EXPECT_EQ(value, "v");
+}
+
 }  // namespace
 }  // namespace sdiff::plugin
 

@@ -435,8 +435,8 @@ static int RunGetAtSeq(const LdbRequest& r, const std::string& family, const std
   reader.reset();
   fs::remove_all(secondary, ec);
   if (s.IsTimedOut()) {
-    return ReportError(err, fmt::format("{} has not applied master sequence {} within {} ms", r.db,
-                                        r.min_seq, r.wait_ms.count()));
+    return ReportError(err, fmt::format("{} has not applied master sequence {} within {} ms: {}",
+                                        r.db, r.min_seq, r.wait_ms.count(), s.message()));
   }
   return PrintGot(r, family, key, s, value, out, err);
 }
