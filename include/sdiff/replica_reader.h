@@ -50,6 +50,8 @@ class ReplicaReader {
   // until it holds master sequence `seq` (AppliedSeq at least `seq`; the
   // view then shows every write up to it), every few milliseconds. OK, or
   // TimedOut when `timeout` passes first (the view is then the latest).
+  // A reader opened while the follower was still creating its directory
+  // (before its metadata family existed) opens the replica again once it has.
   Status WaitForSequence(uint64_t seq, std::chrono::milliseconds timeout);
 
   // Every call may come from any thread, as with a rocksdb::DB: a Get that
