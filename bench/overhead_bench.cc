@@ -168,8 +168,7 @@ void MakeIdle(const std::set<std::string>& tids) {
 }
 
 Measurement MeasureAttached(const std::vector<std::string>& keys, const ValuePool& values,
-                            size_t batch, size_t followers, bool idle_follower,
-                            int io_threads) {
+                            size_t batch, size_t followers, bool idle_follower, int io_threads) {
   TempDir dir;
   std::unique_ptr<rocksdb::DB> db = OpenDb(dir.sub("master"));
   plugin::MasterOptions master_options;
@@ -300,9 +299,8 @@ int RunOverheadBench(const OverheadBenchOptions& options) {
   for (int round = 0; round < options.rounds; ++round) {
     for (OverheadResult& r : results) {
       r.plain.push_back(MeasurePlain(keys, values, r.batch));
-      r.attached.push_back(
-          MeasureAttached(keys, values, r.batch, r.followers, options.idle_follower,
-                          options.io_threads));
+      r.attached.push_back(MeasureAttached(keys, values, r.batch, r.followers,
+                                           options.idle_follower, options.io_threads));
       if (!options.json) {
         fmt::print(stderr,
                    "round {} batch {} followers {}: plain {:.0f}/s, attached {:.0f}/s, ratio "

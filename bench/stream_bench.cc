@@ -568,8 +568,7 @@ int RunStreamBench(const StreamBenchOptions& options) {
         "M, F us/put: CPU time per put of the master process (writer included) and of the "
         "follower process.\n",
         options.seconds, kKeySize, kValueSize, options.tls ? ", over TLS" : "", kWriterShare * 100,
-        kCatchUpNs / 1'000'000,
-        kSustainedP99Ms);
+        kCatchUpNs / 1'000'000, kSustainedP99Ms);
     fmt::print("{:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>10}\n", "offered/s",
                "achieved/s", "p50 ms", "p99 ms", "max ms", "catch-up", "M us/put", "F us/put",
                "sustained");
