@@ -352,13 +352,16 @@ bool ServerSession::OnBatch(const Batch& batch) {
   return OnBatch(std::make_shared<const Batch>(batch));
 }
 
-// Queued as it is: TakeOutput encodes it when the connection has room.
-bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
+// Queued as it is: TakeOutput encodes it (or copies its shared frame) when
+// the connection has room.
+bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch,
+                            std::shared_ptr<const std::string> frame) {
   if (state_ != State::kStreaming || !RulesFor(hello_.role).streams) return false;
   uint64_t last = LastSeq(*batch);
   if (last <= sent_seq_) return false;  // before the stream's start, or sent already
   Outgoing item;
   item.batch = std::move(batch);
+  item.frame = std::move(frame);
   out_.push_back(std::move(item));
   ++batches_held_;
   sent_seq_ = last;
@@ -663,6 +666,15 @@ void ServerSession::SendFileChunk(std::string data, size_t want) {
   if (chunk.last) End(Status::OK());
 }
 
+std::shared_ptr<const std::string> SharedBatchFrame(const Batch& batch, size_t bulk_frame_bytes) {
+  size_t total = 0;
+  for (const Op& op : batch.ops) total += OpBytes(op);
+  if (total > bulk_frame_bytes) return nullptr;  // EncodeBatch sends it in pieces
+  auto frame = std::make_shared<std::string>();
+  wire::AppendFrame(batch, frame.get());
+  return frame;
+}
+
 bool ServerSession::IsLargePut(const Op& op) const {
   return op.kind == OpKind::kPut && !op.value.empty() && OpBytes(op) > options_.bulk_frame_bytes;
 }
@@ -734,7 +746,12 @@ bool ServerSession::EncodeBatch(Outgoing& item, std::string* out) {
       item.data_bytes += op.key.size() + op.value.size();
     }
     if (total <= budget) {
-      wire::AppendFrame(batch, out);
+      if (item.frame) {
+        out->append(*item.frame);
+        ++shared_frames_sent_;
+      } else {
+        wire::AppendFrame(batch, out);
+      }
       return true;
     }
   }

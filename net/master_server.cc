@@ -138,7 +138,7 @@ class MasterServer::Driver : public ConnectionHandler,
     server_->Forget(this, reason, refused);
   }
 
-  void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) override {
+  void OnBatches(std::vector<StreamBatch> batches) override {
     auto c = connection_.lock();
     if (!c) return;
     std::vector<Handoff> handoffs;
@@ -148,10 +148,10 @@ class MasterServer::Driver : public ConnectionHandler,
     // waits for the link (the session holds it shared, not copied, and
     // encodes it a frame at a time); only many writes waiting drop a follower.
     const size_t cap = std::max<size_t>(server_->options_.connection.high_water_bytes / 4, 1);
-    for (auto& batch : batches) {
-      size_t n = std::min(BatchBytes(*batch), cap);
+    for (StreamBatch& b : batches) {
+      size_t n = std::min(BatchBytes(*b.batch), cap);
       bytes += n;
-      handoffs.push_back(Handoff{std::move(batch), n, std::nullopt});
+      handoffs.push_back(Handoff{std::move(b.batch), std::move(b.frame), n, std::nullopt});
     }
     size_t backlog = backlog_.fetch_add(bytes) + bytes;
     if (backlog > server_->options_.connection.high_water_bytes) {
@@ -169,7 +169,7 @@ class MasterServer::Driver : public ConnectionHandler,
     auto c = connection_.lock();
     if (!c) return;
     std::vector<Handoff> handoff;
-    handoff.push_back(Handoff{nullptr, 0, std::move(snapshot), seq});
+    handoff.push_back(Handoff{nullptr, nullptr, 0, std::move(snapshot), seq});
     Enqueue(c, std::move(handoff));
   }
 
@@ -378,6 +378,7 @@ class MasterServer::Driver : public ConnectionHandler,
   // A batch, or a snapshot taken after the batches queued before it.
   struct Handoff {
     std::shared_ptr<const Batch> batch;
+    std::shared_ptr<const std::string> frame;  // encoded once for every session, or null
     size_t bytes = 0;
     std::optional<TreeView> snapshot;
     uint64_t snapshot_seq = 0;
@@ -412,7 +413,7 @@ class MasterServer::Driver : public ConnectionHandler,
       if (h.batch) {
         std::shared_ptr<const Batch> batch = h.batch;
         // Still counted in backlog_ until the session has encoded it.
-        if (session_.OnBatch(std::move(h.batch))) {
+        if (session_.OnBatch(std::move(h.batch), std::move(h.frame))) {
           held_.push_back(h.bytes);
         } else {
           backlog_ -= h.bytes;
