@@ -736,6 +736,13 @@ bool ServerSession::EncodeSome(Outgoing& item, std::string* out) {
 // BatchParts of whole ops, at least one op each, and each put too large for a
 // frame between two parts, as a PutStart and ValueParts.
 bool ServerSession::EncodeBatch(Outgoing& item, std::string* out) {
+  if (item.frame) {
+    // SharedBatchFrame decided, with the same bulk_frame_bytes, that the
+    // batch goes whole: its ops need not be read again here.
+    out->append(*item.frame);
+    ++shared_frames_sent_;
+    return true;
+  }
   const Batch& batch = *item.batch;
   const size_t budget = options_.bulk_frame_bytes;
   if (!item.started) {
@@ -746,12 +753,7 @@ bool ServerSession::EncodeBatch(Outgoing& item, std::string* out) {
       item.data_bytes += op.key.size() + op.value.size();
     }
     if (total <= budget) {
-      if (item.frame) {
-        out->append(*item.frame);
-        ++shared_frames_sent_;
-      } else {
-        wire::AppendFrame(batch, out);
-      }
+      wire::AppendFrame(batch, out);
       return true;
     }
   }

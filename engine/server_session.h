@@ -142,8 +142,9 @@ class ServerSession {
 
   void OnBytes(std::string_view bytes);
   // The session keeps `batch` (shared, not copied) until it has encoded it.
-  // `frame`, if not null, is SharedBatchFrame(*batch, bulk_frame_bytes):
-  // sent as it is (copied, not encoded again) when the batch goes whole.
+  // `frame`, if not null, must be SharedBatchFrame(*batch, b) with this
+  // session's bulk_frame_bytes as b: it is sent as it is (copied, neither
+  // encoded again nor its batch's ops read).
   // Returns whether it was queued (false: before the stream's start, sent
   // already, or not a streamed follower).
   bool OnBatch(std::shared_ptr<const Batch> batch,

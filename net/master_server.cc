@@ -338,10 +338,8 @@ class MasterServer::Driver : public ConnectionHandler,
 
   // Strand. When the stream handed batches to the session, coalesced per
   // millisecond, so the follower's lag can be told in time from its position.
-  void NoteHanded(const Batch& batch) {
+  void NoteHanded(uint64_t last, int64_t now) {
     if (!RulesFor(session_.peer_role()).streams) return;  // streamed nothing, reports nothing
-    uint64_t last = LastSeq(batch);
-    int64_t now = SteadyNowMs();
     if (!handed_.empty() && handed_.back().ms == now) {
       handed_.back().last_seq = last;
     } else {
@@ -409,16 +407,17 @@ class MasterServer::Driver : public ConnectionHandler,
       handoffs.swap(handoffs_);
       handoff_posted_ = false;
     }
+    const int64_t now = SteadyNowMs();  // one clock read for the group
     for (Handoff& h : handoffs) {
       if (h.batch) {
-        std::shared_ptr<const Batch> batch = h.batch;
+        const uint64_t last = LastSeq(*h.batch);
         // Still counted in backlog_ until the session has encoded it.
         if (session_.OnBatch(std::move(h.batch), std::move(h.frame))) {
           held_.push_back(h.bytes);
         } else {
           backlog_ -= h.bytes;
         }
-        NoteHanded(*batch);
+        NoteHanded(last, now);
       } else {
         session_.StartSync(std::move(*h.snapshot), h.snapshot_seq);
       }
