@@ -693,6 +693,15 @@ void ServerSession::QueueLargePut(PutContext context, uint64_t id, Op op) {
 // nothing left queued, the next bulk frame (repair, bootstrap, file).
 std::string ServerSession::TakeOutput() {
   std::string result;
+  // Frames made already (a batch's shared frame, control frames) are copied
+  // whole: size the output for those at the front at once, rather than
+  // growing it, and copying it again, as they are appended.
+  size_t ready = 0;
+  for (const Outgoing& item : out_) {
+    if (ready >= options_.bulk_frame_bytes || (item.batch && !item.frame)) break;
+    ready += item.frame ? item.frame->size() : item.bytes.size();
+  }
+  if (out_.size() > 1) result.reserve(ready);
   for (;;) {
     while (!out_.empty() && result.size() < options_.bulk_frame_bytes) {
       Outgoing& item = out_.front();
