@@ -99,9 +99,7 @@ std::shared_ptr<const std::string> BatchLog::SharedFrame(const Batch& batch) {
   if (options_.bulk_frame_bytes == 0 || !subscribed_.load(std::memory_order_relaxed)) {
     return nullptr;
   }
-  std::shared_ptr<const std::string> frame = SharedBatchFrame(batch, options_.bulk_frame_bytes);
-  if (frame) shared_frames_.fetch_add(1, std::memory_order_relaxed);
-  return frame;
+  return SharedBatchFrame(batch, options_.bulk_frame_bytes);
 }
 
 void BatchLog::KeepLocked(std::shared_ptr<const Batch> batch,
@@ -112,6 +110,7 @@ void BatchLog::KeepLocked(std::shared_ptr<const Batch> batch,
     window_bytes_ -= BatchBytes(*window_.front());
     window_.pop_front();
   }
+  if (frame) ++shared_frames_;
   unsent_.push_back(StreamBatch{std::move(batch), std::move(frame)});
   if (unsent_.size() >= kHandOffBatches) FlushLocked();
 }
@@ -209,7 +208,7 @@ BatchLogStats BatchLog::stats() {
   s.keys = tree_.size();
   s.root = tree_.root_hash();
   s.left_out_keys = tree_.left_out();
-  s.shared_frames = shared_frames_.load(std::memory_order_relaxed);
+  s.shared_frames = shared_frames_;
   return s;
 }
 

@@ -164,7 +164,7 @@ class BatchLog {
   // encoding for nobody. A sink that subscribes meanwhile gets a batch or
   // two without a frame, and encodes them itself.
   std::atomic<bool> subscribed_{false};
-  std::atomic<uint64_t> shared_frames_{0};
+  uint64_t shared_frames_ GUARDED_BY(mu_) = 0;  // BatchLogStats::shared_frames
   // Appended (in the tree and window_), not yet handed to the sinks. They
   // go once per pass over the WAL (Flush), or sooner when many gather, and
   // before anything a sink sees later: a subscription's replay, a snapshot,
