@@ -16,6 +16,16 @@
 
 namespace sdiff {
 
+// A committed batch as the hub hands it to sessions: the batch, shared and
+// never copied, and its Batch frame encoded once for every session that sends
+// it whole (SharedBatchFrame; null: each session encodes it, as for a batch
+// replayed from the resume window or one that goes in pieces). Encoding per
+// session made a master with 8 followers spend 8 encodings on each batch.
+struct StreamBatch {
+  std::shared_ptr<const Batch> batch;
+  std::shared_ptr<const std::string> frame;
+};
+
 // Receives one session's stream. Called by the hub, from one thread at a time,
 // in stream order.
 class BatchSink {
@@ -23,7 +33,7 @@ class BatchSink {
   virtual ~BatchSink() = default;
   // Consecutive batches, in sequence order. Handed over in groups so that a
   // fast stream costs the sink one wake-up per group, not one per batch.
-  virtual void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) = 0;
+  virtual void OnBatches(std::vector<StreamBatch> batches) = 0;
   // The master tree as of sequence `seq`: the last batch given to this
   // sink, or beyond it when the tree jumped (a rebuild) and no batch will
   // ever carry what lies between.

@@ -352,13 +352,16 @@ bool ServerSession::OnBatch(const Batch& batch) {
   return OnBatch(std::make_shared<const Batch>(batch));
 }
 
-// Queued as it is: TakeOutput encodes it when the connection has room.
-bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch) {
+// Queued as it is: TakeOutput encodes it (or copies its shared frame) when
+// the connection has room.
+bool ServerSession::OnBatch(std::shared_ptr<const Batch> batch,
+                            std::shared_ptr<const std::string> frame) {
   if (state_ != State::kStreaming || !RulesFor(hello_.role).streams) return false;
   uint64_t last = LastSeq(*batch);
   if (last <= sent_seq_) return false;  // before the stream's start, or sent already
   Outgoing item;
   item.batch = std::move(batch);
+  item.frame = std::move(frame);
   out_.push_back(std::move(item));
   ++batches_held_;
   sent_seq_ = last;
@@ -663,6 +666,15 @@ void ServerSession::SendFileChunk(std::string data, size_t want) {
   if (chunk.last) End(Status::OK());
 }
 
+std::shared_ptr<const std::string> SharedBatchFrame(const Batch& batch, size_t bulk_frame_bytes) {
+  size_t total = 0;
+  for (const Op& op : batch.ops) total += OpBytes(op);
+  if (total > bulk_frame_bytes) return nullptr;  // EncodeBatch sends it in pieces
+  auto frame = std::make_shared<std::string>();
+  wire::AppendFrame(batch, frame.get());
+  return frame;
+}
+
 bool ServerSession::IsLargePut(const Op& op) const {
   return op.kind == OpKind::kPut && !op.value.empty() && OpBytes(op) > options_.bulk_frame_bytes;
 }
@@ -681,6 +693,15 @@ void ServerSession::QueueLargePut(PutContext context, uint64_t id, Op op) {
 // nothing left queued, the next bulk frame (repair, bootstrap, file).
 std::string ServerSession::TakeOutput() {
   std::string result;
+  // Frames made already (a batch's shared frame, control frames) are copied
+  // whole: size the output for those at the front at once, rather than
+  // growing it, and copying it again, as they are appended.
+  size_t ready = 0;
+  for (const Outgoing& item : out_) {
+    if (ready >= options_.bulk_frame_bytes || (item.batch && !item.frame)) break;
+    ready += item.frame ? item.frame->size() : item.bytes.size();
+  }
+  if (out_.size() > 1) result.reserve(ready);
   for (;;) {
     while (!out_.empty() && result.size() < options_.bulk_frame_bytes) {
       Outgoing& item = out_.front();
@@ -724,6 +745,13 @@ bool ServerSession::EncodeSome(Outgoing& item, std::string* out) {
 // BatchParts of whole ops, at least one op each, and each put too large for a
 // frame between two parts, as a PutStart and ValueParts.
 bool ServerSession::EncodeBatch(Outgoing& item, std::string* out) {
+  if (item.frame) {
+    // SharedBatchFrame decided, with the same bulk_frame_bytes, that the
+    // batch goes whole: its ops need not be read again here.
+    out->append(*item.frame);
+    ++shared_frames_sent_;
+    return true;
+  }
   const Batch& batch = *item.batch;
   const size_t budget = options_.bulk_frame_bytes;
   if (!item.started) {

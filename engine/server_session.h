@@ -21,7 +21,8 @@
 //  - stop reading the peer while !wants_input() (a writer's queued writes);
 //  - call TakeOutput whenever wants_write() and the connection has room: bulk
 //    work (bootstrap, repair) is produced a frame at a time, paced by the reader,
-//    and stream batches are encoded only then, from the shared batch: a batch
+//    and stream batches are encoded only then, from the shared batch (or
+//    copied from the frame the hub encoded once for every session): a batch
 //    or value larger than bulk_frame_bytes goes out in pieces of about that
 //    size (BatchPart, PutStart, ValuePart), never whole in one buffer.
 #pragma once
@@ -141,9 +142,13 @@ class ServerSession {
 
   void OnBytes(std::string_view bytes);
   // The session keeps `batch` (shared, not copied) until it has encoded it.
+  // `frame`, if not null, must be SharedBatchFrame(*batch, b) with this
+  // session's bulk_frame_bytes as b: it is sent as it is (copied, neither
+  // encoded again nor its batch's ops read).
   // Returns whether it was queued (false: before the stream's start, sent
   // already, or not a streamed follower).
-  bool OnBatch(std::shared_ptr<const Batch> batch);
+  bool OnBatch(std::shared_ptr<const Batch> batch,
+               std::shared_ptr<const std::string> frame = nullptr);
   bool OnBatch(const Batch& batch);  // a copy, for tests and small embedders
   void RequestSync();
   // The master's data changed outside the stream (its tree was rebuilt after
@@ -183,6 +188,8 @@ class ServerSession {
   // Stream batches queued and not yet wholly encoded: the memory this
   // follower keeps alive that a fast one would have let go.
   size_t batches_held() const { return batches_held_; }
+  // Stream batches sent as the frame handed with them, not encoded here.
+  uint64_t shared_frames_sent() const { return shared_frames_sent_; }
   std::optional<ServerEvent> PollEvent();
 
   bool closed() const { return state_ == State::kClosed; }
@@ -237,13 +244,14 @@ class ServerSession {
   struct Outgoing {
     std::string bytes;
     std::shared_ptr<const Batch> batch;
-    PutContext context = PutContext::kBatch;  // kRepair, kBootstrap: batch holds the one put
-    uint64_t id = 0;                          // the PutStart's id for those
-    size_t next_op = 0;                       // ops before it are sent
-    size_t value_offset = 0;                  // of ops[next_op], once its PutStart is sent
-    bool put_open = false;                    // ops[next_op]'s PutStart is sent
-    bool started = false;                     // a BatchPart of it is sent
-    uint64_t data_bytes = 0;                  // its keys and values, once started
+    std::shared_ptr<const std::string> frame;  // batch's whole Batch frame, shared (or null)
+    PutContext context = PutContext::kBatch;   // kRepair, kBootstrap: batch holds the one put
+    uint64_t id = 0;                           // the PutStart's id for those
+    size_t next_op = 0;                        // ops before it are sent
+    size_t value_offset = 0;                   // of ops[next_op], once its PutStart is sent
+    bool put_open = false;                     // ops[next_op]'s PutStart is sent
+    bool started = false;                      // a BatchPart of it is sent
+    uint64_t data_bytes = 0;                   // its keys and values, once started
   };
   bool EncodeSome(Outgoing& item, std::string* out);
   bool EncodeBatch(Outgoing& item, std::string* out);
@@ -273,6 +281,7 @@ class ServerSession {
   wire::FrameReader reader_;
   std::deque<Outgoing> out_;
   size_t batches_held_ = 0;  // stream batches in out_
+  uint64_t shared_frames_sent_ = 0;
   std::deque<ServerEvent> events_;
   State state_ = State::kAwaitHello;
   Status error_;
@@ -339,6 +348,13 @@ class ServerSession {
   int64_t last_received_ms_ = -1;
   int64_t next_ping_ms_ = 0;
 };
+
+// The Batch frame (wire::AppendFrame's bytes) a ServerSession with
+// `bulk_frame_bytes` sends for `batch` when the batch goes whole; null when it
+// would go in pieces (BatchPart, PutStart, ValuePart). The hub encodes each
+// batch once with it and hands the frame to every session (OnBatch), so a
+// master's cost per batch does not grow with its followers.
+std::shared_ptr<const std::string> SharedBatchFrame(const Batch& batch, size_t bulk_frame_bytes);
 
 // Serves `session`'s database requests at once, on this thread, with `hooks`,
 // until it waits for none: for tests, benchmarks and embedders whose hooks

@@ -138,7 +138,7 @@ class MasterServer::Driver : public ConnectionHandler,
     server_->Forget(this, reason, refused);
   }
 
-  void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) override {
+  void OnBatches(std::vector<StreamBatch> batches) override {
     auto c = connection_.lock();
     if (!c) return;
     std::vector<Handoff> handoffs;
@@ -148,10 +148,10 @@ class MasterServer::Driver : public ConnectionHandler,
     // waits for the link (the session holds it shared, not copied, and
     // encodes it a frame at a time); only many writes waiting drop a follower.
     const size_t cap = std::max<size_t>(server_->options_.connection.high_water_bytes / 4, 1);
-    for (auto& batch : batches) {
-      size_t n = std::min(BatchBytes(*batch), cap);
+    for (StreamBatch& b : batches) {
+      size_t n = std::min(BatchBytes(*b.batch), cap);
       bytes += n;
-      handoffs.push_back(Handoff{std::move(batch), n, std::nullopt});
+      handoffs.push_back(Handoff{std::move(b.batch), std::move(b.frame), n, std::nullopt});
     }
     size_t backlog = backlog_.fetch_add(bytes) + bytes;
     if (backlog > server_->options_.connection.high_water_bytes) {
@@ -169,7 +169,7 @@ class MasterServer::Driver : public ConnectionHandler,
     auto c = connection_.lock();
     if (!c) return;
     std::vector<Handoff> handoff;
-    handoff.push_back(Handoff{nullptr, 0, std::move(snapshot), seq});
+    handoff.push_back(Handoff{nullptr, nullptr, 0, std::move(snapshot), seq});
     Enqueue(c, std::move(handoff));
   }
 
@@ -338,10 +338,8 @@ class MasterServer::Driver : public ConnectionHandler,
 
   // Strand. When the stream handed batches to the session, coalesced per
   // millisecond, so the follower's lag can be told in time from its position.
-  void NoteHanded(const Batch& batch) {
+  void NoteHanded(uint64_t last, int64_t now) {
     if (!RulesFor(session_.peer_role()).streams) return;  // streamed nothing, reports nothing
-    uint64_t last = LastSeq(batch);
-    int64_t now = SteadyNowMs();
     if (!handed_.empty() && handed_.back().ms == now) {
       handed_.back().last_seq = last;
     } else {
@@ -378,6 +376,7 @@ class MasterServer::Driver : public ConnectionHandler,
   // A batch, or a snapshot taken after the batches queued before it.
   struct Handoff {
     std::shared_ptr<const Batch> batch;
+    std::shared_ptr<const std::string> frame;  // encoded once for every session, or null
     size_t bytes = 0;
     std::optional<TreeView> snapshot;
     uint64_t snapshot_seq = 0;
@@ -408,16 +407,17 @@ class MasterServer::Driver : public ConnectionHandler,
       handoffs.swap(handoffs_);
       handoff_posted_ = false;
     }
+    const int64_t now = SteadyNowMs();  // one clock read for the group
     for (Handoff& h : handoffs) {
       if (h.batch) {
-        std::shared_ptr<const Batch> batch = h.batch;
+        const uint64_t last = LastSeq(*h.batch);
         // Still counted in backlog_ until the session has encoded it.
-        if (session_.OnBatch(std::move(h.batch))) {
+        if (session_.OnBatch(std::move(h.batch), std::move(h.frame))) {
           held_.push_back(h.bytes);
         } else {
           backlog_ -= h.bytes;
         }
-        NoteHanded(*batch);
+        NoteHanded(last, now);
       } else {
         session_.StartSync(std::move(*h.snapshot), h.snapshot_seq);
       }

@@ -80,6 +80,7 @@ void BatchLog::Reset(MerkleTree tree, uint64_t seq) {
 }
 
 Status BatchLog::Append(std::shared_ptr<Batch> batch) {
+  std::shared_ptr<const std::string> frame = SharedFrame(*batch);
   auto report = [this](const Op& op, size_t left_out) { ReportCollision(op, left_out); };
   const bool ranges = std::any_of(batch->ops.begin(), batch->ops.end(),
                                   [](const Op& op) { return op.kind == OpKind::kDeleteRange; });
@@ -105,23 +106,33 @@ Status BatchLog::Append(std::shared_ptr<Batch> batch) {
     if (!s.ok()) return s;
   }
   tailed_seq_ = LastSeq(*batch);
-  KeepLocked(std::move(batch));
+  KeepLocked(std::move(batch), std::move(frame));
   RunTreeTasksLocked();
   return Status::OK();
 }
 
-void BatchLog::KeepLocked(std::shared_ptr<const Batch> batch) {
+std::shared_ptr<const std::string> BatchLog::SharedFrame(const Batch& batch) {
+  if (options_.bulk_frame_bytes == 0 || !subscribed_.load(std::memory_order_relaxed)) {
+    return nullptr;
+  }
+  return SharedBatchFrame(batch, options_.bulk_frame_bytes);
+}
+
+void BatchLog::KeepLocked(std::shared_ptr<const Batch> batch,
+                          std::shared_ptr<const std::string> frame) {
   window_bytes_ += BatchBytes(*batch);
   window_.push_back(batch);
   while (window_bytes_ > options_.resume_window_bytes && window_.size() > 1) {
     window_bytes_ -= BatchBytes(*window_.front());
     window_.pop_front();
   }
-  unsent_.push_back(std::move(batch));
+  if (frame) ++shared_frames_;
+  unsent_.push_back(StreamBatch{std::move(batch), std::move(frame)});
   if (unsent_.size() >= kHandOffBatches) FlushLocked();
 }
 
 Status BatchLog::AppendApplied(std::shared_ptr<Batch> batch, TreeView tree_after) {
+  std::shared_ptr<const std::string> frame = SharedFrame(*batch);
   net::MutexLock lock(&mu_);
   if (batch->seq != tailed_seq_ + 1) {
     return Status::InvalidArgument("relayed batch at sequence " + std::to_string(batch->seq) +
@@ -129,7 +140,7 @@ Status BatchLog::AppendApplied(std::shared_ptr<Batch> batch, TreeView tree_after
   }
   tree_ = MerkleTree(tree_after);
   tailed_seq_ = LastSeq(*batch);
-  KeepLocked(std::move(batch));
+  KeepLocked(std::move(batch), std::move(frame));
   RunTreeTasksLocked();
   return Status::OK();
 }
@@ -213,18 +224,20 @@ BatchLogStats BatchLog::stats() {
   s.keys = tree_.size();
   s.root = tree_.root_hash();
   s.left_out_keys = tree_.left_out();
+  s.shared_frames = shared_frames_;
   return s;
 }
 
 void BatchLog::Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) {
   net::MutexLock lock(&mu_);
   FlushLocked();  // so the replay below ends where the live stream goes on
-  std::vector<std::shared_ptr<const Batch>> replay;
+  std::vector<StreamBatch> replay;
   for (const auto& batch : window_) {
-    if (LastSeq(*batch) >= from_seq) replay.push_back(batch);
+    if (LastSeq(*batch) >= from_seq) replay.push_back(StreamBatch{batch, nullptr});
   }
   if (!replay.empty()) sink->OnBatches(std::move(replay));
   sinks_.push_back(std::move(sink));
+  subscribed_.store(true, std::memory_order_relaxed);
 }
 
 void BatchLog::RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t seq) {
@@ -243,6 +256,7 @@ void BatchLog::RequestSnapshot(const std::shared_ptr<BatchSink>& sink, uint64_t 
 void BatchLog::Unsubscribe(const BatchSink* sink) {
   net::MutexLock lock(&mu_);
   std::erase_if(sinks_, [sink](const auto& s) { return s.get() == sink; });
+  subscribed_.store(!sinks_.empty(), std::memory_order_relaxed);
   std::erase_if(waiting_snapshots_, [sink](const auto& r) { return r.sink.get() == sink; });
 }
 

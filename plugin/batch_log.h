@@ -20,6 +20,7 @@
 // must not call back into the log.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -48,6 +49,11 @@ struct BatchLogOptions {
   // (forces key-hash collisions). Default: KeyHash (docs/protocol.md).
   KeyHasher key_hasher = &KeyHash;
   std::shared_ptr<spdlog::logger> logger;  // default: spdlog's default logger
+  // The sessions' ServerOptions::bulk_frame_bytes: while anyone is
+  // subscribed, each batch that goes whole within it is encoded here once, on
+  // the writer's thread, and its frame handed with it to every session
+  // (SharedBatchFrame). 0: never; each session encodes. Default: 1 MiB.
+  size_t bulk_frame_bytes = 1 << 20;
 };
 
 struct BatchLogStats {
@@ -57,6 +63,8 @@ struct BatchLogStats {
   // Keys whose 128-bit key hash collides with a lesser key's: they stream and
   // replicate, but the tree (here and on every follower) holds the lesser only.
   size_t left_out_keys = 0;
+  // Batches encoded once for all the sessions (their frames shared).
+  uint64_t shared_frames = 0;
 };
 
 class BatchLog {
@@ -129,8 +137,13 @@ class BatchLog {
  private:
   // After a correction at tailed_seq_: nobody resumes at or before it.
   void MarkCorrectedLocked() REQUIRES(mu_);
-  // Keeps `batch` (at tailed_seq_ now) in the window and queues it for the sinks.
-  void KeepLocked(std::shared_ptr<const Batch> batch) REQUIRES(mu_);
+  // The frame every sink is handed with `batch`, encoded once here (outside
+  // mu_), or null when nobody listens or the batch goes in pieces.
+  std::shared_ptr<const std::string> SharedFrame(const Batch& batch);
+  // Keeps `batch` (at tailed_seq_ now) in the window and queues it, with its
+  // shared frame, for the sinks.
+  void KeepLocked(std::shared_ptr<const Batch> batch, std::shared_ptr<const std::string> frame)
+      REQUIRES(mu_);
   void FlushLocked() REQUIRES(mu_);
   void RunTreeTasksLocked() REQUIRES(mu_);
   // Logs a key that newly collides with another's key hash; `left_out`: the
@@ -147,11 +160,18 @@ class BatchLog {
   std::deque<std::shared_ptr<const Batch>> window_ GUARDED_BY(mu_);
   size_t window_bytes_ GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<BatchSink>> sinks_ GUARDED_BY(mu_);
+  // Whether sinks_ is not empty, read by the writer outside mu_ to skip
+  // encoding for nobody. A sink that subscribes meanwhile gets a batch or
+  // two without a frame, and encodes them itself.
+  std::atomic<bool> subscribed_{false};
+  uint64_t shared_frames_ GUARDED_BY(mu_) = 0;  // BatchLogStats::shared_frames
   // Appended (in the tree and window_), not yet handed to the sinks. They
   // go once per pass over the WAL (Flush), or sooner when many gather, and
   // before anything a sink sees later: a subscription's replay, a snapshot,
-  // a jump.
-  std::vector<std::shared_ptr<const Batch>> unsent_ GUARDED_BY(mu_);
+  // a jump. Only these carry a shared frame: the window keeps the batches
+  // alone (replays are encoded by their session), so its memory does not
+  // double, and a frame lives only until every session has sent it.
+  std::vector<StreamBatch> unsent_ GUARDED_BY(mu_);
   // Snapshots asked for beyond tailed_seq_, given once the tree gets there.
   struct SnapshotRequest {
     std::shared_ptr<BatchSink> sink;

@@ -154,8 +154,8 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
     rocksdb::Status s = db->GetDbIdentity(master->master_id_);
     if (!s.ok()) return Status::IOError("cannot read the DB identity: " + s.ToString());
   }
-  master->log_ = std::make_unique<BatchLog>(
-      BatchLogOptions{options.resume_window_bytes, options.key_hasher, log});
+  master->log_ = std::make_unique<BatchLog>(BatchLogOptions{
+      options.resume_window_bytes, options.key_hasher, log, options.server.bulk_frame_bytes});
   WalTailerOptions t;
   t.poll_interval = options.poll_interval;
   t.progress = options.progress;

@@ -19,7 +19,8 @@ Relay::Relay(RocksFollowerStore* store, RelayOptions options, KeyHasher key_hash
     : store_(store),
       options_(std::move(options)),
       logger_(logger ? std::move(logger) : spdlog::default_logger()),
-      log_(BatchLogOptions{options_.resume_window_bytes, key_hasher, logger_}) {
+      log_(BatchLogOptions{options_.resume_window_bytes, key_hasher, logger_,
+                           options_.server.bulk_frame_bytes}) {
   OnChange(store_->Current());  // a replica that was consistent when it stopped serves at once
   store_->set_on_change([this](const StoreChange& change) { OnChange(change); });
 }

@@ -252,16 +252,22 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
 class RecordingSink : public BatchSink {
  public:
   struct Event {
-    std::vector<std::shared_ptr<const Batch>> batches;  // empty for a snapshot
+    std::vector<std::shared_ptr<const Batch>> batches;       // empty for a snapshot
+    std::vector<std::shared_ptr<const std::string>> frames;  // each batch's shared frame
     size_t snapshot_keys = 0;
   };
-  void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) override {
+  void OnBatches(std::vector<StreamBatch> group) override {
     std::lock_guard lock(mu_);
-    events_.push_back({std::move(batches), 0});
+    Event e;
+    for (StreamBatch& b : group) {
+      e.batches.push_back(std::move(b.batch));
+      e.frames.push_back(std::move(b.frame));
+    }
+    events_.push_back(std::move(e));
   }
   void OnSnapshot(TreeView snapshot, uint64_t) override {
     std::lock_guard lock(mu_);
-    events_.push_back({{}, snapshot.size()});
+    events_.push_back({{}, {}, snapshot.size()});
   }
   std::vector<Event> events() {
     std::lock_guard lock(mu_);
@@ -292,6 +298,50 @@ void TailerWithSink(TailedLog* t, const std::shared_ptr<RecordingSink>& sink, ro
   o.logger = testing::QuietLogger();
   ASSERT_TRUE(WalTailer::Create(db, handles, o, &t->log, &t->tailer).ok());
   t->log.Subscribe(sink, 1);
+}
+
+// The log encodes each batch once, for every sink: they are all handed the
+// same frame, the bytes a session would have encoded. A batch that goes in
+// pieces, or one appended while nobody listens, gets none.
+TEST(BatchLogTest, EncodesEachBatchOnceForEverySink) {
+  BatchLog log(BatchLogOptions{.logger = testing::QuietLogger(), .bulk_frame_bytes = 1024});
+  auto batch_at = [](uint64_t seq, std::string value) {
+    auto b = std::make_shared<Batch>();
+    b->seq = seq;
+    b->count = 1;
+    b->ops.push_back(Op{OpKind::kPut, 0, "k" + std::to_string(seq), std::move(value)});
+    return b;
+  };
+  ASSERT_TRUE(log.Append(batch_at(1, "nobody listens")).ok());
+  EXPECT_EQ(log.stats().shared_frames, 0u);
+  auto a = std::make_shared<RecordingSink>();
+  auto b = std::make_shared<RecordingSink>();
+  log.Subscribe(a, 2);
+  log.Subscribe(b, 2);
+  ASSERT_TRUE(log.Append(batch_at(2, "small")).ok());
+  ASSERT_TRUE(log.Append(batch_at(3, std::string(2000, 'x'))).ok());  // goes in pieces
+  log.Flush();
+  EXPECT_EQ(log.stats().shared_frames, 1u);
+  std::vector<RecordingSink::Event> ea = a->events(), eb = b->events();
+  ASSERT_EQ(ea.size(), 1u);
+  ASSERT_EQ(eb.size(), 1u);
+  ASSERT_EQ(ea[0].frames.size(), 2u);
+  ASSERT_EQ(eb[0].frames.size(), 2u);
+  ASSERT_NE(ea[0].frames[0], nullptr);
+  EXPECT_EQ(ea[0].frames[0], eb[0].frames[0]);  // one encoding, shared
+  std::string own;
+  wire::AppendFrame(*ea[0].batches[0], &own);
+  EXPECT_EQ(*ea[0].frames[0], own);
+  EXPECT_EQ(ea[0].frames[1], nullptr);
+  EXPECT_EQ(eb[0].frames[1], nullptr);
+
+  // A sink that resumes from the window is replayed the batches alone.
+  auto late = std::make_shared<RecordingSink>();
+  log.Subscribe(late, 2);
+  std::vector<RecordingSink::Event> el = late->events();
+  ASSERT_EQ(el.size(), 1u);
+  ASSERT_EQ(el[0].batches.size(), 2u);
+  EXPECT_EQ(el[0].frames, (std::vector<std::shared_ptr<const std::string>>{nullptr, nullptr}));
 }
 
 // A backlog of single-put batches reaches a sink in groups, in order, none

@@ -39,9 +39,9 @@ constexpr auto kDeadline = 20s;
 // Records what a session would be handed.
 class RecordingSink : public BatchSink {
  public:
-  void OnBatches(std::vector<std::shared_ptr<const Batch>> batches) override {
+  void OnBatches(std::vector<StreamBatch> batches) override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& b : batches) seqs_.push_back(b->seq);
+    for (auto& b : batches) seqs_.push_back(b.batch->seq);
   }
   void OnSnapshot(TreeView snapshot, uint64_t seq) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1113,6 +1113,47 @@ TEST_F(ServerSessionTest, BatchesBelowStreamStartOrAlreadySentAreNotResent) {
   EXPECT_EQ(session().sent_seq(), 6u);
 }
 
+// A hub encodes each batch once (SharedBatchFrame) and hands the frame to
+// every session: each sends those bytes as they are, the same bytes it would
+// have encoded itself, and encodes nothing.
+TEST_F(ServerSessionTest, SessionsSendTheBatchFrameEncodedOnceForAll) {
+  WriteKeys(2);
+  ConnectWelcome(ResumeHello("m1", 2, 2));
+  std::unique_ptr<ServerSession> first = std::move(session_);
+  NewSession();
+  ConnectWelcome(ResumeHello("m1", 2, 2));
+  ServerSession& second = session();
+  auto batch = std::make_shared<const Batch>(
+      master_.Write({Put("a", "1"), Put("b", std::string(300, 'x')), Del("c")}));
+  std::shared_ptr<const std::string> frame = SharedBatchFrame(*batch, options_.bulk_frame_bytes);
+  ASSERT_NE(frame, nullptr);
+  std::string own;
+  wire::AppendFrame(*batch, &own);
+  EXPECT_EQ(*frame, own);
+
+  ASSERT_TRUE(first->OnBatch(batch, frame));
+  ASSERT_TRUE(second.OnBatch(batch, frame));
+  std::string from_first = first->TakeOutput();
+  std::string from_second = second.TakeOutput();
+  EXPECT_EQ(from_first, *frame);
+  EXPECT_EQ(from_second, *frame);
+  EXPECT_EQ(first->shared_frames_sent(), 1u);
+  EXPECT_EQ(second.shared_frames_sent(), 1u);
+
+  // Without a frame a session encodes the batch itself, to the same bytes.
+  const Batch& next = master_.Write({Put("d", "4")});
+  ASSERT_TRUE(second.OnBatch(next));
+  EXPECT_EQ(second.TakeOutput(), Frame(next));
+  EXPECT_EQ(second.shared_frames_sent(), 1u);
+}
+
+// A batch that goes in pieces gets no shared frame: each session splits it.
+TEST_F(ServerSessionTest, ABatchTooLargeForOneFrameHasNoSharedFrame) {
+  const Batch& batch = master_.Write({Put("a", std::string(600, 'x')), Put("b", "2")});
+  EXPECT_EQ(SharedBatchFrame(batch, 512), nullptr);
+  EXPECT_NE(SharedBatchFrame(batch, 4096), nullptr);
+}
+
 TEST_F(ServerSessionTest, SilentFollowerTimesOut) {
   options_.idle_timeout_ms = 1000;
   session().OnTick(0);

@@ -50,8 +50,10 @@ MasterHooks MemoryHub::SessionHooks() {
 
 void MemoryHub::Subscribe(std::shared_ptr<BatchSink> sink, uint64_t from_seq) {
   std::lock_guard lock(mu_);
-  std::vector<std::shared_ptr<const Batch>> log;
-  for (const Batch* b : master_.LogFrom(from_seq)) log.push_back(std::make_shared<Batch>(*b));
+  std::vector<StreamBatch> log;
+  for (const Batch* b : master_.LogFrom(from_seq)) {
+    log.push_back(StreamBatch{std::make_shared<Batch>(*b), nullptr});
+  }
   if (!log.empty()) sink->OnBatches(std::move(log));
   sinks_.push_back(std::move(sink));
 }
@@ -71,7 +73,7 @@ void MemoryHub::Unsubscribe(const BatchSink* sink) {
 void MemoryHub::Write(std::vector<Op> ops) {
   std::lock_guard lock(mu_);
   auto batch = std::make_shared<const Batch>(master_.Write(std::move(ops)));
-  for (const auto& sink : sinks_) sink->OnBatches({batch});
+  for (const auto& sink : sinks_) sink->OnBatches({StreamBatch{batch, nullptr}});
 }
 
 KeyValueMap MemoryHub::Data() {
