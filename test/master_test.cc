@@ -639,7 +639,7 @@ TEST_F(MasterTest, WritersWithoutASecretAreRefused) {
 // Takes the snapshot a BatchLog gives.
 class SnapshotSink : public BatchSink {
  public:
-  void OnBatches(std::vector<std::shared_ptr<const Batch>>) override {}
+  void OnBatches(std::vector<StreamBatch>) override {}
   void OnSnapshot(TreeView snapshot, uint64_t) override { tree = std::move(snapshot); }
   TreeView tree;
 };
