@@ -90,17 +90,20 @@ plot "diff.dat" u 1:3 w lp t "sdiff", {PEER_ROUND_TRIPS["negentropy"]} w l dt 3 
 """, out_dir)
 
 
-def plot_tree(tree, out_dir):
-    rows = sorted((r["n"], r["insert_per_s"] / 1e6, r["overwrite_per_s"] / 1e6,
-                   r["erase_per_s"] / 1e6, r["insert_with_snapshot_per_s"] / 1e6,
-                   r["bytes_per_key"]) for r in tree["results"])
-    write_data(os.path.join(out_dir, "tree.dat"),
-               ["n", "insert", "overwrite", "erase", "insert_snapshot", "bytes_per_key"], rows)
+def plot_tree(tree, grouped, out_dir):
+    for name, data in (("tree", tree), ("tree_grouped", grouped)):
+        rows = sorted((r["n"], r["insert_per_s"] / 1e6, r["overwrite_per_s"] / 1e6,
+                       r["erase_per_s"] / 1e6, r["insert_with_snapshot_per_s"] / 1e6,
+                       r["bytes_per_key"]) for r in data["results"])
+        write_data(os.path.join(out_dir, name + ".dat"),
+                   ["n", "insert", "overwrite", "erase", "insert_snapshot", "bytes_per_key"], rows)
     gnuplot(PNG + """set output "tree_rates.png"
 set title "Merkle tree: operations per second against keys held"
 set xlabel "keys n"; set ylabel "million operations/s"; set logscale x; set yrange [0:*]
 plot "tree.dat" u 1:2 w lp t "insert", "tree.dat" u 1:3 w lp t "overwrite", \\
      "tree.dat" u 1:4 w lp t "erase", "tree.dat" u 1:5 w lp t "insert, snapshot retaken every 1,000", \\
+     "tree_grouped.dat" u 1:2 w lp dt 4 t "insert, 16 at a time", \\
+     "tree_grouped.dat" u 1:3 w lp dt 4 t "overwrite, 16 at a time", \\
      4 w l dt 2 lc rgb "black" t "goal 4M/s", 1.5 w l dt 3 lc rgb "black" t "goal with snapshot 1.5M/s"
 """, out_dir)
     gnuplot(PNG + """set output "tree_memory.png"
@@ -168,12 +171,19 @@ def goals_table(r):
         both = d["bytes_to_master"] + d["bytes_to_follower"]
         add(f"diff {n_label}, d=1: bytes, both ways", both, "≤ 300", both <= 300)
 
+    for t in r["tree_grouped"]["results"]:
+        if t["n"] == 1_000_000:
+            for key, label in (("insert_per_s", "inserts"), ("overwrite_per_s", "overwrites"),
+                               ("erase_per_s", "erases")):
+                add(f"tree {label}/s at 1e6, 16 at a time (a batch's ops)", t[key], "≥ 4,000,000",
+                    t[key] >= 4e6, 0)
     for t in r["tree"]["results"]:
         n = t["n"]
         if n == 1_000_000:
             for key, label in (("insert_per_s", "inserts"), ("overwrite_per_s", "overwrites"),
                                ("erase_per_s", "erases")):
-                add(f"tree {label}/s at 1e6", t[key], "≥ 4,000,000", t[key] >= 4e6, 0)
+                add(f"tree {label}/s at 1e6, one at a time", t[key], "≥ 4,000,000", t[key] >= 4e6,
+                    0)
             add("tree inserts/s at 1e6, snapshot retaken every 1,000",
                 t["insert_with_snapshot_per_s"], "≥ 1,500,000",
                 t["insert_with_snapshot_per_s"] >= 1.5e6, 0)
@@ -267,6 +277,10 @@ def main():
     tree_sizes = ["10000", "100000"] if q else ["100000", "300000", "1000000", "3000000",
                                                 "10000000"]
     r["tree"] = run_bench(b, ["tree", "--sizes"] + tree_sizes, out, "tree")
+    # The same writes 16 at a time with their paths prefetched, as the master
+    # and the follower apply a batch of many ops.
+    r["tree_grouped"] = run_bench(b, ["tree", "--group", "16", "--sizes"] + tree_sizes[:-1], out,
+                                  "tree_grouped")
     seconds = "1" if q else "3"
     rates = "10000,50000" if q else "10000,25000,50000,75000,100000"
     r["stream_tcp"] = run_bench(b, ["stream", "--rates", rates, "--seconds", seconds, "--probes",
@@ -285,7 +299,7 @@ def main():
 
     plot_stream(r["stream_tcp"], r["stream_tls"], out)
     plot_diff(r["diff"], r["diff_n"], out)
-    plot_tree(r["tree"], out)
+    plot_tree(r["tree"], r["tree_grouped"], out)
     plot_overhead(r["overhead"], out)
     for f in os.listdir(out):
         if f.endswith(".dat"):
