@@ -21,7 +21,7 @@ struct OverheadBenchOptions {
   // Followers connected while attached; one result per count and batch, so
   // fan-out is compared side by side in one run.
   std::vector<size_t> followers = {1};
-  int io_threads = 2;  // the master's network threads (MasterOptions::server.threads)
+  int io_threads = 1;  // the master's network threads (MasterOptions::server.threads)
   bool json = false;
 };
 
@@ -33,7 +33,7 @@ struct StreamBenchOptions {
   double seconds = 3;                                       // writing time per rate
   int max_probes = 4;  // extra rates tried to find the highest sustained one
   bool tls = false;    // the follower connects over TLS (throwaway certificates)
-  int io_threads = 2;  // the master's network threads (MasterOptions::server.threads)
+  int io_threads = 1;  // the master's network threads (MasterOptions::server.threads)
   bool json = false;
 };
 

@@ -46,7 +46,7 @@ namespace sdiff::net {
 
 struct MasterServerOptions {
   std::string listen = "127.0.0.1:8123";  // HOST:PORT; port 0 lets the OS pick
-  int threads = 2;                        // io_context threads
+  int threads = 1;  // io_context threads (one costs the least per write; see docs/benchmarks.md)
   // Database workers: sessions' repair reads, bootstrap scans, writes and
   // file reads run here, never on an io_context thread. A session's work
   // runs in order, one piece at a time.

@@ -55,7 +55,7 @@ struct MasterOptions {
   std::string secret;
   bool allow_unauthenticated_remote = false;  // Default: false
   TlsOptions tls;                             // Default: plain TCP
-  int threads = 2;                            // network (io) threads. Default: 2
+  int threads = 1;  // network (io) threads; more only for many TLS followers. Default: 1
   size_t max_connections = 64;  // more are refused (the follower retries). Default: 64
   // A connection must finish its handshake within this. Default: 5 s.
   std::chrono::milliseconds handshake_timeout{5000};
