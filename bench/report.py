@@ -6,7 +6,7 @@ the plots with gnuplot as PNG files under docs/report/, and rewrites the
 section of docs/benchmarks.md between the report markers: the date, the commit
 measured, the load, the plots and the table of goals, met or not.
 
-  ./run report            # the whole report (about 15 minutes; 1e7 keys need ~3 GiB)
+  ./run report            # the whole report (about 10 minutes; 1e7 keys need ~3 GiB)
   ./run report --quick    # small sizes and short phases, to check the pipeline
 
 Goals and the peers' figures are written here once, beside the code that
