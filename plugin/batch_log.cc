@@ -7,17 +7,14 @@
 #include <optional>
 #include <utility>
 
+#include "plugin/tree_prefetch.h"
+
 namespace sdiff::plugin {
 namespace {
 
 // The most batches Append queues before it hands them to the sinks; the
 // writer's Flush hands over what it has at the end of each pass anyway.
 constexpr size_t kHandOffBatches = 64;
-
-// Ops applied together after their paths in the tree are prefetched
-// (TreeView::PrefetchPaths): in a tree larger than the cache, their cache
-// misses overlap instead of coming one after another.
-constexpr size_t kPrefetchGroup = 16;
 
 // Applies a batch's ops to *tree, in order; `collided` hears of each put
 // that left a key out of the tree (a key-hash collision), with the tree's new
@@ -26,17 +23,12 @@ constexpr size_t kPrefetchGroup = 16;
 // Master::Attach accepts; the tree walks every key for it.
 Status ApplyToTree(const std::vector<Op>& ops, MerkleTree* tree,
                    const std::function<void(const Op&, size_t left_out)>& collided) {
-  Hash128 hashes[kPrefetchGroup];
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (i % kPrefetchGroup == 0 && ops.size() - i > 1) {
-      size_t count = 0;
-      for (size_t j = i; j < std::min(ops.size(), i + kPrefetchGroup); ++j) {
-        if (ops[j].kind != OpKind::kDeleteRange) {
-          hashes[count++] = tree->hasher()(ops[j].family, ops[j].key);
-        }
-      }
-      tree->PrefetchPaths({hashes, count});
-    }
+    PrefetchGroupAt(*tree, ops, i, [](const Op& op) {
+      return op.kind == OpKind::kDeleteRange
+                 ? std::nullopt
+                 : std::optional(std::pair<FamilyTag, std::string_view>(op.family, op.key));
+    });
     const Op& op = ops[i];
     switch (op.kind) {
       case OpKind::kPut: {

@@ -20,6 +20,7 @@
 
 #include "net/secure_random.h"
 #include "plugin/rocks_status.h"
+#include "plugin/tree_prefetch.h"
 #include "plugin/tree_scan.h"
 #include "plugin/write_batch_op.h"
 
@@ -1004,18 +1005,10 @@ Status RocksFollowerStore::WriteLocked(const ApplyRequest& request, StagedWrite*
       }
     }
   }
-  // In groups with their paths prefetched, as the master's BatchLog applies
-  // a batch: in a large tree the cache misses of a group's keys overlap.
-  constexpr size_t kPrefetchGroup = 16;
   for (size_t i = 0; i < changes.size(); ++i) {
-    if (i % kPrefetchGroup == 0 && changes.size() - i > 1) {
-      Hash128 hashes[kPrefetchGroup];
-      size_t count = std::min(kPrefetchGroup, changes.size() - i);
-      for (size_t j = 0; j < count; ++j) {
-        hashes[j] = tree_.hasher()(changes[i + j].family, changes[i + j].key);
-      }
-      tree_.PrefetchPaths({hashes, count});
-    }
+    PrefetchGroupAt(tree_, changes, i, [](const TreeChange& c) {
+      return std::optional(std::pair<FamilyTag, std::string_view>(c.family, c.key));
+    });
     const TreeChange& c = changes[i];
     if (c.put) {
       size_t left_out = tree_.left_out();

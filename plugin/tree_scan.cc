@@ -1,16 +1,18 @@
 // ScanIntoTree: one pass over a snapshot, paced when a rate is set. Keys go
 // into the tree in groups whose paths are prefetched together
-// (TreeView::PrefetchPaths), so a large tree's cache misses overlap.
+// (plugin/tree_prefetch.h).
 #include "plugin/tree_scan.h"
 
 #include <rocksdb/db.h>
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 
 #include "plugin/rocks_status.h"
+#include "plugin/tree_prefetch.h"
 
 namespace sdiff::plugin {
 namespace {
@@ -24,7 +26,6 @@ void Pace(std::chrono::steady_clock::time_point start, uint64_t bytes, uint64_t 
 
 // Keys read ahead and put into the tree together (as BatchLog applies a
 // batch's ops); the copies are reused, so a group costs no allocation.
-constexpr size_t kGroup = 16;
 
 class GroupedPuts {
  public:
@@ -35,16 +36,13 @@ class GroupedPuts {
     e.tag = tag;
     e.key.assign(key.data(), key.size());
     e.value.assign(value.data(), value.size());
-    return count_ == kGroup ? Flush() : Status::OK();
+    return count_ == kPrefetchGroup ? Flush() : Status::OK();
   }
 
   Status Flush() {
-    if (count_ > 1) {
-      Hash128 hashes[kGroup];
-      for (size_t i = 0; i < count_; ++i)
-        hashes[i] = tree_->hasher()(entries_[i].tag, entries_[i].key);
-      tree_->PrefetchPaths({hashes, count_});
-    }
+    PrefetchGroupAt(*tree_, std::span<const Entry>(entries_, count_), 0, [](const Entry& e) {
+      return std::optional(std::pair<FamilyTag, std::string_view>(e.tag, e.key));
+    });
     Status s;
     for (size_t i = 0; i < count_ && s.ok(); ++i) {
       s = tree_->Put(entries_[i].tag, entries_[i].key, entries_[i].value);
@@ -59,7 +57,7 @@ class GroupedPuts {
     std::string key, value;
   };
   MerkleTree* tree_;
-  Entry entries_[kGroup];
+  Entry entries_[kPrefetchGroup];
   size_t count_ = 0;
 };
 
