@@ -70,6 +70,10 @@ struct ReplicaReader::Rep {
   // starting) may have one now: then open again to see it. OK, and nothing
   // done, while there is none.
   Status Reload() {
+    {
+      std::shared_lock shared(mu);  // the usual case, without stalling readers
+      if (meta != nullptr) return Status::OK();
+    }
     std::unique_lock lock(mu);
     if (meta != nullptr) return Status::OK();
     std::vector<std::string> names;
