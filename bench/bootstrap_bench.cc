@@ -243,10 +243,12 @@ int RunBootstrapBench(const BootstrapBenchOptions& options) {
     fmt::print(
         "{{\"benchmark\": \"bootstrap\", \"keys\": {}, \"bootstrap_s\": {:.3f}, \"copy_s\": "
         "{:.3f}, \"ratio_to_copy\": {:.2f}, \"clone_streaming_s\": {:.3f}, "
+        "\"streaming_ratio_to_copy\": {:.2f}, \"streaming_ratio_to_durable_copy\": {:.2f}, "
         "\"entries_bootstrap_s\": {:.3f}, \"entries_ratio_to_copy\": {:.2f}, "
         "\"durable_copy_s\": {:.3f}, \"ratio_to_durable_copy\": {:.2f}, "
         "\"bootstrap_cpu_s\": {:.3f}, \"master_dir_bytes\": {}, \"follower_dir_bytes\": {}}}\n",
-        n, clone.equal_s, copy_s, ratio, clone.streaming_s, entries.equal_s,
+        n, clone.equal_s, copy_s, ratio, clone.streaming_s, clone.streaming_s / copy_s,
+        clone.streaming_s / durable_copy_s, entries.equal_s,
         entries.equal_s / copy_s, durable_copy_s, clone.equal_s / durable_copy_s, clone.cpu_s,
         master_bytes, clone.dir_bytes);
     return 0;

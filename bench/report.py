@@ -224,12 +224,18 @@ def goals_table(r):
 
     for b in r["bootstrap"]:
         label = f'{b["keys"]:.0e}'.replace("e+0", "e")
+        # The goal: equal and streaming (the follower has its tree and is
+        # connected at the master's sequence). Equal alone, and a durable
+        # copy (cp -r && sync -f) as the baseline, beside it.
+        streaming = b.get("streaming_ratio_to_copy", b["clone_streaming_s"] / b["copy_s"])
+        detail = (f'{fmt(streaming)} (equal: {fmt(b["ratio_to_copy"])}; '
+                  f'÷ a durable copy: {fmt(b["clone_streaming_s"] / b["durable_copy_s"])} '
+                  f'streaming, {fmt(b["ratio_to_durable_copy"])} equal)')
+        name = f"bootstrap of {label} keys, equal and streaming / cp -r"
         if b["keys"] == 1_000_000:
-            add(f"bootstrap of {label} keys / cp -r", b["ratio_to_copy"], "≤ 1.5",
-                b["ratio_to_copy"] <= 1.5)
+            rows.append((name, detail, "≤ 1.5", "yes" if streaming <= 1.5 else "**no**"))
         else:
-            rows.append((f"bootstrap of {label} keys / cp -r", fmt(b["ratio_to_copy"]),
-                         "reported", "—"))
+            rows.append((name, detail, "reported", "—"))
 
     tp = r["twopc"]
     add(f'two-phase commits, {tp["offered_transactions_per_s"]:,}/s at {tp["keys"]:,} keys: '
