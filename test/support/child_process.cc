@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,9 +19,16 @@ std::unique_ptr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv)
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return nullptr;
   if (pid == 0) {
+    // A test binary that crashes (or is killed at CI's timeout) takes its
+    // daemons with it instead of leaving them holding ports and directories.
+    // The signal comes when the forking thread ends: tests start children
+    // from their own thread, which outlives them.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // it died before the prctl
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     // Signals blocked in the test's threads stay blocked across exec: unblock.
