@@ -79,7 +79,7 @@ void ClientSession::Start() {
   Hello hello = ClientHello(options_.role, hooks_.random_bytes, &client_nonce_);
   hello.master_id = persisted_.master_id;
   hello.applied_seq = persisted_.applied_seq;
-  hello.key_count = hooks_.snapshot().size();
+  hello.key_count = hooks_.key_count ? hooks_.key_count() : hooks_.snapshot().size();
   hello.bootstrapping = persisted_.bootstrapping;
   hello.bootstrap_family = persisted_.bootstrap_family;
   // A longer key goes as its prefix: the master resumes there and re-sends a
@@ -643,9 +643,12 @@ void ClientSession::StopTracking() {
 // After (re)connecting, once the stream has caught up with where the master
 // was at Welcome, one diff checks what resuming trusted.
 void ClientSession::MaybeRequestCatchUpSync() {
+  waiting_for_tree_ = false;
   if (catch_up_sync_due_ && options_.diff_after_catch_up && !persisted_.bootstrapping &&
       applied_seq_ >= catch_up_seq_) {
-    RequestSync();
+    // A tree still being built would hold up the stream: ask on a later tick.
+    waiting_for_tree_ = hooks_.tree_ready && !hooks_.tree_ready();
+    if (!waiting_for_tree_) RequestSync();
   }
 }
 
@@ -667,7 +670,9 @@ void ClientSession::OnTick(int64_t now_ms) {
   if (now_ms - last_received_ms_ > options_.idle_timeout_ms) {
     Fail(
         Status::Aborted("master silent for " + std::to_string(now_ms - last_received_ms_) + " ms"));
+    return;
   }
+  if (waiting_for_tree_) MaybeRequestCatchUpSync();
 }
 
 void ClientSession::Close(std::string_view reason) {

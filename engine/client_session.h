@@ -89,8 +89,18 @@ struct FollowerHooks {
   // them (checked by the session once all have come; at most a batch's or a
   // value's worth), for the embedder to reserve its buffer once.
   std::function<std::unique_ptr<StagedWrite>(uint64_t expected_bytes)> stage;
+  // The tree as of the last write. A store still building its tree (behind
+  // the stream, after a clone) makes this wait until it is built.
   std::function<TreeView()> snapshot;
   std::function<void(uint8_t* out, size_t n)> random_bytes;
+  // Optional: false while the tree is being built, so that the diff after
+  // catching up waits (on ticks) instead of holding up the stream in
+  // `snapshot`. Null: always ready.
+  std::function<bool()> tree_ready;
+  // Optional: the keys held, for the Hello (an empty follower is
+  // bootstrapped), without waiting for a tree being built. Null:
+  // snapshot().size().
+  std::function<uint64_t()> key_count;
 };
 
 struct ClientOptions {
@@ -279,7 +289,8 @@ class ClientSession {
   // arrive keeps the master from taking us for silent.
   static constexpr int64_t kKeepAliveMs = 1000;
   int64_t last_pong_ms_ = -1;
-  uint64_t reported_seq_ = 0;  // applied_seq_ as of our last Pong
+  bool waiting_for_tree_ = false;  // the catch-up diff waits for the store's tree
+  uint64_t reported_seq_ = 0;      // applied_seq_ as of our last Pong
 
   int64_t now_ms_ = -1;
   int64_t last_received_ms_ = -1;

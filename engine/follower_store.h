@@ -16,8 +16,9 @@ class FollowerStore {
   virtual FollowerHooks Hooks() = 0;
   virtual FollowerState State() = 0;  // as last persisted
   // Work that must precede the first connection (a store that deferred
-  // building its tree builds it here). Called on the client's thread before
-  // each attempt until it succeeds; an error is logged and retried.
+  // building its tree builds it here, or starts building it behind the
+  // stream). Called on the client's thread before each attempt until it
+  // succeeds; an error is logged and retried.
   virtual Status Prepare() { return Status::OK(); }
 };
 

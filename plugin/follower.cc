@@ -29,6 +29,7 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   store_options.rocks = options.rocks;
   store_options.logger = options.client.logger;
   store_options.fail_before_write = std::move(options.fail_before_write);
+  store_options.before_tree_built = std::move(options.before_tree_built);
   store_options.min_free_bytes = options.min_free_bytes;
   store_options.free_bytes = options.free_bytes;
   store_options.key_hasher = options.key_hasher;
@@ -39,8 +40,8 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   std::unique_ptr<Follower> follower(new Follower());
   auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
   if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);
-  // A fresh copy is equal to the master already: readable now, its tree is
-  // built on the client's thread before it connects.
+  // A fresh copy is equal to the master already: readable now, streaming
+  // once connected; its tree is built behind the stream.
   store_options.defer_tree = follower->clone_.has_value();
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
@@ -162,6 +163,7 @@ FollowerStatus Follower::Compose(const net::FollowerClientStatus& c) const {
   s.last_error = c.last_error;
   s.master_id = store_->State().master_id;
   s.keys = store_->keys();
+  s.tree_built = store_->tree_built();
   s.cloned = clone_.has_value();
   s.clone_bytes = clone_ ? clone_->bytes : 0;
   s.clone_seq = clone_ ? clone_->seq : 0;

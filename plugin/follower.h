@@ -62,6 +62,10 @@ struct FollowerOptions {
   // Testing seam: called before each write to the database; an error fails
   // that write as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
+  // Testing seam: called on the thread building a clone's tree behind the
+  // stream, once its scan is done and before the writes made meanwhile are
+  // applied to it. Default: none.
+  std::function<void()> before_tree_built;
   // See RocksFollowerStoreOptions::min_free_bytes. Default: 256 MiB.
   uint64_t min_free_bytes = 256 << 20;
   // Testing seam: see RocksFollowerStoreOptions::free_bytes.
@@ -117,8 +121,10 @@ struct FollowerStatus {
   std::string last_error;                   // why the last connection ended or failed to start
   std::string master_id;                    // whom the replica follows, as persisted
   // Keys in the replicated column families: the size of the replica's tree,
-  // 0 until it is built (a fresh clone builds it after Open returns).
+  // 0 until it is built (a fresh clone builds it after Open returns, behind
+  // the stream: tree_built false meanwhile, and diffs wait for it).
   uint64_t keys = 0;
+  bool tree_built = false;
   // Open copied the master's files (clone_files): this many bytes, holding
   // the master's data as of master sequence clone_seq.
   bool cloned = false;

@@ -3,6 +3,7 @@
 #include "plugin/follower_store.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -332,6 +334,12 @@ Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
 }
 
 RocksFollowerStore::~RocksFollowerStore() {
+  closing_ = true;
+  {
+    net::MutexLock lock(&mu_);
+    built_.SignalAll();
+  }
+  if (builder_.joinable()) builder_.join();  // its scan stops within about a MiB
   if (!db_) return;
   net::MutexLock lock(&mu_);
   for (auto& [name, handle] : handles_) db_->DestroyColumnFamilyHandle(handle);
@@ -549,6 +557,7 @@ Status RocksFollowerStore::LoadMeta() {
 }
 
 Status RocksFollowerStore::RebuildTree() {
+  WaitWhileBuilding();  // then rebuilt with the new tags
   MerkleTree tree(tree_.hasher());
   Status s = BuildTree(by_tag_, &tree);
   if (!s.ok()) return s;
@@ -611,15 +620,26 @@ Status RocksFollowerStore::Audit(const TreeScanOptions& scan, AuditResult* resul
 
 // Builds without holding mu_, so status readers are not held up: the only
 // writer of the tree and the families is the client's thread, which is the
-// one calling (or, from Open, no client exists yet).
+// one calling (or, from Open, no client exists yet). A deferred tree is built
+// behind the stream instead (BuildBehind).
 Status RocksFollowerStore::Prepare() {
   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> families;
   KeyHasher hasher;
   {
     net::MutexLock lock(&mu_);
-    if (tree_built_) return Status::OK();
+    if (tree_built_ || building_) return Status::OK();
     families = by_tag_;
     hasher = tree_.hasher();
+    if (options_.defer_tree && !on_change_) {
+      // Every write from now on is written after this snapshot (they all
+      // take mu_) and kept in pending_ until the tree from it is built.
+      building_ = true;
+      pending_.clear();
+      const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+      builder_ = std::thread(&RocksFollowerStore::BuildBehind, this, snapshot, std::move(families),
+                             hasher);
+      return Status::OK();
+    }
   }
   MerkleTree tree(hasher);
   Status s = BuildTree(families, &tree);
@@ -631,6 +651,61 @@ Status RocksFollowerStore::Prepare() {
   }
   TellChanged();
   return Status::OK();
+}
+
+void RocksFollowerStore::BuildBehind(const rocksdb::Snapshot* snapshot,
+                                     std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> families,
+                                     KeyHasher hasher) {
+  pthread_setname_np(pthread_self(), "sdiff-tree");  // as top -H and perf show it
+  const auto start = std::chrono::steady_clock::now();
+  TreeScanOptions scan;
+  scan.cancel = &closing_;
+  MerkleTree tree(hasher);
+  for (;;) {
+    Status s = ScanIntoTree(db_.get(), snapshot, TaggedFamilies(families.begin(), families.end()),
+                            scan, &tree);
+    if (s.ok() || closing_) break;
+    // As a failed Prepare is: logged and tried again, while a diff waits.
+    log_->error("{}: cannot build the replica's tree: {}; trying again in a second",
+                options_.db_path, s.ToString());
+    tree.Clear();
+    net::MutexLock lock(&mu_);
+    if (!closing_) built_.WaitUntil(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  }
+  db_->ReleaseSnapshot(snapshot);
+  if (options_.before_tree_built && !closing_) options_.before_tree_built();
+  net::MutexLock lock(&mu_);
+  const size_t meanwhile = pending_.size();
+  if (!closing_) {
+    for (const PendingChange& c : pending_) {
+      if (c.put) {
+        tree.PutLeafHash(c.family, c.key, c.leaf_hash);
+      } else {
+        tree.Erase(c.family, c.key);
+      }
+    }
+    tree_ = std::move(tree);
+    tree_built_ = true;
+    log_->info(
+        "{}: built the replica's tree behind the stream: {} keys ({} written meanwhile) in "
+        "{:.2f} s",
+        options_.db_path, tree_.size(), meanwhile,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  pending_.clear();
+  pending_.shrink_to_fit();
+  building_ = false;
+  built_.SignalAll();
+}
+
+void RocksFollowerStore::WaitWhileBuilding() const {
+  while (building_ && !closing_) built_.Wait();
+}
+
+TreeView RocksFollowerStore::BuiltTree() const {
+  net::MutexLock lock(&mu_);
+  WaitWhileBuilding();
+  return tree_.Snapshot();
 }
 
 // A write arriving in pieces, kept as the records of a RocksDB write batch
@@ -825,8 +900,10 @@ FollowerHooks RocksFollowerStore::Hooks() {
   hooks.stage = [this](uint64_t expected_bytes) -> std::unique_ptr<StagedWrite> {
     return std::make_unique<StagedBatch>(this, expected_bytes);
   };
-  hooks.snapshot = [this] { return tree(); };
+  hooks.snapshot = [this] { return BuiltTree(); };
   hooks.random_bytes = net::SecureRandomBytes;
+  hooks.tree_ready = [this] { return tree_built(); };
+  hooks.key_count = [this] { return KeysHeld(); };
   return hooks;
 }
 
@@ -995,6 +1072,19 @@ Status RocksFollowerStore::WriteLocked(const ApplyRequest& request, StagedWrite*
     }
   }
   Status result;
+  if (building_) {
+    // The tree being built comes from a snapshot this write is not in.
+    if (staged != nullptr) {
+      for (const StagedBatch::Change& c : staged->changes()) {
+        pending_.push_back({c.put, c.family, c.key, c.leaf_hash});
+      }
+    }
+    for (const TreeChange& c : changes) {
+      Hash128 leaf = c.put ? LeafHash(tree_.hasher()(c.family, c.key), c.value) : Hash128();
+      pending_.push_back({c.put, c.family, std::string(c.key), leaf});
+    }
+    return result;
+  }
   if (staged != nullptr) {
     for (const StagedBatch::Change& c : staged->changes()) {
       if (c.put) {
@@ -1078,9 +1168,25 @@ TreeView RocksFollowerStore::tree() const {
   return tree_.Snapshot();
 }
 
+bool RocksFollowerStore::tree_built() const {
+  net::MutexLock lock(&mu_);
+  return tree_built_;
+}
+
 uint64_t RocksFollowerStore::keys() const {
   net::MutexLock lock(&mu_);
   return tree_.size();
+}
+
+uint64_t RocksFollowerStore::KeysHeld() const {
+  net::MutexLock lock(&mu_);
+  if (!building_) return tree_.size();
+  uint64_t total = 0;
+  for (const auto& [tag, handle] : by_tag_) {
+    uint64_t n = 0;
+    if (db_->GetIntProperty(handle, "rocksdb.estimate-num-keys", &n)) total += n;
+  }
+  return total;
 }
 
 Status ReadMetaRecord(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const char* key,

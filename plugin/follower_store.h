@@ -20,6 +20,7 @@
 // Column families without a tag in that map are left alone (logged at open).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "engine/client_session.h"
@@ -100,6 +102,8 @@ struct RocksFollowerStoreOptions {
   // Testing seam: called before each write; a non-OK result fails that write
   // as a failing disk would. Default: none.
   std::function<Status()> fail_before_write;
+  // Testing seam: see FollowerOptions::before_tree_built.
+  std::function<void()> before_tree_built;
   // The follower stops applying while the disk holding its database has less
   // than this free, plus twice the write in hand: RocksDB's own handling of a
   // full disk (7.8, as Debian builds it) can abort the process on the write
@@ -109,9 +113,13 @@ struct RocksFollowerStoreOptions {
   // Testing seam: the free bytes on the disk holding `path`. Default:
   // std::filesystem::space's `available`.
   std::function<uint64_t(const std::string& path)> free_bytes;
-  // Open leaves the tree empty and Prepare() builds it, on the follower
-  // client's thread before it connects: the database is readable sooner
-  // (a freshly cloned replica). Default: false (Open builds it).
+  // Open leaves the tree empty and Prepare() starts building it from a
+  // snapshot on a thread of its own, while the client connects and streams
+  // (a freshly cloned replica: readable at once, streaming without waiting
+  // for its tree). Writes meanwhile are kept and applied to the built tree.
+  // A diff waits for it. A store with a relay (set_on_change) builds it in
+  // Prepare, before connecting, since its followers are served from it.
+  // Default: false (Open builds it).
   bool defer_tree = false;
   // Testing seam: how the tree hashes keys, to force key-hash collisions.
   // Master and followers must agree. Default: KeyHash (docs/protocol.md).
@@ -153,7 +161,7 @@ class RocksFollowerStore : public FollowerStore {
   // below may be called from any thread.
   FollowerHooks Hooks() override;
   FollowerState State() override;
-  Status Prepare() override;  // builds the tree if Open deferred it
+  Status Prepare() override;  // starts building the tree if Open deferred it
 
   // For reads. Valid until the store is destroyed.
   rocksdb::DB* db() const { return db_.get(); }
@@ -162,8 +170,11 @@ class RocksFollowerStore : public FollowerStore {
   rocksdb::ColumnFamilyHandle* family(std::string_view name) const;
   // The master's families as last recorded, ascending tags.
   std::vector<FamilyInfo> families() const;
-  TreeView tree() const;  // as of the last applied write
-  uint64_t keys() const;
+  // As of the last applied write; empty while the tree is being built
+  // (tree_built() false).
+  TreeView tree() const;
+  bool tree_built() const;
+  uint64_t keys() const;  // the tree's: 0 until it is built
   // Checks the tree against the replica's data (plugin/audit.h): scans a
   // snapshot taken together with a view of the tree, and corrects the tree
   // for every key that still differs. The caller then has the master diff,
@@ -206,6 +217,17 @@ class RocksFollowerStore : public FollowerStore {
                      bool* written) REQUIRES(mu_);
   // Tells on_change_ (if set) of the tree and state as they are (Current()).
   void TellChanged();
+  // builder_'s: scans `snapshot` into a tree until it succeeds or the store
+  // closes, then applies pending_ to it and makes it the store's.
+  void BuildBehind(const rocksdb::Snapshot* snapshot,
+                   std::map<FamilyTag, rocksdb::ColumnFamilyHandle*> families, KeyHasher hasher);
+  // The tree once built (or, while the store closes, as it is).
+  TreeView BuiltTree() const;
+  // Waits while builder_ builds the tree.
+  void WaitWhileBuilding() const REQUIRES(mu_);
+  // The keys held, for the Hello: while the tree is being built, RocksDB's
+  // estimate (an empty follower is bootstrapped, a cloned one must not be).
+  uint64_t KeysHeld() const;
   // The handle of a family the master announced, or an error naming it.
   Status Handle(FamilyTag family, rocksdb::ColumnFamilyHandle** handle) const REQUIRES(mu_);
 
@@ -223,6 +245,19 @@ class RocksFollowerStore : public FollowerStore {
   DiskReserve reserve_;  // see min_free_bytes
   MerkleTree tree_ GUARDED_BY(mu_);
   bool tree_built_ GUARDED_BY(mu_) = false;
+  // A tree being built behind the stream (defer_tree), and the changes written
+  // since its snapshot, in order, for it.
+  struct PendingChange {
+    bool put = false;
+    FamilyTag family = 0;
+    std::string key;
+    Hash128 leaf_hash;
+  };
+  bool building_ GUARDED_BY(mu_) = false;
+  std::vector<PendingChange> pending_ GUARDED_BY(mu_);
+  mutable net::CondVar built_{&mu_};  // building_ ended, or closing_ set
+  std::atomic<bool> closing_{false};  // the destructor stops builder_
+  std::thread builder_;               // started by Prepare, joined by the destructor
   // The stream position of the last write (ApplyRequest::position); at open,
   // the persisted applied_seq.
   uint64_t position_ GUARDED_BY(mu_) = 0;

@@ -194,6 +194,7 @@ sdiff::FollowerStatus ToPublic(const FollowerStatus& status) {
   out.last_error = status.last_error;
   out.master_id = status.master_id;
   out.keys = status.keys;
+  out.tree_built = status.tree_built;
   out.cloned = status.cloned;
   out.clone_bytes = status.clone_bytes;
   out.clone_seq = status.clone_seq;

@@ -175,7 +175,7 @@ TEST_F(CloneTest, EmptyFollowerCopiesTheFilesResumesAndFindsNothingToRepair) {
   EXPECT_EQ(status.clone_seq, master_seq);
   // Readable and equal as soon as Open returns, before any connection.
   EXPECT_EQ(ScanFollower(follower_.get()), before);
-  // Its tree is built after Open, on the client's thread.
+  // Its tree is built after Open, behind the stream.
   EXPECT_TRUE(follower_->WaitFor([&](const FollowerStatus& s) { return s.keys == before.size(); },
                                  kDeadline));
   EXPECT_FALSE(fs::exists(CloneStagingPath(dir_ + "/follower")));
@@ -245,6 +245,48 @@ TEST_F(CloneTest, WritesDuringTheCopyAreNotLost) {
   EXPECT_EQ(status.last_start, StartMode::kResume);
   EXPECT_EQ(status.diffs, 0u);
   EXPECT_EQ(ScanFollower(follower_.get()), MasterData());
+}
+
+// A clone streams at once; its tree is built behind the stream, from a
+// snapshot, and then takes every write made meanwhile. The catch-up diff
+// waits for the tree instead of holding up the stream, and finds nothing:
+// a write missing from the tree would be "repaired".
+TEST_F(CloneTest, TheCloneStreamsWhileItsTreeIsBuiltAndTheTreeTakesEveryWrite) {
+  ASSERT_NO_FATAL_FAILURE(OpenMaster());
+  ASSERT_NO_FATAL_FAILURE(Fill(600));
+  ASSERT_NO_FATAL_FAILURE(Attach());
+  std::atomic<bool> scanned{false}, release{false};
+  FollowerOptions options = Options();
+  options.before_tree_built = [&] {
+    scanned = true;
+    testing::WaitUntil([&] { return release.load(); }, kDeadline);
+  };
+  ASSERT_NO_FATAL_FAILURE(OpenFollower(options));
+  ASSERT_TRUE(follower_->status().cloned);
+  ASSERT_TRUE(testing::WaitUntil([&] { return scanned.load(); }, kDeadline));
+
+  // Puts, an overwrite, a delete and a range delete, none in the scanned snapshot.
+  Put(0, "new", "during the build");
+  Put(1, "k4", "overwritten during the build");
+  ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), handles_[2], "k5").ok());
+  ASSERT_TRUE(db_->DeleteRange(rocksdb::WriteOptions(), handles_[0], "k30", "k40").ok());
+  Put(2, "last", "write");
+  const uint64_t last = db_->GetLatestSequenceNumber();
+  ASSERT_TRUE(follower_->WaitFor(
+      [&](const FollowerStatus& s) { return s.connected && s.applied_seq >= last; }, kDeadline))
+      << follower_->status().last_error;
+  FollowerStatus status = follower_->status();
+  EXPECT_EQ(status.last_start, StartMode::kResume);
+  EXPECT_FALSE(status.tree_built);
+  EXPECT_EQ(status.diffs, 0u);  // the catch-up diff waits for the tree
+  EXPECT_EQ(ScanFollower(follower_.get()), MasterData());
+
+  release = true;
+  ASSERT_NO_FATAL_FAILURE(ExpectConvergedAndDiffed());
+  status = follower_->status();
+  EXPECT_TRUE(status.tree_built);
+  EXPECT_EQ(status.keys, MasterData().size());
+  EXPECT_EQ(status.last_diff_repaired, 0u);
 }
 
 TEST_F(CloneTest, LeftoverStagingDirectoryIsReplaced) {

@@ -179,6 +179,7 @@ json FollowerStatusJson(const plugin::FollowerStatus& status, const DaemonFacts&
        {{"applied", status.applied_seq}, {"master", status.master_seq}, {"lag", status.lag_seqs}}},
       {"lag_seconds", static_cast<double>(status.lag_ms) / 1000},
       {"keys", status.keys},
+      {"tree_built", status.tree_built},
       {"clone", clone},
       {"diffs", status.diffs},
       {"last_diff", LastDiff(status.last_diff_unix_ms, status.last_diff_repaired, now_unix_ms)},

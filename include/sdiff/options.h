@@ -265,8 +265,10 @@ struct FollowerStatus {
   StartMode last_start = StartMode::kDiff;  // how the last connection began (connects > 0)
   std::string last_error;                   // why the last connection ended or failed
   std::string master_id;                    // whom the replica follows, as persisted
-  // Keys in the replicated families, 0 until the replica's tree is built.
+  // Keys in the replicated families, 0 until the replica's tree is built (a
+  // fresh clone streams meanwhile; diffs wait for the tree).
   uint64_t keys = 0;
+  bool tree_built = false;
   // Open copied the master's files (clone_files): this many bytes, holding
   // the master's data as of master sequence clone_seq.
   bool cloned = false;
