@@ -40,9 +40,10 @@ Status Follower::Open(FollowerOptions options, std::unique_ptr<Follower>* out) {
   std::unique_ptr<Follower> follower(new Follower());
   auto log = options.client.logger ? options.client.logger : spdlog::default_logger();
   if (options.clone_files && options.create_if_missing) follower->MaybeClone(options);
-  // A fresh copy is equal to the master already: readable now, streaming
-  // once connected; its tree is built behind the stream.
-  store_options.defer_tree = follower->clone_.has_value();
+  // The replica is readable now and streams once connected; its tree (all
+  // of a fresh copy's keys, or a restarted replica's) is built behind the
+  // stream, so a large replica does not wait for it to catch up.
+  store_options.defer_tree = true;
   Status s = RocksFollowerStore::Open(std::move(store_options), &follower->store_);
   if (!s.ok()) return s;
   RemoveStaleStaging(options);
