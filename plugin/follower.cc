@@ -126,10 +126,11 @@ void Follower::RemoveStaleStaging(const FollowerOptions& options) {
 }
 
 Follower::~Follower() {
-  auditor_.reset();                  // an audit under way stops scanning
-  if (progress_) progress_->Stop();  // it reads the client's status
-  if (relay_) relay_->Stop();        // its sessions read the database and the client
-  client_.reset();                   // no write may be in flight when the DB closes
+  if (store_) store_->StopBuildingTree();  // a diff waiting for the tree ends
+  auditor_.reset();                        // an audit under way stops scanning
+  if (progress_) progress_->Stop();        // it reads the client's status
+  if (relay_) relay_->Stop();              // its sessions read the database and the client
+  client_.reset();                         // no write may be in flight when the DB closes
   progress_.reset();
   relay_.reset();
   store_.reset();

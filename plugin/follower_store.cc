@@ -333,12 +333,14 @@ Status RocksFollowerStore::Open(RocksFollowerStoreOptions options,
   return Status::OK();
 }
 
-RocksFollowerStore::~RocksFollowerStore() {
+void RocksFollowerStore::StopBuildingTree() {
   closing_ = true;
-  {
-    net::MutexLock lock(&mu_);
-    built_.SignalAll();
-  }
+  net::MutexLock lock(&mu_);
+  built_.SignalAll();
+}
+
+RocksFollowerStore::~RocksFollowerStore() {
+  StopBuildingTree();
   if (builder_.joinable()) builder_.join();  // its scan stops within about a MiB
   if (!db_) return;
   net::MutexLock lock(&mu_);

@@ -162,6 +162,10 @@ class RocksFollowerStore : public FollowerStore {
   FollowerHooks Hooks() override;
   FollowerState State() override;
   Status Prepare() override;  // starts building the tree if Open deferred it
+  // Stops a tree being built behind the stream and releases whoever waits
+  // for it (they get the tree as it is): called before the client stops, so
+  // that its thread, if a diff waits for the tree, ends at once.
+  void StopBuildingTree();
 
   // For reads. Valid until the store is destroyed.
   rocksdb::DB* db() const { return db_.get(); }

@@ -582,6 +582,47 @@ TEST(FollowerStoreWriteTest, ManyBatchesInOneWriteKeepEachKeysOrder) {
   EXPECT_EQ(raw.Data(), (KeyValueMap{{{0, "a"}, "1"}, {{0, "b"}, "3"}, {{0, "m"}, "3"}}));
 }
 
+// A diff waiting for a tree built behind the stream (defer_tree) is let go
+// when the store stops building, so a follower closing mid-build does not
+// wait for the whole scan; the builder itself stops at the store's end.
+TEST(FollowerStoreWriteTest, AWaitForTheTreeEndsWhenTheStoreStopsBuildingIt) {
+  TempDir dir;
+  std::string path = dir.sub("replica");
+  {
+    std::unique_ptr<RocksFollowerStore> store;
+    ASSERT_TRUE(RocksFollowerStore::Open(StoreOptions(path), &store).ok());
+    FollowerHooks hooks = store->Hooks();
+    ASSERT_TRUE(hooks.families({{0, "default"}}).ok());
+    std::vector<Op> ops = {{OpKind::kPut, 0, "a", "1"}, {OpKind::kPut, 0, "b", "2"}};
+    FollowerState state{"m1", 2, false, 0, ""};
+    ASSERT_TRUE(hooks.write(ApplyRequest{ApplyRequest::Source::kStream, ops, state, 2}).ok());
+  }
+  std::atomic<bool> scanned{false}, release{false}, got_tree{false};
+  RocksFollowerStoreOptions options = StoreOptions(path);
+  options.defer_tree = true;
+  options.before_tree_built = [&] {
+    scanned = true;
+    WaitUntil([&] { return release.load(); });
+  };
+  std::unique_ptr<RocksFollowerStore> store;
+  ASSERT_TRUE(RocksFollowerStore::Open(options, &store).ok());
+  ASSERT_TRUE(store->Prepare().ok());
+  ASSERT_TRUE(WaitUntil([&] { return scanned.load(); }));
+  FollowerHooks hooks = store->Hooks();
+  EXPECT_FALSE(hooks.tree_ready());
+  EXPECT_GT(hooks.key_count(), 0u);  // RocksDB's estimate: the Hello must not say "empty"
+  EXPECT_EQ(store->keys(), 0u);
+  std::thread diff([&] {
+    hooks.snapshot();
+    got_tree = true;
+  });
+  store->StopBuildingTree();
+  EXPECT_TRUE(WaitUntil([&] { return got_tree.load(); }));
+  diff.join();
+  release = true;
+  store.reset();  // joins the builder
+}
+
 TEST(FollowerStoreEncodingTest, StateAndFamiliesRoundTripAndRejectDamage) {
   FollowerState state{std::string("m\0id", 4), 1234567890123ull, true, 7, std::string("k\0", 2)};
   FollowerState decoded;
