@@ -169,17 +169,6 @@ Inner* NewInner(int depth, int capacity) {
 // a run of inserts does not reallocate every time.
 int CapacityFor(int count) { return std::min(kMaxChildren, count + count / 8 + 2); }
 
-// Starts loading the headers (reference counts) of a node's children for
-// writing: copying or freeing a node touches every child's count, and at the
-// top of a large tree each is a cache miss; issued together, they overlap
-// instead of coming one after another.
-void PrefetchChildren(const Inner* inner) {
-  const Slot* slots = inner->slots();
-  for (int i = 0; i < inner->count; ++i) {
-    __builtin_prefetch(reinterpret_cast<const void*>(slots[i] & kPtrMask), 1);
-  }
-}
-
 void Ref(Slot s) {
   if (s != 0) RefsOf(s).fetch_add(1, std::memory_order_relaxed);
 }
@@ -192,7 +181,6 @@ void Destroy(Slot s) {
     return;
   }
   Inner* inner = AsInner(s);
-  PrefetchChildren(inner);
   for (int i = 0; i < inner->count; ++i) Unref(inner->slots()[i]);
   FreeInner(inner);
 }
@@ -269,7 +257,6 @@ Hash128 AnyKeyHash(Slot s, KeyHasher hasher) {
 Inner* MakeExclusive(Slot* slot) {
   Inner* node = AsInner(*slot);
   if (node->refs.load(std::memory_order_acquire) == 1) return node;
-  PrefetchChildren(node);
   Inner* copy = NewInner(node->depth, node->capacity());
   copy->count = node->count;
   copy->hash = node->hash;
