@@ -24,6 +24,20 @@
 #endif
 
 namespace sdiff::node_slabs {
+
+#if defined(SDIFF_NODE_SLABS_MALLOC)
+
+void* Allocate(size_t bytes) {
+  void* p = std::malloc(BlockSize(bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+void Free(void* block, size_t) { std::free(block); }
+
+Stats GetStats() { return Stats{0, 0}; }
+
+#else
+
 namespace {
 
 constexpr size_t kClasses = kMaxBytes / kGranule + 1;  // indexed by size / kGranule
@@ -188,17 +202,6 @@ void* AllocateSlow(ThreadCache* tc, size_t index) {
 
 }  // namespace
 
-#if defined(SDIFF_NODE_SLABS_MALLOC)
-
-void* Allocate(size_t bytes) {
-  void* p = std::malloc(BlockSize(bytes));
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-void Free(void* block, size_t) { std::free(block); }
-
-#else
-
 void* Allocate(size_t bytes) {
   assert(bytes > 0 && bytes <= kMaxBytes);
   const size_t index = BlockSize(bytes) / kGranule;
@@ -223,8 +226,6 @@ void Free(void* block, size_t bytes) {
   }
 }
 
-#endif
-
 Stats GetStats() {
   Shared& s = shared();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -234,5 +235,7 @@ Stats GetStats() {
   }
   return stats;
 }
+
+#endif
 
 }  // namespace sdiff::node_slabs
