@@ -7,6 +7,10 @@
 //
 // Leaf  (24 bytes + key): refs, family, key size, leaf hash, key bytes.
 // Inner (24 bytes + 8 per child): refs, depth, capacity, child count, hash, slots.
+// Nodes up to 256 bytes (every leaf of a key up to 232 bytes, inner nodes of up
+// to 29 children) are blocks of node_slabs, rounded up to 8 bytes and with no
+// allocator header: a leaf of a 16-byte key takes 40 bytes where a malloc
+// chunk took 48. Larger inner nodes are malloc chunks.
 //
 // A node whose reference count is 1 is reachable only through the path being
 // written, so it is changed in place; a node shared with a view is copied first.
@@ -19,6 +23,8 @@
 #include <cstring>
 #include <new>
 #include <utility>
+
+#include "engine/node_slabs.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -87,16 +93,33 @@ Slot InnerSlot(Inner* inner, uint8_t digit) {
 const Hash128& HashOf(Slot s) { return IsLeaf(s) ? AsLeaf(s)->hash : AsInner(s)->hash; }
 std::atomic<uint32_t>& RefsOf(Slot s) { return IsLeaf(s) ? AsLeaf(s)->refs : AsInner(s)->refs; }
 
-void* Allocate(size_t bytes) {
+// Leaves and small inner nodes come from node_slabs (no chunk header, no
+// malloc call); larger inner nodes from malloc. A node's size, and so where it
+// came from, follows from its key size or its capacity.
+void* AllocateNode(size_t bytes) {
+  if (bytes <= node_slabs::kMaxBytes) return node_slabs::Allocate(bytes);
   void* p = std::malloc(bytes);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
 
+void FreeNode(void* p, size_t bytes) {
+  if (bytes <= node_slabs::kMaxBytes) {
+    node_slabs::Free(p, bytes);
+  } else {
+    std::free(p);
+  }
+}
+
+size_t LeafBytes(size_t key_size) {
+  bool long_key = key_size >= Leaf::kLongKey;
+  return sizeof(Leaf) + (long_key ? sizeof(uint32_t) : 0) + key_size;
+}
+
 Leaf* NewLeaf(FamilyTag family, std::string_view key, const Hash128& hash) {
   bool long_key = key.size() >= Leaf::kLongKey;
   size_t prefix = long_key ? sizeof(uint32_t) : 0;
-  auto* leaf = static_cast<Leaf*>(Allocate(sizeof(Leaf) + prefix + key.size()));
+  auto* leaf = static_cast<Leaf*>(AllocateNode(LeafBytes(key.size())));
   new (&leaf->refs) std::atomic<uint32_t>(1);
   leaf->family = family;
   leaf->short_size = long_key ? Leaf::kLongKey : static_cast<uint16_t>(key.size());
@@ -110,34 +133,33 @@ Leaf* NewLeaf(FamilyTag family, std::string_view key, const Hash128& hash) {
   return leaf;
 }
 
-// The bytes an allocation of `requested` at `p` may use: with glibc, all its
-// chunk holds; elsewhere, what was asked for.
-size_t UsableSize(void* p, size_t requested) {
-#if defined(__GLIBC__)
-  (void)requested;
-  return malloc_usable_size(p);
-#else
-  (void)p;
-  return requested;
-#endif
-}
+void FreeLeaf(Leaf* leaf) { FreeNode(leaf, LeafBytes(leaf->key().size())); }
 
-// The capacity field of an inner node allocated at `p` for `capacity`
-// children: every child its allocation can hold, at most kMaxChildren.
-uint8_t CapacityMinusOne(void* p, int capacity) {
-  size_t usable = UsableSize(p, sizeof(Inner) + sizeof(Slot) * capacity);
-  int fits = static_cast<int>((usable - sizeof(Inner)) / sizeof(Slot));
-  return static_cast<uint8_t>(std::min(fits, kMaxChildren) - 1);
-}
+size_t InnerBytes(int capacity) { return sizeof(Inner) + sizeof(Slot) * capacity; }
 
-// Allocates room for at least `capacity` children and uses whatever the
-// allocator's chunk has room for beyond that.
-Inner* NewInner(int depth, int capacity) {
-  void* p = Allocate(sizeof(Inner) + sizeof(Slot) * capacity);
+// Allocates an inner node with room for at least `capacity` children: a slab
+// block holds exactly that many; a malloc chunk may hold more, and the node
+// uses what it holds (glibc), up to kMaxChildren.
+Inner* AllocateInner(int capacity) {
+  const size_t bytes = InnerBytes(capacity);
+  void* p = AllocateNode(bytes);
   auto* inner = static_cast<Inner*>(p);
+  int fits = capacity;
+#if defined(__GLIBC__)
+  if (bytes > node_slabs::kMaxBytes) {
+    fits = static_cast<int>((malloc_usable_size(p) - sizeof(Inner)) / sizeof(Slot));
+  }
+#endif
+  inner->capacity_minus_one = static_cast<uint8_t>(std::min(fits, kMaxChildren) - 1);
+  return inner;
+}
+
+void FreeInner(Inner* inner) { FreeNode(inner, InnerBytes(inner->capacity())); }
+
+Inner* NewInner(int depth, int capacity) {
+  Inner* inner = AllocateInner(capacity);
   new (&inner->refs) std::atomic<uint32_t>(1);
   inner->depth = static_cast<uint8_t>(depth);
-  inner->capacity_minus_one = CapacityMinusOne(p, capacity);
   inner->count = 0;
   inner->hash = Hash128{};
   return inner;
@@ -155,12 +177,12 @@ void Unref(Slot s);
 
 void Destroy(Slot s) {
   if (IsLeaf(s)) {
-    std::free(AsLeaf(s));
+    FreeLeaf(AsLeaf(s));
     return;
   }
   Inner* inner = AsInner(s);
   for (int i = 0; i < inner->count; ++i) Unref(inner->slots()[i]);
-  std::free(inner);
+  FreeInner(inner);
 }
 
 void Unref(Slot s) {
@@ -247,10 +269,11 @@ Inner* MakeExclusive(Slot* slot) {
 
 // Resizes an exclusive inner node held in *slot to `capacity`.
 Inner* Resize(Slot* slot, Inner* node, int capacity) {
-  void* p = std::realloc(node, sizeof(Inner) + sizeof(Slot) * capacity);
-  if (p == nullptr) throw std::bad_alloc();
-  auto* resized = static_cast<Inner*>(p);
-  resized->capacity_minus_one = CapacityMinusOne(p, capacity);
+  Inner* resized = NewInner(node->depth, capacity);
+  resized->count = node->count;
+  resized->hash = node->hash;
+  std::memcpy(resized->slots(), node->slots(), sizeof(Slot) * node->count);
+  FreeInner(node);
   *slot = InnerSlot(resized, DigitOf(*slot));
   return resized;
 }
@@ -662,7 +685,7 @@ void MerkleTree::EraseAt(uint64_t* slot, const Hash128& key_hash, Hash128* remov
   --node->count;
   if (node->count == 1) {
     *slot = WithDigit(slots[0], DigitOf(*slot));
-    std::free(node);
+    FreeInner(node);
   } else if (node->capacity() > 4 && node->count <= node->capacity() / 2) {
     Resize(slot, node, CapacityFor(node->count));
   }

@@ -8,8 +8,11 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include "engine/node_slabs.h"
 
 namespace sdiff {
 namespace {
@@ -276,6 +279,35 @@ TEST(MerkleTreeTest, PrefetchPathsChangesNothing) {
   for (int i = 0; i < 5000; ++i) {
     ASSERT_EQ(tree.Find(0, std::to_string(i)), LeafHash(KeyHash(0, std::to_string(i)), "v"));
   }
+}
+
+// Nodes live in node_slabs: a view dropped on another thread frees nodes the
+// writer allocated, and those blocks must come back to the writer's next
+// nodes, so rounds of erasing and inserting keep the slabs they had.
+TEST(MerkleTreeTest, NodesFreedOnAnotherThreadAreReused) {
+  MerkleTree tree;
+  TreeView expected;
+  size_t slab_bytes_after_first = 0;
+  for (int round = 0; round < 12; ++round) {
+    for (int i = 0; i < 3000; ++i) {
+      ASSERT_TRUE(tree.Put(0, "k" + std::to_string(round) + "/" + std::to_string(i), "v").ok());
+    }
+    TreeView view = tree.Snapshot();
+    for (int i = 0; i < 3000; ++i) {
+      ASSERT_TRUE(tree.Erase(0, "k" + std::to_string(round) + "/" + std::to_string(i)));
+    }
+    EXPECT_EQ(view.size(), 3000u);
+    EXPECT_EQ(CheckHashes(view.root()), "");
+    // The view holds the round's only copy of its nodes; another thread drops it.
+    std::thread([v = std::move(view)]() mutable { v = TreeView(); }).join();
+    EXPECT_EQ(tree.size(), 0u);
+    if (round == 0) slab_bytes_after_first = node_slabs::GetStats().slab_bytes;
+  }
+  node_slabs::Stats stats = node_slabs::GetStats();
+  // Later rounds reuse the first round's blocks (one more slab of slack for
+  // blocks of sizes the rounds' nodes did not share).
+  EXPECT_LE(stats.slab_bytes, slab_bytes_after_first + 2 * 64 * 1024);
+  EXPECT_LE(stats.free_bytes, stats.slab_bytes);
 }
 
 }  // namespace
