@@ -67,7 +67,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION database)
 # libraries, the -dev packages the CMake package and sdiff.pc find.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "adduser, librocksdb-dev, libssl-dev, libfmt-dev, libspdlog-dev, libxxhash-dev, pkg-config")
+  "adduser, librocksdb-dev, libssl-dev, libfmt-dev, libspdlog-dev, libxxhash-dev, libisal-dev, pkg-config")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/postinst
   ${CMAKE_CURRENT_LIST_DIR}/deb/prerm ${CMAKE_CURRENT_LIST_DIR}/deb/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

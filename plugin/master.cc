@@ -176,7 +176,7 @@ Status Master::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>
   h.logger = log;
   master->hooks_ = std::make_unique<RocksMasterHooks>(
       db, master->tailer_->TaggedFamilyList(), master->log_.get(),
-      [tailer = master->tailer_.get()] { tailer->NotifyWrite(); }, h);
+      [tailer = master->tailer_.get()] { tailer->NotifyOwnWrite(); }, h);
   options.server.logger = log;
   master->hub_ = std::make_unique<Hub>(master->log_.get(), master->hooks_.get());
   s = net::MasterServer::Start(master->hub_.get(), options.server, &master->server_);

@@ -6,7 +6,9 @@
 // Attach builds the merkle tree from a snapshot, tails the WAL from there and
 // serves followers on options.server.listen. The caller's writes are not
 // changed; NotifyWrite() after a write wakes the tailer at once (without it,
-// new writes are seen within options.poll_interval). Destroying the Master
+// new writes are seen within options.poll_interval; an application that
+// notifies is trusted to notify every write, WalTailerOptions::
+// idle_poll_interval). Destroying the Master
 // stops serving and tailing; it never closes the DB, which must outlive it.
 #pragma once
 

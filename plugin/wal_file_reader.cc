@@ -1,8 +1,9 @@
 // Reading RocksDB's log format from a WAL file that is still being written.
 #include "plugin/wal_file_reader.h"
 
+#include <isa-l/crc.h>
+
 #include <algorithm>
-#include <boost/crc.hpp>
 #include <utility>
 
 namespace sdiff::plugin {
@@ -45,7 +46,14 @@ uint32_t UnmaskCrc(uint32_t masked) {
   return (rot >> 17) | (rot << 15);
 }
 
-using Crc32c = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
+// CRC32C (Castagnoli), as RocksDB computes it. ISA-L picks the CPU's CRC32
+// instruction (SSE4.2, ARMv8 CRC) at run time: about a tenth of the cost of
+// a table a byte at a time, which was 10% of the tailer's CPU at batch 1.
+// Its crc32_iscsi neither inverts the initial value nor the result.
+uint32_t Crc32c(const char* data, size_t n) {
+  return ~crc32_iscsi(reinterpret_cast<unsigned char*>(const_cast<char*>(data)),
+                      static_cast<int>(n), 0xFFFFFFFFu);
+}
 
 }  // namespace
 
@@ -149,9 +157,8 @@ WalFileReader::Result WalFileReader::ReadPhysical(uint8_t* type, std::string_vie
         DecodeFixed32(header + kHeaderSize) != static_cast<uint32_t>(log_number_)) {
       return Result::kEnd;  // a record of the file's previous life
     }
-    Crc32c crc;
-    crc.process_bytes(header + 6, header_size - 6 + length);  // type, [log number], payload
-    if (crc.checksum() != UnmaskCrc(masked)) {
+    // type, [log number], payload; length < kBlockSize, so it fits an int
+    if (Crc32c(header + 6, header_size - 6 + length) != UnmaskCrc(masked)) {
       // In a reused file, a record being written over an old one shows the
       // old bytes until it is complete: the end, for now.
       if (recyclable_type) return Result::kEnd;

@@ -94,6 +94,11 @@ class OpCollector : public rocksdb::WriteBatch::Handler {
   }
   rocksdb::Status MarkNoop(bool) override { return rocksdb::Status::OK(); }
 
+  // Room for `records` ops, so that a large batch's vector is allocated
+  // once rather than regrown (and its ops moved) eight times.
+  void Reserve(size_t records) {
+    if (data_wanted_) record_.ops.reserve(records);
+  }
   // The record read: ops, merges, sequences, prepares, ended and unknown_commit.
   WalRecord& record() { return record_; }
 
@@ -251,10 +256,17 @@ void WalTailer::Wake() {
 
 // Called after every write of a busy application: while the tailer is awake
 // it costs a fence and a load, not a lock and a futex call.
-void WalTailer::NotifyWrite() {
+void WalTailer::NotifyOwnWrite() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!sleeping_.load(std::memory_order_relaxed)) return;
   Wake();
+}
+
+void WalTailer::NotifyWrite() {
+  // A load first: a store on every write would bounce the cache line
+  // between the application's threads.
+  if (!notified_.load(std::memory_order_relaxed)) notified_.store(true, std::memory_order_relaxed);
+  NotifyOwnWrite();
 }
 
 void WalTailer::Run() {
@@ -267,6 +279,8 @@ void WalTailer::Run() {
   std::unique_ptr<rocksdb::WriteBatch> held;
   uint64_t held_until = 0;
   uint64_t expected = log_->tailed_seq() + 1;
+  // How long an idle look sleeps (see WalTailerOptions::idle_poll_interval).
+  std::chrono::steady_clock::duration idle_sleep = options_.poll_interval;
   auto gap = [&](const std::string& why) {
     logger_->warn("WAL gap at sequence {}: {}; rebuilding the tree, followers will diff", expected,
                   why);
@@ -311,6 +325,15 @@ void WalTailer::Run() {
     bool at_end = false;
     while (!held || seen >= held_until) {
       if (!held) {
+        // Nothing published past the tree: any record in the file now is
+        // one still being written (it would be held), or consumes no
+        // sequence number and can wait for the next that does. Reading to
+        // the file's end would cost a read() that finds nothing, once per
+        // pass of a busy tailer and once per poll of an idle one.
+        if (seen < expected && db_->GetLatestSequenceNumber() < expected) {
+          at_end = true;
+          break;
+        }
         std::string rep;
         Status error;
         WalReader::Result r = reader->Next(seen >= expected, &rep, &error);
@@ -391,6 +414,7 @@ void WalTailer::Run() {
     log_->RunTreeTasks();  // those asked for the position the tree rests at
     net::MutexLock lock(&wake_mu_);
     if (progressed) {
+      idle_sleep = options_.poll_interval;
       // Several batches in one pass: the writer is fast. Let its next ones
       // gather for a moment, unwoken by NotifyWrite, so they reach the
       // server and the follower together (one wake-up, send and write for
@@ -408,7 +432,16 @@ void WalTailer::Run() {
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (db_->GetLatestSequenceNumber() == seen) {
-      WaitLocked(options_.poll_interval, /*until_woken=*/true);
+      ++idle_looks_;
+      WaitLocked(idle_sleep, /*until_woken=*/true);
+      // Slept its full time: nothing was written, or nothing notified. An
+      // application that notifies is trusted to, and the next sleep doubles.
+      if (!woken_ && notified_.load(std::memory_order_relaxed)) {
+        idle_sleep = std::min<std::chrono::steady_clock::duration>(
+            2 * idle_sleep, std::max(options_.poll_interval, options_.idle_poll_interval));
+      } else {
+        idle_sleep = options_.poll_interval;
+      }
     }
     sleeping_.store(false, std::memory_order_relaxed);
     woken_ = false;
@@ -425,6 +458,10 @@ void WalTailer::WaitLocked(std::chrono::steady_clock::duration timeout, bool unt
 Status WalTailer::ReadRecord(uint64_t seq, const rocksdb::WriteBatch& wal_batch, bool data_wanted,
                              WalRecord* out) {
   OpCollector collector(families_, prepared_, data_wanted);
+  // Count() is every data record, prepared or of other families too: an
+  // upper bound on the ops, but for a commit's spliced-in section. A data
+  // record takes at least 2 bytes of the rep, which bounds a bogus count.
+  collector.Reserve(std::min<size_t>(wal_batch.Count(), wal_batch.GetDataSize() / 2));
   rocksdb::Status rs = wal_batch.Iterate(&collector);
   if (!rs.ok()) return Status::Corruption("cannot read the WAL batch: " + rs.ToString());
   *out = std::move(collector.record());
@@ -467,6 +504,7 @@ WalTailerStats WalTailer::stats() {
   WalTailerStats s;
   s.rebuilds = rebuilds_;
   s.rebuild_pending = rebuild_pending_;
+  s.idle_looks = idle_looks_;
   return s;
 }
 

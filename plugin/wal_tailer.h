@@ -44,6 +44,13 @@ struct WalTailerOptions {
   // The longest the tailer sleeps before looking at the WAL again when no
   // NotifyWrite() woke it: the bound on stream latency without notifications.
   std::chrono::milliseconds poll_interval{1};
+  // Once the application has called NotifyWrite(), the tailer trusts it to
+  // call it after every write: each look at an idle WAL that found nothing
+  // doubles the next sleep, from poll_interval up to this, and a write (or a
+  // NotifyWrite) brings it back to poll_interval. An idle master then wakes
+  // a few times a second instead of a thousand; a write the application
+  // forgot to notify is seen within this. Default: 16 ms.
+  std::chrono::milliseconds idle_poll_interval{16};
   // After a pass over the WAL that found several batches (a fast writer),
   // the tailer waits this long before the next, so the batches written
   // meanwhile go to the followers together. Bounds the latency it adds.
@@ -57,6 +64,7 @@ struct WalTailerStats {
   // A rebuild was asked for (RequestRebuild: an ingested file) and has not
   // finished: the tree lacks data the database holds.
   bool rebuild_pending = false;
+  uint64_t idle_looks = 0;  // looks at the WAL that found nothing new and slept after
 };
 
 // Writes read from a WAL record or a prepare section.
@@ -87,7 +95,12 @@ class WalTailer {
 
   void Start();
   void Stop();
-  void NotifyWrite();  // wakes the tailer now, if it sleeps
+  // The application wrote: wakes the tailer now, if it sleeps, and from now
+  // on lets it sleep longer while idle (idle_poll_interval).
+  void NotifyWrite();
+  // sdiff's own write (a writer session's): wakes the tailer like
+  // NotifyWrite, but says nothing of whether the application notifies.
+  void NotifyOwnWrite();
   // Data reached the DB outside the WAL (an ingested file): rebuild and diff.
   void RequestRebuild(std::string reason);
   WalTailerStats stats();
@@ -129,6 +142,9 @@ class WalTailer {
   bool woken_ GUARDED_BY(wake_mu_) = false;
   // Set (under wake_mu_) while the tailer waits for NotifyWrite; read without it.
   std::atomic<bool> sleeping_{false};
+  // NotifyWrite was called: the application notifies its writes.
+  std::atomic<bool> notified_{false};
+  uint64_t idle_looks_ GUARDED_BY(wake_mu_) = 0;
   bool stop_ GUARDED_BY(wake_mu_) = false;
   std::string rebuild_reason_ GUARDED_BY(wake_mu_);    // non-empty: rebuild
   bool rebuild_pending_ GUARDED_BY(wake_mu_) = false;  // asked for, not yet done

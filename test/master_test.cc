@@ -248,6 +248,46 @@ TEST_F(MasterTest, AWriteRacingTheTailersFirstReadIsNoGap) {
   }
 }
 
+// An application that notifies its writes lets an idle tailer sleep longer
+// and longer (up to idle_poll_interval), and a notified write still wakes it
+// at once; until the first NotifyWrite it looks every poll_interval.
+TEST_F(MasterTest, AnIdleTailerBacksOffOnlyForAnApplicationThatNotifies) {
+  OpenDb();
+  auto null_log = testing::QuietLogger();
+  BatchLog log(BatchLogOptions{.logger = null_log});
+  WalTailerOptions o;
+  o.logger = null_log;
+  o.poll_interval = 2ms;
+  o.idle_poll_interval = 10s;
+  std::unique_ptr<WalTailer> tailer;
+  ASSERT_TRUE(WalTailer::Create(db_.get(), handles_, o, &log, &tailer).ok());
+  tailer->Start();
+  auto looks = [&] { return tailer->stats().idle_looks; };
+  auto tailed = [&] { return log.tailed_seq() >= db_->GetLatestSequenceNumber(); };
+
+  // Never notified: 20 looks take about 40 ms (backing off, over 2 s).
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::WaitUntil([&] { return looks() >= 20; }, kDeadline));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+
+  // A notified write: each idle look then sleeps twice as long as the last,
+  // 2 + 4 + ... + 128 ms before the eighth.
+  Put(0, "k", "1");
+  tailer->NotifyWrite();
+  ASSERT_TRUE(testing::WaitUntil(tailed, kDeadline));
+  const uint64_t base = looks();
+  start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::WaitUntil([&] { return looks() >= base + 8; }, kDeadline));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 250ms);
+
+  // The eighth look sleeps 256 ms: a notified write does not wait for it.
+  start = std::chrono::steady_clock::now();
+  Put(0, "k", "2");
+  tailer->NotifyWrite();
+  ASSERT_TRUE(testing::WaitUntil(tailed, kDeadline));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 128ms);
+}
+
 // What a server connection sees of the tailer: groups of batches and snapshots, in order.
 class RecordingSink : public BatchSink {
  public:

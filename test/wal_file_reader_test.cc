@@ -163,5 +163,23 @@ TEST_F(WalFileReaderTest, AFlippedByteIsCorruption) {
   EXPECT_NE(error.message().find("checksum mismatch"), std::string::npos) << error.ToString();
 }
 
+// The stored checksum itself wrong, the record intact: refused just the same.
+TEST_F(WalFileReaderTest, AWrongChecksumIsCorruption) {
+  std::string wal = WriteWal({10, 20, 30});
+  // The first record: checksum (4) | length (2) | type (1) | payload.
+  const size_t first_length = static_cast<uint8_t>(wal[4]) | static_cast<uint8_t>(wal[5]) << 8;
+  const size_t second = 7 + first_length;
+  wal[second + 1] ^= 0x01;  // one bit of the second record's checksum
+  WriteFile(wal);
+  auto reader = Open();
+  WalFileReader::Result last;
+  Status error;
+  EXPECT_EQ(ReadAll(reader.get(), &last, &error), std::vector<size_t>{10});
+  EXPECT_EQ(last, WalFileReader::Result::kCorrupt);
+  EXPECT_NE(error.message().find("checksum mismatch at offset " + std::to_string(second)),
+            std::string::npos)
+      << error.ToString();
+}
+
 }  // namespace
 }  // namespace sdiff::plugin

@@ -16,7 +16,8 @@
 // Attach builds a merkle tree from a snapshot, tails the WAL from there and
 // serves followers. The application's writes are not changed; NotifyWrite()
 // after a write wakes the tailer at once (without it, new writes are seen
-// within options.poll_interval). Destroying the Master stops serving and
+// within options.poll_interval; see there for an application that notifies
+// some writes only). Destroying the Master stops serving and
 // tailing; it never closes the DB, which must outlive it.
 // Public (include/sdiff/): needs no RocksDB, Boost or internal header.
 #pragma once

@@ -69,6 +69,10 @@ struct MasterOptions {
   // than resumes. Empty: the DB's identity (DB::GetDbIdentity). Default: empty.
   std::string master_id;
   // Without NotifyWrite, new writes are seen within this. Default: 1 ms.
+  // An application that calls NotifyWrite is trusted to call it after every
+  // write: while nothing is written, the master then looks at the WAL less
+  // and less often, until only every 16 ms (or poll_interval, if longer), so
+  // a write it forgets to notify may wait that long.
   std::chrono::milliseconds poll_interval{1};
   // Recent batches kept in memory so that a follower coming back resumes the
   // stream instead of diffing. Default: 64 MiB.

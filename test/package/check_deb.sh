@@ -97,8 +97,8 @@ strays=$(grep -E '^/etc/.' "$work/contents" | grep -vxF /etc/sdiff/ || true)
 depends=$(dpkg-deb -f "$deb" Depends)
 # From dpkg-shlibdeps, the shared libraries the programs link (RocksDB is
 # linked statically: its compression libraries stand for it), and from the headers.
-for dep in libssl3 'libfmt[0-9]+' 'libspdlog[0-9.a-z-]+' libzstd1 'libc6 \(' adduser \
-  librocksdb-dev libssl-dev libspdlog-dev libxxhash-dev; do
+for dep in libssl3 'libfmt[0-9]+' 'libspdlog[0-9.a-z-]+' libzstd1 libisal2 'libc6 \(' adduser \
+  librocksdb-dev libssl-dev libspdlog-dev libxxhash-dev libisal-dev; do
   grep -qE "(^|, )$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
 done
 step "contents and Depends: $depends"
