@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <random>
 
 #include "bench/bench_util.h"
@@ -32,7 +34,15 @@ struct DiffResult {
   bool equal = false;
 };
 
-DiffResult Measure(testing::MemoryMaster& master, size_t n, size_t d, uint64_t seed) {
+// Tells a profiler when the diff starts and stops (DiffBenchOptions::perf_control).
+void PerfControl(std::FILE* fifo, const char* command) {
+  if (fifo == nullptr) return;
+  std::fputs(command, fifo);
+  std::fflush(fifo);
+}
+
+DiffResult Measure(testing::MemoryMaster& master, size_t n, size_t d, uint64_t seed,
+                   std::FILE* perf_control) {
   DiffResult r;
   r.n = n;
   r.d = d;
@@ -63,9 +73,11 @@ DiffResult Measure(testing::MemoryMaster& master, size_t n, size_t d, uint64_t s
   // Everything sent so far, the Welcome included, is handshake: count from here.
   uint64_t base_to_follower = link.bytes_to_follower();
   uint64_t base_to_master = link.bytes_to_master();
+  PerfControl(perf_control, "enable\n");
   double cpu0 = CpuSeconds();
   link.RunUntilQuiet();
   r.cpu_ms = (CpuSeconds() - cpu0) * 1e3;
+  PerfControl(perf_control, "disable\n");
   r.bytes_to_follower = link.bytes_to_follower() - base_to_follower;
   r.bytes_to_master = link.bytes_to_master() - base_to_master;
   r.round_trips = link.stats().round_trips;
@@ -82,6 +94,14 @@ DiffResult Measure(testing::MemoryMaster& master, size_t n, size_t d, uint64_t s
 int RunDiffBench(const DiffBenchOptions& options) {
   std::vector<DiffResult> results;
   int rc = 0;
+  std::FILE* perf_control = nullptr;
+  if (!options.perf_control.empty()) {
+    perf_control = std::fopen(options.perf_control.c_str(), "w");
+    if (perf_control == nullptr) {
+      fmt::print(stderr, "sdiff-bench: cannot open {}\n", options.perf_control);
+      return 1;
+    }
+  }
   if (!options.json) {
     fmt::print("{:>9} {:>7} {:>6} {:>8} {:>14} {:>14} {:>16} {:>9}\n", "n", "d", "RTs", "retries",
                "to master B", "to follower B", "overhead B/diff", "CPU ms");
@@ -98,11 +118,18 @@ int RunDiffBench(const DiffBenchOptions& options) {
     master.PurgeLogBefore(master.seq());
     for (size_t d : options.diffs) {
       if (d > n / 2) continue;
-      DiffResult r = Measure(master, n, d, n * 31 + d);
-      if (!r.equal) {
-        fmt::print(stderr, "sdiff-bench: n={} d={}: follower did not converge\n", n, d);
-        rc = 1;
+      DiffResult r;
+      std::vector<double> cpu_ms;
+      for (int i = 0; i < std::max(1, options.repeat); ++i) {
+        r = Measure(master, n, d, n * 31 + d, perf_control);
+        if (!r.equal) {
+          fmt::print(stderr, "sdiff-bench: n={} d={}: follower did not converge\n", n, d);
+          rc = 1;
+        }
+        cpu_ms.push_back(r.cpu_ms);
       }
+      std::sort(cpu_ms.begin(), cpu_ms.end());
+      r.cpu_ms = cpu_ms[cpu_ms.size() / 2];
       results.push_back(r);
       if (!options.json) {
         fmt::print("{:>9} {:>7} {:>6} {:>8} {:>14} {:>14} {:>16.1f} {:>9.2f}\n", r.n, r.d,
@@ -125,6 +152,7 @@ int RunDiffBench(const DiffBenchOptions& options) {
     }
     fmt::print("]}}\n");
   }
+  if (perf_control != nullptr) std::fclose(perf_control);
   return rc;
 }
 

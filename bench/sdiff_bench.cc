@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
   diff_cmd->add_flag("--json", diff.json, "print one JSON object");
   diff_cmd->add_option("--sizes", diff.sizes, "key counts")->expected(1, -1);
   diff_cmd->add_option("--diffs", diff.diffs, "difference counts")->expected(1, -1);
+  diff_cmd->add_option("--repeat", diff.repeat, "diffs per (n, d); CPU is their median")
+      ->check(CLI::Range(1, 1000));
+  diff_cmd->add_option("--perf-control", diff.perf_control,
+                       "FIFO of `perf record --control=fifo:FIFO -D -1`: profile the diffs only");
 
   sdiff::bench::OverheadBenchOptions overhead;
   CLI::App* overhead_cmd =

@@ -355,6 +355,7 @@ void ClientSession::HandlePutStart(const PutStart& start) {
       break;
     case PutContext::kRepair:
       fits = assembling_ == Assembly::kNone && in_sync_ && start.id == sync_id_;
+      if (fits) BeginRepair();
       break;
     case PutContext::kBootstrap:
       fits =
@@ -476,6 +477,7 @@ void ClientSession::HandleSyncStart(const SyncStart& start) {
   hash_bytes_ = start.hash_bytes;
   repaired_ = 0;
   snapshot_ = hooks_.snapshot();
+  repairing_ = false;
   streamed_keys_.clear();
   streamed_ranges_.clear();
   tracking_ = true;
@@ -502,6 +504,7 @@ void ClientSession::HandleNodes(const NodesRequest& request) {
                                       " paths, more than " +
                                       std::to_string(wire::kMaxPathsPerRequest)));
   }
+  if (repairing_) return Fail(Status::ProtocolError("NodesRequest after the diff's repairs"));
   bool probed = !request.summaries.empty();
   if (probed &&
       (request.summaries.size() != request.paths.size() || request.hash_bytes != hash_bytes_)) {
@@ -536,15 +539,33 @@ void ClientSession::HandleRepair(const Repair& repair) {
     }
     if (!Streamed(op.family, op.key)) ops.push_back(op);
   }
-  for (const Hash128& key_hash : repair.delete_key_hashes) {
-    NodeRef leaf = LocatePrefix(snapshot_, KeyHashPath(key_hash));
-    if (leaf.empty() || !leaf.is_leaf() || leaf.key_hash() != key_hash) continue;
-    std::string key(leaf.key());
-    if (Streamed(leaf.family(), key)) continue;
-    ops.push_back(Op{OpKind::kDelete, leaf.family(), std::move(key), {}});
+  BeginRepair();
+  if (!repair.delete_key_hashes.empty()) {
+    // The keys by their hashes, in the tree as it is now: a key the diff
+    // found only here is as it was at the snapshot unless the stream wrote
+    // it since (then it is skipped either way); repairs never put it. The
+    // view goes before the write, which would otherwise copy what it shares.
+    TreeView now = hooks_.snapshot();
+    for (const Hash128& key_hash : repair.delete_key_hashes) {
+      NodeRef leaf = LocatePrefix(now, KeyHashPath(key_hash));
+      if (leaf.empty() || !leaf.is_leaf() || leaf.key_hash() != key_hash) continue;
+      std::string key(leaf.key());
+      if (Streamed(leaf.family(), key)) continue;
+      ops.push_back(Op{OpKind::kDelete, leaf.family(), std::move(key), {}});
+    }
   }
   repaired_ += ops.size();
   if (!ops.empty()) Apply(ApplyRequest::Source::kRepair, ops);
+}
+
+// The master sends repairs only once it has nothing more to ask (step 7 of
+// the diff in docs/protocol.md): the snapshot that answered its questions
+// goes now, so that the repairs write the tree in place rather than copy
+// every node on their paths that the snapshot still shares (a node of 256
+// children costs 256 reference counts to copy, and as many to free).
+void ClientSession::BeginRepair() {
+  repairing_ = true;
+  snapshot_ = TreeView();
 }
 
 void ClientSession::HandleSyncDone(const SyncDone& done) {
@@ -552,6 +573,7 @@ void ClientSession::HandleSyncDone(const SyncDone& done) {
     return Fail(Status::ProtocolError("SyncDone outside its diff"));
   }
   in_sync_ = false;
+  repairing_ = false;
   snapshot_ = TreeView();
   last_repaired_ = repaired_;
   if (!done.retry && !gap_during_sync_) {
@@ -617,7 +639,8 @@ void ClientSession::Track(const std::vector<Op>& ops) {
 }
 
 bool ClientSession::Streamed(FamilyTag family, const std::string& key) const {
-  if (!tracking_) return false;
+  // Most diffs see no stream write: no lookup (it would copy the key).
+  if (!tracking_ || (streamed_keys_.empty() && streamed_ranges_.empty())) return false;
   if (streamed_keys_.count({family, key}) != 0) return true;
   for (const Op& range : streamed_ranges_) {
     if (range.family == family && range.key <= key && key < range.value) return true;

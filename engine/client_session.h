@@ -210,6 +210,7 @@ class ClientSession {
   void HandleSyncStart(const SyncStart& start);
   void HandleNodes(const NodesRequest& request);
   void HandleRepair(const Repair& repair);
+  void BeginRepair();
   void HandleSyncDone(const SyncDone& done);
   void HandleBootstrap(const BootstrapChunk& chunk);
   bool Apply(ApplyRequest::Source source, const std::vector<Op>& ops, uint64_t stream_seq = 0,
@@ -251,7 +252,8 @@ class ClientSession {
   uint64_t sync_id_ = 0;
   uint64_t salt_ = 0;
   uint8_t hash_bytes_ = 0;
-  TreeView snapshot_;
+  TreeView snapshot_;       // the diff's; released once the repairs begin
+  bool repairing_ = false;  // a Repair came: the master asks nothing more
   uint64_t repaired_ = 0;
   uint64_t last_repaired_ = 0;
   uint64_t syncs_completed_ = 0;

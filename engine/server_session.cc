@@ -456,6 +456,7 @@ void ServerSession::HandleNodes(const Nodes& nodes) {
 void ServerSession::AskOrRepair() {
   std::vector<std::string> paths = comparer_->TakePending();
   if (paths.empty()) {
+    comparer_->ReleaseSnapshot();
     sync_phase_ = SyncPhase::kRepairing;
     return;
   }

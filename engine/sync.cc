@@ -1,6 +1,7 @@
 // Prefix summaries and the level-by-level comparison of the merkle diff.
 #include "engine/sync.h"
 
+#include <algorithm>
 #include <utility>
 
 #define XXH_INLINE_ALL
@@ -23,15 +24,25 @@ void ForEachLeafBelow(NodeRef node, const std::function<void(NodeRef)>& fn) {
   for (int i = 0; i < node.child_count(); ++i) ForEachLeafBelow(node.child(i), fn);
 }
 
+// How many children ahead of the one read a walk prefetches.
+constexpr int kPrefetchAhead = 16;
+
 // The logical children of `node` (which covers `depth`'s prefix) at `depth`:
 // its own children when it branches there, else itself under the shared digit.
 template <typename Fn>
 void ForEachChildAt(NodeRef node, int depth, Fn&& fn) {
   if (node.empty()) return;
   if (node.is_inner() && node.depth() == depth) {
-    // Children lie anywhere in memory: fetch them all, then read them.
-    for (int i = 0; i < node.child_count(); ++i) node.child(i).Prefetch();
-    for (int i = 0; i < node.child_count(); ++i) fn(node.child_digit(i), node.child(i));
+    // Children lie anywhere in memory: fetch a few ahead of the one read, so
+    // their misses overlap. Fetching all 256 first stalls on the CPU's
+    // outstanding misses and evicts the first before it is read (twice as
+    // slow at 1e6 keys).
+    const int count = node.child_count();
+    for (int i = 0; i < std::min(count, kPrefetchAhead); ++i) node.child(i).Prefetch();
+    for (int i = 0; i < count; ++i) {
+      if (i + kPrefetchAhead < count) node.child(i + kPrefetchAhead).Prefetch();
+      fn(node.child_digit(i), node.child(i));
+    }
     return;
   }
   fn(node.AnyKeyHash().digit(depth), node);

@@ -124,6 +124,10 @@ class DiffComparer {
   bool complete() const { return finished() && residue_.is_zero(); }
 
   Hash128 master_root() const { return master_.root_hash(); }
+  // Lets the master's snapshot go once nothing is left to ask (the repairs
+  // need only to_send() and follower_only()): while a view holds the tree's
+  // nodes, every write copies the nodes on its path.
+  void ReleaseSnapshot() { master_ = TreeView(master_.hasher()); }
 
   // Keys to send from the master (present there: a put; absent: a delete).
   std::vector<KeyRef>& to_send() { return to_send_; }

@@ -1844,6 +1844,25 @@ TEST_F(ClientSessionTest, RepairDeleteHashesResolveToTheRightKeys) {
   EXPECT_EQ(writes_.back().ops, (std::vector<Op>{Del("y")}));
 }
 
+// The master asks nothing more once it repairs, so the follower lets the
+// diff's snapshot go at the first Repair (its writes then change the tree in
+// place); a question after that is the master's error, not one to answer
+// from a tree that moved on.
+TEST_F(ClientSessionTest, NodesRequestAfterARepairIsAProtocolError) {
+  for (const char* key : {"a", "b", "c", "d", "e"}) follower_.Put(0, key, "v");
+  state_ = FollowerState{"m1", 10};
+  ConnectResumed(10);
+  Out();
+  Feed(MakeSyncStart(1, Hash128{1, 1}));
+  Out();
+  Feed(NodesRequest{.sync_id = 1, .paths = {""}});
+  EXPECT_EQ(One<Nodes>(Out()).summaries.size(), 1u);
+  Feed(Repair{.sync_id = 1, .ops = {Put("a", "repair")}});
+  EXPECT_EQ(ValueOf(follower_.data(), "a"), "repair");
+  Feed(NodesRequest{.sync_id = 1, .paths = {""}});
+  ExpectProtocolError("NodesRequest after the diff's repairs");
+}
+
 TEST_F(ClientSessionTest, RepairWithRangeDeleteIsProtocolError) {
   state_ = FollowerState{"m1", 10};
   ConnectResumed(10);
