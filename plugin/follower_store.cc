@@ -561,19 +561,19 @@ Status RocksFollowerStore::LoadMeta() {
 Status RocksFollowerStore::RebuildTree() {
   WaitWhileBuilding();  // then rebuilt with the new tags
   MerkleTree tree(tree_.hasher());
-  Status s = BuildTree(by_tag_, &tree);
+  Status s = BuildTree(by_tag_, /*snapshot=*/nullptr, TreeScanOptions(), &tree);
   if (!s.ok()) return s;
   tree_ = std::move(tree);
   return Status::OK();
 }
 
 Status RocksFollowerStore::BuildTree(
-    const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families, MerkleTree* tree) const {
-  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  Status result =
-      ScanIntoTree(db_.get(), snapshot, TaggedFamilies(families.begin(), families.end()),
-                   TreeScanOptions(), tree);
-  db_->ReleaseSnapshot(snapshot);
+    const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families,
+    const rocksdb::Snapshot* snapshot, const TreeScanOptions& scan, MerkleTree* tree) const {
+  const rocksdb::Snapshot* own = snapshot == nullptr ? db_->GetSnapshot() : nullptr;
+  Status result = ScanIntoTree(db_.get(), own != nullptr ? own : snapshot,
+                               TaggedFamilies(families.begin(), families.end()), scan, tree);
+  if (own != nullptr) db_->ReleaseSnapshot(own);
   return result;
 }
 
@@ -644,7 +644,7 @@ Status RocksFollowerStore::Prepare() {
     }
   }
   MerkleTree tree(hasher);
-  Status s = BuildTree(families, &tree);
+  Status s = BuildTree(families, /*snapshot=*/nullptr, TreeScanOptions(), &tree);
   if (!s.ok()) return s;
   {
     net::MutexLock lock(&mu_);
@@ -664,8 +664,7 @@ void RocksFollowerStore::BuildBehind(const rocksdb::Snapshot* snapshot,
   scan.cancel = &closing_;
   MerkleTree tree(hasher);
   for (;;) {
-    Status s = ScanIntoTree(db_.get(), snapshot, TaggedFamilies(families.begin(), families.end()),
-                            scan, &tree);
+    Status s = BuildTree(families, snapshot, scan, &tree);
     if (s.ok() || closing_) break;
     // As a failed Prepare is: logged and tried again, while a diff waits.
     log_->error("{}: cannot build the replica's tree: {}; trying again in a second",

@@ -210,8 +210,9 @@ class RocksFollowerStore : public FollowerStore {
   Status LedgerEntries(const ApplyRequest& request, std::vector<LedgerEntry>* out) REQUIRES(mu_);
   // Rebuilds the tree from a snapshot of every tagged family.
   Status RebuildTree() REQUIRES(mu_);
-  // Reads `families` from one snapshot into *tree.
+  // Reads `families` as of `snapshot` (null: a snapshot of its own) into *tree.
   Status BuildTree(const std::map<FamilyTag, rocksdb::ColumnFamilyHandle*>& families,
+                   const rocksdb::Snapshot* snapshot, const TreeScanOptions& scan,
                    MerkleTree* tree) const;
   Status TakeFamilies(const std::vector<FamilyInfo>& families);
   Status Write(const ApplyRequest& request);
