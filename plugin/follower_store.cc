@@ -675,16 +675,40 @@ void RocksFollowerStore::BuildBehind(const rocksdb::Snapshot* snapshot,
   }
   db_->ReleaseSnapshot(snapshot);
   if (options_.before_tree_built && !closing_) options_.before_tree_built();
-  net::MutexLock lock(&mu_);
-  const size_t meanwhile = pending_.size();
-  if (!closing_) {
-    for (const PendingChange& c : pending_) {
+  // The writes made meanwhile, oldest first, grouped with their paths
+  // prefetched as every apply is. While many remain they are taken in
+  // rounds and applied outside the lock (the tree is this thread's alone),
+  // so that the stream's writes and status readers wait only for the last few.
+  auto apply = [&tree](const std::vector<PendingChange>& changes) {
+    for (size_t i = 0; i < changes.size(); ++i) {
+      PrefetchGroupAt(tree, changes, i, [](const PendingChange& c) {
+        return std::optional(std::pair<FamilyTag, std::string_view>(c.family, c.key));
+      });
+      const PendingChange& c = changes[i];
       if (c.put) {
         tree.PutLeafHash(c.family, c.key, c.leaf_hash);
       } else {
         tree.Erase(c.family, c.key);
       }
     }
+  };
+  constexpr size_t kAppliedUnderLock = 4096;
+  constexpr int kMaxRounds = 8;  // then the rest under the lock, however many
+  size_t meanwhile = 0;
+  for (int round = 0; round < kMaxRounds && !closing_; ++round) {
+    std::vector<PendingChange> taken;
+    {
+      net::MutexLock lock(&mu_);
+      if (pending_.size() <= kAppliedUnderLock) break;
+      taken.swap(pending_);
+    }
+    meanwhile += taken.size();
+    apply(taken);
+  }
+  net::MutexLock lock(&mu_);
+  meanwhile += pending_.size();
+  if (!closing_) {
+    apply(pending_);
     tree_ = std::move(tree);
     tree_built_ = true;
     log_->info(

@@ -265,7 +265,19 @@ TEST_F(CloneTest, TheCloneStreamsWhileItsTreeIsBuiltAndTheTreeTakesEveryWrite) {
   ASSERT_TRUE(follower_->status().cloned);
   ASSERT_TRUE(testing::WaitUntil([&] { return scanned.load(); }, kDeadline));
 
-  // Puts, an overwrite, a delete and a range delete, none in the scanned snapshot.
+  // Puts, an overwrite, a delete and a range delete, none in the scanned
+  // snapshot; more of them than the builder applies under the store's lock
+  // (it takes the rest in rounds), some of those then written again.
+  for (int b = 0; b < 10; ++b) {
+    rocksdb::WriteBatch batch;
+    for (int i = 0; i < 500; ++i) {
+      ASSERT_TRUE(batch.Put(handles_[1], "bulk" + std::to_string(b * 500 + i), "v").ok());
+    }
+    ASSERT_TRUE(db_->Write(rocksdb::WriteOptions(), &batch).ok());
+    master_->NotifyWrite();
+  }
+  Put(1, "bulk7", "written again");
+  ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), handles_[1], "bulk8").ok());
   Put(0, "new", "during the build");
   Put(1, "k4", "overwritten during the build");
   ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), handles_[2], "k5").ok());
